@@ -1,0 +1,1 @@
+"""One sub-package per platform. Connectors import `hub` only, never each other."""

@@ -1,0 +1,67 @@
+"""Reading Segment HTTP Tracking API bodies (private to this connector)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import zlib
+from typing import Any
+
+from hub.errors import PayloadError
+
+MAX_EVENT_BYTES = 32 * 1024
+MAX_BATCH_BYTES = 500 * 1024
+MAX_DECOMPRESSED_BYTES = 4 * 1024 * 1024
+CALLS = ("identify", "track", "page", "screen", "group", "alias")
+
+
+def decode_body(body: bytes, content_encoding: str | None) -> bytes:
+    if (content_encoding or "").lower().strip() != "gzip":
+        return body
+    try:
+        data = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(body, MAX_DECOMPRESSED_BYTES + 1)
+    except (zlib.error, gzip.BadGzipFile) as exc:
+        raise PayloadError(f"body is not valid gzip: {exc}", code="invalid_gzip") from exc
+    if len(data) > MAX_DECOMPRESSED_BYTES:
+        raise PayloadError("decompressed body is too large", code="batch_too_large")
+    return data
+
+
+def read_messages(raw: bytes, call: str) -> list[Any]:
+    """The request's messages (each still untrusted). Raises PayloadError (HTTP 400) as Segment does."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PayloadError(f"body is not valid JSON: {exc}", code="invalid_json") from exc
+    if not isinstance(doc, dict):
+        raise PayloadError("body must be a JSON object", code="invalid_body")
+    if call == "batch":
+        if len(raw) > MAX_BATCH_BYTES:
+            raise PayloadError(f"batch of {len(raw)} bytes exceeds {MAX_BATCH_BYTES}", code="batch_too_large")
+        batch = doc.get("batch")
+        if not isinstance(batch, list):
+            raise PayloadError("batch must be a list of messages", code="invalid_batch")
+        context = doc.get("context") if isinstance(doc.get("context"), dict) else None
+        messages = []
+        for item in batch:
+            size = len(json.dumps(item, ensure_ascii=False, default=str).encode())
+            if size > MAX_EVENT_BYTES:
+                raise PayloadError(f"a message of {size} bytes exceeds {MAX_EVENT_BYTES}", code="message_too_large")
+            if context and isinstance(item, dict):
+                item = {**item, "context": {**context, **(item.get("context") or {})}}
+            messages.append(item)
+        return messages
+    if len(raw) > MAX_EVENT_BYTES:
+        raise PayloadError(f"message of {len(raw)} bytes exceeds {MAX_EVENT_BYTES}", code="message_too_large")
+    return [{**doc, "type": doc.get("type") or call}]
+
+
+def message_id(message: Any) -> str:
+    """Segment's messageId, or a digest of the message when a sender omits it."""
+    if isinstance(message, dict):
+        mid = message.get("messageId")
+        if isinstance(mid, str | int) and str(mid).strip():
+            return str(mid).strip()[:250]
+    digest = hashlib.sha256(json.dumps(message, sort_keys=True, default=str).encode()).hexdigest()
+    return "sha256:" + digest

@@ -1,0 +1,190 @@
+"""Shared API plumbing (auth, errors, the hub dependency) and the kernel's own routes."""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import select, text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hub.connector import dump_config, public_config
+from hub.errors import HubError, InvalidRequest, NotFound, Unauthorized
+from hub.models import SourceRow
+from hub.runtime import Hub
+from hub.schemas import ConnectorInfo, Source, SourceCreate, SourceUpdate
+
+
+def get_hub_dep(request: Request) -> Hub:
+    return request.app.state.hub  # type: ignore[no-any-return]
+
+
+HubDep = Annotated[Hub, Depends(get_hub_dep)]
+
+
+def bearer_token(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def require_admin(request: Request) -> None:
+    """Bearer auth for /v1/*: constant-time compare with the admin token."""
+    expected = request.app.state.admin_token
+    given = bearer_token(request)
+    if not given or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise Unauthorized("missing or wrong admin token (Authorization: Bearer <CRMHUB_ADMIN_TOKEN>)")
+
+
+AdminDep = Depends(require_admin)
+
+
+def install_error_handlers(app: Any) -> None:
+    async def hub_error(_: Request, exc: HubError) -> JSONResponse:
+        headers = {"www-authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
+
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"field": ".".join(str(p) for p in err["loc"] if p != "body"), "message": err["msg"]}
+            for err in exc.errors()
+        ]
+        names = ", ".join(d["field"] or "body" for d in details)
+        body = {"error": {"code": "validation_error", "message": f"invalid request: {names}", "details": details}}
+        return JSONResponse(body, status_code=422)
+
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse({"error": {"code": code, "message": str(exc.detail), "details": None}},
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    app.add_exception_handler(HubError, hub_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+# ---------------------------------------------------------------- kernel routes
+
+router = APIRouter()
+admin = APIRouter(prefix="/v1", dependencies=[AdminDep])
+
+
+@router.get("/healthz", include_in_schema=False)
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(hub: HubDep) -> JSONResponse:
+    checks: dict[str, str] = {}
+    try:
+        with hub.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {exc.__class__.__name__}"
+    if hub.settings.broker_url:
+        try:
+            import redis
+
+            redis.Redis.from_url(hub.settings.broker_url, socket_timeout=2).ping()
+            checks["broker"] = "ok"
+        except Exception as exc:
+            checks["broker"] = f"error: {exc.__class__.__name__}"
+    else:
+        checks["broker"] = "in-process"
+    ready = all(v in ("ok", "in-process") for v in checks.values())
+    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503)
+
+
+@admin.get("/connectors")
+def list_connectors(hub: HubDep) -> dict[str, list[ConnectorInfo]]:
+    return {"items": [ConnectorInfo(name=c.name, title=c.title, config_schema=c.config_schema()) for c in hub.connectors]}
+
+
+def source_view(hub: Hub, row: SourceRow) -> Source:
+    connector = hub.connectors.get(row.connector) if row.connector in hub.connectors else None
+    config = public_config(connector, row.config_public) if connector else {}
+    return Source(id=row.id, connector=row.connector, name=row.name, enabled=row.enabled,
+                  webhook_url=f"{hub.settings.public_base()}/hooks/{row.id}", created_at=row.created_at, config=config)
+
+
+def create_source(hub: Hub, body: SourceCreate) -> Source:
+    connector = hub.connectors.get(body.connector)
+    model = connector.validate_config(body.config)
+    config = dump_config(model)
+    with hub.transaction() as session:
+        if session.scalars(select(SourceRow.id).where(SourceRow.name == body.name)).first():
+            raise InvalidRequest(f"a source named {body.name!r} exists", code="duplicate_name",
+                                 details=[{"field": "name", "message": "already used"}])
+        row = SourceRow(connector=connector.name, name=body.name, enabled=True, config_sealed=hub.box.seal(config),
+                        config_public=_public_part(connector, config))
+        session.add(row)
+        session.flush()
+        return source_view(hub, row)
+
+
+def _public_part(connector: Any, config: dict[str, Any]) -> dict[str, Any]:
+    secret = connector.secret_fields()
+    return {k: (bool(v) if k in secret else v) for k, v in config.items()}
+
+
+@admin.post("/sources", status_code=201)
+def post_source(body: SourceCreate, hub: HubDep) -> Source:
+    return create_source(hub, body)
+
+
+@admin.get("/sources")
+def list_sources(hub: HubDep) -> dict[str, list[Source]]:
+    with hub.sessions() as session:
+        rows = session.scalars(select(SourceRow).order_by(SourceRow.created_at)).all()
+        return {"items": [source_view(hub, r) for r in rows]}
+
+
+def _get_source(session: Any, source_id: uuid.UUID) -> SourceRow:
+    row = session.get(SourceRow, source_id)
+    if row is None:
+        raise NotFound(f"no source {source_id}", code="source_not_found")
+    return row  # type: ignore[no-any-return]
+
+
+@admin.get("/sources/{source_id}")
+def get_source(source_id: uuid.UUID, hub: HubDep) -> Source:
+    with hub.sessions() as session:
+        return source_view(hub, _get_source(session, source_id))
+
+
+def update_source(hub: Hub, source_id: uuid.UUID, body: SourceUpdate) -> Source:
+    with hub.transaction() as session:
+        row = _get_source(session, source_id)
+        if body.enabled is not None:
+            row.enabled = body.enabled
+        if body.name is not None:
+            row.name = body.name
+        if body.config is not None:
+            connector = hub.connectors.get(row.connector)
+            merged = {**hub.box.open(row.config_sealed), **body.config}
+            config = dump_config(connector.validate_config(merged))
+            row.config_sealed = hub.box.seal(config)
+            row.config_public = _public_part(connector, config)
+        session.flush()
+        view = source_view(hub, row)
+    hub.forget_source(source_id)
+    return view
+
+
+@admin.patch("/sources/{source_id}")
+def patch_source(source_id: uuid.UUID, body: SourceUpdate, hub: HubDep) -> Source:
+    return update_source(hub, source_id, body)
+
+
+@admin.delete("/sources/{source_id}", status_code=204)
+def delete_source(source_id: uuid.UUID, hub: HubDep) -> Response:
+    with hub.transaction() as session:
+        session.delete(_get_source(session, source_id))
+    hub.forget_source(source_id)
+    return Response(status_code=204)

@@ -1,0 +1,194 @@
+"""The `crmhub` command line (contract §2), assembled from `register_commands` hooks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import uuid
+from datetime import datetime
+from typing import Any
+
+import click
+
+from hub.errors import HubError
+from hub.runtime import Hub, get_hub
+from hub.settings import Settings, get_settings
+
+
+class HubGroup(click.Group):
+    """Turns HubErrors into a message on stderr and exit code 1 (usage errors stay 2)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HubError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=HubGroup)
+@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
+def cli(verbose: bool) -> None:
+    """crmhub: one customer journey across Douyin, Xiaohongshu, the call centre, POS, ERP and more."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def hub_for_cli(migrate: bool = True) -> Hub:
+    hub = get_hub()
+    if migrate:
+        hub.migrate()
+    return hub
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Run the HTTP API (migrations are applied first)."""
+    import uvicorn
+
+    from hub.app import create_app
+
+    settings = get_settings()
+    hub = hub_for_cli()
+    token, created = settings.resolved_admin_token()
+    if created:
+        click.echo(f"Generated admin token (stored in {settings.data_dir / 'admin.token'}, shown once):\n  {token}")
+    mode = f"Celery via {settings.broker_url}" if settings.broker_url else "in-process tasks"
+    click.echo(f"crmhub on http://{host}:{port}  database={_redact(settings.database_url)}  runtime={mode}")
+    uvicorn.run(create_app(hub), host=host, port=port, log_level="warning", access_log=False)
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@cli.command()
+@click.option("--queues", default="ingest,deliver,enrich", show_default=True)
+@click.option("--concurrency", default=2, show_default=True, type=int)
+@click.option("--pool", default="prefork", show_default=True)
+def worker(queues: str, concurrency: int, pool: str) -> None:
+    """Run a Celery worker (requires CRMHUB_BROKER_URL)."""
+    app = _celery_app()
+    app.worker_main(["worker", "-Q", queues, "-c", str(concurrency), "-P", pool, "--loglevel", "INFO",
+                     "--without-gossip", "--without-mingle"])
+
+
+@cli.command()
+def beat() -> None:
+    """Run the Celery beat scheduler: retries, recovery sweep, silent-customer scan."""
+    app = _celery_app()
+    app.start(["beat", "--loglevel", "INFO", "--schedule", str(get_settings().data_dir / "celerybeat-schedule")])
+
+
+def _celery_app() -> Any:
+    settings = get_settings()
+    if not settings.broker_url:
+        raise click.UsageError("CRMHUB_BROKER_URL is not set; the embedded default runs tasks inside `crmhub serve`")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    hub = hub_for_cli()
+    return hub.runner.app
+
+
+@cli.command()
+@click.option("--source", "source_id", type=click.UUID, help="Only this source.")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]))
+@click.option("--status", "statuses", multiple=True, type=click.Choice(["failed", "quarantined", "pending"]),
+              default=["failed"], show_default=True)
+def replay(source_id: uuid.UUID | None, since: datetime | None, statuses: tuple[str, ...]) -> None:
+    """Re-run processing of stored raw requests (failed by default) from their original bytes."""
+    from hub.pipeline import replay as do_replay
+
+    hub = hub_for_cli()
+    if since is not None and since.tzinfo is None:
+        from hub.schemas import utcnow
+
+        since = since.replace(tzinfo=utcnow().tzinfo)
+    hub.start()
+    try:
+        count = do_replay(hub, source_id=source_id, since=since, statuses=statuses)
+        hub.runner.join(timeout=600)
+    finally:
+        hub.stop()
+    click.echo(f"replayed {count} raw request(s)")
+
+
+@cli.group()
+def sources() -> None:
+    """List, add and disable sources (enabled connector instances)."""
+
+
+@sources.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def sources_list(as_json: bool) -> None:
+    from sqlalchemy import select
+
+    from hub.api import source_view
+    from hub.models import SourceRow
+
+    hub = hub_for_cli()
+    with hub.sessions() as session:
+        views = [source_view(hub, r) for r in session.scalars(select(SourceRow).order_by(SourceRow.created_at))]
+    if as_json:
+        click.echo(json.dumps([v.model_dump(mode="json") for v in views], ensure_ascii=False, indent=2))
+        return
+    for v in views:
+        click.echo(f"{v.id}  {v.connector:<16} {v.name:<24} {'enabled' if v.enabled else 'disabled':<9} {v.webhook_url}")
+
+
+@sources.command("add")
+@click.argument("connector")
+@click.argument("name")
+@click.option("--config", "config_json", default="{}", help="The connector's config as JSON.")
+def sources_add(connector: str, name: str, config_json: str) -> None:
+    from hub.api import create_source
+    from hub.schemas import SourceCreate
+
+    try:
+        config = json.loads(config_json)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--config") from exc
+    view = create_source(hub_for_cli(), SourceCreate(connector=connector, name=name, config=config))
+    click.echo(f"created {view.connector} source {view.name}\n  id: {view.id}\n  webhook URL: {view.webhook_url}")
+
+
+@sources.command("disable")
+@click.argument("source_id", type=click.UUID)
+def sources_disable(source_id: uuid.UUID) -> None:
+    from hub.api import update_source
+    from hub.schemas import SourceUpdate
+
+    view = update_source(hub_for_cli(), source_id, SourceUpdate(enabled=False))
+    click.echo(f"disabled {view.name}")
+
+
+@cli.command()
+@click.option("--dir", "workdir", type=click.Path(file_okay=False), default=None,
+              help="Where the demo keeps its database (default: the current directory).")
+def demo(workdir: str | None) -> None:
+    """Enable every connector with demo credentials, replay realistic events over HTTP, print a 360° view."""
+    from hub.demo import run_demo
+
+    run_demo(workdir)
+
+
+def build_cli() -> click.Group:
+    """The root group with every plugin's commands added."""
+    from hub.plugins import load_plugins, make_plugin_manager
+
+    settings: Settings = get_settings()
+    pm = make_plugin_manager()
+    try:
+        load_plugins(pm, settings.load_plugins)
+    except Exception as exc:  # a broken plugin must not take the CLI down
+        logging.getLogger(__name__).warning("plugin loading failed: %s", exc)
+    pm.hook.register_commands(cli=cli)
+    return cli
+
+
+def main() -> None:
+    build_cli()(prog_name="crmhub")

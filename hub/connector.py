@@ -1,0 +1,211 @@
+"""The `Connector` base class plugin authors subclass, and the registry the kernel calls through.
+
+A connector is pure: it never touches the database, FastAPI, Celery or SQLAlchemy.
+The kernel gives it the raw request, its validated config, and (for parse) a
+`ParseContext` with keyed state and an httpx client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Protocol
+
+import httpx
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from hub.errors import HubError, InvalidRequest, PayloadError
+from hub.schemas import EventDraft
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InboundRequest:
+    """An inbound HTTP request exactly as received; what the raw-event store keeps."""
+
+    method: str
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)  # names lower-cased
+    query: Mapping[str, str] = field(default_factory=dict)
+    path: str = ""  # the part after /hooks/{source_id}/, e.g. "v1/batch"
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    def json(self) -> Any:
+        """The body as JSON, or PayloadError (HTTP 400) naming why it is unreadable."""
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise PayloadError(f"body is not valid JSON: {exc}", code="invalid_json") from exc
+
+    def to_record(self) -> dict[str, Any]:
+        return {"method": self.method, "headers": dict(self.headers), "query": dict(self.query), "path": self.path}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], body: bytes) -> InboundRequest:
+        return cls(
+            method=record.get("method", "POST"),
+            body=body,
+            headers=dict(record.get("headers") or {}),
+            query=dict(record.get("query") or {}),
+            path=record.get("path", ""),
+        )
+
+
+@dataclass
+class Reply:
+    """What a connector answers its platform with."""
+
+    status: int = 200
+    body: Any = None  # dict/list → JSON, str/bytes → as is
+    media_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def content(self) -> bytes:
+        if self.body is None:
+            return b""
+        if isinstance(self.body, bytes):
+            return self.body
+        if isinstance(self.body, str):
+            return self.body.encode()
+        return json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class KeyedState(Protocol):
+    """Per-source durable key/value state (cursors, last-seen order versions) kept by the kernel."""
+
+    def get(self, key: str) -> Any: ...
+
+    def set(self, key: str, value: Any) -> None: ...
+
+
+@dataclass
+class ParseContext:
+    source_id: uuid.UUID
+    source_name: str
+    received_at: datetime
+    state: KeyedState
+    http: httpx.Client | None = None
+    log: logging.Logger = log
+    quarantined: list[tuple[str, str, Any]] = field(default_factory=list)
+
+    def quarantine(self, reason: str, detail: str, payload: Any = None) -> None:
+        """Set one item of a multi-item request aside (kept with its reason); the rest goes on."""
+        self.quarantined.append((reason, detail, payload))
+
+
+class Connector:
+    """Base class: override what your platform needs. Defaults suit a signed JSON push."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    config_model: ClassVar[type[BaseModel]]
+
+    # ------------------------------------------------------------- config
+    def validate_config(self, raw: Mapping[str, Any]) -> BaseModel:
+        try:
+            return self.config_model.model_validate(dict(raw))
+        except ValidationError as exc:
+            fields = [".".join(str(p) for p in err["loc"]) for err in exc.errors()]
+            raise InvalidRequest(
+                f"invalid config for connector {self.name!r}: {', '.join(fields) or 'config'}",
+                code="invalid_config",
+                details=[{"field": f, "message": e["msg"]} for f, e in zip(fields, exc.errors(), strict=True)],
+            ) from exc
+
+    def config_schema(self) -> dict[str, Any]:
+        return self.config_model.model_json_schema()
+
+    def secret_fields(self) -> set[str]:
+        return {
+            name for name, info in self.config_model.model_fields.items() if _is_secret(info.annotation)
+        }
+
+    # ------------------------------------------------------------- request path
+    def verify(self, request: InboundRequest, config: Any) -> None:
+        """Raise VerificationError unless the request is authentic. Runs on the raw bytes, first."""
+        raise NotImplementedError
+
+    def handshake(self, request: InboundRequest, config: Any) -> Reply | None:
+        """Answer a platform's URL-verification request (nothing is stored), or None."""
+        return None
+
+    def dedup_key(self, request: InboundRequest, config: Any) -> str:
+        """The platform's message id for this request; raise PayloadError if the body is unreadable."""
+        return "sha256:" + hashlib.sha256(request.body).hexdigest()
+
+    def event_count(self, request: InboundRequest, config: Any) -> int:
+        return 1
+
+    def ack(self, request: InboundRequest, config: Any, *, accepted: int, duplicates: int) -> Reply:
+        return Reply(200, {"accepted": accepted, "duplicates": duplicates})
+
+    def error_reply(self, request: InboundRequest | None, error: HubError) -> Reply:
+        return Reply(error.status_code, error.to_body())
+
+    # ------------------------------------------------------------- pipeline
+    def parse(self, request: InboundRequest, config: Any, ctx: ParseContext) -> list[EventDraft]:
+        """Normalise one stored request into events; raise QuarantineError when it cannot be."""
+        raise NotImplementedError
+
+
+def _is_secret(annotation: Any) -> bool:
+    if annotation is SecretStr:
+        return True
+    return SecretStr in getattr(annotation, "__args__", ())
+
+
+def public_config(connector: Connector, config: Mapping[str, Any]) -> dict[str, Any]:
+    """A config as the API may show it: secret fields masked, never echoed."""
+    secrets_ = connector.secret_fields()
+    return {k: ("********" if k in secrets_ and v else v) for k, v in config.items()}
+
+
+def dump_config(model: BaseModel) -> dict[str, Any]:
+    """A validated config as plain JSON (SecretStr revealed) — only ever stored encrypted."""
+    data = model.model_dump(mode="python")
+    for key, value in list(data.items()):
+        if isinstance(value, SecretStr):
+            data[key] = value.get_secret_value()
+    return json.loads(json.dumps(data, default=str))
+
+
+class ConnectorRegistry:
+    """Every registered connector by name; per-connector failures are isolated and logged."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, Connector] = {}
+
+    def register(self, connector: Connector) -> None:
+        if connector.name in self._by_name:
+            raise ValueError(f"connector {connector.name!r} registered twice")
+        self._by_name[connector.name] = connector
+
+    def collect(self, call_hook: Callable[..., list[Any]]) -> None:
+        for impl_result in call_hook(register=self._safe_register):
+            del impl_result
+
+    def _safe_register(self, connector: Connector) -> None:
+        try:
+            self.register(connector)
+        except Exception:  # one broken connector must not take the others down
+            log.exception("could not register connector %r", getattr(connector, "name", connector))
+
+    def get(self, name: str) -> Connector:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise InvalidRequest(f"unknown connector {name!r}", code="unknown_connector") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def __iter__(self) -> Iterator[Connector]:
+        return iter(sorted(self._by_name.values(), key=lambda c: c.name))

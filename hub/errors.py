@@ -1,0 +1,83 @@
+"""Errors the hub raises, each carrying the HTTP status and snake_case code the API answers with.
+
+HubError
+├── NotFound (404)
+├── Conflict (409)
+├── InvalidRequest (422)       config or body fails validation
+├── Unauthorized (401)         admin token missing or wrong
+├── VerificationError (401)    a platform's signature/credentials do not verify
+├── PayloadError (400)         an inbound body that cannot be read at all
+├── PayloadTooLarge (413)
+├── QuarantineError            verified but cannot be normalised: kept with its reason, answered 2xx
+└── RetryableError             a transient failure (deadlock, throttling, 5xx upstream): retry the step
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class HubError(Exception):
+    status_code: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details = details
+
+    def to_body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+class NotFound(HubError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(HubError):
+    status_code = 409
+    code = "conflict"
+
+
+class InvalidRequest(HubError):
+    status_code = 422
+    code = "validation_error"
+
+
+class Unauthorized(HubError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class VerificationError(HubError):
+    status_code = 401
+    code = "verification_failed"
+
+
+class PayloadError(HubError):
+    status_code = 400
+    code = "bad_payload"
+
+
+class PayloadTooLarge(HubError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class QuarantineError(HubError):
+    """Raised by `Connector.parse()` for a verified payload that cannot become events."""
+
+    status_code = 200
+    code = "quarantined"
+
+    def __init__(self, reason: str, message: str | None = None, *, details: Any = None) -> None:
+        super().__init__(message or reason, code="quarantined", details=details)
+        self.reason = reason
+
+
+class RetryableError(HubError):
+    status_code = 503
+    code = "retryable"

@@ -1,0 +1,99 @@
+"""Every hook the kernel calls, typed and documented. No logic lives here.
+
+Hooks are synchronous and do no IO of their own; IO lives on the objects they
+register (connectors, routers, commands). Specs grow by adding arguments only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+    from fastapi import APIRouter
+    from sqlalchemy.orm import Session
+
+    from hub.connector import Connector
+    from hub.demo import DemoSource
+    from hub.schemas import UnifiedEvent
+
+hookspec = pluggy.HookspecMarker("crmhub")
+
+# ---------------------------------------------------------------- registration
+
+
+@hookspec
+def register_connectors(register: Callable[[Connector], None]) -> None:
+    """Hand the hub this package's connector objects.
+
+    :param register: call it once per `Connector` instance.
+    """
+
+
+@hookspec
+def register_routes(router: APIRouter) -> None:
+    """Add this package's HTTP routes to the app.
+
+    :param router: a FastAPI router mounted at the application root.
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add this package's commands to the `crmhub` CLI.
+
+    :param cli: the root click group.
+    """
+
+
+@hookspec
+def register_schedules(schedule: Callable[[str, float], None]) -> None:
+    """Declare periodic tasks (run by `crmhub beat`, or by the in-process scheduler).
+
+    :param schedule: call `schedule(task_name, every_seconds)` for each periodic task.
+    """
+
+
+# ---------------------------------------------------------------- pipeline
+
+
+@hookspec(firstresult=True)
+def resolve_identity(event: UnifiedEvent, session: Session) -> tuple[Any, Any] | None:
+    """Map the event's identities to a customer (and account). First non-None result wins.
+
+    :param event: the event about to be stored; its `identities` are normalised.
+    :param session: the pipeline's transaction; do not commit.
+    :return: `(customer_id | None, account_id | None)`, or None to let another plugin answer.
+    """
+
+
+@hookspec
+def event_stored(event: UnifiedEvent, session: Session) -> None:
+    """React to a newly stored event inside the pipeline's transaction (write your own tables only).
+
+    :param event: the stored event, with `id`, `customer_id` and `account_id` set.
+    :param session: the pipeline's transaction; schedule follow-up work with `hub.tasks.enqueue_after_commit`.
+    """
+
+
+@hookspec
+def enrich_event(event: UnifiedEvent) -> list[UnifiedEvent] | None:
+    """Derive events synchronously from a stored one (they re-enter the pipeline).
+
+    :param event: the stored event.
+    :return: derived events, or None.
+    """
+
+
+# ---------------------------------------------------------------- demo
+
+
+@hookspec
+def demo_sources() -> list[DemoSource] | None:
+    """Sources and realistic, correctly signed requests for `crmhub demo` (no network, no servers).
+
+    :return: the demo sources this package contributes.
+    """

@@ -1,0 +1,146 @@
+"""The embedded runtime: tasks on background threads in the serving process, no broker.
+
+A bounded queue feeds the workers; delayed tasks and periodic schedules sit in a
+heap served by one timer thread. Nothing here is the source of truth: rows in
+the database are, and `recover()` re-queues what a crash left pending.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+from hub.errors import RetryableError
+from hub.tasks import TASKS
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+class InProcessRunner:
+    def __init__(self, *, workers: int = 1, maxsize: int = 10_000) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
+        self._timers: list[tuple[float, int, str, tuple[Any, ...], int]] = []
+        self._timer_lock = threading.Condition()
+        self._seq = itertools.count()
+        self._threads: list[threading.Thread] = []
+        self._workers = workers
+        self._running = False
+        self._periodic: list[tuple[str, float]] = []
+        self.dropped = 0
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+
+    # ---------------------------------------------------------------- API
+    def enqueue(self, name: str, args: tuple[Any, ...], countdown: float | None = None, attempt: int = 0) -> None:
+        if countdown and countdown > 0:
+            with self._timer_lock:
+                heapq.heappush(self._timers, (time.monotonic() + countdown, next(self._seq), name, args, attempt))
+                self._timer_lock.notify()
+            return
+        try:
+            self._queue.put_nowait((name, args, attempt))
+        except queue.Full:
+            # The row stays pending in the database; the periodic sweep picks it up.
+            self.dropped += 1
+            log.warning("in-process queue full; %s%r left for the recovery sweep", name, args)
+
+    def schedule(self, name: str, every_s: float) -> None:
+        self._periodic.append((name, every_s))
+
+    def start(self) -> None:
+        if self._running:
+            return
+        self._running = True
+        for i in range(self._workers):
+            t = threading.Thread(target=self._work, name=f"crmhub-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        timer = threading.Thread(target=self._timer_loop, name="crmhub-timer", daemon=True)
+        timer.start()
+        self._threads.append(timer)
+        for name, every in self._periodic:
+            self.enqueue(name, (), countdown=every)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Drain what is queued (up to `timeout`), then stop the threads."""
+        if not self._running:
+            return
+        self.join(timeout)
+        self._running = False
+        for _ in range(self._workers):
+            self._queue.put(_STOP)
+        with self._timer_lock:
+            self._timer_lock.notify_all()
+        for t in self._threads:
+            t.join(timeout=2)
+        self._threads.clear()
+
+    def join(self, timeout: float = 30.0) -> bool:
+        """Wait until the queue is empty and no task runs (delayed tasks excluded). True if idle."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._busy_lock:
+                idle = self._queue.empty() and self._busy == 0
+            if idle:
+                return True
+            time.sleep(0.01)
+        return False
+
+    def run_due_timers(self) -> None:
+        """Move every delayed task to the queue now (tests use it to skip waiting)."""
+        with self._timer_lock:
+            items, self._timers = self._timers, []
+        for _, _, name, args, attempt in items:
+            if name in {n for n, _ in self._periodic}:
+                continue
+            self.enqueue(name, args, attempt=attempt)
+
+    # ---------------------------------------------------------------- threads
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            name, args, attempt = item
+            with self._busy_lock:
+                self._busy += 1
+            try:
+                self._run(name, args, attempt)
+            finally:
+                with self._busy_lock:
+                    self._busy -= 1
+
+    def _run(self, name: str, args: tuple[Any, ...], attempt: int) -> None:
+        definition = TASKS[name]
+        try:
+            definition.fn(*args)
+        except RetryableError as exc:
+            if attempt < definition.max_retries:
+                delay = min(60.0, 0.2 * 2**attempt)
+                log.info("task %s%r retrying in %.1fs: %s", name, args, delay, exc)
+                self.enqueue(name, args, countdown=delay, attempt=attempt + 1)
+            else:
+                log.error("task %s%r gave up after %d retries: %s", name, args, attempt, exc)
+        except Exception:
+            log.exception("task %s%r failed", name, args)
+
+    def _timer_loop(self) -> None:
+        periodic = dict(self._periodic)
+        while self._running:
+            with self._timer_lock:
+                now = time.monotonic()
+                if not self._timers or self._timers[0][0] > now:
+                    wait = (self._timers[0][0] - now) if self._timers else 1.0
+                    self._timer_lock.wait(timeout=min(wait, 1.0))
+                    continue
+                _, _, name, args, attempt = heapq.heappop(self._timers)
+            self.enqueue(name, args, attempt=attempt)
+            if name in periodic and not args:
+                self.enqueue(name, (), countdown=periodic[name])

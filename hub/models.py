@@ -1,0 +1,117 @@
+"""The kernel's tables: sources, source_cursors, raw_events, events, quarantine."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from hub.db import Base, BigIntPK, Timestamps, UUIDPk
+from hub.schemas import utcnow
+
+
+class SourceRow(UUIDPk, Timestamps, Base):
+    """An enabled connector instance. `config_sealed` is the whole config, encrypted."""
+
+    __tablename__ = "sources"
+
+    connector: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    config_sealed: Mapped[str] = mapped_column(Text)
+    config_public: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class SourceCursor(Base):
+    """Keyed durable state per source: pull cursors, last-seen versions (see ParseContext.state)."""
+
+    __tablename__ = "source_cursors"
+
+    source_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+RAW_PENDING = "pending"
+RAW_HANDLED = "handled"
+RAW_FAILED = "failed"
+RAW_QUARANTINED = "quarantined"
+
+
+class RawEvent(Base):
+    """An inbound request exactly as received. Unique on (source, dedup_key): redeliveries collapse."""
+
+    __tablename__ = "raw_events"
+    __table_args__ = (
+        UniqueConstraint("source_id", "dedup_key"),
+        Index("ix_raw_events_status_received", "status", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    source_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
+    dedup_key: Mapped[str] = mapped_column(String(300))
+    request: Mapped[dict[str, Any]] = mapped_column()
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    event_count: Mapped[int] = mapped_column(default=1)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(20), default=RAW_PENDING)
+    attempts: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    handled_at: Mapped[datetime | None] = mapped_column()
+    events_stored: Mapped[int] = mapped_column(default=0)
+    events_duplicate: Mapped[int] = mapped_column(default=0)
+
+
+class EventRow(Base):
+    """A stored UnifiedEvent. `seq` orders the feed; `data` is the event as JSON."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("source_id", "source_event_id"),
+        Index("ix_events_customer_occurred", "customer_id", "occurred_at"),
+        Index("ix_events_type_seq", "type", "seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True, default=uuid.uuid4)
+    type: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(64))
+    source_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"))
+    source_event_id: Mapped[str] = mapped_column(String(300))
+    raw_event_id: Mapped[int | None] = mapped_column(index=True)
+    occurred_at: Mapped[datetime] = mapped_column()
+    received_at: Mapped[datetime] = mapped_column()
+    stored_at: Mapped[datetime] = mapped_column(default=utcnow)
+    customer_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    account_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    data: Mapped[dict[str, Any]] = mapped_column()
+
+
+class QuarantineRow(UUIDPk, Base):
+    """Input kept aside with the reason it could not be used (never silently dropped)."""
+
+    __tablename__ = "quarantine"
+
+    source_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"), index=True)
+    raw_event_id: Mapped[int | None] = mapped_column(index=True)
+    reason: Mapped[str] = mapped_column(String(100), index=True)
+    detail: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any] | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class InboundRejection(Base):
+    """A refused inbound request (bad signature, bad body): counted in source health, body not kept."""
+
+    __tablename__ = "inbound_rejections"
+    __table_args__ = (Index("ix_inbound_rejections_source_at", "source_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    source_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
+    status_code: Mapped[int] = mapped_column()
+    code: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(default=utcnow)

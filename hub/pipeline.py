@@ -1,0 +1,354 @@
+"""raw event → connector.parse → quality → resolve_identity → store → event_stored → handled.
+
+Each step is idempotent on the raw row id: a handled row is skipped, and events
+are unique on (source, source_event_id), so re-running after a crash or a replay
+never stores an event twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from hub import metrics
+from hub.connector import InboundRequest, ParseContext
+from hub.errors import QuarantineError, RetryableError
+from hub.identifiers import normalize_identity
+from hub.models import (
+    RAW_FAILED,
+    RAW_HANDLED,
+    RAW_PENDING,
+    RAW_QUARANTINED,
+    EventRow,
+    QuarantineRow,
+    RawEvent,
+    SourceCursor,
+    SourceRow,
+)
+from hub.quality import clean_fields
+from hub.runtime import Hub, get_hub
+from hub.schemas import EventDraft, Identity, QualityIssue, UnifiedEvent, utcnow
+from hub.tasks import enqueue, task
+
+log = logging.getLogger(__name__)
+
+REQUEUE_AFTER_S = 60.0
+MAX_DERIVED_PER_EVENT = 100
+
+
+class DbState:
+    """`ParseContext.state` backed by source_cursors, inside the pipeline's transaction."""
+
+    def __init__(self, session: Session, source_id: uuid.UUID) -> None:
+        self.session = session
+        self.source_id = source_id
+
+    def get(self, key: str) -> Any:
+        row = self.session.get(SourceCursor, (self.source_id, key))
+        return None if row is None else row.value
+
+    def set(self, key: str, value: Any) -> None:
+        row = self.session.get(SourceCursor, (self.source_id, key))
+        if row is None:
+            self.session.add(SourceCursor(source_id=self.source_id, key=key, value=value))
+        else:
+            row.value = value
+
+
+# ---------------------------------------------------------------- the task
+
+
+@task("hub.pipeline.process_raw", queue="ingest", max_retries=8)
+def process_raw(raw_id: int) -> str:
+    """Process one stored request. Returns the raw row's final status."""
+    hub = get_hub()
+    try:
+        with hub.transaction() as session:
+            return _process(hub, session, raw_id)
+    except (QuarantineError, RetryableError):
+        raise
+    except (OperationalError, IntegrityError) as exc:
+        # A deadlock or a lost race on a unique key (another worker stored the same
+        # customer or event first): the transaction rolled back, so running again is safe.
+        metrics.PROCESS_RETRIES.inc()
+        raise RetryableError(f"database conflict, retrying: {exc.__class__.__name__}") from exc
+    except DBAPIError as exc:
+        raise RetryableError(str(exc)) from exc
+    except Exception as exc:
+        log.exception("raw event %s failed", raw_id)
+        _mark_failed(hub, raw_id, exc)
+        return RAW_FAILED
+
+
+def _process(hub: Hub, session: Session, raw_id: int) -> str:
+    raw = _lock_raw(session, raw_id)
+    if raw is None or raw.status in (RAW_HANDLED, RAW_QUARANTINED):
+        return raw.status if raw else "missing"
+    source_row = session.get(SourceRow, raw.source_id)
+    if source_row is None:
+        raw.status, raw.error = RAW_FAILED, "source deleted"
+        return RAW_FAILED
+    source = hub.load_source(source_row)
+    request = InboundRequest.from_record(raw.request, raw.body)
+    ctx = ParseContext(source.id, source.name, raw.received_at, DbState(session, source.id))
+    raw.attempts += 1
+    try:
+        drafts = source.connector.parse(request, source.config, ctx)
+    except QuarantineError as exc:
+        quarantine(session, source.id, raw.id, exc.reason, exc.message, _raw_payload(raw), exc.details)
+        raw.status, raw.error, raw.handled_at = RAW_QUARANTINED, exc.reason, utcnow()
+        metrics.EVENTS_QUARANTINED.labels(source.connector.name).inc()
+        return RAW_QUARANTINED
+    for reason, detail, payload in ctx.quarantined:
+        quarantine(session, source.id, raw.id, reason, detail, {"item": payload})
+        metrics.EVENTS_QUARANTINED.labels(source.connector.name).inc()
+    stored, duplicates = store_drafts(
+        hub, session, drafts, source=source.connector.name, source_id=source.id, received_at=raw.received_at,
+        raw_event_id=raw.id,
+    )
+    raw.status, raw.error, raw.handled_at = RAW_HANDLED, None, utcnow()
+    raw.events_stored, raw.events_duplicate = stored, duplicates
+    metrics.observe_lag(source.connector.name, raw.received_at)
+    return RAW_HANDLED
+
+
+def _lock_raw(session: Session, raw_id: int) -> RawEvent | None:
+    stmt = select(RawEvent).where(RawEvent.id == raw_id)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).first()
+
+
+def _mark_failed(hub: Hub, raw_id: int, exc: BaseException) -> None:
+    with hub.transaction() as session:
+        session.execute(
+            update(RawEvent)
+            .where(RawEvent.id == raw_id)
+            .values(status=RAW_FAILED, error=f"{exc.__class__.__name__}: {exc}"[:2000], attempts=RawEvent.attempts + 1)
+        )
+    metrics.EVENTS_FAILED.inc()
+
+
+def _raw_payload(raw: RawEvent) -> dict[str, Any]:
+    return {"request": raw.request, "body": raw.body.decode("utf-8", errors="replace")[:100_000]}
+
+
+def quarantine(
+    session: Session,
+    source_id: uuid.UUID | None,
+    raw_event_id: int | None,
+    reason: str,
+    detail: str | None,
+    payload: dict[str, Any] | None,
+    extra: Any = None,
+) -> None:
+    if extra is not None and payload is not None:
+        payload = {**payload, "details": extra}
+    session.add(
+        QuarantineRow(source_id=source_id, raw_event_id=raw_event_id, reason=reason, detail=detail, payload=payload)
+    )
+
+
+# ---------------------------------------------------------------- storing events
+
+
+def store_drafts(
+    hub: Hub,
+    session: Session,
+    drafts: Iterable[EventDraft],
+    *,
+    source: str,
+    source_id: uuid.UUID | None,
+    received_at: datetime | None = None,
+    raw_event_id: int | None = None,
+) -> tuple[int, int]:
+    """Store drafts as events (skipping ones already stored); returns (stored, duplicates).
+
+    Also stores whatever plugins `emit()` while the drafts are resolved and stored.
+    """
+    stored = duplicates = 0
+    for draft in drafts:
+        event = store_draft(hub, session, draft, source=source, source_id=source_id, received_at=received_at,
+                            raw_event_id=raw_event_id)
+        if event is None:
+            duplicates += 1
+            continue
+        stored += 1
+        stored += _store_emitted(hub, session)
+    return stored, duplicates
+
+
+def store_draft(
+    hub: Hub,
+    session: Session,
+    draft: EventDraft,
+    *,
+    source: str,
+    source_id: uuid.UUID | None,
+    received_at: datetime | None = None,
+    raw_event_id: int | None = None,
+) -> UnifiedEvent | None:
+    if _already_stored(session, source, source_id, draft.source_event_id):
+        return None
+    event = prepare_event(draft, source=source, source_id=source_id, received_at=received_at or utcnow())
+    resolved = hub.pm.hook.resolve_identity(event=event, session=session)
+    if resolved is not None:
+        event.customer_id, event.account_id = resolved
+    session.add(
+        EventRow(
+            id=event.id, type=event.type, source=event.source, source_id=event.source_id,
+            source_event_id=event.source_event_id, raw_event_id=raw_event_id, occurred_at=event.occurred_at,
+            received_at=event.received_at, customer_id=event.customer_id, account_id=event.account_id,
+            data=event.model_dump(mode="json"),
+        )
+    )
+    session.flush()
+    hub.pm.hook.event_stored(event=event, session=session)
+    metrics.EVENTS_STORED.labels(source, event.type).inc()
+    return event
+
+
+def _already_stored(session: Session, source: str, source_id: uuid.UUID | None, source_event_id: str) -> bool:
+    stmt = select(EventRow.seq).where(EventRow.source_event_id == source_event_id)
+    if source_id is not None:
+        stmt = stmt.where(EventRow.source_id == source_id)
+    else:
+        stmt = stmt.where(EventRow.source_id.is_(None), EventRow.source == source)
+    return session.scalars(stmt.limit(1)).first() is not None
+
+
+def prepare_event(draft: EventDraft, *, source: str, source_id: uuid.UUID | None, received_at: datetime) -> UnifiedEvent:
+    """Clean every text field and normalise identities; each change becomes a quality issue."""
+    issues = list(draft.quality.issues)
+    properties, prop_issues = clean_fields(draft.properties, prefix="properties")
+    traits, trait_issues = clean_fields(draft.traits, prefix="traits")
+    issues += prop_issues + trait_issues
+    identities = normalise_identities(draft.identities, issues)
+    return UnifiedEvent(
+        id=uuid.uuid4(), type=draft.type, source=source, source_id=source_id, source_event_id=draft.source_event_id,
+        occurred_at=draft.occurred_at, received_at=received_at, identities=identities,
+        campaign=draft.campaign if draft.campaign and not draft.campaign.is_empty() else None,
+        properties=properties, traits=traits, quality={"issues": _dedupe_issues(issues)},
+    )
+
+
+def normalise_identities(identities: Iterable[Identity], issues: list[QualityIssue]) -> list[Identity]:
+    out: list[Identity] = []
+    seen: set[tuple[str, str]] = set()
+    for ident in identities:
+        result = normalize_identity(ident.type, ident.value)
+        if result.value is None:
+            if result.reason != "empty":
+                issues.append(QualityIssue(field=f"identities.{ident.type}", code=result.reason or "invalid",
+                                           detail=f"{ident.type} {str(ident.value)[:64]!r} left out"))
+            continue
+        key = (ident.type, result.value)
+        if key not in seen:
+            seen.add(key)
+            out.append(Identity(type=ident.type, value=result.value))
+    return out
+
+
+def _dedupe_issues(issues: list[QualityIssue]) -> list[QualityIssue]:
+    seen: set[tuple[str, str, str | None]] = set()
+    out = []
+    for issue in issues:
+        key = (issue.field, issue.code, issue.detail)
+        if key not in seen:
+            seen.add(key)
+            out.append(issue)
+    return out
+
+
+# ---------------------------------------------------------------- derived events
+
+
+def emit(session: Session, draft: EventDraft, *, source: str = "hub") -> None:
+    """Queue a derived event (customer.merged, call.summarized …) to be stored in this same transaction."""
+    session.info.setdefault("emitted", []).append((draft, source))
+
+
+def _store_emitted(hub: Hub, session: Session) -> int:
+    count = 0
+    for _ in range(MAX_DERIVED_PER_EVENT):
+        pending = session.info.pop("emitted", [])
+        if not pending:
+            break
+        for draft, source in pending:
+            if store_draft(hub, session, draft, source=source, source_id=None) is not None:
+                count += 1
+    return count
+
+
+def store_internal(hub: Hub, session: Session, drafts: Iterable[EventDraft], *, source: str) -> int:
+    """Store hub-made events (no inbound source), then anything they emit."""
+    stored, _ = store_drafts(hub, session, drafts, source=source, source_id=None)
+    return stored
+
+
+# ---------------------------------------------------------------- recovery and replay
+
+
+@task("hub.pipeline.requeue_pending", queue="ingest")
+def requeue_pending() -> int:
+    """Re-enqueue rows left pending (a lost enqueue, a killed worker); processing is idempotent."""
+    hub = get_hub()
+    from hub.ingest import pending_raw_ids
+
+    ids = pending_raw_ids(hub, older_than=utcnow() - timedelta(seconds=REQUEUE_AFTER_S))
+    for raw_id in ids:
+        enqueue("hub.pipeline.process_raw", raw_id)
+    return len(ids)
+
+
+def recover_on_startup(hub: Hub) -> int:
+    """In-process runtime: everything pending at start-up was in a queue that died with the process."""
+    from hub.ingest import pending_raw_ids
+
+    ids = pending_raw_ids(hub)
+    for raw_id in ids:
+        hub.runner.enqueue("hub.pipeline.process_raw", (raw_id,))
+    return len(ids)
+
+
+def replay(
+    hub: Hub,
+    *,
+    source_id: uuid.UUID | None = None,
+    since: datetime | None = None,
+    statuses: Iterable[str] = (RAW_FAILED,),
+) -> int:
+    """Reset matching raw rows to pending and enqueue them; returns how many."""
+    statuses = list(statuses)
+    with hub.transaction() as session:
+        stmt = select(RawEvent.id).where(RawEvent.status.in_(statuses))
+        if source_id is not None:
+            stmt = stmt.where(RawEvent.source_id == source_id)
+        if since is not None:
+            stmt = stmt.where(RawEvent.received_at >= since)
+        ids = list(session.scalars(stmt.order_by(RawEvent.id)))
+        if ids:
+            for chunk in _chunks(ids, 500):
+                session.execute(
+                    update(RawEvent).where(RawEvent.id.in_(chunk)).values(status=RAW_PENDING, error=None)
+                )
+            if RAW_QUARANTINED in statuses:
+                for chunk in _chunks(ids, 500):
+                    session.query(QuarantineRow).filter(QuarantineRow.raw_event_id.in_(chunk)).delete(
+                        synchronize_session=False
+                    )
+    for raw_id in ids:
+        enqueue("hub.pipeline.process_raw", raw_id)
+    return len(ids)
+
+
+def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

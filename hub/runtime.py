@@ -1,0 +1,162 @@
+"""The running hub: settings, database, plugins, connectors and the task runner, built once per process."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.connector import Connector, ConnectorRegistry
+from hub.crypto import SecretBox
+from hub.db import make_engine, make_sessionmaker, transaction
+from hub.errors import NotFound
+from hub.models import SourceRow
+from hub.plugins import load_plugins, make_plugin_manager
+from hub.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+SOURCE_CACHE_TTL_S = 5.0
+REQUEUE_SWEEP_EVERY_S = 60.0
+
+
+@dataclass(frozen=True)
+class ActiveSource:
+    """What the request path needs of a source, decrypted once and cached briefly."""
+
+    id: uuid.UUID
+    name: str
+    connector: Connector
+    config: Any  # the connector's validated config model
+    enabled: bool
+
+
+class Hub:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        pm: pluggy.PluginManager | None = None,
+        runner: Any = None,
+        engine: Engine | None = None,
+    ) -> None:
+        import hub.pipeline  # noqa: F401  (registers the kernel's tasks)
+
+        self.settings = settings
+        self.engine = engine or make_engine(settings.database_url)
+        self.sessions: sessionmaker[Session] = make_sessionmaker(self.engine)
+        if pm is None:
+            pm = make_plugin_manager()
+            load_plugins(pm, settings.load_plugins)
+        self.pm = pm
+        self.connectors = ConnectorRegistry()
+        self.connectors.collect(pm.hook.register_connectors)
+        self.box = SecretBox(settings.resolved_secret_key())
+        self.schedules: list[tuple[str, float]] = [("hub.pipeline.requeue_pending", REQUEUE_SWEEP_EVERY_S)]
+        pm.hook.register_schedules(schedule=lambda name, every: self.schedules.append((name, float(every))))
+        self.runner = runner if runner is not None else self._default_runner()
+        self._source_cache: dict[uuid.UUID, tuple[float, ActiveSource | None]] = {}
+        self._cache_lock = threading.Lock()
+        self._writer: Any = None
+
+    def _default_runner(self) -> Any:
+        if self.settings.broker_url:
+            from hub.worker import CeleryRunner, make_celery
+
+            return CeleryRunner(make_celery(self.settings, self.schedules))
+        from hub.inprocess import InProcessRunner
+
+        runner = InProcessRunner(maxsize=self.settings.inprocess_queue_size)
+        for name, every in self.schedules:
+            runner.schedule(name, every)
+        return runner
+
+    # ---------------------------------------------------------------- db
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with transaction(self.sessions) as session:
+            yield session
+
+    def migrate(self) -> None:
+        from hub.migrate import upgrade
+
+        upgrade(self.engine)
+
+    # ---------------------------------------------------------------- sources
+    def active_source(self, source_id: uuid.UUID) -> ActiveSource:
+        """The enabled source, from a short-lived cache; NotFound for unknown or disabled ones."""
+        now = time.monotonic()
+        with self._cache_lock:
+            hit = self._source_cache.get(source_id)
+        if hit is None or hit[0] < now:
+            with self.sessions() as session:
+                row = session.get(SourceRow, source_id)
+                active = self._activate(row) if row is not None else None
+            with self._cache_lock:
+                self._source_cache[source_id] = (now + SOURCE_CACHE_TTL_S, active)
+        else:
+            active = hit[1]
+        if active is None or not active.enabled:
+            raise NotFound(f"no enabled source {source_id}", code="source_not_found")
+        return active
+
+    def load_source(self, row: SourceRow) -> ActiveSource:
+        return self._activate(row)
+
+    def _activate(self, row: SourceRow) -> ActiveSource:
+        connector = self.connectors.get(row.connector)
+        config = connector.validate_config(self.box.open(row.config_sealed))
+        return ActiveSource(row.id, row.name, connector, config, row.enabled)
+
+    def forget_source(self, source_id: uuid.UUID) -> None:
+        with self._cache_lock:
+            self._source_cache.pop(source_id, None)
+
+    # ---------------------------------------------------------------- lifecycle
+    @property
+    def writer(self) -> Any:
+        if self._writer is None:
+            from hub.ingest import RawWriter
+
+            self._writer = RawWriter(self)
+        return self._writer
+
+    def start(self) -> None:
+        self.runner.start()
+
+    def stop(self) -> None:
+        if self._writer is not None:
+            self._writer.stop()
+        self.runner.stop()
+
+
+_current: Hub | None = None
+_current_lock = threading.Lock()
+
+
+def set_hub(hub: Hub | None) -> None:
+    global _current
+    _current = hub
+
+
+def current_hub() -> Hub | None:
+    return _current
+
+
+def get_hub() -> Hub:
+    """The process's hub; a Celery worker builds it from the environment on first use."""
+    global _current
+    if _current is None:
+        with _current_lock:
+            if _current is None:
+                _current = Hub(get_settings())
+    return _current

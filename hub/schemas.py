@@ -1,0 +1,200 @@
+"""The contract's shapes (contract.md §3-§4), as pydantic v2 models.
+
+These are the only types that cross package boundaries: connectors produce
+`EventDraft`s, the pipeline turns them into `UnifiedEvent`s, identity/ and
+webhooks/ read them. Field names are the public contract: add, never rename.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
+
+PERSON_IDENTITY_TYPES: frozenset[str] = frozenset(
+    {
+        "phone",
+        "email",
+        "douyin_open_id",
+        "douyin_union_id",
+        "xhs_user_id",
+        "pos_member_id",
+        "wecom_external_userid",
+        "wechat_unionid",
+        "web_user_id",
+        "web_anonymous_id",
+    }
+)
+ACCOUNT_IDENTITY_TYPES: frozenset[str] = frozenset({"uscc", "erp_customer_code"})
+IDENTITY_TYPES: frozenset[str] = PERSON_IDENTITY_TYPES | ACCOUNT_IDENTITY_TYPES
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def rfc3339(value: datetime | None) -> str | None:
+    """Times leave the hub as RFC 3339 with an explicit offset (never naive)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat()
+
+
+class Schema(BaseModel):
+    """Base for every public shape: attribute access from ORM rows, RFC 3339 times."""
+
+    model_config = ConfigDict(from_attributes=True, populate_by_name=True)
+
+    @field_serializer("*", when_used="json", check_fields=False)
+    def _times(self, value: Any) -> Any:
+        if isinstance(value, datetime):
+            return rfc3339(value)
+        return value
+
+
+class Identity(Schema):
+    """An external identifier, already normalised (phone E.164, email lower-case, USCC upper-case)."""
+
+    type: str
+    value: str
+
+
+class QualityIssue(Schema):
+    """Something data-quality cleaning changed or found; `code` is a stable snake_case name."""
+
+    field: str
+    code: str
+    detail: str | None = None
+
+
+class Quality(Schema):
+    issues: list[QualityIssue] = Field(default_factory=list)
+
+
+class Campaign(Schema):
+    """Marketing attribution: UTM fields plus an ad-platform click id (platforms.md §9)."""
+
+    source: str | None = None
+    medium: str | None = None
+    name: str | None = None
+    term: str | None = None
+    content: str | None = None
+    click_id: str | None = None
+    click_id_param: str | None = None
+    network: str | None = None
+    landing_url: str | None = None
+    # Added fields (the contract allows additions): platform ad ids and which fields were inferred.
+    ad_ids: dict[str, str] = Field(default_factory=dict)
+    inferred: list[str] = Field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not any(
+            [self.source, self.medium, self.name, self.term, self.content, self.click_id, self.landing_url, self.ad_ids]
+        )
+
+
+class EventDraft(Schema):
+    """What a connector's `parse()` returns: an event before identity resolution and storage.
+
+    `source_event_id` must be stable for the same platform message so redelivery deduplicates.
+    """
+
+    type: str
+    source_event_id: str
+    occurred_at: datetime
+    identities: list[Identity] = Field(default_factory=list)
+    campaign: Campaign | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+    traits: dict[str, Any] = Field(default_factory=dict)
+    quality: Quality = Field(default_factory=Quality)
+
+
+class UnifiedEvent(Schema):
+    """The one event shape every source becomes (contract §4)."""
+
+    id: uuid.UUID
+    type: str
+    source: str
+    source_id: uuid.UUID | None = None
+    source_event_id: str
+    occurred_at: datetime
+    received_at: datetime
+    customer_id: uuid.UUID | None = None
+    account_id: uuid.UUID | None = None
+    identities: list[Identity] = Field(default_factory=list)
+    campaign: Campaign | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+    quality: Quality = Field(default_factory=Quality)
+    traits: dict[str, Any] = Field(default_factory=dict, exclude=True)
+
+
+class SourceCreate(Schema):
+    connector: str
+    name: str
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class SourceUpdate(Schema):
+    name: str | None = None
+    enabled: bool | None = None
+    config: dict[str, Any] | None = None
+
+
+class Source(Schema):
+    """A source as the API shows it: never the config's secrets."""
+
+    id: uuid.UUID
+    connector: str
+    name: str
+    enabled: bool
+    webhook_url: str
+    created_at: datetime
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class CustomerIdentity(Schema):
+    type: str
+    value: str
+    source: str | None = None
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+
+
+class AccountRef(Schema):
+    id: uuid.UUID
+    name: str | None = None
+    uscc: str | None = None
+
+
+class Customer(Schema):
+    id: uuid.UUID
+    created_at: datetime
+    updated_at: datetime
+    identities: list[CustomerIdentity] = Field(default_factory=list)
+    traits: dict[str, Any] = Field(default_factory=dict)
+    accounts: list[AccountRef] = Field(default_factory=list)
+    merged_from: list[uuid.UUID] = Field(default_factory=list)
+    last_activity_at: datetime | None = None
+
+
+class ConnectorInfo(Schema):
+    name: str
+    title: str
+    config_schema: dict[str, Any]
+
+
+class ErrorBody(Schema):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorEnvelope(Schema):
+    error: ErrorBody
+
+
+HistoryAction = Literal["attach", "merge", "merge_refused", "split"]

@@ -1,0 +1,86 @@
+"""The one place that reads the environment (contract §1)."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_RETRY_SCHEDULE = "0,5,300,1800,7200,18000,36000,36000"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CRMHUB_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///./crmhub.db"
+    broker_url: str = ""
+    admin_token: str = ""
+    secret_key: str = ""
+    public_url: str = "http://127.0.0.1:8000"
+    max_body_bytes: int = 1_048_576
+    retry_schedule: str = DEFAULT_RETRY_SCHEDULE
+    allow_private_endpoints: bool = False
+    tencentcloud_secret_id: str = ""
+    tencentcloud_secret_key: str = ""
+    asr_region: str = "ap-shanghai"
+    asr_endpoint: str = ""
+    asr_protocol: str = "https"
+    silent_days: int = 30
+    metrics_public: bool = False
+    # Additions beyond the contract's table.
+    data_dir: Path = Field(default=Path(".crmhub"))
+    load_plugins: str | None = None  # comma-separated plugin names; None = all
+    inprocess_queue_size: int = 10_000
+    ingest_batch_max: int = 256
+    endpoint_disable_after_days: float = 5.0
+    summary_extractor: str = "rules"  # or "hunyuan"
+    hunyuan_endpoint: str = ""
+    hunyuan_model: str = "hunyuan-turbos-latest"
+    registry_cache_ttl_s: int = 30 * 86400
+
+    @property
+    def retry_delays(self) -> list[float]:
+        return [float(x) for x in self.retry_schedule.split(",") if x.strip()]
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def public_base(self) -> str:
+        return self.public_url.rstrip("/")
+
+    def _data_file(self, name: str, make: bool = True) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir / name
+
+    def resolved_secret_key(self) -> str:
+        """CRMHUB_SECRET_KEY, else a key generated once into the data dir (0600)."""
+        if self.secret_key:
+            return self.secret_key
+        return _read_or_create(self._data_file("secret.key"), lambda: secrets.token_urlsafe(32))
+
+    def resolved_admin_token(self) -> tuple[str, bool]:
+        """CRMHUB_ADMIN_TOKEN, else one generated into the data dir. Returns (token, newly_created)."""
+        if self.admin_token:
+            return self.admin_token, False
+        path = self._data_file("admin.token")
+        existed = path.exists()
+        token = _read_or_create(path, lambda: "crmhub_" + secrets.token_urlsafe(24))
+        return token, not existed
+
+
+def _read_or_create(path: Path, make: object) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    value = make()  # type: ignore[operator]
+    path.write_text(str(value) + "\n")
+    path.chmod(0o600)
+    return str(value)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

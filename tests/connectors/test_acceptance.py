@@ -1,0 +1,151 @@
+"""Every connector passes the same acceptance checks (see acceptance.py)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from hub.connector import InboundRequest, ParseContext, Reply
+from hub.errors import InvalidRequest, PayloadError, QuarantineError, VerificationError
+from hub.schemas import EventDraft, utcnow
+from tests.connectors.acceptance import AcceptanceCase, all_cases
+
+CASES = all_cases()
+NAMES = sorted(CASES)
+
+
+class MemoryState:
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def get(self, key: str) -> Any:
+        return self.data.get(key)
+
+    def set(self, key: str, value: Any) -> None:
+        self.data[key] = value
+
+
+def ctx() -> ParseContext:
+    return ParseContext(uuid.uuid4(), "acceptance", utcnow(), MemoryState())
+
+
+def _config(case: AcceptanceCase, raw: dict[str, Any]) -> Any:
+    return case.connector().validate_config(raw)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_schema_is_json_schema_and_rejects_bad_config(name: str) -> None:
+    from jsonschema import Draft202012Validator
+
+    case = CASES[name]
+    connector = case.connector()
+    schema = connector.config_schema()
+    Draft202012Validator.check_schema(schema)
+    connector.validate_config(case.good_config)
+    with pytest.raises(InvalidRequest) as err:
+        connector.validate_config(case.bad_config)
+    assert err.value.status_code == 422 and err.value.details
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_verify_accepts_signed_and_rejects_tampered_or_wrong_secret(name: str) -> None:
+    case = CASES[name]
+    connector = case.connector()
+    config = _config(case, case.good_config)
+    for fixture_name, body in case.fixture_bodies():
+        request = case.sign(body, case.good_config)
+        connector.verify(request, config)
+        if case.signs_body:
+            tampered = replace(request, body=body + b" ")
+            with pytest.raises(VerificationError):
+                connector.verify(tampered, config)
+        if case.wrong_config is not None:
+            with pytest.raises(VerificationError):
+                connector.verify(case.sign(body, case.wrong_config), config)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_handshakes_are_answered_as_the_platform_expects(name: str) -> None:
+    case = CASES[name]
+    connector = case.connector()
+    config = _config(case, case.good_config)
+    for hs in case.handshakes:
+        connector.verify(hs.request, config)
+        reply = connector.handshake(hs.request, config)
+        assert isinstance(reply, Reply)
+        assert reply.status == hs.status
+        expected = hs.body
+        if isinstance(expected, dict | list):
+            import json
+
+            assert json.loads(reply.content()) == expected
+        elif isinstance(expected, str):
+            assert reply.content().decode() == expected
+        else:
+            assert reply.content() == expected
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_fixture_parses_into_valid_events(name: str) -> None:
+    case = CASES[name]
+    connector = case.connector()
+    config = _config(case, case.good_config)
+    assert case.fixture_bodies(), "a connector needs fixtures"
+    for fixture_name, body in case.fixture_bodies():
+        request = case.sign(body, case.good_config)
+        connector.verify(request, config)
+        if connector.handshake(request, config) is not None:
+            continue
+        drafts = connector.parse(request, config, ctx())
+        assert len(drafts) >= case.min_events, fixture_name
+        for draft in drafts:
+            assert isinstance(draft, EventDraft)
+            EventDraft.model_validate(draft.model_dump())
+            assert draft.source_event_id and draft.occurred_at.tzinfo is not None, fixture_name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_redelivery_has_the_same_dedup_key(name: str) -> None:
+    case = CASES[name]
+    connector = case.connector()
+    config = _config(case, case.good_config)
+    for _, body in case.fixture_bodies():
+        first, again = case.sign(body, case.good_config), case.sign(body, case.good_config)
+        if connector.handshake(first, config) is not None:
+            continue
+        assert connector.dedup_key(first, config) == connector.dedup_key(again, config)
+        ids_first = [d.source_event_id for d in connector.parse(first, config, ctx())]
+        ids_again = [d.source_event_id for d in connector.parse(again, config, ctx())]
+        assert ids_first == ids_again
+
+
+ALLOWED = (VerificationError, PayloadError, QuarantineError)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(junk=st.one_of(st.binary(max_size=2048), st.text(max_size=512).map(str.encode),
+                      st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                                   lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+                                   max_leaves=12).map(lambda v: __import__("json").dumps(v).encode())))
+def test_arbitrary_bytes_only_raise_hub_errors(name: str, junk: bytes) -> None:
+    case = CASES[name]
+    connector = case.connector()
+    config = _config(case, case.good_config)
+    request: InboundRequest = case.sign(junk, case.good_config)
+    try:
+        connector.verify(request, config)
+        if connector.handshake(request, config) is not None:
+            return
+        connector.dedup_key(request, config)
+        connector.event_count(request, config)
+    except ALLOWED:
+        return
+    try:
+        connector.parse(request, config, ctx())
+    except ALLOWED:
+        return

@@ -1,0 +1,61 @@
+"""Small helpers shared by tests (not fixtures)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from hub.app import create_app
+from hub.models import EventRow, RawEvent
+from hub.runtime import Hub
+
+ADMIN = {"authorization": "Bearer test-admin-token"}
+
+
+def client_for(hub: Hub) -> TestClient:
+    return TestClient(create_app(hub, manage_lifecycle=False), raise_server_exceptions=True)
+
+
+def add_source(client: TestClient, connector: str, name: str, config: dict[str, Any]) -> str:
+    resp = client.post("/v1/sources", json={"connector": connector, "name": name, "config": config}, headers=ADMIN)
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["id"])
+
+
+def basic(user: str, password: str = "") -> dict[str, str]:
+    return {"authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def jbody(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False).encode()
+
+
+def wait_processed(hub: Hub, timeout: float = 20.0) -> None:
+    """Wait until the runner is idle and no raw row is pending."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        hub.runner.join(timeout=max(0.1, deadline - time.monotonic()))
+        with hub.sessions() as s:
+            pending = s.scalar(select(func.count()).select_from(RawEvent).where(RawEvent.status == "pending"))
+        if not pending:
+            return
+        time.sleep(0.05)
+    raise AssertionError("raw events still pending")
+
+
+def count_events(hub: Hub, **where: Any) -> int:
+    with hub.sessions() as s:
+        stmt = select(func.count()).select_from(EventRow)
+        for key, value in where.items():
+            stmt = stmt.where(getattr(EventRow, key) == value)
+        return int(s.scalar(stmt) or 0)
+
+
+def raw_rows(hub: Hub) -> list[RawEvent]:
+    with hub.sessions() as s:
+        return list(s.scalars(select(RawEvent).order_by(RawEvent.id)))
