@@ -1,0 +1,301 @@
+"""Normalising external identifiers (contract §4), shared by connectors and identity/.
+
+Why one module: connectors build identities and identity/ looks customers up by them. If the two
+normalised differently, `138 0013 8000` and `+86-138-0013-8000` would become two customers. Every
+normaliser here is pure, never raises, and is idempotent: it returns the canonical value, or the
+snake_case reason the input is unusable (`empty`, `invalid_phone`, `invalid_email`, `invalid_uscc`,
+`invalid_type`, `placeholder`), because a bad identifier is data to report, not an error to raise.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from phonenumbers import NumberParseException, PhoneNumber, PhoneNumberType
+from stdnum.cn import uscc as _stdnum_uscc
+
+__all__ = [
+    "DEFAULT_PLACEHOLDERS",
+    "INVISIBLE_CHARS",
+    "USCC_ALPHABET",
+    "Normalized",
+    "is_placeholder",
+    "is_shared_line",
+    "normalize_email",
+    "normalize_identity",
+    "normalize_phone",
+    "normalize_platform_id",
+    "normalize_uscc",
+    "phone_kind",
+    "strip_invisible",
+]
+
+# Zero-width, bidi and other control characters (Unicode Cc and Cf, except \t \n \r). Written out rather
+# than computed so the set is reviewable; tests check it still covers every Cc/Cf of the running Python.
+# Lone surrogates are included because no UTF-8 database, JSON encoder or IDNA codec accepts them.
+INVISIBLE_CHARS: re.Pattern[str] = re.compile(
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
+    r"\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff"
+    r"\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u2066-\u206f\ufff9-\ufffb"
+    r"\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    r"\U000e0001\U000e0020-\U000e007f"
+    r"\ud800-\udfff]"
+)
+
+USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+# Authority code 1-9, A, N or Y (platforms.md §7); stdnum's validate() wrongly rejects A, N and Y.
+_USCC_RE = re.compile(r"[1-9ANY][0-9A-HJ-NPQRTUWXY]{17}")
+_USCC_SEPARATORS = re.compile(r"[\s\-\u2010-\u2015]+")
+
+# Separators people put in phone numbers; anything else (letters, 转, ext) makes the value invalid,
+# because phonenumbers would otherwise read `1-800-FLOWERS` or `手机13800138000` as a number.
+_PHONE_SEPARATORS = re.compile(r"[\s\-.()/\u2010-\u2015]+")
+_PHONE_COMPACT = re.compile(r"\+?[0-9]{3,20}")
+
+_KINDS: Mapping[int, str] = {
+    PhoneNumberType.MOBILE: "mobile",
+    PhoneNumberType.FIXED_LINE: "fixed_line",
+    PhoneNumberType.TOLL_FREE: "toll_free",
+}
+_SHARED_TYPES = frozenset(
+    {PhoneNumberType.TOLL_FREE, PhoneNumberType.PREMIUM_RATE, PhoneNumberType.SHARED_COST, PhoneNumberType.UAN}
+)
+
+# Contract §4 plus what Chinese spreadsheets and exports really contain (Excel errors, pandas NaN, 无/未知).
+DEFAULT_PLACEHOLDERS: frozenset[str] = frozenset(
+    {
+        "-1", "null", "none", "nil", "undefined", "test", "anonymous", "unknown", "n/a", "na", "nan",
+        "#n/a", "#value!", "#ref!", "#name?", "#null!", "#num!", "#div/0!",
+        "无", "暂无", "没有", "未知", "不详", "测试", "匿名",
+    }
+)  # fmt: skip
+_ZEROS_AND_DASHES = re.compile(r"[0-]*")
+_MIN_FAKE_DIGITS = 6  # a pure-digit platform id or ERP code shorter than this may well be real ("1001")
+
+
+@dataclass(frozen=True, slots=True)
+class Normalized:
+    """A normaliser's answer: the canonical `value`, or `reason` (snake_case) why there is none."""
+
+    value: str | None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.value is not None
+
+
+def _valid(value: str) -> Normalized:
+    return Normalized(value, None)
+
+
+def _invalid(reason: str) -> Normalized:
+    return Normalized(None, reason)
+
+
+def strip_invisible(text: str) -> str:
+    """Remove every character matched by `INVISIBLE_CHARS`."""
+    return INVISIBLE_CHARS.sub("", text)
+
+
+def _prepare(raw: str) -> str:
+    return unicodedata.normalize("NFKC", strip_invisible(raw)).strip()
+
+
+# --- phone -------------------------------------------------------------------------------------------
+
+
+def _parse_phone(raw: str, region: str | None) -> PhoneNumber | None:
+    compact = _PHONE_SEPARATORS.sub("", _prepare(raw))
+    if not _PHONE_COMPACT.fullmatch(compact):
+        return None
+    try:
+        parsed = phonenumbers.parse(compact, region)
+    except NumberParseException:
+        return None
+    return parsed if phonenumbers.is_valid_number(parsed) else None
+
+
+def normalize_phone(raw: str, region: str = "CN") -> Normalized:
+    """Phone number → E.164 (`+8613800138000`), national numbers read in `region`.
+
+    Full-width digits, separators, `+86`/`0086`/`86` prefixes and the trunk `0` of landlines
+    (`010-12345678`) are understood; numbers phonenumbers does not consider valid are refused.
+    """
+    if not _prepare(raw):
+        return _invalid("empty")
+    parsed = _parse_phone(raw, region)
+    if parsed is None:
+        return _invalid("invalid_phone")
+    return _valid(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+def _is_cn_service_line(parsed: PhoneNumber) -> bool:
+    national = str(parsed.national_number)
+    return parsed.country_code == 86 and len(national) == 10 and national.startswith(("400", "800"))
+
+
+def phone_kind(e164: str) -> str:
+    """`mobile`, `fixed_line`, `toll_free` (including Chinese 400/800 lines) or `other`.
+
+    phonenumbers calls CN 400 numbers UAN, so they are classified explicitly; a number that may be either
+    a fixed line or a mobile (e.g. US) is `other`, as is anything unparsable.
+    """
+    parsed = _parse_phone(e164, "CN")
+    if parsed is None:
+        return "other"
+    if _is_cn_service_line(parsed):
+        return "toll_free"
+    return _KINDS.get(phonenumbers.number_type(parsed), "other")
+
+
+def is_shared_line(e164: str) -> bool:
+    """True for numbers many people share: 400/800, toll-free, premium, shared-cost and UAN lines."""
+    parsed = _parse_phone(e164, "CN")
+    if parsed is None:
+        return False
+    return _is_cn_service_line(parsed) or phonenumbers.number_type(parsed) in _SHARED_TYPES
+
+
+# --- email, USCC, platform ids ----------------------------------------------------------------------
+
+
+def _email_once(raw: str) -> str | None:
+    text = _prepare(raw)
+    try:
+        result = validate_email(text, check_deliverability=False)
+    except (EmailNotValidError, UnicodeError, ValueError):
+        return None
+    return result.normalized.lower()
+
+
+def normalize_email(raw: str) -> Normalized:
+    """Email → lower-cased whole address; syntax only (no DNS), via email-validator.
+
+    Full-width characters (`＠`) are narrowed first. Lower-casing can produce an address email-validator
+    normalises differently, so the result is iterated to a fixed point: normalising it again changes nothing.
+    """
+    if not _prepare(raw):
+        return _invalid("empty")
+    value = _email_once(raw)
+    for _ in range(3):
+        if value is None:
+            return _invalid("invalid_email")
+        again = _email_once(value)
+        if again == value:
+            return _valid(value)
+        value = again
+    return _invalid("invalid_email")
+
+
+def normalize_uscc(raw: str) -> Normalized:
+    """Unified social credit code (GB 32100-2015) → 18 upper-case characters with a valid MOD-31 check."""
+    text = _USCC_SEPARATORS.sub("", _prepare(raw).upper())
+    if not text:
+        return _invalid("empty")
+    if not _USCC_RE.fullmatch(text) or _stdnum_uscc.calc_check_digit(text[:17]) != text[17]:
+        return _invalid("invalid_uscc")
+    return _valid(text)
+
+
+def normalize_platform_id(raw: str) -> Normalized:
+    """Opaque platform id (open_id, external_userid, ERP code …): trimmed, invisible characters removed.
+
+    Case and inner characters are kept as sent: these ids are case-sensitive and NFKC could alter them.
+    """
+    text = strip_invisible(raw).strip()
+    return _valid(text) if text else _invalid("empty")
+
+
+_NORMALISERS: Mapping[str, Callable[[str], Normalized]] = {
+    "phone": normalize_phone,
+    "email": normalize_email,
+    "uscc": normalize_uscc,
+}
+
+
+def _as_text(value: object) -> str | None:
+    if isinstance(value, bool | bytes | bytearray | Mapping | list | tuple | set | frozenset):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # a phone number read from Excel as 13800138000.0
+    return value if isinstance(value, str) else str(value)
+
+
+def normalize_identity(
+    type: str,
+    value: object,
+    *,
+    reject_placeholders: bool = False,
+    extra_placeholders: Iterable[str] = (),
+) -> Normalized:
+    """Normalise `value` as an identity of `type` (phone, email, uscc; anything else is a platform id).
+
+    Numbers are str()-ed (an integral float loses its `.0`); None is `empty`; booleans, bytes and
+    containers are `invalid_type`. With `reject_placeholders`, placeholder values become `placeholder`.
+    """
+    if value is None:
+        return _invalid("empty")
+    text = _as_text(value)
+    if text is None:
+        return _invalid("invalid_type")
+    result = _NORMALISERS.get(type, normalize_platform_id)(text)
+    if result.value is not None and reject_placeholders and is_placeholder(type, result.value, extra_placeholders):
+        return _invalid("placeholder")
+    return result
+
+
+# --- placeholders -----------------------------------------------------------------------------------
+
+
+def _fold(text: str) -> str:
+    return _prepare(text).casefold()
+
+
+def _one_digit(digits: str) -> bool:
+    return len(set(digits)) == 1
+
+
+def _is_sequence(digits: str) -> bool:
+    steps = {(int(b) - int(a)) % 10 for a, b in zip(digits, digits[1:], strict=False)}
+    return steps in ({1}, {9})
+
+
+def _national_digits(text: str) -> str:
+    try:
+        parsed = phonenumbers.parse(_PHONE_SEPARATORS.sub("", text), "CN")
+    except NumberParseException:
+        return "".join(ch for ch in text if ch.isascii() and ch.isdigit())
+    return phonenumbers.national_significant_number(parsed)
+
+
+def _fake_digits(type: str, text: str) -> bool:
+    if type == "phone":
+        digits = _national_digits(text)
+        if len(digits) < 3:
+            return False
+        # 13333333333: the first digit is a mobile/area prefix, the rest one repeated digit.
+        return _one_digit(digits) or _one_digit(digits[1:]) or _is_sequence(digits)
+    if not (text.isascii() and text.isdigit()) or len(text) < _MIN_FAKE_DIGITS:
+        return False
+    return _one_digit(text) or _is_sequence(text)
+
+
+def is_placeholder(type: str, value: str, extra: Iterable[str] = ()) -> bool:
+    """True if `value` is a stand-in rather than a real identifier, so it must never match (contract §4).
+
+    Case-insensitive: zeros and dashes (`^[0-]*$`), the words in `DEFAULT_PLACEHOLDERS` and `extra`,
+    one repeated digit and runs like 123456 (for phones on the national number: 13333333333,
+    +8611111111111, 12345678901; for other types only pure-digit values of 6+ digits).
+    """
+    text = _fold(value) if isinstance(value, str) else _fold(str(value))
+    if _ZEROS_AND_DASHES.fullmatch(text) or text in DEFAULT_PLACEHOLDERS:
+        return True
+    if any(text == _fold(item) for item in extra):
+        return True
+    return _fake_digits(type, text)

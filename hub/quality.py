@@ -1,0 +1,215 @@
+"""Cleaning every text field at ingest, and recording each change or finding as a quality issue.
+
+Why: the seed incident was a 32,756-row Excel import whose names carried U+200E and `=VLOOKUP(...)`
+residue. Cleaning here is deliberately conservative: invisible characters go, whitespace is tidied,
+full-width digits and letters are narrowed, but Chinese full-width punctuation (腾讯科技（深圳）有限公司)
+is correct typography and stays. Formula residue is only *found* here; quarantine is decided elsewhere.
+Everything is pure and never raises on any str.
+
+Cleaning is idempotent: cleaning cleaned text returns it unchanged with no *change* issue
+(`CHANGE_CODES`). A *finding* (`formula_residue`) is reported again, because the value is kept.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from hub.identifiers import INVISIBLE_CHARS
+from hub.schemas import QualityIssue
+
+__all__ = [
+    "CHANGE_CODES",
+    "FINDING_CODES",
+    "check_company_name",
+    "clean_fields",
+    "clean_text",
+    "looks_like_formula",
+    "neutralise_cell",
+]
+
+CHANGE_CODES: frozenset[str] = frozenset({"invisible_chars_removed", "fullwidth_normalized", "whitespace_collapsed"})
+FINDING_CODES: frozenset[str] = frozenset({"formula_residue", "short_company_name"})
+
+# Field-name tokens (last path segment, snake/camel split) that mark identifiers or numbers: NFKC is safe
+# there and wanted (full-width digits in phones). Free-text fields keep their newlines.
+_IDENTIFIER_TOKENS = frozenset(
+    {
+        "phone", "mobile", "tel", "telephone", "fax", "email", "mail", "uscc", "code", "id", "ids", "no",
+        "number", "num", "sku", "amount", "price", "qty", "quantity", "zip", "postcode", "userid", "openid",
+        "unionid", "clickid", "uuid", "vid",
+    }
+)  # fmt: skip
+_IDENTIFIER_HINTS = ("手机", "电话", "邮箱", "信用代码", "编号", "编码", "号码", "金额")
+_TEXT_TOKENS = frozenset(
+    {"text", "message", "msg", "transcript", "content", "body", "description", "desc", "note", "notes",
+     "remark", "remarks", "comment", "comments", "summary"}
+)  # fmt: skip
+_TEXT_HINTS = ("备注", "内容", "描述", "留言", "摘要")
+
+_PATH_PARTS = re.compile(r"[^.\[\]]+")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_TOKEN_SPLIT = re.compile(r"[^0-9a-z]+")
+_FULLWIDTH = re.compile(r"[\uff10-\uff19\uff21-\uff3a\uff41-\uff5a\u3000]")
+_WHITESPACE_RUN = re.compile(r"\s+")
+
+# Formula residue. `=` starts a formula whenever an ASCII operand follows (not `=_=`, `===`, `=>`);
+# `+`, `-` and `@` only before a function call, DDE link, cell reference or arithmetic.
+_EQUALS_FORMULA = re.compile(r"=\s*[A-Za-z0-9$(\"'+\-@.]")
+_FUNCTION = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\s*\(|[A-Za-z]+\|")
+_CELL_REF = re.compile(r"\$?[A-Za-z]{1,3}\$?[0-9]+(?:$|[-+*/^&:,)!])")
+_ARITHMETIC = re.compile(r"\(*[0-9]+(?:\.[0-9]+)?\)*\s*[-+*/^&]\s*[(0-9$A-Za-z]")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:,[0-9]{3})*(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?%?")
+_PHONE_LIKE = re.compile(r"[+-]?[0-9\s().\-]+")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)")
+_CELL_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _field_name(field: str) -> str:
+    parts = [part for part in _PATH_PARTS.findall(field) if not part.isdigit()]
+    return parts[-1] if parts else field
+
+
+def _field_kind(field: str) -> str:
+    """`identifier`, `text` (newlines matter) or `plain`, guessed from the last segment of the field path."""
+    name = _field_name(field)
+    tokens = set(_TOKEN_SPLIT.split(_CAMEL.sub("_", name).lower()))
+    if tokens & _IDENTIFIER_TOKENS or any(hint in name for hint in _IDENTIFIER_HINTS):
+        return "identifier"
+    if tokens & _TEXT_TOKENS or any(hint in name for hint in _TEXT_HINTS):
+        return "text"
+    return "plain"
+
+
+def _remove_invisible(text: str, kind: str) -> tuple[str, str | None]:
+    found = INVISIBLE_CHARS.findall(text)
+    if not found:
+        return text, None
+    detail = ", ".join(f"U+{ord(ch):04X} x{count}" for ch, count in Counter(found).items())
+    return INVISIBLE_CHARS.sub("", text), detail
+
+
+def _narrow(match: re.Match[str]) -> str:
+    char = match.group()
+    return " " if char == "\u3000" else chr(ord(char) - 0xFEE0)
+
+
+def _normalise_width(text: str, kind: str) -> tuple[str, str | None]:
+    if text.isascii():
+        return text, None
+    if kind == "identifier":
+        result = unicodedata.normalize("NFKC", text)
+        return result, ("NFKC" if result != text else None)
+    result, count = _FULLWIDTH.subn(_narrow, text)
+    return result, (f"{count} full-width characters narrowed" if count else None)
+
+
+def _tidy_whitespace(text: str, kind: str) -> tuple[str, str | None]:
+    result = text.strip() if kind == "text" else _WHITESPACE_RUN.sub(" ", text).strip()
+    if result == text:
+        return text, None
+    return result, ("trimmed" if result == text.strip() else "collapsed")
+
+
+# Order matters for idempotence: removing invisibles can join a letter and its combining mark for NFKC.
+_STEPS: tuple[tuple[Callable[[str, str], tuple[str, str | None]], str], ...] = (
+    (_remove_invisible, "invisible_chars_removed"),
+    (_normalise_width, "fullwidth_normalized"),
+    (_tidy_whitespace, "whitespace_collapsed"),
+)
+
+
+def clean_text(value: str, field: str) -> tuple[str, list[QualityIssue]]:
+    """Clean one text value of the field `field` (a dotted path; its last segment decides the rules).
+
+    Returns the cleaned text and the issues: `invisible_chars_removed` (detail like `U+200E x1`),
+    `fullwidth_normalized`, `whitespace_collapsed`, and the finding `formula_residue` (value kept).
+    """
+    kind = _field_kind(field)
+    issues: list[QualityIssue] = []
+    text = value
+    for step, code in _STEPS:
+        text, detail = step(text, kind)
+        if detail is not None:
+            issues.append(QualityIssue(field=field, code=code, detail=detail))
+    if looks_like_formula(text):
+        issues.append(QualityIssue(field=field, code="formula_residue", detail=text[:80]))
+    return text, issues
+
+
+def looks_like_formula(value: str) -> bool:
+    """True for spreadsheet formula residue: `=VLOOKUP(A2,Sheet2!A:B,2,0)`, `=A1`, `+A1*2`, `@SUM(`, `-1+2`.
+
+    Not for phone numbers (`+86 138 0013 8000`), plain numbers (`-12.5`, `+30%`), bullets (`- item`),
+    mentions (`@张三`) or emoticons (`=_=`).
+    """
+    text = value.strip()
+    if len(text) < 2 or text[0] not in "=+-@":
+        return False
+    if _NUMBER.fullmatch(text):
+        return False
+    if text[0] == "=":
+        return bool(_EQUALS_FORMULA.match(text))
+    if text[0] != "@" and _PHONE_LIKE.fullmatch(text) and sum(ch.isdigit() for ch in text) >= 7:
+        return False
+    body = text[1:]
+    if _FUNCTION.match(body):
+        return True
+    return text[0] != "@" and bool(_CELL_REF.match(body) or _ARITHMETIC.match(body))
+
+
+def _join(prefix: str, key: object) -> str:
+    return f"{prefix}.{key}" if prefix else str(key)
+
+
+def _clean_value(value: Any, path: str, issues: list[QualityIssue]) -> Any:
+    if isinstance(value, str):
+        text, found = clean_text(value, path)
+        issues.extend(found)
+        return text
+    if isinstance(value, Mapping):
+        return {key: _clean_value(item, _join(path, key), issues) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        cleaned = [_clean_value(item, f"{path}[{index}]", issues) for index, item in enumerate(value)]
+        return cleaned if isinstance(value, list) else tuple(cleaned)
+    return value
+
+
+def clean_fields(data: Mapping[str, Any], prefix: str = "") -> tuple[dict[str, Any], list[QualityIssue]]:
+    """Clean every str in nested dicts and lists; issue fields are dotted paths (`items[0].name`).
+
+    Returns new containers; keys and non-str values are left as they are.
+    """
+    issues: list[QualityIssue] = []
+    cleaned = {key: _clean_value(value, _join(prefix, key), issues) for key, value in data.items()}
+    return cleaned, issues
+
+
+def check_company_name(name: str | None, *, field: str = "company") -> QualityIssue | None:
+    """`short_company_name` when the cleaned name has fewer than 3 characters (contract §8).
+
+    A missing or blank name is not "short" (it is an empty value, reported as such elsewhere).
+    """
+    if name is None:
+        return None
+    cleaned, _ = clean_text(name, field)
+    if not cleaned or len(cleaned) >= 3:
+        return None
+    return QualityIssue(field=field, code="short_company_name", detail=f"{len(cleaned)} characters")
+
+
+def neutralise_cell(value: object) -> object:
+    """Make a value safe to write to CSV/XLSX (CSV injection): prefix `'` to formula-leading strings.
+
+    Strings starting (after any leading spaces) with = + - @ TAB or CR get the apostrophe unless they are a plain number
+    (`-12.5`, `+8613800138000`); a spaced or dashed phone is quoted too, since a spreadsheet would
+    otherwise evaluate `+86-138-0013-8000` as arithmetic.
+    """
+    if not isinstance(value, str) or _PLAIN_NUMBER.fullmatch(value):
+        return value
+    if value.startswith(_CELL_TRIGGERS) or value.lstrip().startswith(_CELL_TRIGGERS):
+        return "'" + value
+    return value

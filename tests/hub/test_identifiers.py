@@ -1,0 +1,412 @@
+from __future__ import annotations
+
+import sys
+import unicodedata
+
+import pytest
+from hypothesis import given, settings, strategies as st
+from stdnum.cn.uscc import calc_check_digit
+
+from hub.identifiers import (
+    DEFAULT_PLACEHOLDERS,
+    INVISIBLE_CHARS,
+    Normalized,
+    is_placeholder,
+    is_shared_line,
+    normalize_email,
+    normalize_identity,
+    normalize_phone,
+    normalize_platform_id,
+    normalize_uscc,
+    phone_kind,
+    strip_invisible,
+)
+
+# Any str, including lone surrogates and control characters.
+ANY_TEXT = st.text(
+    st.one_of(st.characters(codec=None, exclude_categories=()), st.characters(categories=["Cs", "Cf", "Zs"])),
+    max_size=60,
+)
+PHONEISH = st.text(st.sampled_from(list("0123456789０１２３４５６７８９+-. ()/\u200e\u3000")), max_size=25)
+
+
+def with_check(body17: str) -> str:
+    return body17 + calc_check_digit(body17)
+
+
+# --- phone ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("13800138000", "+8613800138000"),
+        ("138 0013 8000", "+8613800138000"),
+        ("138-0013-8000", "+8613800138000"),
+        ("138.0013.8000", "+8613800138000"),
+        ("+86 138 0013 8000", "+8613800138000"),
+        ("+86-138-0013-8000", "+8613800138000"),
+        ("0086 138 0013 8000", "+8613800138000"),
+        ("8613800138000", "+8613800138000"),
+        ("86 13800138000", "+8613800138000"),
+        ("(+86)13800138000", "+8613800138000"),
+        ("１３８００１３８０００", "+8613800138000"),  # full-width digits
+        ("＋８６　１３８　００１３　８０００", "+8613800138000"),  # full-width plus and ideographic spaces
+        ("\u200e13800138000\ufeff", "+8613800138000"),  # invisible characters
+        ("138\u200b0013\u20608000", "+8613800138000"),
+        ("\ud800138\udfff00138000", "+8613800138000"),  # lone surrogates
+        ("  13800138000\t", "+8613800138000"),
+        ("010-12345678", "+861012345678"),  # landline with trunk 0
+        ("(010)12345678", "+861012345678"),
+        ("010 1234 5678", "+861012345678"),
+        ("+86 (0)10 1234 5678", "+861012345678"),
+        ("+86 10 1234 5678", "+861012345678"),
+        ("020-87654321", "+862087654321"),
+        ("400-800-1234", "+864008001234"),
+        ("800-810-1234", "+868008101234"),
+        ("+1 201-555-0123", "+12015550123"),
+        ("+44 20 7946 0000", "+442079460000"),
+    ],
+)
+def test_normalize_phone_valid(raw: str, expected: str) -> None:
+    assert normalize_phone(raw) == Normalized(expected, None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("\u200b\u200e", "empty"),
+        ("12345", "invalid_phone"),
+        ("95555", "invalid_phone"),  # bank short code: not a dialable E.164 number
+        ("1380013800", "invalid_phone"),  # one digit short
+        ("138001380001", "invalid_phone"),  # one digit long
+        ("+8611111111111", "invalid_phone"),
+        ("1-800-FLOWERS", "invalid_phone"),  # letters are not read as a vanity number
+        ("手机13800138000", "invalid_phone"),
+        ("13800138000 转 123", "invalid_phone"),
+        ("13800138000/13900139000", "invalid_phone"),
+        ("abc", "invalid_phone"),
+        ("+", "invalid_phone"),
+    ],
+)
+def test_normalize_phone_invalid(raw: str, reason: str) -> None:
+    assert normalize_phone(raw) == Normalized(None, reason)
+    assert not normalize_phone(raw).ok
+
+
+def test_normalize_phone_region() -> None:
+    assert normalize_phone("(201) 555-0123", region="US").value == "+12015550123"
+    assert normalize_phone("13800138000", region="ZZ").reason == "invalid_phone"
+    assert normalize_phone("+8613800138000", region="US").value == "+8613800138000"
+
+
+@pytest.mark.parametrize(
+    ("number", "kind", "shared"),
+    [
+        ("+8613800138000", "mobile", False),
+        ("+861012345678", "fixed_line", False),
+        ("+864008001234", "toll_free", True),  # phonenumbers says UAN; 400 lines are shared service lines
+        ("+868008101234", "toll_free", True),
+        ("400-800-1234", "toll_free", True),  # not yet normalised: read as CN
+        ("+18002345678", "toll_free", True),
+        ("+12015550123", "other", False),  # US: fixed line or mobile, cannot tell
+        ("+19002345678", "other", True),  # premium rate
+        ("not a number", "other", False),
+        ("", "other", False),
+    ],
+)
+def test_phone_kind_and_shared_line(number: str, kind: str, shared: bool) -> None:
+    assert phone_kind(number) == kind
+    assert is_shared_line(number) is shared
+
+
+# --- email ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("zhang.san@example.com", "zhang.san@example.com"),
+        ("Zhang.San@Example.COM", "zhang.san@example.com"),  # whole address lower-cased
+        ("  li@example.cn ", "li@example.cn"),
+        ("\u200bwang@example.com\u200e", "wang@example.com"),
+        ("zhao＠example．com", "zhao@example.com"),  # full-width @ and dot from a Chinese IME
+        ("user+tag@sub.example.com.cn", "user+tag@sub.example.com.cn"),
+        ("ZHANG@公司.中国", "zhang@公司.中国"),  # internationalised domain, syntax only
+        ("nobody@no-such-domain-crmhub.com", "nobody@no-such-domain-crmhub.com"),  # no DNS lookup
+    ],
+)
+def test_normalize_email_valid(raw: str, expected: str) -> None:
+    assert normalize_email(raw) == Normalized(expected, None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("", "empty"),
+        ("\ufeff ", "empty"),
+        ("zhang", "invalid_email"),
+        ("zhang@", "invalid_email"),
+        ("@example.com", "invalid_email"),
+        ("zhang@@example.com", "invalid_email"),
+        ("zhang san@example.com", "invalid_email"),
+        ("zhang@localhost", "invalid_email"),
+        ("Zhang <zhang@example.com>", "invalid_email"),
+        ("a@b.test", "invalid_email"),  # special-use domain
+    ],
+)
+def test_normalize_email_invalid(raw: str, reason: str) -> None:
+    assert normalize_email(raw) == Normalized(None, reason)
+
+
+# --- USCC -------------------------------------------------------------------------------------------
+
+USCC_POSITIVES = ["914403001922038216", "9144030071526726XG", "91110000710926094P"]
+ANY_POSITIVES = [with_check(f"{authority}1110000600037341") for authority in "ANY"]
+
+
+@pytest.mark.parametrize("code", USCC_POSITIVES + ANY_POSITIVES)
+def test_normalize_uscc_valid(code: str) -> None:
+    assert normalize_uscc(code) == Normalized(code, None)
+
+
+def test_authority_codes_a_n_y_accepted_although_stdnum_rejects_them() -> None:
+    from stdnum.cn import uscc
+
+    assert ANY_POSITIVES == ["A1110000600037341K", "N11100006000373417", "Y1110000600037341Y"]
+    assert not any(uscc.is_valid(code) for code in ANY_POSITIVES)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("9144030071526726xg", "9144030071526726XG"),
+        (" 9144 0300 7152 6726 XG ", "9144030071526726XG"),
+        ("9144-0300-7152-6726-XG", "9144030071526726XG"),
+        ("\u200e914403001922038216\u200b", "914403001922038216"),
+        ("９１４４０３００１９２２０３８２１６", "914403001922038216"),
+    ],
+)
+def test_normalize_uscc_cleans_input(raw: str, expected: str) -> None:
+    assert normalize_uscc(raw).value == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("", "empty"),
+        (" - ", "empty"),
+        ("914403001922038217", "invalid_uscc"),  # bad check character
+        ("9144030071526726XA", "invalid_uscc"),
+        ("91440300708461136O", "invalid_uscc"),  # O is not in the alphabet
+        ("Y1110000600037341L", "invalid_uscc"),  # Y accepted, but the check character is wrong
+        ("91440300192203821", "invalid_uscc"),  # 17 characters
+        ("9144030019220382160", "invalid_uscc"),  # 19 characters
+        ("014403001922038216", "invalid_uscc"),  # authority code 0 does not exist
+        (with_check("B1110000600037341"), "invalid_uscc"),  # nor does B
+        ("91440300192203821I", "invalid_uscc"),
+        ("not a code", "invalid_uscc"),
+    ],
+)
+def test_normalize_uscc_invalid(raw: str, reason: str) -> None:
+    assert normalize_uscc(raw) == Normalized(None, reason)
+
+
+@pytest.mark.parametrize("position", range(17))
+def test_uscc_mutated_character_fails_check(position: int) -> None:
+    code = "9144030071526726XG"
+    replacement = "3" if code[position] != "3" else "4"
+    assert not normalize_uscc(code[:position] + replacement + code[position + 1 :]).ok
+
+
+# --- platform ids and dispatch ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("  _000Qg8XbjLQ7uv2hXI7pA  ", Normalized("_000Qg8XbjLQ7uv2hXI7pA", None)),  # case kept
+        ("wm\u200bJ3kDAAA\u200e", Normalized("wmJ3kDAAA", None)),
+        ("a b", Normalized("a b", None)),  # inner spaces kept
+        ("ＡＢ", Normalized("ＡＢ", None)),  # opaque: no NFKC
+        ("", Normalized(None, "empty")),
+        ("\ufeff\u3000", Normalized(None, "empty")),
+    ],
+)
+def test_normalize_platform_id(raw: str, expected: Normalized) -> None:
+    assert normalize_platform_id(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("type_", "value", "expected"),
+    [
+        ("phone", "138 0013 8000", Normalized("+8613800138000", None)),
+        ("phone", 13800138000, Normalized("+8613800138000", None)),
+        ("phone", 13800138000.0, Normalized("+8613800138000", None)),  # Excel numeric cell
+        ("email", "A@Example.com", Normalized("a@example.com", None)),
+        ("uscc", "9144030071526726xg", Normalized("9144030071526726XG", None)),
+        ("erp_customer_code", "  C-1001 ", Normalized("C-1001", None)),
+        ("pos_member_id", 88001234, Normalized("88001234", None)),
+        ("douyin_open_id", " _000abc ", Normalized("_000abc", None)),
+        ("some_future_id", "X", Normalized("X", None)),
+        ("douyin_open_id", None, Normalized(None, "empty")),
+        ("douyin_open_id", "", Normalized(None, "empty")),
+        ("phone", "bad", Normalized(None, "invalid_phone")),
+        ("uscc", "914403001922038217", Normalized(None, "invalid_uscc")),
+        ("web_user_id", True, Normalized(None, "invalid_type")),
+        ("web_user_id", {"a": 1}, Normalized(None, "invalid_type")),
+        ("web_user_id", b"abc", Normalized(None, "invalid_type")),
+    ],
+)
+def test_normalize_identity(type_: str, value: object, expected: Normalized) -> None:
+    assert normalize_identity(type_, value) == expected
+
+
+def test_normalize_identity_rejects_placeholders_on_request() -> None:
+    assert normalize_identity("phone", "13333333333").value == "+8613333333333"
+    assert normalize_identity("phone", "13333333333", reject_placeholders=True) == Normalized(None, "placeholder")
+    assert normalize_identity("douyin_open_id", "guest", reject_placeholders=True).ok
+    rejected = normalize_identity("douyin_open_id", "Guest", reject_placeholders=True, extra_placeholders=["guest"])
+    assert rejected.reason == "placeholder"
+
+
+# --- placeholders -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("type_", "value"),
+    [
+        ("phone", "0"),
+        ("phone", "00000000000"),
+        ("phone", "-"),
+        ("phone", "--"),
+        ("phone", "0-0"),
+        ("phone", ""),
+        ("phone", "-1"),
+        ("email", "NULL"),
+        ("email", "None"),
+        ("douyin_open_id", "nil"),
+        ("web_user_id", "undefined"),
+        ("web_user_id", "Test"),
+        ("web_anonymous_id", "anonymous"),
+        ("xhs_user_id", "UNKNOWN"),
+        ("phone", "N/A"),
+        ("phone", "#N/A"),
+        ("email", "nan"),
+        ("wechat_unionid", "暂无"),
+        ("phone", "13333333333"),
+        ("phone", "+8613333333333"),
+        ("phone", "11111111111"),
+        ("phone", "+8611111111111"),
+        ("phone", "88888888"),
+        ("phone", "12345678901"),
+        ("phone", "+8612345678901"),
+        ("phone", "98765432109"),
+        ("pos_member_id", "111111"),
+        ("erp_customer_code", "123456"),
+        ("erp_customer_code", "0000"),
+        ("douyin_open_id", " \u200enull "),
+    ],
+)
+def test_is_placeholder(type_: str, value: str) -> None:
+    assert is_placeholder(type_, value)
+
+
+@pytest.mark.parametrize(
+    ("type_", "value"),
+    [
+        ("phone", "+8613800138000"),
+        ("phone", "13800138000"),
+        ("phone", "+861012345678"),
+        ("phone", "+864008001234"),
+        ("email", "test@example.com"),
+        ("erp_customer_code", "1001"),  # short pure-digit codes can be real
+        ("erp_customer_code", "111"),
+        ("pos_member_id", "88001234"),
+        ("douyin_open_id", "_000Qg8XbjLQ7uv2hXI7pA"),
+        ("web_user_id", "tester"),
+    ],
+)
+def test_is_not_placeholder(type_: str, value: str) -> None:
+    assert not is_placeholder(type_, value)
+
+
+def test_placeholder_extra_list_is_case_insensitive() -> None:
+    assert is_placeholder("web_user_id", "GUEST", extra=["guest"])
+    assert is_placeholder("web_user_id", "guest", extra=["Guest"])
+    assert not is_placeholder("web_user_id", "guest")
+    assert {"null", "none", "test", "anonymous", "-1"} <= DEFAULT_PLACEHOLDERS
+
+
+# --- invisible characters ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("char", ["\u200b", "\u200e", "\u200f", "\u202a", "\u202e", "\u2060", "\u2064", "\ufeff"])
+def test_invisible_chars_named_in_the_issue(char: str) -> None:
+    assert INVISIBLE_CHARS.fullmatch(char)
+
+
+def test_invisible_chars_cover_every_control_and_format_character() -> None:
+    missing = [
+        hex(cp)
+        for cp in range(sys.maxunicode + 1)
+        if unicodedata.category(chr(cp)) in ("Cc", "Cf")
+        and chr(cp) not in "\t\n\r"
+        and not INVISIBLE_CHARS.match(chr(cp))
+    ]
+    assert missing == []
+
+
+@pytest.mark.parametrize("char", ["\t", "\n", "\r", " ", "a", "中", "\u3000", "\u00a0", "😀"])
+def test_invisible_chars_keep_visible_and_layout_characters(char: str) -> None:
+    assert not INVISIBLE_CHARS.match(char)
+    assert strip_invisible(f"x{char}y") == f"x{char}y"
+
+
+# --- properties -------------------------------------------------------------------------------------
+
+NORMALISERS = [normalize_phone, normalize_email, normalize_uscc, normalize_platform_id]
+
+
+@pytest.mark.parametrize("normalise", NORMALISERS)
+@settings(max_examples=300, deadline=None)
+@given(raw=ANY_TEXT)
+def test_normalisers_never_raise_and_are_idempotent(normalise: object, raw: str) -> None:
+    assert callable(normalise)
+    result = normalise(raw)
+    assert isinstance(result, Normalized)
+    assert (result.value is None) != (result.reason is None)
+    if result.value is not None:
+        assert normalise(result.value) == result
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=PHONEISH)
+def test_phone_idempotent_on_phone_like_text(raw: str) -> None:
+    result = normalize_phone(raw)
+    if result.ok:
+        assert result.value is not None and result.value.startswith("+")
+        assert normalize_phone(result.value) == result
+        assert phone_kind(result.value) in {"mobile", "fixed_line", "toll_free", "other"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=st.text(st.sampled_from("0123456789ABCDEFGHJKLMNPQRTUWXY"), min_size=16, max_size=16))
+def test_uscc_accepts_every_correct_check_character(body: str) -> None:
+    for authority in "9ANY":
+        code = with_check(authority + body)
+        assert normalize_uscc(code).value == code
+        assert normalize_uscc(code.lower()).value == code
+
+
+@settings(max_examples=200, deadline=None)
+@given(type_=st.sampled_from(["phone", "email", "uscc", "erp_customer_code", "douyin_open_id"]), value=ANY_TEXT)
+def test_identity_and_placeholder_never_raise(type_: str, value: str) -> None:
+    result = normalize_identity(type_, value, reject_placeholders=True)
+    if result.value is not None:
+        assert normalize_identity(type_, result.value) == result
+    assert isinstance(is_placeholder(type_, value), bool)
+    assert isinstance(phone_kind(value), str)
+    assert isinstance(is_shared_line(value), bool)
