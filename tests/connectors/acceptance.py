@@ -50,6 +50,9 @@ class AcceptanceCase:
     signs_body: bool = True
     # The minimum number of events each fixture must yield (0 for pure status events).
     min_events: int = 1
+    # How to tamper with a signed request when the signed value is not the raw body (e.g. WeCom's
+    # <Encrypt> element); default: append a byte to the body. Used only when `signs_body` is True.
+    tamper: Callable[[InboundRequest], InboundRequest] | None = None
 
     def fixture_bodies(self) -> list[tuple[str, bytes]]:
         out = [(p.name, p.read_bytes()) for p in self.fixtures]

@@ -1,0 +1,120 @@
+"""Douyin Open Platform webhook bodies (platforms.md §1), private to this connector.
+
+Why lenient: the same envelope arrives with `content` as an object (private-message page) or as a
+JSON-encoded string (im_enter_direct_msg, local-life); numbers arrive as numbers or strings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hub.connector import InboundRequest
+from hub.errors import PayloadError
+
+
+def _as_object(value: Any) -> dict[str, Any]:
+    """An object, or a JSON string holding one; anything else becomes {}."""
+    if isinstance(value, str) and value.strip():
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _as_text(value: Any) -> str:
+    if value is None or isinstance(value, bool | dict | list):
+        return ""
+    return str(value).strip()
+
+
+class UserInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    open_id: str = ""
+    nick_name: str = ""
+    avatar: str = ""
+
+    @field_validator("open_id", "nick_name", "avatar", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> str:
+        return _as_text(value)
+
+
+class Envelope(BaseModel):
+    """`{"event", "from_user_id", "to_user_id", "client_key", "log_id", "content"}`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    event: str
+    from_user_id: str = ""
+    to_user_id: str = ""
+    client_key: str = ""
+    log_id: str = ""
+    content: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("event", mode="before")
+    @classmethod
+    def _event(cls, value: Any) -> str:
+        text = _as_text(value)
+        if not text:
+            raise ValueError("event is required")
+        return text
+
+    @field_validator("from_user_id", "to_user_id", "client_key", "log_id", mode="before")
+    @classmethod
+    def _ids(cls, value: Any) -> str:
+        return _as_text(value)
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _content(cls, value: Any) -> dict[str, Any]:
+        return _as_object(value)
+
+    def content_text(self, key: str) -> str:
+        return _as_text(self.content.get(key))
+
+    def user_infos(self) -> list[UserInfo]:
+        raw = self.content.get("user_infos")
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except ValueError:
+                raw = []
+        if not isinstance(raw, list):
+            return []
+        return [UserInfo.model_validate(item) for item in raw if isinstance(item, dict)]
+
+    def ad_info(self) -> dict[str, Any]:
+        return _as_object(self.content.get("ad_info"))
+
+
+def read_envelope(body: bytes) -> Envelope:
+    """The envelope, or PayloadError (HTTP 400) when the body is not one."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PayloadError(f"body is not valid JSON: {exc}", code="invalid_json") from exc
+    if not isinstance(doc, dict):
+        raise PayloadError("body must be a JSON object", code="invalid_body")
+    try:
+        return Envelope.model_validate(doc)
+    except ValidationError as exc:
+        raise PayloadError("not a Douyin webhook envelope: 'event' is missing", code="invalid_envelope") from exc
+
+
+def message_id(request: InboundRequest, envelope: Envelope) -> str:
+    """Douyin's message id: the `Msg-Id` header, else server_message_id, else log_id, else a body digest."""
+    header = _as_text(request.header("msg-id"))
+    if header:
+        return "msg:" + header[:200]
+    server_id = envelope.content_text("server_message_id")
+    if server_id:
+        return "smid:" + server_id[:200]
+    if envelope.log_id:
+        return "log:" + envelope.log_id[:200]
+    return "sha256:" + hashlib.sha256(request.body).hexdigest()

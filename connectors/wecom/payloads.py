@@ -1,0 +1,56 @@
+"""WeCom XML: the encrypted outer envelope and the decrypted event (platforms.md §6.1-§6.2), private.
+
+Why the DOCTYPE check: the body is parsed before its signature can be checked (the signed value is
+inside it), so entity declarations are refused outright rather than trusting the XML parser.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import xml.etree.ElementTree as ET
+
+from hub.errors import PayloadError
+
+MAX_XML_BYTES = 256 * 1024
+
+
+def parse_xml(raw: bytes) -> dict[str, str]:
+    """`<xml><A>x</A>…</xml>` → {"A": "x"} (first level only; CDATA unwrapped)."""
+    if len(raw) > MAX_XML_BYTES:
+        raise PayloadError("XML body is too large", code="body_too_large")
+    if b"<!DOCTYPE" in raw.upper() or b"<!ENTITY" in raw.upper():
+        raise PayloadError("XML with a DOCTYPE or ENTITY is refused", code="invalid_xml")
+    try:
+        root = ET.fromstring(raw)
+    except (ET.ParseError, ValueError) as exc:
+        raise PayloadError(f"body is not valid XML: {exc}", code="invalid_xml") from exc
+    return {child.tag: (child.text or "").strip() for child in root}
+
+
+def encrypted_field(raw: bytes) -> str:
+    encrypted = parse_xml(raw).get("Encrypt", "")
+    if not encrypted:
+        raise PayloadError("the XML has no <Encrypt> element", code="missing_encrypt")
+    return encrypted
+
+
+def event_name(event: dict[str, str]) -> str:
+    """`Event` (self-built app) or `InfoType` (third-party / ISV envelope)."""
+    return event.get("Event") or event.get("InfoType") or event.get("MsgType") or "unknown"
+
+
+def corp_of(event: dict[str, str]) -> str:
+    return event.get("AuthCorpId") or event.get("ToUserName") or ""
+
+
+def created_of(event: dict[str, str]) -> str:
+    return event.get("CreateTime") or event.get("TimeStamp") or ""
+
+
+def event_key(event: dict[str, str]) -> str:
+    """Stable id for one WeCom event: corp, event, ChangeType, who, when (WeCom sends no message id)."""
+    parts = [corp_of(event), event_name(event), event.get("ChangeType", ""),
+             event.get("ExternalUserID", "") or event.get("Id", ""), event.get("UserID", ""), created_of(event)]
+    if not any(parts[3:]):
+        return "sha256:" + hashlib.sha256(repr(sorted(event.items())).encode()).hexdigest()
+    return "|".join(parts)[:300]
