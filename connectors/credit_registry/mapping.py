@@ -1,0 +1,55 @@
+"""Provider result → `company.profile.updated` properties (contract §6) and the event draft."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date, datetime
+from typing import Any
+
+from hub import EventDraft, Identity
+from hub.schemas import utcnow
+from hub.values import CHINA_TZ
+
+from .normalise import as_count, parse_capital, parse_date, parse_status, risk_level
+
+
+def from_tianyancha(uscc: str, r: dict[str, Any], today: date) -> dict[str, Any]:
+    return _props(uscc, name=r.get("name"), legal=r.get("legalPersonName"),
+                  registered=parse_capital(r.get("regCapital"), r.get("regCapitalCurrency")),
+                  paid_in=parse_capital(r.get("actualCapital"), r.get("actualCapitalCurrency")),
+                  insured=as_count(r.get("socialStaffNum")), status_text=r.get("regStatus"),
+                  established=parse_date(r.get("estiblishTime")), penalties=as_count(r.get("penaltyCount")),
+                  today=today)
+
+
+def from_qichacha(uscc: str, r: dict[str, Any], today: date) -> dict[str, Any]:
+    # 实缴资本 / 参保人数 field names are UNCONFIRMED for Qichacha (platforms.md §8): read when present.
+    return _props(uscc, name=r.get("Name"), legal=r.get("OperName"), registered=parse_capital(r.get("RegistCapi")),
+                  paid_in=parse_capital(r.get("RecCap")), insured=as_count(r.get("InsuredCount")),
+                  status_text=r.get("Status"), established=parse_date(r.get("StartDate")),
+                  penalties=as_count(r.get("PenaltyCount")), today=today)
+
+
+def _props(uscc: str, *, name: Any, legal: Any, registered: dict[str, Any] | None, paid_in: dict[str, Any] | None,
+           insured: int | None, status_text: Any, established: str | None, penalties: int | None,
+           today: date) -> dict[str, Any]:
+    status = parse_status(status_text)
+    return {
+        "uscc": uscc, "name": name, "legal_representative": legal, "registered_capital": registered,
+        "paid_in_capital": paid_in, "insured_employees": insured, "status": status,
+        "status_text": status_text if isinstance(status_text, str) else None, "established_on": established,
+        "penalties": penalties, "risk_level": risk_level(status, penalties, established, insured, today),
+    }
+
+
+def today_in_china(now: datetime | None = None) -> date:
+    return (now or utcnow()).astimezone(CHINA_TZ).date()
+
+
+def profile_event(uscc: str, props: dict[str, Any], *, occurred_at: datetime | None = None) -> EventDraft:
+    """A `company.profile.updated` draft; the same profile content always has the same source_event_id."""
+    digest = hashlib.sha256(json.dumps(props, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+    return EventDraft(type="company.profile.updated", source_event_id=f"profile:{uscc}:{digest[:16]}",
+                      occurred_at=occurred_at or utcnow(), identities=[Identity(type="uscc", value=uscc)],
+                      properties=dict(props))

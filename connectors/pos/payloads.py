@@ -1,0 +1,68 @@
+"""The hub-defined POS push format (contract §9): one event object or a JSON array of them."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from hub.errors import PayloadError
+
+POS_TYPES = ("purchase", "refund", "member.updated")
+MAX_EVENTS = 500
+
+
+class PosItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    sku: str | None = None
+    name: str | None = None
+    qty: float | None = None
+    price: Any = None
+
+
+class PosEvent(BaseModel):
+    """One POS event. Unknown fields are kept (extra="allow") and passed on as properties."""
+
+    model_config = ConfigDict(extra="allow")
+
+    event_id: str = Field(min_length=1, max_length=200)
+    type: Literal["purchase", "refund", "member.updated"]
+    store_id: str | None = None
+    member_card_no: str | None = None
+    phone: str | None = None
+    order_no: str | None = None
+    order_type: str | None = None
+    amount: Any = None
+    currency: str | None = "CNY"
+    items: list[PosItem] = Field(default_factory=list)
+    paid_at: Any = None
+    name: str | None = None
+
+    @field_validator("event_id", "store_id", "member_card_no", "phone", "order_no", mode="before")
+    @classmethod
+    def _ids_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def read_items(body: bytes) -> list[Any]:
+    """The body as a list of raw event objects; PayloadError (400) if it is not JSON objects."""
+    import json
+
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PayloadError(f"body is not valid JSON: {exc}", code="invalid_json") from exc
+    items = data if isinstance(data, list) else [data]
+    if not items or len(items) > MAX_EVENTS:
+        raise PayloadError(f"send 1 to {MAX_EVENTS} events", code="bad_event_count")
+    if not all(isinstance(item, dict) for item in items):
+        raise PayloadError("every event must be a JSON object", code="invalid_event")
+    return items
+
+
+def event_id_of(item: dict[str, Any]) -> str | None:
+    value = item.get("event_id")
+    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
+        return None
+    return str(value).strip()

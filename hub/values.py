@@ -1,0 +1,73 @@
+"""Parsing the loosely typed values platforms send: times and money amounts.
+
+Shared by connectors (which may not import each other): China platforms send epoch seconds,
+epoch milliseconds, or local time without a zone, which the contract reads as Asia/Shanghai.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
+
+CHINA_TZ = ZoneInfo("Asia/Shanghai")
+_EPOCH_MS_FROM = 10**11  # larger epoch values are milliseconds (10**11 s is the year 5138)
+_AMOUNT_NOISE = re.compile(r"[\s,，_]|^(?:CNY|RMB|¥|￥)|(?:元|CNY|RMB)$", re.IGNORECASE)
+_AMOUNT_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+MAX_AMOUNT = Decimal(10) ** 15
+
+
+def from_epoch(value: float) -> datetime:
+    """Unix seconds (or milliseconds, when that large) → an aware datetime in Asia/Shanghai."""
+    seconds = value / 1000 if abs(value) >= _EPOCH_MS_FROM else value
+    return datetime.fromtimestamp(seconds, UTC).astimezone(CHINA_TZ)
+
+
+def parse_platform_time(value: object) -> datetime | None:
+    """An epoch number, digit string or ISO/RFC 3339 text → aware datetime; naive text is Asia/Shanghai.
+
+    Returns None for anything else (including out-of-range values), never raises.
+    """
+    try:
+        if isinstance(value, bool) or value is None:
+            return None
+        if isinstance(value, int | float):
+            return from_epoch(float(value)) if value > 0 else None
+        if not isinstance(value, str) or not value.strip():
+            return None
+        text = value.strip()
+        if text.isdigit():
+            return from_epoch(float(text)) if int(text) > 0 else None
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("/", "-"))
+    except (ValueError, OverflowError, OSError):
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=CHINA_TZ)
+
+
+def parse_amount(value: object) -> Decimal | None:
+    """A money amount as sent (`1280`, `"1,280.00"`, `"¥1280"`, `"1280元"`) → Decimal, or None if unreadable."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | Decimal):
+        amount = Decimal(value)
+    elif isinstance(value, float):
+        amount = Decimal(repr(value))
+    elif isinstance(value, str):
+        text = _AMOUNT_NOISE.sub("", value.strip())
+        if not _AMOUNT_RE.fullmatch(text):
+            return None
+        try:
+            amount = Decimal(text)
+        except InvalidOperation:
+            return None
+    else:
+        return None
+    if not amount.is_finite() or abs(amount) >= MAX_AMOUNT:
+        return None
+    return amount
+
+
+def amount_json(amount: Decimal | None) -> float | None:
+    """An amount as a JSON number rounded to cents (what event properties carry)."""
+    return None if amount is None else float(amount.quantize(Decimal("0.01")))

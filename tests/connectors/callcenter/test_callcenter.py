@@ -1,0 +1,135 @@
+"""TCCC push end to end over HTTP, the customer/own-line/masking rules, recordings, and the DescribeTelCdr reconcile."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from connectors.callcenter.reconcile import CallcenterPullError
+from hub.models import EventRow
+from hub.pull import run_pull
+from hub.runtime import Hub
+from tests.connectors.callcenter.acceptance import CONFIG, FIXTURES, sign
+from tests.connectors.callcenter.fake_ccc import SECRET_ID, SECRET_KEY, FakeCcc
+from tests.helpers import add_source, client_for, jbody, wait_processed
+
+
+def _events(hub: Hub) -> list[dict[str, Any]]:
+    with hub.sessions() as s:
+        return [row.data for row in s.scalars(select(EventRow).order_by(EventRow.seq))]
+
+
+def _push(client: Any, sid: str, body: bytes, config: dict[str, Any] = CONFIG, push_uuid: str = "u-1") -> Any:
+    request = sign(body, config, push_uuid)
+    return client.post(f"/hooks/{sid}", content=body, headers=dict(request.headers), params=dict(request.query))
+
+
+def test_cdr_push_is_acked_the_tccc_way_and_maps_the_outside_party(hub: Hub) -> None:
+    client = client_for(hub)
+    sid = add_source(client, "callcenter", "tccc", CONFIG)
+    body = (FIXTURES / "cdr_inbound.json").read_bytes()
+    first = _push(client, sid, body)
+    assert first.status_code == 200 and first.json() == {"ErrCode": 0, "ErrMsg": "ok"}
+    again = _push(client, sid, body, push_uuid="u-1")
+    assert again.status_code == 200 and again.json() == {"ErrCode": 0, "ErrMsg": "ok"}
+    wrong = _push(client, sid, body, {**CONFIG, "password": "not-the-password"})
+    assert wrong.status_code == 401 and wrong.json()["ErrCode"] == 401 and wrong.json()["ErrMsg"]
+    wait_processed(hub)
+    (call,) = _events(hub)
+    props = call["properties"]
+    assert call["type"] == "call.completed" and call["source_event_id"] == "cdr:fix-1111-2222-3333"
+    assert call["identities"] == [{"type": "phone", "value": "+8613800138000"}]  # never the 400 line
+    assert props["direction"] == "inbound" and props["agent"] == "li.na@edu.example.cn"
+    assert props["started_at"] == "2026-03-03T10:05:00+08:00" and props["ended_at"] == "2026-03-03T10:11:40+08:00"
+    assert props["duration_s"] == 384 and props["end_status"] == "ok"
+    assert props["recording_url"] == "https://ccc.example.cn/rec/fix-1111.mp3"
+    assert props["channel_roles"] == ["customer", "agent"]
+    assert call["occurred_at"] == "2026-03-03T10:05:00+08:00"
+
+
+def test_outbound_masked_callee_gives_no_phone_identity(hub: Hub) -> None:
+    client = client_for(hub)
+    sid = add_source(client, "callcenter", "tccc", CONFIG)
+    assert _push(client, sid, (FIXTURES / "cdr_outbound_masked.json").read_bytes()).status_code == 200
+    wait_processed(hub)
+    (call,) = _events(hub)
+    assert call["identities"] == []
+    assert call["properties"]["masked"] is True and call["properties"]["customer_number_masked"] == "139****0000"
+    assert call["properties"]["direction"] == "outbound"
+    assert call["properties"]["channel_roles"] == ["agent", "customer"]
+
+
+def test_own_numbers_are_never_identities_even_as_the_outside_party(hub: Hub) -> None:
+    client = client_for(hub)
+    sid = add_source(client, "callcenter", "tccc", {**CONFIG, "own_numbers": ["4008001234", "13900000001"]})
+    cdr = json.loads((FIXTURES / "cdr_inbound.json").read_text())
+    cdr.update(SessionId="s-own", Caller="139 0000 0001")  # a colleague's mobile calling the 400 line
+    assert _push(client, sid, jbody(cdr)).status_code == 200
+    wait_processed(hub)
+    assert _events(hub)[0]["identities"] == []
+
+
+def test_a_recording_that_arrives_first_is_carried_by_the_call(hub: Hub) -> None:
+    client = client_for(hub)
+    sid = add_source(client, "callcenter", "tccc", CONFIG)
+    cdr = json.loads((FIXTURES / "cdr_inbound.json").read_text())
+    cdr.pop("RecordURL")
+    assert _push(client, sid, (FIXTURES / "record_customer_leg.json").read_bytes(), push_uuid="r-1").status_code == 200
+    wait_processed(hub)
+    assert _push(client, sid, jbody(cdr), push_uuid="c-1").status_code == 200
+    wait_processed(hub)
+    recording, call = _events(hub)
+    assert recording["type"] == "call.recording_available" and recording["properties"]["call_seen"] is False
+    assert recording["properties"]["participant"] == "customer"
+    assert recording["identities"] == [{"type": "phone", "value": "+8613800138000"}]
+    assert call["properties"]["recording_url"] == "https://ccc.example.cn/rec/fix-1111-user.mp3"
+    assert call["properties"]["recordings"][0]["record_id"] == "rec-fix-01"
+
+
+def test_unknown_action_is_a_400_naming_the_problem(hub: Hub) -> None:
+    client = client_for(hub)
+    sid = add_source(client, "callcenter", "tccc", CONFIG)
+    request = sign(b"{}", CONFIG)
+    resp = client.post(f"/hooks/{sid}", content=b"{}", headers=dict(request.headers), params={"action": "voicemail"})
+    assert resp.status_code == 400 and "action" in resp.json()["ErrMsg"]
+
+
+def _reconcile_config(fake: FakeCcc, **extra: Any) -> dict[str, Any]:
+    return {**CONFIG, "secret_id": SECRET_ID, "secret_key": SECRET_KEY, "sdk_app_id": 1400000001,
+            "endpoint": fake.endpoint, "protocol": "http", "reconcile_lag_s": 0, **extra}
+
+
+def test_reconcile_pulls_missed_cdrs_through_the_sdk_and_dedupes_pushed_ones(hub: Hub) -> None:
+    now = int(time.time())
+    base = json.loads((FIXTURES / "cdr_inbound.json").read_text())
+    fake = FakeCcc()
+    fake.cdrs = [{**base, "SessionId": f"rc-{i:03d}", "StartTimestamp": now - 3600 + i, "Time": now - 3600 + i}
+                 for i in range(130)]
+    with fake.running():
+        client = client_for(hub)
+        sid = add_source(client, "callcenter", "tccc-rc", _reconcile_config(fake))
+        pushed = jbody(fake.cdrs[0])
+        assert _push(client, sid, pushed).status_code == 200  # one of them was pushed already
+        result = run_pull(hub, uuid.UUID(sid))
+        assert result.items == 130 and result.new == 129
+        first, second, *later = fake.requests
+        assert (first["PageNumber"], second["PageNumber"]) == (0, 1)  # 130 CDRs at 100 a page
+        assert all(r["StartTimeStamp"] >= first["EndTimeStamp"] for r in later)  # then only newer windows
+        wait_processed(hub)
+    events = _events(hub)
+    assert len(events) == 130 and len({e["source_event_id"] for e in events}) == 130
+    assert all(e["identities"] == [{"type": "phone", "value": "+8613800138000"}] for e in events)
+
+
+def test_reconcile_with_a_wrong_secret_key_raises_the_providers_error(hub: Hub) -> None:
+    fake = FakeCcc()
+    with fake.running():
+        config = _reconcile_config(fake, secret_key="wrong-key-0001")
+        sid = add_source(client_for(hub), "callcenter", "tccc-bad", config)
+        with pytest.raises(CallcenterPullError, match="AuthFailure.SignatureFailure"):
+            run_pull(hub, uuid.UUID(sid))

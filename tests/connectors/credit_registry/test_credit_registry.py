@@ -1,0 +1,141 @@
+"""Credit-registry lookups against local fake providers (httpx.MockTransport) that check each provider's auth."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given, strategies as st
+
+from connectors.credit_registry import (
+    CompanyNotFound,
+    CreditRegistryConnector,
+    RegistryAuthError,
+    profile_event,
+)
+from connectors.credit_registry.normalise import parse_capital, parse_status, risk_level
+from hub.connector import InboundRequest, ParseContext
+from hub.errors import InvalidRequest, VerificationError
+from hub.schemas import utcnow
+from tests.connectors.test_acceptance import MemoryState
+
+USCC = "9144030071526726XG"
+TODAY = date(2026, 3, 20)
+TYC_TOKEN = "tyc-token-0001"
+QCC_KEY, QCC_SECRET = "qcc-app-key", "qcc-secret-key"
+TYC_RESULT = {"name": "腾讯科技（深圳）有限公司", "creditCode": USCC, "legalPersonName": "马化腾",
+              "regStatus": "存续", "regCapital": "6500万美元", "actualCapital": "6500万美元",
+              "socialStaffNum": 7322, "estiblishTime": 948297600000}
+QCC_RESULT = {"Name": "腾讯科技（深圳）有限公司", "CreditCode": USCC, "OperName": "马化腾",
+              "Status": "存续（在营、开业、在册）", "StartDate": "2000-02-24T00:00:00", "RegistCapi": "6500万美元"}
+
+
+def tianyancha(request: httpx.Request) -> httpx.Response:
+    if request.headers.get("authorization") != TYC_TOKEN:
+        return httpx.Response(200, json={"error_code": 300009, "reason": "token 无效", "result": None})
+    if request.url.params.get("keyword") != USCC:
+        return httpx.Response(200, json={"error_code": 300000, "reason": "无数据", "result": None})
+    return httpx.Response(200, json={"error_code": 0, "reason": "ok", "result": TYC_RESULT})
+
+
+def qichacha(request: httpx.Request) -> httpx.Response:
+    span = request.headers.get("timespan", "")
+    expected = hashlib.md5((QCC_KEY + span + QCC_SECRET).encode()).hexdigest().upper()  # noqa: S324
+    if request.url.params.get("key") != QCC_KEY or request.headers.get("token") != expected:
+        return httpx.Response(200, json={"Status": "401", "Message": "Token 验证失败", "Result": None})
+    return httpx.Response(200, json={"Status": "200", "Message": "查询成功", "Result": QCC_RESULT})
+
+
+def _lookup(handler: Any, config: dict[str, Any], uscc: str = USCC) -> dict[str, Any]:
+    connector = CreditRegistryConnector()
+    with httpx.Client(transport=httpx.MockTransport(handler), timeout=5) as http:
+        return connector.lookup(connector.validate_config(config), uscc, http, today=TODAY)
+
+
+def test_tianyancha_lookup_is_normalised_to_the_contract() -> None:
+    props = _lookup(tianyancha, {"provider": "tianyancha", "token": TYC_TOKEN})
+    assert props["registered_capital"] == {"amount": 65_000_000, "currency": "USD", "text": "6500万美元"}
+    assert props["status"] == "active" and props["insured_employees"] == 7322
+    assert props["established_on"] == "2000-01-20" and props["legal_representative"] == "马化腾"
+    assert props["risk_level"] == "low" and props["penalties"] is None and props["uscc"] == USCC
+
+
+def test_qichacha_lookup_signs_with_md5_token_and_timespan() -> None:
+    props = _lookup(qichacha, {"provider": "qichacha", "app_key": QCC_KEY, "secret_key": QCC_SECRET})
+    assert props["name"] == "腾讯科技（深圳）有限公司" and props["status"] == "active"
+    assert props["established_on"] == "2000-02-24" and props["insured_employees"] is None
+
+
+def test_wrong_credentials_raise_a_clear_auth_error() -> None:
+    with pytest.raises(RegistryAuthError, match="300009") as tyc:
+        _lookup(tianyancha, {"provider": "tianyancha", "token": "wrong"})
+    assert tyc.value.details == {"provider": "tianyancha", "provider_code": "300009"}
+    with pytest.raises(RegistryAuthError, match="Token 验证失败"):
+        _lookup(qichacha, {"provider": "qichacha", "app_key": QCC_KEY, "secret_key": "wrong"})
+
+
+def test_unknown_company_and_invalid_uscc() -> None:
+    with pytest.raises(CompanyNotFound):
+        _lookup(tianyancha, {"provider": "tianyancha", "token": TYC_TOKEN}, uscc="914403001922038216")
+    with pytest.raises(InvalidRequest, match="not a valid USCC"):
+        _lookup(tianyancha, {"provider": "tianyancha", "token": TYC_TOKEN}, uscc="9144030071526726XA")
+
+
+def test_config_needs_the_providers_credentials() -> None:
+    connector = CreditRegistryConnector()
+    with pytest.raises(InvalidRequest):
+        connector.validate_config({"provider": "qichacha", "app_key": QCC_KEY})
+    with pytest.raises(InvalidRequest):
+        connector.validate_config({"provider": "tianyancha"})
+
+
+def test_profile_event_and_stored_lookup_parse_to_the_same_event() -> None:
+    props = _lookup(tianyancha, {"provider": "tianyancha", "token": TYC_TOKEN})
+    draft = profile_event(USCC, props)
+    assert draft.type == "company.profile.updated" and draft.identities[0].value == USCC
+    connector = CreditRegistryConnector()
+    config = connector.validate_config({"provider": "tianyancha", "token": TYC_TOKEN})
+    body, key, record = connector.lookup_request(props)
+    request = InboundRequest.from_record(record, body)
+    (parsed,) = connector.parse(request, config, ParseContext(uuid.uuid4(), "t", utcnow(), MemoryState()))
+    assert parsed.source_event_id == draft.source_event_id == key and parsed.properties == props
+    with pytest.raises(VerificationError):
+        connector.verify(InboundRequest("POST", body, {}), config)
+
+
+@pytest.mark.parametrize(("text", "status"), [("存续", "active"), ("在业", "active"), ("吊销，未注销", "revoked"),
+                                              ("注销", "cancelled"), ("迁出", "moved"), ("清算", "liquidating"),
+                                              ("", "unknown")])
+def test_status_text_maps_to_the_enum(text: str, status: str) -> None:
+    assert parse_status(text) == status
+
+
+def test_risk_rule() -> None:
+    assert risk_level("revoked", None, "2000-01-01", 10, TODAY) == "high"
+    assert risk_level("active", 3, "2000-01-01", 10, TODAY) == "high"
+    assert risk_level("active", 1, "2000-01-01", 10, TODAY) == "medium"
+    assert risk_level("active", None, "2025-12-01", 10, TODAY) == "medium"
+    assert risk_level("active", None, "2000-01-01", 0, TODAY) == "medium"
+    assert risk_level("active", 0, "2000-01-01", 10, TODAY) == "low"
+
+
+@given(st.decimals(min_value=Decimal("0.01"), max_value=Decimal("99999999"), places=2),
+       st.sampled_from([("万", 10**4), ("亿", 10**8), ("", 1)]),
+       st.sampled_from([("人民币", "CNY"), ("元", "CNY"), ("美元", "USD"), ("港元", "HKD"), ("", "CNY")]))
+def test_capital_strings_parse_to_amount_and_currency(value: Decimal, unit: tuple[str, int],
+                                                       currency: tuple[str, str]) -> None:
+    text = f"{value}{unit[0]}{currency[0]}"
+    parsed = parse_capital(text)
+    assert parsed is not None and parsed["text"] == text and parsed["currency"] == currency[1]
+    assert Decimal(str(parsed["amount"])) == (value * unit[1]).quantize(Decimal("0.01"))
+
+
+@given(st.text(max_size=40))
+def test_capital_parser_never_raises(text: str) -> None:
+    parsed = parse_capital(text)
+    assert parsed is None or parsed["text"] == text.strip()

@@ -1,0 +1,30 @@
+"""Acceptance case for `erp` (hub push format, X-Hub-Signature-256)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from pathlib import Path
+from typing import Any
+
+from connectors.erp import ErpConnector
+from hub.connector import InboundRequest
+from tests.connectors.acceptance import AcceptanceCase
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SECRET = "erp-secret-0123456789"
+
+
+def sign(body: bytes, config: dict[str, Any]) -> InboundRequest:
+    digest = hmac.new(config["secret"].encode(), body, hashlib.sha256).hexdigest()
+    return InboundRequest("POST", body, {"content-type": "application/json", "x-hub-signature-256": f"sha256={digest}"})
+
+
+CASE = AcceptanceCase(
+    connector=ErpConnector,
+    good_config={"secret": SECRET},
+    bad_config={"secret": "short"},
+    wrong_config={"secret": "erp-wrong-secret-000000"},
+    sign=sign,
+    fixtures=sorted(FIXTURES.glob("*.json")),
+)

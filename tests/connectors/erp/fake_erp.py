@@ -1,0 +1,84 @@
+"""A local fake ERP API on 127.0.0.1: an OAuth2 client-credentials token endpoint and `GET /orders` behind it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+CLIENT_ID = "hub-client"
+CLIENT_SECRET = "hub-client-secret-01"
+
+
+class FakeErp:
+    def __init__(self) -> None:
+        self.orders: list[dict[str, Any]] = []
+        self.tokens: set[str] = set()
+        self.log: list[tuple[str, dict[str, str]]] = []
+        self.fail_pages: set[int] = set()  # pages answered 500 once (a crash mid-pull)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, body: Any) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:  # noqa: N802
+                form = parse_qs(self.rfile.read(int(self.headers.get("content-length") or 0)).decode())
+                expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+                if self.path != "/oauth/token" or self.headers.get("authorization") != expected:
+                    return self._send(401, {"error": "invalid_client"})
+                if form.get("grant_type") != ["client_credentials"]:
+                    return self._send(400, {"error": "unsupported_grant_type"})
+                token = f"tok-{len(fake.tokens) + 1}"
+                fake.tokens.add(token)
+                fake.log.append(("token", {}))
+                self._send(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600})
+
+            def do_GET(self) -> None:  # noqa: N802
+                url = urlparse(self.path)
+                query = {k: v[0] for k, v in parse_qs(url.query).items()}
+                auth = self.headers.get("authorization") or ""
+                if url.path != "/orders":
+                    return self._send(404, {"error": "not_found"})
+                if not auth.startswith("Bearer ") or auth[7:] not in fake.tokens:
+                    return self._send(401, {"error": "invalid_token"})
+                fake.log.append(("orders", query))
+                page, size = int(query.get("page", 1)), int(query.get("page_size", 100))
+                if page in fake.fail_pages:
+                    fake.fail_pages.discard(page)
+                    return self._send(500, {"error": "boom"})
+                since = datetime.fromisoformat(query["updated_since"])
+                rows = sorted((o for o in fake.orders if datetime.fromisoformat(o["updated_at"]) >= since),
+                              key=lambda o: (o["updated_at"], o["order_no"]))
+                self._send(200, {"items": rows[(page - 1) * size: page * size], "page": page})
+
+        return Handler
+
+    @contextmanager
+    def running(self) -> Iterator[FakeErp]:
+        thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self.server.shutdown()
+            self.server.server_close()
+            thread.join(timeout=5)

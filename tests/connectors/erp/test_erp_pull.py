@@ -1,0 +1,99 @@
+"""ERP incremental pull through hub.pull against a local fake ERP API (OAuth2 client credentials)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from hub.errors import RetryableError
+from hub.models import EventRow
+from hub.pull import CURSOR_KEY, pull_due, read_state, run_pull
+from hub.runtime import Hub
+from tests.connectors.erp.acceptance import SECRET
+from tests.connectors.erp.fake_erp import CLIENT_ID, CLIENT_SECRET, FakeErp
+from tests.helpers import add_source, client_for, wait_processed
+
+
+def _order(n: int, updated_at: str, **extra: Any) -> dict[str, Any]:
+    return {"order_no": f"SO-{n:03d}", "order_type": "formal", "customer_code": "C-SZ-0088",
+            "customer_name": "腾讯科技（深圳）有限公司", "uscc": "9144030071526726XG", "amount": 1000 + n,
+            "currency": "CNY", "contract_date": "2026-04-01", "updated_at": updated_at, **extra}
+
+
+def _config(fake: FakeErp, **extra: Any) -> dict[str, Any]:
+    return {"secret": SECRET, "base_url": fake.base_url, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+            "token_url": f"{fake.base_url}/oauth/token", "page_size": 2, "rate_limit_per_s": 200, **extra}
+
+
+def _events(hub: Hub) -> list[dict[str, Any]]:
+    with hub.sessions() as s:
+        return [row.data for row in s.scalars(select(EventRow).order_by(EventRow.seq))]
+
+
+def test_pull_pages_with_a_token_resumes_after_a_failure_and_dedupes(hub: Hub) -> None:
+    fake = FakeErp()
+    fake.orders = [_order(i, f"2026-03-0{i}T10:00:00+08:00") for i in range(1, 6)]
+    fake.fail_pages = {2}
+    with fake.running():
+        sid = uuid.UUID(add_source(client_for(hub), "erp", "erp-pull", _config(fake)))
+        with pytest.raises(RetryableError):  # the ERP falls over on page 2: page 1 is stored, cursor saved
+            run_pull(hub, sid)
+        assert read_state(hub, sid, CURSOR_KEY)["page"] == 2
+        result = run_pull(hub, sid)  # a restart resumes at page 2, not page 1
+        pages = [q["page"] for kind, q in fake.log if kind == "orders"]
+        assert pages[:3] == ["1", "2", "2"] and result.new == 3
+        wait_processed(hub)
+        events = _events(hub)
+        assert [e["properties"]["order_no"] for e in events] == [f"SO-{i:03d}" for i in range(1, 6)]
+        assert {e["type"] for e in events} == {"order.created"}
+        assert all(e["properties"]["order_type"] == "formal" for e in events)
+        assert read_state(hub, sid, CURSOR_KEY)["updated_since"] == "2026-03-05T10:00:00+08:00"
+
+        # Later: one order changes in the ERP; the next pull asks only for newer orders.
+        fake.orders[1] = _order(2, "2026-03-08T09:00:00+08:00", contract_date="2026-05-01")
+        fake.log.clear()
+        again = run_pull(hub, sid)
+        assert {q["updated_since"] for kind, q in fake.log if kind == "orders"} >= {"2026-03-05T10:00:00+08:00"}
+        assert again.new == 1
+        wait_processed(hub)
+        last = _events(hub)[-1]
+        assert last["type"] == "order.updated" and last["properties"]["order_no"] == "SO-002"
+        assert last["properties"]["changes"] == {"contract_date": {"before": "2026-04-01", "after": "2026-05-01"}}
+        assert len(fake.tokens) == 1  # the token was fetched once and reused
+
+
+def test_a_pulled_version_already_pushed_is_not_stored_twice(hub: Hub) -> None:
+    from tests.connectors.erp.acceptance import sign
+    from tests.helpers import jbody
+
+    fake = FakeErp()
+    order = _order(7, "2026-03-09T10:00:00+08:00")
+    fake.orders = [order]
+    with fake.running():
+        client = client_for(hub)
+        sid = add_source(client, "erp", "erp-both", _config(fake))
+        body = jbody({**order, "event_id": "push-7", "type": "order.created"})
+        assert client.post(f"/hooks/{sid}", content=body, headers=dict(sign(body, {"secret": SECRET}).headers)
+                           ).status_code == 200
+        wait_processed(hub)
+        run_pull(hub, uuid.UUID(sid))
+        wait_processed(hub)
+    assert [e["source_event_id"] for e in _events(hub)] == ["push-7"]
+
+
+def test_wrong_client_secret_fails_clearly_and_pull_due_schedules_only_pull_sources(hub: Hub) -> None:
+    from connectors.erp.pull import ErpPullError
+
+    fake = FakeErp()
+    with fake.running():
+        client = client_for(hub)
+        bad = uuid.UUID(add_source(client, "erp", "erp-bad", _config(fake, client_secret="wrong-secret-000000")))
+        with pytest.raises(ErpPullError, match="token request failed"):
+            run_pull(hub, bad)
+        add_source(client, "erp", "erp-push-only", {"secret": SECRET})
+        assert pull_due() == 1  # only the source with pull settings; it is now claimed until its interval passes
+        assert pull_due() == 0
+        hub.runner.join(timeout=10)
