@@ -1,0 +1,97 @@
+"""Endpoints API (contract §3) and the SSRF guard."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.runtime import Hub
+from tests.helpers import ADMIN, client_for
+from tests.webhooks.conftest import Receiver, add_endpoint
+from webhooks.ssrf import UnsafeURL, check_url
+
+
+def test_crud_never_echoes_the_secret_after_create(shub: Hub, receiver: Receiver) -> None:
+    client = client_for(shub)
+    created = add_endpoint(shub, receiver.url, event_types=["lead.submitted"], description="CRM core")
+    assert created["secret"].startswith("whsec_") and created["enabled"] is True
+    assert created["url"] == receiver.url and created["event_types"] == ["lead.submitted"]
+    eid = created["id"]
+    listed = client.get("/v1/endpoints", headers=ADMIN).json()["items"]
+    assert [e["id"] for e in listed] == [eid] and "secret" not in listed[0]
+    patched = client.patch(f"/v1/endpoints/{eid}", json={"event_types": ["*"], "enabled": False,
+                                                         "url": receiver.url + "/v2"}, headers=ADMIN).json()
+    assert patched["event_types"] == ["*"] and patched["enabled"] is False and patched["url"].endswith("/v2")
+    assert "secret" not in client.get(f"/v1/endpoints/{eid}", headers=ADMIN).json()
+    assert client.delete(f"/v1/endpoints/{eid}", headers=ADMIN).status_code == 204
+    missing = client.get(f"/v1/endpoints/{eid}", headers=ADMIN)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "endpoint_not_found"
+
+
+def test_secret_is_stored_encrypted(shub: Hub, receiver: Receiver) -> None:
+    from sqlalchemy import select
+
+    from webhooks.models import EndpointRow
+
+    created = add_endpoint(shub, receiver.url)
+    with shub.sessions() as s:
+        row = s.scalars(select(EndpointRow)).one()
+    assert created["secret"] not in row.secret_sealed
+    assert shub.box.open_str(row.secret_sealed) == created["secret"]
+
+
+def test_admin_token_required(shub: Hub) -> None:
+    resp = client_for(shub).get("/v1/endpoints")
+    assert resp.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://127.0.0.1:9/x", "loopback"),
+        ("http://localhost/x", "loopback"),
+        ("http://10.1.2.3/x", "private"),
+        ("http://192.168.1.10/x", "private"),
+        ("http://169.254.169.254/latest/meta-data", "link-local"),
+        ("http://[::1]/x", "loopback"),
+        ("http://[::ffff:10.0.0.1]/x", "private"),
+        ("http://224.0.0.1/x", "multicast"),
+        ("http://240.0.0.1/x", "reserved"),
+        ("ftp://203.0.113.9/x", "http or https"),
+        ("file:///etc/passwd", "http or https"),
+    ],
+)
+def test_ssrf_guard_refuses_with_422_naming_the_problem(hub_factory, url: str, problem: str) -> None:  # type: ignore[no-untyped-def]
+    hub = hub_factory(allow_private_endpoints=False)
+    resp = client_for(hub).post("/v1/endpoints", json={"url": url}, headers=ADMIN)
+    assert resp.status_code == 422, resp.text
+    error = resp.json()["error"]
+    assert error["code"] == "unsafe_url" and problem in error["message"]
+    assert error["details"][0]["field"] == "url"
+
+
+def test_ssrf_guard_on_patch(hub_factory) -> None:  # type: ignore[no-untyped-def]
+    hub = hub_factory(allow_private_endpoints=False)
+    client = client_for(hub)
+    created = client.post("/v1/endpoints", json={"url": "https://93.184.215.14/hook"}, headers=ADMIN)
+    assert created.status_code == 201  # a public literal address resolves without DNS
+    resp = client.patch(f"/v1/endpoints/{created.json()['id']}", json={"url": "http://127.0.0.1/"}, headers=ADMIN)
+    assert resp.status_code == 422 and "loopback" in resp.json()["error"]["message"]
+
+
+def test_unresolvable_host_is_refused() -> None:
+    with pytest.raises(UnsafeURL, match="does not resolve"):
+        check_url("http://no-such-host.invalid/x", allow_private=False)
+
+
+def test_allow_private_lets_loopback_through() -> None:
+    assert check_url("http://127.0.0.1:8080/x", allow_private=True) == ["127.0.0.1"]
+
+
+def test_replay_validation(shub: Hub, receiver: Receiver) -> None:
+    eid = add_endpoint(shub, receiver.url)["id"]
+    client = client_for(shub)
+    assert client.post(f"/v1/endpoints/{eid}/replay", json={}, headers=ADMIN).status_code == 422
+    resp = client.post(f"/v1/endpoints/{eid}/replay", json={"since": "2026-01-25T14:22:00+08:00"}, headers=ADMIN)
+    assert resp.status_code == 202 and resp.json() == {"queued": 0}
+    bad = client.get(f"/v1/endpoints/{eid}/messages?status=weird", headers=ADMIN)
+    assert bad.status_code == 422

@@ -1,0 +1,108 @@
+"""Endpoint health, source health, /metrics and /ops (in-process HTTP; the browser test is separate)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from hub.runtime import Hub
+from tests.helpers import ADMIN, add_source, basic, client_for, jbody, wait_processed
+from tests.webhooks.conftest import Receiver, add_endpoint, draft, make_due, settle, store
+from webhooks.health import endpoint_status
+
+KEY = "write-key-123456"
+
+
+def test_status_rule() -> None:
+    assert endpoint_status(False, 0, 0, None) == "disabled"
+    assert endpoint_status(True, 5, 5, 0.5) == "failing"
+    assert endpoint_status(True, 2, 2, 0.0) == "failing"
+    assert endpoint_status(True, 1, 10, 0.9) == "degraded"
+    assert endpoint_status(True, 0, 100, 0.9) == "degraded"
+    assert endpoint_status(True, 0, 0, None) == "healthy"
+    assert endpoint_status(True, 0, 10, 1.0) == "healthy"
+
+
+def test_endpoint_health_tracks_failures_and_recovery(shub: Hub, receiver: Receiver) -> None:
+    failing = {"on": True}
+    receiver.script = lambda _r: (500, {}, b"") if failing["on"] else (200, {}, b"")
+    eid = add_endpoint(shub, receiver.url)["id"]
+    client = client_for(shub)
+    store(shub, draft("e-1"), draft("e-2", phone="+8613900139000"))
+    settle(shub)
+    health = client.get(f"/v1/endpoints/{eid}/health", headers=ADMIN).json()
+    assert health["status"] == "failing" and health["consecutive_failures"] == 2
+    assert health["success_rate_1h"] == 0 and health["pending"] == 2 and health["failed"] == 0
+    assert health["last_success_at"] is None and health["last_failure_at"] is not None
+    failing["on"] = False
+    make_due(shub)
+    health = client.get(f"/v1/endpoints/{eid}/health", headers=ADMIN).json()
+    assert health["consecutive_failures"] == 0 and health["pending"] == 0
+    assert health["success_rate_1h"] == 0.5 and health["status"] == "degraded"
+    assert health["latency_p50_ms"] > 0 and health["latency_p95_ms"] >= health["latency_p50_ms"]
+    msgs = client.get(f"/v1/endpoints/{eid}/messages", headers=ADMIN).json()["items"]
+    assert len(msgs) == 2 and all(len(m["attempts"]) == 2 for m in msgs)
+    assert {a["status_code"] for m in msgs for a in m["attempts"]} == {500, 200}
+
+
+def test_source_health_counts(shub: Hub) -> None:
+    client = client_for(shub)
+    sid = add_source(client, "web", "site", {"write_key": KEY})
+    body = jbody({"type": "track", "event": "Signed Up", "userId": "u-1", "messageId": "m-1",
+                  "timestamp": "2026-01-25T14:22:00+08:00"})
+    assert client.post(f"/hooks/{sid}/v1/track", content=body, headers=basic(KEY)).status_code == 200
+    assert client.post(f"/hooks/{sid}/v1/track", content=body, headers=basic(KEY)).status_code == 200
+    assert client.post(f"/hooks/{sid}/v1/track", content=body, headers=basic("wrong-key-000")).status_code == 401
+    wait_processed(shub)
+    deadline = time.monotonic() + 5  # the rejection log is written best-effort, off the request path
+    while True:
+        [item] = client.get("/v1/health/sources", headers=ADMIN).json()["items"]
+        if item["rejected_auth_1h"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert item["source_id"] == sid and item["connector"] == "web"
+    assert (item["received_1h"], item["accepted_1h"], item["duplicates_1h"], item["rejected_auth_1h"]) == (3, 1, 1, 1)
+    assert item["quarantined_1h"] == 0 and item["processing_lag_s"] == 0 and item["last_received_at"]
+
+
+def test_metrics_need_the_token_unless_public(hub_factory, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+    hub = hub_factory()
+    add_endpoint(hub, receiver.url)
+    store(hub, draft("e-1"))
+    settle(hub)
+    client = client_for(hub)
+    assert client.get("/metrics").status_code == 401
+    text = client.get("/metrics", headers=ADMIN).text
+    assert re.search(r'crmhub_delivery_attempts_total\{outcome="delivered"\} [1-9]', text)
+    assert "crmhub_delivery_seconds_bucket" in text
+    assert 'crmhub_queue_depth{stage="deliver_pending"} 0.0' in text
+
+
+def test_metrics_public(hub_factory) -> None:  # type: ignore[no-untyped-def]
+    hub = hub_factory(metrics_public=True)
+    assert client_for(hub).get("/metrics").status_code == 200
+
+
+def test_ops_auth_and_replay_button(hub_factory, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+    hub = hub_factory(retry_schedule="0")
+    receiver.script = lambda _r: (500, {}, b"")
+    eid = add_endpoint(hub, receiver.url)["id"]
+    store(hub, draft("e-1"))
+    settle(hub)
+    client = client_for(hub)
+    denied = client.get("/ops")
+    assert denied.status_code == 401 and denied.headers["www-authenticate"].startswith("Basic")
+    assert client.get("/ops", headers=basic("ops", "wrong")).status_code == 401
+    page = client.get("/ops", headers=basic("ops", "test-admin-token"))
+    assert page.status_code == 200 and f'data-endpoint-id="{eid}" data-status="failing"' in page.text
+    assert client.get("/ops", headers=ADMIN).status_code == 200
+    token = re.search(r'name="token" value="([0-9a-f]+)"', page.text).group(1)  # type: ignore[union-attr]
+    forged = client.post(f"/ops/endpoints/{eid}/replay", data={"token": "0" * 64},
+                         headers=basic("x", "test-admin-token"))
+    assert forged.status_code == 403
+    receiver.script = lambda _r: (200, {}, b"")
+    resp = client.post(f"/ops/endpoints/{eid}/replay", data={"token": token}, headers=basic("x", "test-admin-token"),
+                       follow_redirects=False)
+    assert resp.status_code == 303 and "replayed+1" in resp.headers["location"]
+    settle(hub)
+    assert len(receiver.ok()) == 1

@@ -1,0 +1,41 @@
+"""webhooks/: the inbound edge, outbound delivery to the CRM core, health, ops page and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter
+
+from hub import hookimpl
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from hub.schemas import UnifiedEvent
+
+__all__ = ["event_stored", "register_routes", "register_schedules"]
+
+
+@hookimpl(trylast=True)  # the /hooks/{source_id} catch-all must come after specific /hooks/… routes
+def register_routes(router: APIRouter) -> None:
+    from webhooks import api, inbound, ops
+
+    router.include_router(api.router)
+    router.include_router(ops.router)
+    router.include_router(inbound.router)
+
+
+@hookimpl
+def event_stored(event: UnifiedEvent, session: Session) -> None:
+    from hub.runtime import get_hub
+    from webhooks.delivery import create_messages
+
+    create_messages(get_hub(), event, session)
+
+
+@hookimpl
+def register_schedules(schedule: Callable[[str, float], None]) -> None:
+    from webhooks import delivery
+
+    schedule(delivery.SWEEP_TASK, delivery.SWEEP_EVERY_S)

@@ -1,0 +1,143 @@
+"""Health numbers ops can trust: per endpoint (from attempts) and per source (from the kernel's tables, read-only).
+
+Endpoint status rule (documented in docs/webhooks.md):
+- `disabled`: the endpoint is disabled (by an operator, a 410, or a long failure streak);
+- `failing`: 5 or more consecutive failed attempts, or attempts in the last hour and none succeeded;
+- `degraded`: the last attempt failed, or fewer than 95 % of the last hour's attempts succeeded;
+- `healthy`: otherwise (including an endpoint with no traffic yet).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hub.models import RAW_PENDING, InboundRejection, QuarantineRow, RawEvent, SourceRow
+from hub.schemas import utcnow
+from webhooks.models import MSG_FAILED, MSG_PENDING, AttemptRow, EndpointRow, MessageRow
+
+FAILING_STREAK = 5
+DEGRADED_BELOW = 0.95
+WINDOW = timedelta(hours=1)
+STATUS_ORDER = {"failing": 0, "disabled": 1, "degraded": 2, "healthy": 3}
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    index = min(len(values) - 1, max(0, round(q * (len(values) - 1))))
+    return round(values[index], 3)
+
+
+def endpoint_status(enabled: bool, consecutive: int, attempts_1h: int, rate: float | None) -> str:
+    if not enabled:
+        return "disabled"
+    if consecutive >= FAILING_STREAK or (attempts_1h > 0 and rate == 0):
+        return "failing"
+    if consecutive > 0 or (rate is not None and rate < DEGRADED_BELOW):
+        return "degraded"
+    return "healthy"
+
+
+def endpoint_health(session: Session, endpoint: EndpointRow, now: datetime | None = None) -> dict[str, Any]:
+    now = now or utcnow()
+    eid = endpoint.id
+    recent = session.execute(
+        select(AttemptRow.success, AttemptRow.latency_ms)
+        .where(AttemptRow.endpoint_id == eid, AttemptRow.at >= now - WINDOW)
+    ).all()
+    ok = sum(1 for success, _ in recent if success)
+    rate = round(ok / len(recent), 4) if recent else None
+    latencies = [lat for _, lat in recent if lat is not None]
+    last_success = session.scalar(
+        select(func.max(AttemptRow.at)).where(AttemptRow.endpoint_id == eid, AttemptRow.success.is_(True)))
+    last_failure = session.scalar(
+        select(func.max(AttemptRow.at)).where(AttemptRow.endpoint_id == eid, AttemptRow.success.is_(False)))
+    streak = select(func.count()).select_from(AttemptRow).where(AttemptRow.endpoint_id == eid,
+                                                                AttemptRow.success.is_(False))
+    if last_success is not None:
+        streak = streak.where(AttemptRow.at > last_success)
+    consecutive = int(session.scalar(streak) or 0)
+    counts = dict(session.execute(
+        select(MessageRow.status, func.count()).where(MessageRow.endpoint_id == eid,
+                                                      MessageRow.status.in_([MSG_PENDING, MSG_FAILED]))
+        .group_by(MessageRow.status)).all())
+    return {
+        "status": endpoint_status(endpoint.enabled, consecutive, len(recent), rate),
+        "success_rate_1h": rate,
+        "latency_p50_ms": _percentile(latencies, 0.5),
+        "latency_p95_ms": _percentile(latencies, 0.95),
+        "consecutive_failures": consecutive,
+        "last_success_at": last_success,
+        "last_failure_at": last_failure,
+        "pending": int(counts.get(MSG_PENDING, 0)),
+        "failed": int(counts.get(MSG_FAILED, 0)),
+        "attempts_1h": len(recent),
+        "disabled_reason": None if endpoint.enabled else endpoint.disabled_reason,
+    }
+
+
+def _by_source(session: Session, stmt: Any) -> dict[uuid.UUID, Any]:
+    return {sid: value for sid, value in session.execute(stmt).all()}
+
+
+def source_health(session: Session, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Per source, last hour. Duplicates are the `duplicate` rows the raw writer logs in inbound_rejections."""
+    now = now or utcnow()
+    since = now - WINDOW
+    accepted = _by_source(session, select(RawEvent.source_id, func.count())
+                          .where(RawEvent.received_at >= since).group_by(RawEvent.source_id))
+    last_raw = _by_source(session, select(RawEvent.source_id, func.max(RawEvent.received_at))
+                          .group_by(RawEvent.source_id))
+    oldest_pending = _by_source(session, select(RawEvent.source_id, func.min(RawEvent.received_at))
+                                .where(RawEvent.status == RAW_PENDING).group_by(RawEvent.source_id))
+    quarantined = _by_source(session, select(QuarantineRow.source_id, func.count())
+                             .where(QuarantineRow.created_at >= since).group_by(QuarantineRow.source_id))
+    rejections: dict[uuid.UUID, dict[str, int]] = {}
+    last_rejection: dict[uuid.UUID, datetime] = {}
+    for sid, code, status_code, n, last in session.execute(
+        select(InboundRejection.source_id, InboundRejection.code, InboundRejection.status_code, func.count(),
+               func.max(InboundRejection.at))
+        .where(InboundRejection.at >= since)
+        .group_by(InboundRejection.source_id, InboundRejection.code, InboundRejection.status_code)
+    ).all():
+        bucket = rejections.setdefault(sid, {"duplicate": 0, "auth": 0, "other": 0})
+        kind = "duplicate" if code == "duplicate" else "auth" if status_code == 401 else "other"
+        bucket[kind] += int(n)
+        if code == "duplicate":
+            last_rejection[sid] = max(last, last_rejection.get(sid, last))
+    items = []
+    for source in session.scalars(select(SourceRow).order_by(SourceRow.created_at)).all():
+        sid = source.id
+        rej = rejections.get(sid, {"duplicate": 0, "auth": 0, "other": 0})
+        n_accepted = int(accepted.get(sid, 0))
+        lasts = [t for t in (last_raw.get(sid), last_rejection.get(sid)) if t is not None]
+        pending_since = oldest_pending.get(sid)
+        items.append({
+            "source_id": sid, "connector": source.connector, "name": source.name, "enabled": source.enabled,
+            "received_1h": n_accepted + rej["duplicate"] + rej["auth"] + rej["other"],
+            "accepted_1h": n_accepted,
+            "duplicates_1h": rej["duplicate"],
+            "rejected_auth_1h": rej["auth"],
+            "rejected_other_1h": rej["other"],
+            "quarantined_1h": int(quarantined.get(sid, 0)),
+            "last_received_at": max(lasts) if lasts else None,
+            "processing_lag_s": round(max(0.0, (now - pending_since).total_seconds()), 3) if pending_since else 0.0,
+        })
+    return items
+
+
+def source_status(item: dict[str, Any]) -> str:
+    """For /ops ordering: a source is failing when it rejects or quarantines, or lags over 5 minutes."""
+    if not item["enabled"]:
+        return "disabled"
+    if item["processing_lag_s"] > 300 or (item["accepted_1h"] == 0 and item["rejected_auth_1h"] > 0):
+        return "failing"
+    if item["quarantined_1h"] or item["rejected_auth_1h"] or item["rejected_other_1h"]:
+        return "degraded"
+    return "healthy"

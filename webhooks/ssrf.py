@@ -1,0 +1,66 @@
+"""The SSRF guard: only http(s), and the host must resolve to public addresses only.
+
+Checked when an endpoint is created or its URL changed, and again before every send
+(DNS can change in between). Redirects are never followed, so a public host cannot
+bounce a delivery to an internal one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from hub.errors import InvalidRequest
+
+
+class UnsafeURL(InvalidRequest):
+    code = "unsafe_url"
+
+
+def _refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    for attr, name in (("is_loopback", "loopback"), ("is_link_local", "link-local"), ("is_multicast", "multicast"),
+                       ("is_unspecified", "unspecified"), ("is_reserved", "reserved"), ("is_private", "private")):
+        if getattr(ip, attr):
+            return name
+    if not ip.is_global:
+        return "non-global"
+    return None
+
+
+def resolve(host: str, port: int) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UnsafeURL(f"endpoint host {host!r} does not resolve: {exc}",
+                        details=[{"field": "url", "message": "host does not resolve"}]) from exc
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def check_url(url: str, *, allow_private: bool) -> list[str]:
+    """Validate `url` and return the addresses its host resolves to. UnsafeURL (422) names the problem."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise UnsafeURL(f"endpoint URL scheme must be http or https, not {parts.scheme or 'empty'!r}",
+                        details=[{"field": "url", "message": "only http and https"}])
+    if not parts.hostname:
+        raise UnsafeURL("endpoint URL has no host", details=[{"field": "url", "message": "no host"}])
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise UnsafeURL(f"endpoint URL port is invalid: {exc}",
+                        details=[{"field": "url", "message": "bad port"}]) from exc
+    addresses = resolve(parts.hostname, port)
+    if allow_private:
+        return addresses
+    for address in addresses:
+        reason = _refusal(ipaddress.ip_address(address.split("%", 1)[0]))
+        if reason:
+            raise UnsafeURL(
+                f"endpoint host {parts.hostname!r} resolves to {reason} address {address}; "
+                "set CRMHUB_ALLOW_PRIVATE_ENDPOINTS=true to allow it",
+                details=[{"field": "url", "message": f"{reason} address {address}"}],
+            )
+    return addresses
