@@ -1,0 +1,94 @@
+"""Header row → field mapping, with the Chinese synonyms real CRM exports use.
+
+Why a synonym table: the same column is 客户名称 in one export, 公司名称 in the next and `Company` in a third.
+Headers are compared after removing invisible characters, NFKC, case, spaces, `*` (required markers) and a
+trailing bracketed note (`手机号(必填)`). An explicit mapping (`--map 座机=phone`) always wins.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+
+from hub.identifiers import strip_invisible
+
+KEY_FIELDS: frozenset[str] = frozenset({"name", "company", "phone", "email", "uscc"})
+IGNORE = "ignore"
+
+SYNONYMS: Mapping[str, tuple[str, ...]] = {
+    "company": ("客户名称", "公司名称", "公司", "企业名称", "企业", "单位名称", "单位", "客户公司", "company",
+                "companyname", "account", "accountname", "organization", "organisation"),
+    "name": ("联系人", "姓名", "联系人姓名", "客户姓名", "名字", "name", "contact", "contactname", "fullname"),
+    "phone": ("手机号", "手机", "电话", "手机号码", "联系电话", "电话号码", "移动电话", "联系方式", "座机", "phone",
+              "mobile", "tel", "telephone", "phonenumber", "cellphone"),
+    "email": ("邮箱", "电子邮件", "电子邮箱", "邮件", "邮箱地址", "email", "e-mail", "mail", "emailaddress"),
+    "uscc": ("统一社会信用代码", "信用代码", "社会信用代码", "uscc", "creditcode"),
+    "city": ("城市", "所在城市", "所在地", "city"),
+    "province": ("省份", "省", "所在省份", "province"),
+    "industry": ("行业", "所属行业", "industry"),
+    "title": ("职位", "职务", "title", "jobtitle", "position"),
+    "department": ("部门", "department"),
+    "address": ("地址", "联系地址", "详细地址", "公司地址", "address"),
+    "wechat": ("微信", "微信号", "wechat"),
+    "gender": ("性别", "gender"),
+    "remark": ("备注", "说明", "remark", "remarks", "note", "notes"),
+}  # fmt: skip
+FIELDS: frozenset[str] = frozenset(SYNONYMS)
+
+_BRACKETED = re.compile(r"[(（\[【].*?[)）\]】]\s*$")
+_NOISE = re.compile(r"[\s*_\-:：]+")
+_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
+def normalise_header(text: str) -> str:
+    """The comparison form of a header: `手机号（必填）*` → `手机号`, ` E-Mail ` → `email`."""
+    folded = unicodedata.normalize("NFKC", strip_invisible(str(text))).strip().casefold()
+    folded = _BRACKETED.sub("", folded.strip(" *:："))
+    return _NOISE.sub("", folded)
+
+
+_LOOKUP: dict[str, str] = {normalise_header(s): f for f, names in SYNONYMS.items() for s in names}
+
+
+def guess_field(header: str) -> str | None:
+    return _LOOKUP.get(normalise_header(header))
+
+
+def header_score(cells: Sequence[object]) -> int:
+    """How many cells of a row read as known headers (used to find the header row below a title)."""
+    return sum(1 for cell in cells if isinstance(cell, str) and guess_field(cell) is not None)
+
+
+def validate_overrides(overrides: Mapping[str, str]) -> dict[str, str]:
+    """`{header: field}`; the field is a known one, `ignore`, or a snake_case name kept as an extra trait."""
+    out: dict[str, str] = {}
+    for header, field in overrides.items():
+        target = field.strip().lower()
+        if target != IGNORE and target not in FIELDS and not _FIELD_NAME.fullmatch(target):
+            raise ValueError(f"--map {header}={field}: field must be one of {', '.join(sorted(FIELDS))}, "
+                             f"'{IGNORE}', or a snake_case name")
+        out[normalise_header(header)] = target
+    return out
+
+
+def map_columns(headers: Sequence[str], overrides: Mapping[str, str]) -> tuple[dict[int, str], list[str]]:
+    """Column index → field for every column (unknown headers keep their text, prefixed `extra:`).
+
+    Returns the mapping and the override headers that matched no column (reported as warnings).
+    """
+    wanted = validate_overrides(overrides)
+    used: set[str] = set()
+    mapping: dict[int, str] = {}
+    for index, header in enumerate(headers):
+        key = normalise_header(header)
+        if not key:
+            continue
+        if key in wanted:
+            used.add(key)
+            if wanted[key] != IGNORE:
+                mapping[index] = wanted[key]
+            continue
+        mapping[index] = _LOOKUP.get(key) or f"extra:{str(header).strip()}"
+    unmatched = [h for h in overrides if normalise_header(h) not in used]
+    return mapping, unmatched

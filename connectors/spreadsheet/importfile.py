@@ -1,0 +1,179 @@
+"""An opened import file: header detection, column mapping and rows grouped into stored batches.
+
+A batch is what the hub stores as one raw event: a JSON body holding the header, the column → field mapping
+and up to `batch_rows` rows exactly as read (merged cells filled, formula cells flagged). Its dedup key hashes
+the mapping and the rows (not the file name), so importing the same file again stores nothing new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .csvfile import CsvSheet
+from .errors import FileUnreadable
+from .headers import header_score, map_columns
+from .mapping import RowOutcome, analyse_row
+from .xlsx import XlsxSheet
+
+BODY_FORMAT = "crmhub.spreadsheet/1"
+HEADER_SEARCH_ROWS = 20
+DEFAULT_BATCH_ROWS = 1000
+
+
+@dataclass
+class Batch:
+    """One raw event's worth of rows, with each row's outcome (for the import report)."""
+
+    key: str
+    body: bytes
+    outcomes: list[RowOutcome]
+
+
+@dataclass
+class ImportFile:
+    path: str
+    overrides: Mapping[str, str] = field(default_factory=dict)
+    batch_rows: int = DEFAULT_BATCH_ROWS
+    warnings: list[dict[str, str]] = field(default_factory=list)
+    headers: list[str] = field(default_factory=list)
+    fields: list[str | None] = field(default_factory=list)
+    blank_rows: int = 0
+
+    def __post_init__(self) -> None:
+        if not os.path.isfile(self.path):
+            raise FileUnreadable(f"no such file: {self.path}")
+        self.name = os.path.basename(self.path)
+        suffix = os.path.splitext(self.path)[1].lower()
+        if suffix in (".xlsx", ".xlsm"):
+            self.sheet: XlsxSheet | CsvSheet = XlsxSheet(self.path)
+        elif suffix in (".csv", ".txt", ".tsv"):
+            self.sheet = CsvSheet(self.path)
+        else:
+            raise FileUnreadable(f"{self.name}: only .xlsx and .csv files can be imported")
+
+    # ---------------------------------------------------------------- facts for the report
+    @property
+    def kind(self) -> str:
+        return "xlsx" if isinstance(self.sheet, XlsxSheet) else "csv"
+
+    @property
+    def bom(self) -> bool:
+        return isinstance(self.sheet, CsvSheet) and self.sheet.bom
+
+    @property
+    def merged_cells(self) -> int:
+        return len(self.sheet.merged) if isinstance(self.sheet, XlsxSheet) else 0
+
+    def progress(self) -> tuple[int, int]:
+        """(done, total) in rows for xlsx, in bytes for csv."""
+        if isinstance(self.sheet, XlsxSheet):
+            return self.sheet.done, max(1, self.sheet.total_rows)
+        return self.sheet.done_bytes, self.sheet.total_bytes
+
+    def close(self) -> None:
+        self.sheet.close()
+
+    # ---------------------------------------------------------------- rows
+    def _find_header(self, rows: Iterator[tuple[int, list[Any], list[int]]]) -> list[tuple[int, list[Any], list[int]]]:
+        """Read up to HEADER_SEARCH_ROWS rows, pick the best header row; returns the rows after it."""
+        head: list[tuple[int, list[Any], list[int]]] = []
+        blank_after: list[int] = []  # blank rows seen after each kept row
+        for item in rows:
+            if _is_blank(item[1]):
+                if head:
+                    blank_after[-1] += 1
+                continue
+            head.append(item)
+            blank_after.append(0)
+            if len(head) >= HEADER_SEARCH_ROWS:
+                break
+        if not head:
+            raise FileUnreadable(f"{self.name}: the file has no rows")
+        scores = [header_score(cells) for _, cells, _ in head]
+        best = max(range(len(head)), key=lambda i: (scores[i], -i)) if max(scores) > 0 else 0
+        if best:
+            self.warnings.append({"code": "rows_before_header_skipped",
+                                  "detail": f"{best} row(s) above the header row were skipped (titles)"})
+        if scores[best] == 0:
+            self.warnings.append({"code": "header_not_recognised",
+                                  "detail": "no column name was recognised; use --map header=field"})
+        self.headers = ["" if c is None else str(c).strip() for c in head[best][1]]
+        mapping, unmatched = map_columns(self.headers, self.overrides)
+        self.fields = [mapping.get(i) for i in range(len(self.headers))]
+        for header in unmatched:
+            self.warnings.append({"code": "map_column_not_found", "detail": f"--map names no column {header!r}"})
+        if not {"phone", "email"} & set(self.fields):
+            self.warnings.append({"code": "no_identity_columns",
+                                  "detail": "no phone or email column: every row will be quarantined"})
+        self.blank_rows += sum(blank_after[best:])
+        return head[best + 1 :]
+
+    def data_rows(self) -> Iterator[tuple[int, list[Any], list[int]]]:
+        """(1-based sheet row, cells, formula columns) of every non-blank row below the header."""
+        rows = self.sheet.rows()
+        for row, cells, formulas in self._find_header(rows):
+            yield row + 1, cells, formulas
+        for row, cells, formulas in rows:
+            if _is_blank(cells):
+                self.blank_rows += 1
+                continue
+            yield row + 1, cells, formulas
+
+    def batches(self) -> Iterator[Batch]:
+        pending: list[list[Any]] = []
+        outcomes: list[RowOutcome] = []
+        for row, cells, formulas in self.data_rows():
+            cells = _trim(cells)
+            outcomes.append(analyse_row(row, cells, self.fields, formulas))
+            pending.append([row, cells, formulas] if formulas else [row, cells])
+            if len(pending) >= self.batch_rows:
+                yield self._batch(pending, outcomes)
+                pending, outcomes = [], []
+        if pending:
+            yield self._batch(pending, outcomes)
+        self._final_warnings()
+
+    def _batch(self, rows: list[list[Any]], outcomes: list[RowOutcome]) -> Batch:
+        content = json.dumps([self.fields, rows], ensure_ascii=False, separators=(",", ":"), default=str)
+        key = "rows:" + hashlib.sha256(content.encode()).hexdigest()
+        body = {"format": BODY_FORMAT, "file": self.name, "headers": self.headers, "fields": self.fields,
+                "rows": rows}
+        return Batch(key, json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str).encode(), outcomes)
+
+    def _final_warnings(self) -> None:
+        sheet = self.sheet
+        if isinstance(sheet, XlsxSheet):
+            if sheet.merged:
+                self.warnings.append({"code": "merged_cells_filled", "detail": f"{len(sheet.merged)} merged "
+                                      "range(s); the top-left value was copied into every covered cell"})
+            if sheet.formula_cells:
+                self.warnings.append({"code": "formulas_found", "detail": f"{sheet.formula_cells} cell(s) hold "
+                                      "formulas; their cached values were read and the cells flagged"})
+            if sheet.other_sheets:
+                self.warnings.append({"code": "other_sheets_ignored",
+                                      "detail": "only the first sheet is imported; ignored: "
+                                      + ", ".join(sheet.other_sheets)})
+        else:
+            if sheet.encoding not in ("utf-8", "utf-8-sig"):
+                self.warnings.append({"code": "encoding_detected", "detail": sheet.encoding})
+            if sheet.replaced_rows:
+                self.warnings.append({"code": "undecodable_bytes", "detail": f"{sheet.replaced_rows} row(s) had "
+                                      f"bytes that are not {sheet.encoding}; replaced with U+FFFD"})
+        if self.blank_rows:
+            self.warnings.append({"code": "blank_rows_skipped", "detail": f"{self.blank_rows} blank row(s)"})
+
+
+def _is_blank(cells: list[Any]) -> bool:
+    return all(c is None or (isinstance(c, str) and not c.strip()) for c in cells)
+
+
+def _trim(cells: list[Any]) -> list[Any]:
+    end = len(cells)
+    while end and cells[end - 1] is None:
+        end -= 1
+    return cells[:end]

@@ -1,0 +1,178 @@
+"""One spreadsheet row → a `record.imported` draft, or the reasons it is quarantined (contract §8).
+
+Pure and deterministic: the importer runs it to write the report, and `parse()` runs it again on the
+stored batch, so both always agree. Rules: formula residue in a key field (name, company, phone, email,
+USCC) or no usable person identity quarantines the row; invisible characters are removed and the row
+kept; an invalid phone/email/USCC is left out of the identities and noted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from hub.identifiers import Normalized, normalize_identity
+from hub.quality import check_company_name, clean_text, looks_like_formula
+from hub.schemas import EventDraft, Identity, Quality, QualityIssue
+
+from .headers import KEY_FIELDS
+
+EVENT_TYPE = "record.imported"
+IDENTITY_FIELDS = ("phone", "email", "uscc")
+# Report keys (contract §8 `issues`), plus `placeholder_identity` (an addition).
+ISSUE_KEYS = ("invisible_chars", "formula_residue", "invalid_phone", "invalid_email", "short_company_name",
+              "invalid_uscc", "placeholder_identity")
+_SPLIT_MULTI = re.compile(r"[,，;；/、|\n]+")
+
+
+@dataclass
+class RowOutcome:
+    """What one row became: its stable id, quarantine reasons (empty: imported) and report problems."""
+
+    row: int
+    source_event_id: str
+    reasons: list[str] = field(default_factory=list)
+    problems: set[str] = field(default_factory=set)
+    record: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)
+    identities: list[Identity] = field(default_factory=list)
+    issues: list[QualityIssue] = field(default_factory=list)
+    tainted: set[str] = field(default_factory=set)  # fields holding formula residue: kept out of traits
+
+    @property
+    def quarantined(self) -> bool:
+        return bool(self.reasons)
+
+
+def cell_text(value: Any) -> str | None:
+    """A JSON cell value as text: integral floats lose `.0` (Excel stores phones as numbers)."""
+    if value is None or isinstance(value, bool):
+        return None if value is None else ("TRUE" if value else "FALSE")
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return None
+        return str(int(value)) if value.is_integer() else repr(value)
+    text = str(value)
+    return text if text.strip() else None
+
+
+@lru_cache(maxsize=65536)
+def _normalise(kind: str, value: str) -> Normalized:
+    # Cached: legacy exports repeat the same switchboard number and company email thousands of times.
+    return normalize_identity(kind, value, reject_placeholders=True)
+
+
+def _path(name: str) -> str:
+    return f"properties.extra.{name[6:]}" if name.startswith("extra:") else f"properties.record.{name}"
+
+
+def analyse_row(
+    row: int, cells: Sequence[Any], fields: Sequence[str | None], formulas: Sequence[int] = ()
+) -> RowOutcome:
+    """Clean, check and classify one row. `fields[i]` names column i (`extra:<header>` for unknown ones)."""
+    out = RowOutcome(row=row, source_event_id="")
+    raw_ids: dict[str, list[str]] = {k: [] for k in IDENTITY_FIELDS}
+    formula_cols = set(formulas)
+    for index, name in enumerate(fields):
+        if name is None:
+            continue
+        raw = cell_text(cells[index]) if index < len(cells) else None
+        if raw is None and index not in formula_cols:
+            continue
+        _clean_cell(out, name, raw or "", index in formula_cols, raw_ids)
+    _check_identities(out, raw_ids)
+    company = out.record.get("company")
+    if company is not None and "company" not in out.tainted:
+        issue = check_company_name(company, field=_path("company"))
+        if issue is not None:
+            out.issues.append(issue)
+            out.problems.add("short_company_name")
+    if not any(i.type in ("phone", "email") for i in out.identities):
+        out.reasons.append("no_person_identity")
+    out.source_event_id = row_id(out.record, out.extra)
+    return out
+
+
+def _clean_cell(out: RowOutcome, name: str, raw: str, is_formula: bool, raw_ids: dict[str, list[str]]) -> None:
+    path = _path(name)
+    text, found = clean_text(raw, path)
+    for issue in found:
+        if issue.code == "invisible_chars_removed":
+            out.problems.add("invisible_chars")
+        if issue.code != "formula_residue":
+            out.issues.append(issue)
+    if is_formula or looks_like_formula(text):
+        detail = "cell holds a formula; its cached value was read" if is_formula else text[:80]
+        out.issues.append(QualityIssue(field=path, code="formula_residue", detail=detail))
+        out.problems.add("formula_residue")
+        out.tainted.add(name)
+        if name in KEY_FIELDS and "formula_residue" not in out.reasons:
+            out.reasons.append("formula_residue")
+    if not text:
+        return
+    if name.startswith("extra:"):
+        out.extra.setdefault(name[6:], text)
+        return
+    if name in raw_ids and name not in out.tainted:
+        raw_ids[name].append(text)
+    out.record.setdefault(name, text)
+
+
+def _check_identities(out: RowOutcome, raw_ids: dict[str, list[str]]) -> None:
+    seen: set[tuple[str, str]] = set()
+    for kind, values in raw_ids.items():
+        for value in values:
+            for result, part in _candidates(kind, value):
+                if result.value is not None:
+                    if (kind, result.value) not in seen:
+                        seen.add((kind, result.value))
+                        out.identities.append(Identity(type=kind, value=result.value))
+                    continue
+                problem = "placeholder_identity" if result.reason == "placeholder" else f"invalid_{kind}"
+                out.problems.add(problem)
+                out.issues.append(QualityIssue(field=f"identities.{kind}", code=result.reason or problem,
+                                               detail=f"{kind} {part[:64]!r} left out"))
+
+
+def _candidates(kind: str, value: str) -> list[tuple[Normalized, str]]:
+    """The value itself, or — if that is not valid — its parts (`138…/139…`, `a@x.cn；b@x.cn`)."""
+    whole = _normalise(kind, value)
+    if whole.value is not None or kind == "uscc":
+        return [(whole, value)]
+    parts = [p.strip() for p in _SPLIT_MULTI.split(value) if p.strip()]
+    if len(parts) < 2:
+        return [(whole, value)]
+    return [(_normalise(kind, p), p) for p in parts]
+
+
+def row_id(record: dict[str, str], extra: dict[str, str]) -> str:
+    """Stable id of a row's cleaned content: an identical row (in this file or a re-import) is a duplicate."""
+    canonical = json.dumps([record, extra], ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return "row:" + hashlib.sha256(canonical.encode()).hexdigest()[:40]
+
+
+def to_draft(out: RowOutcome, *, file: str, received_at: datetime) -> EventDraft:
+    """The `record.imported` event of an accepted row. Traits leave out identifiers and tainted fields."""
+    traits = {k: v for k, v in out.record.items() if k not in IDENTITY_FIELDS and k not in out.tainted}
+    return EventDraft(
+        type=EVENT_TYPE,
+        source_event_id=out.source_event_id,
+        occurred_at=received_at,
+        identities=list(out.identities),
+        properties={"file": file, "row": out.row, "record": dict(out.record), "extra": dict(out.extra)},
+        traits=traits,
+        quality=Quality(issues=list(out.issues)),
+    )
+
+
+def quarantine_payload(out: RowOutcome, *, file: str, headers: Sequence[str], cells: Sequence[Any]) -> dict[str, Any]:
+    """What the quarantine table keeps for a rejected row: enough to fix and re-import it."""
+    values = {str(h): cells[i] for i, h in enumerate(headers) if i < len(cells) and cells[i] not in (None, "")}
+    return {"file": file, "row": out.row, "reasons": list(out.reasons), "values": values,
+            "issues": [i.model_dump(mode="json") for i in out.issues]}

@@ -1,0 +1,141 @@
+"""Reading .xlsx: python-calamine for the values, the sheet XML (streamed) for formulas.
+
+Why both: calamine is fast but returns a formula cell's cached value (`北京`), hiding that `=VLOOKUP(...)` was
+there — and a cell whose cached value is empty reads as blank. The sheet XML says which cells hold `<f>`; it is
+scanned in chunks with a regex (no tree is built), so memory stays flat. Merged cells come from calamine.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Iterator
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from xml.etree import ElementTree
+
+from python_calamine import CalamineError, CalamineWorkbook
+
+from .errors import FileUnreadable
+
+_CELL_WITH_FORMULA = re.compile(rb"<(?:\w+:)?c\s([^>]*?)>\s*<(?:\w+:)?f[\s>/]")
+_REF = re.compile(rb'\br="([A-Z]{1,3})([0-9]+)"')
+_CHUNK = 1 << 20
+_NS_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
+
+
+def column_index(letters: bytes) -> int:
+    index = 0
+    for ch in letters:
+        index = index * 26 + (ch - 64)
+    return index - 1
+
+
+def _sheet_xml_path(archive: zipfile.ZipFile, sheet_index: int) -> str | None:
+    """The zip member of the n-th sheet, from workbook.xml and its relationships."""
+    try:
+        workbook = ElementTree.fromstring(archive.read("xl/workbook.xml"))
+        rels = ElementTree.fromstring(archive.read("xl/_rels/workbook.xml.rels"))
+    except (KeyError, ElementTree.ParseError):
+        return None
+    sheets = [el for el in workbook.iter() if el.tag.endswith("}sheet") or el.tag == "sheet"]
+    if sheet_index >= len(sheets):
+        return None
+    rel_id = sheets[sheet_index].get(_NS_REL)
+    for rel in rels:
+        if rel.get("Id") == rel_id:
+            target = rel.get("Target", "")
+            return target.lstrip("/") if target.startswith("/") else "xl/" + target
+    return None
+
+
+def scan_formulas(path: str, sheet_index: int) -> tuple[dict[int, set[int]], int]:
+    """Cells holding a formula, as {row: {column}} (0-based, absolute), and how many had no `r` reference."""
+    found: dict[int, set[int]] = {}
+    unplaced = 0
+    try:
+        with zipfile.ZipFile(path) as archive:
+            member = _sheet_xml_path(archive, sheet_index)
+            if member is None or member not in archive.namelist():
+                return found, 0
+            with archive.open(member) as stream:
+                carry = b""
+                while True:
+                    chunk = stream.read(_CHUNK)
+                    buffer = carry + chunk
+                    cut = len(buffer) if not chunk else buffer.rfind(b"</c>") + 4
+                    if cut < 4 and chunk:
+                        carry = buffer
+                        continue
+                    for match in _CELL_WITH_FORMULA.finditer(buffer, 0, cut):
+                        ref = _REF.search(match.group(1))
+                        if ref is None:
+                            unplaced += 1
+                            continue
+                        found.setdefault(int(ref.group(2)) - 1, set()).add(column_index(ref.group(1)))
+                    carry = buffer[cut:]
+                    if not chunk:
+                        break
+    except (OSError, zipfile.BadZipFile, KeyError) as exc:
+        raise FileUnreadable(f"cannot read the sheet XML: {exc}") from exc
+    return found, unplaced
+
+
+def json_cell(value: Any) -> Any:
+    """A calamine value as a JSON primitive (dates become ISO strings)."""
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if value == "":
+        return None
+    return value
+
+
+class XlsxSheet:
+    """The first worksheet's rows (0-based absolute row, cells with merges filled, formula columns)."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            self.workbook = CalamineWorkbook.from_path(path)
+            self.sheet = self.workbook.get_sheet_by_index(0)
+        except (CalamineError, OSError, ValueError) as exc:
+            raise FileUnreadable(f"not a readable .xlsx workbook: {exc}") from exc
+        except Exception as exc:  # python-calamine raises its own zip/xml errors
+            raise FileUnreadable(f"not a readable .xlsx workbook: {exc}") from exc
+        self.name = self.sheet.name
+        self.other_sheets = list(self.workbook.sheet_names[1:])
+        self.start = self.sheet.start or (0, 0)
+        self.total_rows = self.sheet.height
+        self.merged = list(self.sheet.merged_cell_ranges or [])
+        self.formulas, self.unplaced_formulas = scan_formulas(path, 0)
+        self.done = 0
+
+    @property
+    def formula_cells(self) -> int:
+        return sum(len(cols) for cols in self.formulas.values()) + self.unplaced_formulas
+
+    def rows(self) -> Iterator[tuple[int, list[Any], list[int]]]:
+        first_row, first_col = self.start
+        starting: dict[int, list[tuple[int, int, int]]] = {}
+        for (r0, c0), (r1, c1) in self.merged:
+            if (r0, c0) != (r1, c1):
+                starting.setdefault(r0, []).append((r1, c0, c1))
+        active: list[tuple[int, int, int, Any]] = []
+        for offset, values in enumerate(self.sheet.iter_rows()):
+            row = first_row + offset
+            cells = [None] * first_col + [json_cell(v) for v in values]
+            for r1, c0, c1 in starting.pop(row, ()):
+                active.append((r1, c0, c1, cells[c0] if c0 < len(cells) else None))
+            active = [a for a in active if a[0] >= row]
+            for _, c0, c1, value in active:
+                if len(cells) <= c1:
+                    cells.extend([None] * (c1 + 1 - len(cells)))
+                for col in range(c0, c1 + 1):
+                    if cells[col] is None:
+                        cells[col] = value
+            self.done = offset + 1
+            yield row, cells, sorted(self.formulas.get(row, ()))
+
+    def close(self) -> None:
+        self.workbook.close()

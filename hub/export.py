@@ -1,0 +1,73 @@
+"""Writing tables to .csv or .xlsx safely: every formula-leading cell is neutralised (CSV injection).
+
+Why one writer: anything the hub hands an operator to open in Excel (quarantine exports, reports) could carry a
+customer-supplied `=HYPERLINK(...)` or `@SUM(...)`. `hub.quality.neutralise_cell` prefixes such strings with `'`;
+CSV is written as UTF-8 with a BOM so Excel shows Chinese correctly; XLSX cells are written as strings.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from hub.errors import InvalidRequest
+from hub.quality import neutralise_cell
+
+__all__ = ["safe_cell", "write_table"]
+
+
+def safe_cell(value: Any) -> Any:
+    """A value ready for a spreadsheet: containers as JSON text, then neutralised."""
+    if isinstance(value, dict | list):
+        value = json.dumps(value, ensure_ascii=False)
+    return neutralise_cell(value)
+
+
+def write_table(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+    """Write `rows` under `header` to `path` (.csv or .xlsx by suffix); returns the number of rows."""
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if suffix == ".csv":
+        return _write_csv(target, header, rows)
+    if suffix == ".xlsx":
+        return _write_xlsx(target, header, rows)
+    raise InvalidRequest(f"export to .csv or .xlsx, not {suffix or 'no suffix'!r}", code="unsupported_format")
+
+
+def _write_csv(target: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+    count = 0
+    with target.open("w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([safe_cell(h) for h in header])
+        for row in rows:
+            writer.writerow([safe_cell(v) for v in row])
+            count += 1
+    return count
+
+
+def _write_xlsx(target: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet()
+    count = 0
+
+    def cells(values: Sequence[Any]) -> list[Any]:
+        out = []
+        for value in values:
+            cell = WriteOnlyCell(sheet, value=safe_cell(value))
+            if isinstance(cell.value, str):
+                cell.data_type = "s"  # never "f": a string is not a formula, whatever it starts with
+            out.append(cell)
+        return out
+
+    sheet.append(cells(header))
+    for row in rows:
+        sheet.append(cells(row))
+        count += 1
+    workbook.save(target)
+    return count

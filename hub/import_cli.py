@@ -1,0 +1,110 @@
+"""Terminal side of `crmhub import` and `crmhub quality report`: progress bar, summaries, files written.
+
+Kept apart from hub/cli.py so the command definitions stay one screen each; the work itself is in
+hub/importer.py and hub/quality_report.py.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+from hub.errors import HubError
+from hub.runtime import Hub
+
+
+def parse_mappings(mappings: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in mappings:
+        column, sep, field = item.partition("=")
+        if not sep or not column.strip() or not field.strip():
+            raise click.BadParameter(f"{item!r}: use COLUMN=FIELD, e.g. --map 座机=phone", param_hint="--map")
+        out[column.strip()] = field.strip()
+    return out
+
+
+def run_import_command(
+    hub: Hub, file: str, *, source_name: str, dry_run: bool, report_path: str | None, mappings: tuple[str, ...],
+    batch_size: int,
+) -> None:
+    from hub.importer import run_import
+
+    overrides = parse_mappings(mappings)
+    console = Console(stderr=True)
+    hub.start()
+    try:
+        with Progress(TextColumn("[bold]importing[/] {task.description}"), BarColumn(), TaskProgressColumn(),
+                      TimeRemainingColumn(), console=console, transient=True) as bar:
+            task_id = bar.add_task(Path(file).name, total=None)
+            report = run_import(hub, file, source_name=source_name, dry_run=dry_run, overrides=overrides,
+                                batch_rows=batch_size,
+                                progress=lambda done, total: bar.update(task_id, completed=done, total=total))
+        hub.runner.join(timeout=600)  # deliveries the import queued (in-process runtime)
+    finally:
+        hub.stop()
+    target = Path(report_path) if report_path else Path(file + ".report.json")
+    try:
+        target.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise HubError(f"cannot write the report to {target}: {exc.strerror or exc}", code="report_unwritable") from exc
+    click.echo(_summary(report, target))
+
+
+def _summary(report: dict[str, Any], target: Path) -> str:
+    issues = ", ".join(f"{k} {v}" for k, v in report["issues"].items() if v) or "none"
+    lines = [
+        f"{'dry run: ' if report['dry_run'] else ''}{report['rows']} rows in {report['seconds']:.1f}s — "
+        f"imported {report['imported']}, quarantined {report['quarantined']}, duplicates {report['duplicates']}",
+        f"customers created {report['customers_created']}, matched {report['customers_matched']}",
+        f"issues: {issues}; merged cells {report['merged_cells']}; BOM {'yes' if report['bom'] else 'no'}",
+    ]
+    lines += [f"warning [{w['code']}]: {w['detail']}" for w in report["warnings"]]
+    lines.append(f"report: {target}")
+    return "\n".join(lines)
+
+
+def run_quality_command(hub: Hub, *, since: datetime | None, as_json: bool, limit: int,
+                        export_path: str | None) -> None:
+    from hub.export import write_table
+    from hub.quality_report import build_report, quarantined_rows
+
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    report = build_report(hub, since=since)
+    window = datetime.fromisoformat(report["since"])
+    rows = quarantined_rows(hub, since=window, limit=limit)
+    if as_json:
+        click.echo(json.dumps({**report, "quarantined_rows": rows}, ensure_ascii=False, indent=2))
+    else:
+        click.echo(_quality_text(report, rows))
+    if export_path:
+        every = quarantined_rows(hub, since=window)
+        count = write_table(export_path, ["created_at", "reason", "detail", "file", "row", "values"],
+                            ([r["created_at"], r["reason"], r["detail"], r["file"], r["row"], r["values"]]
+                             for r in every))
+        click.echo(f"exported {count} quarantined row(s) to {export_path}")
+
+
+def _pct(rate: float | None) -> str:
+    return "n/a" if rate is None else f"{rate * 100:.1f}%"
+
+
+def _quality_text(report: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    lines = [f"data health since {report['since']} ({report['events']} events)",
+             f"duplicate rate: {_pct(report['duplicate_rate'])} ({report['duplicates']} duplicates)",
+             f"abnormal-character rate: {_pct(report['abnormal_char_rate'])}"]
+    if report["empty_value_rate"]:
+        lines.append("empty values (imported records): " + ", ".join(
+            f"{k} {_pct(v)}" for k, v in report["empty_value_rate"].items()))
+    lines.append("invalid identifiers: " + ", ".join(f"{k} {v}" for k, v in report["invalid_identifiers"].items()))
+    lines.append("quarantined: " + (", ".join(f"{k} {v}" for k, v in report["quarantine"].items()) or "none"))
+    for row in rows:
+        where = f"{row['file']} row {row['row']}" if row["file"] else row["id"]
+        lines.append(f"  {row['created_at'][:19]}  {row['reason']:<20} {where}  {row['detail'][:80]}")
+    return "\n".join(lines)

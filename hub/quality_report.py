@@ -1,0 +1,124 @@
+"""The data-health report (`crmhub quality report`, `GET /v1/quality`, daily `quality.report` event).
+
+Why computed from stored rows: events carry their quality issues and the quarantine table keeps every rejected
+input with its reason, so the report needs no counters of its own and is the same wherever it is asked for.
+It scans the events stored in the window (default: the last 24 hours) in chunks.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from hub.models import EventRow, QuarantineRow, RawEvent
+from hub.runtime import Hub, get_hub
+from hub.schemas import EventDraft, utcnow
+from hub.tasks import task
+
+DAILY_TASK = "hub.quality_report.daily"
+DAILY_EVERY_S = 86400.0
+DEFAULT_WINDOW = timedelta(days=1)
+ABNORMAL_CODES = frozenset({"invisible_chars_removed", "formula_residue"})
+INVALID_CODES = ("invalid_phone", "invalid_email", "invalid_uscc", "placeholder")
+_SCAN_CHUNK = 1000
+
+
+def build_report(hub: Hub, *, since: datetime | None = None, source_id: Any = None) -> dict[str, Any]:
+    """Duplicate rate, empty-value rate per field, abnormal-character rate, quarantine and invalid-id counts."""
+    since = since or utcnow() - DEFAULT_WINDOW
+    events = 0
+    abnormal = 0
+    codes: Counter[str] = Counter()
+    records = 0
+    present: Counter[str] = Counter()
+    fields: set[str] = set()
+    with hub.sessions() as session:
+        stmt = select(EventRow.data).where(EventRow.stored_at >= since)
+        if source_id is not None:
+            stmt = stmt.where(EventRow.source_id == source_id)
+        for data in session.scalars(stmt.execution_options(yield_per=_SCAN_CHUNK)):
+            events += 1
+            found = {i.get("code") for i in (data.get("quality") or {}).get("issues", []) if isinstance(i, dict)}
+            codes.update(c for c in found if isinstance(c, str))
+            abnormal += bool(found & ABNORMAL_CODES)
+            record = (data.get("properties") or {}).get("record")
+            if data.get("type") == "record.imported" and isinstance(record, dict):
+                records += 1
+                fields.update(record)
+                present.update(record.keys())
+        duplicates, received = _duplicates(session, since, source_id)
+        quarantine = _quarantine_counts(session, since, source_id)
+    return {
+        "since": since.isoformat(),
+        "generated_at": utcnow().isoformat(),
+        "events": events,
+        "duplicate_rate": _rate(duplicates, received),
+        "duplicates": duplicates,
+        "empty_value_rate": {f: _rate(records - present[f], records) for f in sorted(fields)},
+        "records": records,
+        "abnormal_char_rate": _rate(abnormal, events),
+        "abnormal_char_events": abnormal,
+        "issues": dict(sorted(codes.items())),
+        "invalid_identifiers": {code: codes.get(code, 0) for code in INVALID_CODES},
+        "quarantine": quarantine,
+        "quarantined": sum(quarantine.values()),
+    }
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _duplicates(session: Any, since: datetime, source_id: Any) -> tuple[int, int]:
+    stmt = select(func.coalesce(func.sum(RawEvent.events_duplicate), 0),
+                  func.coalesce(func.sum(RawEvent.events_stored + RawEvent.events_duplicate), 0))
+    stmt = stmt.where(RawEvent.received_at >= since)
+    if source_id is not None:
+        stmt = stmt.where(RawEvent.source_id == source_id)
+    duplicates, received = session.execute(stmt).one()
+    return int(duplicates), int(received)
+
+
+def _quarantine_counts(session: Any, since: datetime, source_id: Any) -> dict[str, int]:
+    stmt = select(QuarantineRow.reason, func.count()).where(QuarantineRow.created_at >= since)
+    if source_id is not None:
+        stmt = stmt.where(QuarantineRow.source_id == source_id)
+    return {reason: int(n) for reason, n in session.execute(stmt.group_by(QuarantineRow.reason).order_by(
+        QuarantineRow.reason))}
+
+
+def quarantined_rows(hub: Hub, *, since: datetime | None = None, source_id: Any = None,
+                     limit: int | None = None) -> list[dict[str, Any]]:
+    """Quarantined inputs, newest first, flattened for listing and export (import rows show their cells)."""
+    stmt = select(QuarantineRow).order_by(QuarantineRow.created_at.desc())
+    if since is not None:
+        stmt = stmt.where(QuarantineRow.created_at >= since)
+    if source_id is not None:
+        stmt = stmt.where(QuarantineRow.source_id == source_id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    out = []
+    with hub.sessions() as session:
+        for row in session.scalars(stmt):
+            item = (row.payload or {}).get("item") if isinstance(row.payload, dict) else None
+            item = item if isinstance(item, dict) else {}
+            out.append({"id": str(row.id), "created_at": row.created_at.isoformat(), "reason": row.reason,
+                        "detail": row.detail or "", "file": item.get("file", ""), "row": item.get("row", ""),
+                        "values": item.get("values", {})})
+    return out
+
+
+@task(DAILY_TASK, queue="ingest")
+def daily() -> int:
+    """Store today's report as a `quality.report` event (idempotent per UTC day) so endpoints receive it."""
+    from hub.pipeline import store_internal
+
+    hub = get_hub()
+    report = build_report(hub)
+    draft = EventDraft(type="quality.report", source_event_id=f"quality.report:{utcnow().date().isoformat()}",
+                       occurred_at=utcnow(), properties=report)
+    with hub.transaction() as session:
+        return store_internal(hub, session, [draft], source="hub")

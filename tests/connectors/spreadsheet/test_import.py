@@ -1,0 +1,114 @@
+"""`crmhub import` end to end: pipeline, idempotent re-import, dry run, report shape, CLI exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from hub.importer import run_import
+from hub.models import EventRow, QuarantineRow, RawEvent, SourceRow
+from hub.runtime import Hub
+from tests.helpers import count_events
+
+from .files import GOOD_USCC, HEADER, write_csv, write_xlsx
+
+REPORT_KEYS = {"file", "rows", "imported", "quarantined", "duplicates", "customers_created", "customers_matched",
+               "warnings", "issues", "merged_cells", "bom", "seconds"}
+ISSUE_KEYS = {"invisible_chars", "formula_residue", "invalid_phone", "invalid_email", "short_company_name",
+              "invalid_uscc"}
+
+ROWS = [
+    HEADER,
+    ["腾讯科技", "张\u200e三", "13800138000", "zs@example.com", GOOD_USCC, "深圳"],
+    ["=VLOOKUP(A2,Sheet2!A:B,2,0)", "李四", "13900139000", None, None, "北京"],
+    ["阿里", "王五", "12345", "ww@example.com", "123", "杭州"],
+    ["字节跳动", "赵六", "12345", "bad@", None, None],
+    ["腾讯科技", "张三", "13800138000", "zs@example.com", GOOD_USCC, "深圳"],  # duplicate of row 2 once cleaned
+]
+
+
+def _count(hub: Hub, model: type) -> int:
+    with hub.sessions() as s:
+        return int(s.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def test_import_report_pipeline_and_idempotent_reimport(hub: Hub, tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path / "legacy.xlsx", ROWS, merges=())
+    report = run_import(hub, str(path))
+    assert REPORT_KEYS <= set(report) and ISSUE_KEYS <= set(report["issues"])
+    assert (report["rows"], report["imported"], report["quarantined"], report["duplicates"]) == (5, 2, 2, 1)
+    assert report["issues"]["invisible_chars"] == 1 and report["issues"]["formula_residue"] == 1
+    assert report["issues"]["invalid_phone"] == 2 and report["issues"]["invalid_email"] == 1
+    assert report["issues"]["short_company_name"] == 1 and report["issues"]["invalid_uscc"] == 1
+    assert report["customers_created"] == 2 and report["customers_matched"] == 0
+    assert report["bom"] is False and report["merged_cells"] == 0 and isinstance(report["seconds"], float)
+    assert count_events(hub, type="record.imported") == 2
+    with hub.sessions() as s:
+        reasons = sorted(s.scalars(select(QuarantineRow.reason)))
+        source = s.scalars(select(SourceRow).where(SourceRow.name == "import")).one()
+        data = s.scalars(select(EventRow.data).where(EventRow.type == "record.imported")).all()
+    assert reasons == ["formula_residue", "no_person_identity"] and source.connector == "spreadsheet"
+    first = next(d for d in data if d["properties"]["row"] == 2)
+    assert first["properties"]["record"]["name"] == "张三"
+    assert {i["code"] for i in first["quality"]["issues"]} >= {"invisible_chars_removed"}
+    assert {"type": "phone", "value": "+8613800138000"} in first["identities"]
+
+    events, raws, quarantined = _count(hub, EventRow), _count(hub, RawEvent), _count(hub, QuarantineRow)
+    again = run_import(hub, str(path))
+    assert (again["imported"], again["duplicates"], again["quarantined"]) == (0, 3, 2)
+    assert (_count(hub, EventRow), _count(hub, RawEvent), _count(hub, QuarantineRow)) == (events, raws, quarantined)
+
+
+def test_rows_already_known_match_existing_customers(hub: Hub, tmp_path: Path) -> None:
+    run_import(hub, str(write_csv(tmp_path / "a.csv", ROWS[:2])))
+    report = run_import(hub, str(write_csv(tmp_path / "b.csv", [HEADER, ["腾讯科技", "张三", "13800138000",
+                                                                          None, None, "广州"]])))
+    assert (report["imported"], report["customers_created"], report["customers_matched"]) == (1, 0, 1)
+
+
+def test_dry_run_changes_nothing(hub: Hub, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "d.csv", ROWS, "utf-8-sig")
+    report = run_import(hub, str(path), dry_run=True)
+    assert (report["rows"], report["imported"], report["quarantined"], report["duplicates"]) == (5, 2, 2, 1)
+    assert report["bom"] is True and report["dry_run"] is True and report["customers_created"] is None
+    assert _count(hub, EventRow) == _count(hub, RawEvent) == _count(hub, QuarantineRow) == _count(hub, SourceRow) == 0
+
+
+@pytest.fixture
+def cli_hub(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> Hub:
+    monkeypatch.setattr("hub.cli.hub_for_cli", lambda migrate=True: hub)
+    return hub
+
+
+def test_cli_import_writes_the_report_and_exit_codes(cli_hub: Hub, tmp_path: Path) -> None:
+    from hub.cli import cli
+
+    path = write_xlsx(tmp_path / "c.xlsx", ROWS)
+    target = tmp_path / "r.json"
+    result = CliRunner().invoke(cli, ["import", str(path), "--report", str(target), "--map", "城市=ignore"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(target.read_text(encoding="utf-8"))
+    assert report["imported"] == 2 and "imported 2" in result.output
+
+    missing = CliRunner().invoke(cli, ["import", str(tmp_path / "nope.xlsx")])
+    assert missing.exit_code == 1 and "no such file" in missing.output
+    bad_map = CliRunner().invoke(cli, ["import", str(path), "--map", "nonsense"])
+    assert bad_map.exit_code == 2
+    (tmp_path / "junk.xlsx").write_bytes(b"junk")
+    assert CliRunner().invoke(cli, ["import", str(tmp_path / "junk.xlsx")]).exit_code == 1
+    assert CliRunner().invoke(cli, ["import"]).exit_code == 2
+
+
+def test_cli_dry_run_writes_report_only(cli_hub: Hub, tmp_path: Path) -> None:
+    from hub.cli import cli
+
+    path = write_csv(tmp_path / "g.csv", ROWS, "gb18030")
+    result = CliRunner().invoke(cli, ["import", str(path), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(Path(str(path) + ".report.json").read_text(encoding="utf-8"))
+    assert report["dry_run"] and report["rows"] == 5
+    assert _count(cli_hub, EventRow) == 0
