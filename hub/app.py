@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from hub import api
+from hub import api, quality_api
 from hub.runtime import Hub, get_hub, set_hub
 
 
@@ -34,6 +34,7 @@ def create_app(hub: Hub | None = None, *, manage_lifecycle: bool = True) -> Fast
     api.install_error_handlers(app)
     app.include_router(api.router)
     app.include_router(api.admin)
+    app.include_router(quality_api.router)
     plugin_router = APIRouter()
     hub.pm.hook.register_routes(router=plugin_router)
     app.include_router(plugin_router)

@@ -176,6 +176,44 @@ def demo(workdir: str | None) -> None:
     run_demo(workdir)
 
 
+@cli.command("import")
+@click.argument("file", type=str)
+@click.option("--source", "source_name", default="import", show_default=True,
+              help="Source (connector `spreadsheet`) the rows are imported into; created if missing.")
+@click.option("--dry-run", is_flag=True, help="Read, check and report; change nothing.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the JSON report (default: FILE.report.json).")
+@click.option("--map", "mappings", multiple=True, metavar="COLUMN=FIELD",
+              help="Map a column header to a field (name, company, phone, email, uscc, city, industry …, or ignore).")
+@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 20000))
+def import_(file: str, source_name: str, dry_run: bool, report_path: str | None, mappings: tuple[str, ...],
+            batch_size: int) -> None:
+    """Bulk-import customer records from an .xlsx or .csv file (contract §8 report)."""
+    from hub.import_cli import run_import_command
+
+    run_import_command(hub_for_cli(), file, source_name=source_name, dry_run=dry_run, report_path=report_path,
+                       mappings=mappings, batch_size=batch_size)
+
+
+@cli.group()
+def quality() -> None:
+    """Data-health report and quarantine listing."""
+
+
+@quality.command("report")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+              help="Events stored since (UTC; default: the last 24 hours).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--limit", default=20, show_default=True, help="Quarantined rows to list.")
+@click.option("--export", "export_path", type=click.Path(dir_okay=False), default=None,
+              help="Write every quarantined row in the window to PATH.csv or PATH.xlsx (formula cells neutralised).")
+def quality_report(since: datetime | None, as_json: bool, limit: int, export_path: str | None) -> None:
+    """Duplicate rate, empty values, abnormal characters, quarantine by reason, invalid identifiers."""
+    from hub.import_cli import run_quality_command
+
+    run_quality_command(hub_for_cli(), since=since, as_json=as_json, limit=limit, export_path=export_path)
+
+
 def build_cli() -> click.Group:
     """The root group with every plugin's commands added."""
     from hub.plugins import load_plugins, make_plugin_manager
@@ -192,3 +230,7 @@ def build_cli() -> click.Group:
 
 def main() -> None:
     build_cli()(prog_name="crmhub")
+
+
+if __name__ == "__main__":
+    main()

@@ -34,6 +34,8 @@ class InboundRequest:
     headers: Mapping[str, str] = field(default_factory=dict)  # names lower-cased
     query: Mapping[str, str] = field(default_factory=dict)
     path: str = ""  # the part after /hooks/{source_id}/, e.g. "v1/batch"
+    # Per-request scratch space so verify/dedup_key/event_count can share one parse of the body.
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from hub.connector import Connector
     from hub.demo import DemoSource
-    from hub.schemas import UnifiedEvent
+    from hub.schemas import EventDraft, UnifiedEvent
 
 hookspec = pluggy.HookspecMarker("crmhub")
 
@@ -57,6 +57,16 @@ def register_schedules(schedule: Callable[[str, float], None]) -> None:
     """
 
 
+@hookspec
+def register_extractors(register: Callable[[str, Callable[[Any], Any]], None]) -> None:
+    """Hand the hub call-summary extractors (enrichment/ picks one by `CRMHUB_SUMMARY_EXTRACTOR`).
+
+    :param register: call `register(name, factory)`; `factory(settings)` returns an object with
+        `extract(lines, lexicons)` → the four facts (see docs/enrichment.md). The first
+        registration of a name wins; the built-ins register `trylast`, so a plugin can replace them.
+    """
+
+
 # ---------------------------------------------------------------- pipeline
 
 
@@ -80,11 +90,13 @@ def event_stored(event: UnifiedEvent, session: Session) -> None:
 
 
 @hookspec
-def enrich_event(event: UnifiedEvent) -> list[UnifiedEvent] | None:
-    """Derive events synchronously from a stored one (they re-enter the pipeline).
+def enrich_event(event: UnifiedEvent) -> list[EventDraft] | None:
+    """Derive events synchronously from a stored one; they are stored in the same transaction.
+
+    Slow enrichment (ASR, registry lookups) belongs in a task scheduled from `event_stored`.
 
     :param event: the stored event.
-    :return: derived events, or None.
+    :return: derived event drafts (stored with this plugin's events' source), or None.
     """
 
 

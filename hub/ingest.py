@@ -14,6 +14,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -67,6 +68,14 @@ class RawWriter:
         self._thread.start()
         self.batches = 0
         self.rows = 0
+        self.last_write_at = 0.0
+        runner = hub.runner
+        if hasattr(runner, "ingest_busy"):
+            runner.ingest_busy = self.busy
+
+    def busy(self, window_s: float = 0.02) -> bool:
+        """Did requests arrive in the last `window_s`? (The in-process runner defers to them.)"""
+        return not self._queue.empty() or time.monotonic() - self.last_write_at < window_s
 
     async def submit(self, item: RawSubmission) -> tuple[int | None, bool]:
         """Store `item` durably; returns (raw id, True) if new or (None, False) for a redelivery."""
@@ -104,6 +113,7 @@ class RawWriter:
             self._write(batch)
 
     def _write(self, batch: list[Any]) -> None:
+        self.last_write_at = time.monotonic()
         submissions = [b for b in batch if isinstance(b, RawSubmission)]
         rejections = [b for b in batch if isinstance(b, Rejection)]
         try:
@@ -160,14 +170,22 @@ def store_raw_batch(
     inserted: dict[tuple[uuid.UUID, str], int] = {}
     with hub.transaction() as session:
         if rows:
+            # One constant statement run as executemany ("insertmanyvalues"): compiled once, cached,
+            # and RETURNING yields only the rows actually inserted.
             stmt = (
                 insert(RawEvent)
-                .values(rows)
                 .on_conflict_do_nothing(index_elements=["source_id", "dedup_key"])
                 .returning(RawEvent.id, RawEvent.source_id, RawEvent.dedup_key)
             )
-            for raw_id, source_id, dedup_key in session.execute(stmt):
+            for raw_id, source_id, dedup_key in session.execute(stmt, rows):
                 inserted[(source_id, dedup_key)] = raw_id
+        # A redelivery stores no raw row; log it (status 200, code "duplicate") so source health can count it.
+        rejections = [*(rejections or []), *(
+            Rejection(sub.source_id, 200, "duplicate", sub.received_at)
+            for index, sub in enumerate(submissions)
+            if inserted.get((sub.source_id, sub.dedup_key)) is None
+            or first_by_key[(sub.source_id, sub.dedup_key)] != index
+        )]
         if rejections:
             session.execute(
                 generic_insert(InboundRejection),
@@ -187,3 +205,19 @@ def pending_raw_ids(hub: Hub, older_than: datetime | None = None, limit: int = 1
         if older_than is not None:
             stmt = stmt.where(RawEvent.received_at < older_than)
         return list(session.scalars(stmt))
+
+
+def ingest_pulled(
+    hub: Hub, source_id: uuid.UUID, body: bytes, dedup_key: str, request: dict[str, Any] | None = None
+) -> tuple[int | None, bool]:
+    """Store a pulled record (ERP sync, call-centre reconcile) as a synthetic raw request and enqueue it.
+
+    It shares the (source, dedup key) uniqueness of pushed requests, so a record the platform
+    already pushed — or a page pulled twice — is a redelivery: (None, False), nothing enqueued.
+    """
+    record = request or {"method": "PULL", "headers": {}, "query": {}, "path": ""}
+    sub = RawSubmission(source_id, dedup_key[:300], record, body)
+    ((raw_id, is_new),) = store_raw_batch(hub, [sub])
+    if is_new and raw_id is not None:
+        enqueue("hub.pipeline.process_raw", raw_id)
+    return raw_id, is_new

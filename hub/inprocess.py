@@ -21,6 +21,11 @@ from hub.tasks import TASKS
 log = logging.getLogger(__name__)
 
 _STOP = object()
+# While requests are arriving, background tasks give way to the request path (one process
+# shares one GIL): each task waits up to this long for a gap in ingest before it runs anyway,
+# so processing lag stays bounded under sustained load.
+MAX_DEFER_S = 0.25
+DEFER_STEP_S = 0.01
 
 
 class InProcessRunner:
@@ -36,6 +41,7 @@ class InProcessRunner:
         self.dropped = 0
         self._busy = 0
         self._busy_lock = threading.Lock()
+        self.ingest_busy: Any = None  # callable() -> bool, set by the hub: is the request path busy?
 
     # ---------------------------------------------------------------- API
     def enqueue(self, name: str, args: tuple[Any, ...], countdown: float | None = None, attempt: int = 0) -> None:
@@ -109,6 +115,7 @@ class InProcessRunner:
             if item is _STOP:
                 return
             name, args, attempt = item
+            self._give_way_to_ingest()
             with self._busy_lock:
                 self._busy += 1
             try:
@@ -116,6 +123,15 @@ class InProcessRunner:
             finally:
                 with self._busy_lock:
                     self._busy -= 1
+
+    def _give_way_to_ingest(self) -> None:
+        probe = self.ingest_busy
+        if probe is None:
+            return
+        waited = 0.0
+        while waited < MAX_DEFER_S and probe():
+            time.sleep(DEFER_STEP_S)
+            waited += DEFER_STEP_S
 
     def _run(self, name: str, args: tuple[Any, ...], attempt: int) -> None:
         definition = TASKS[name]

@@ -32,6 +32,7 @@ from hub.models import (
     SourceCursor,
     SourceRow,
 )
+from hub.orders import enforce_formal_order_rule
 from hub.quality import clean_fields
 from hub.runtime import Hub, get_hub
 from hub.schemas import EventDraft, Identity, QualityIssue, UnifiedEvent, utcnow
@@ -39,7 +40,6 @@ from hub.tasks import enqueue, task
 
 log = logging.getLogger(__name__)
 
-REQUEUE_AFTER_S = 60.0
 MAX_DERIVED_PER_EVENT = 100
 
 
@@ -97,7 +97,7 @@ def _process(hub: Hub, session: Session, raw_id: int) -> str:
         return RAW_FAILED
     source = hub.load_source(source_row)
     request = InboundRequest.from_record(raw.request, raw.body)
-    ctx = ParseContext(source.id, source.name, raw.received_at, DbState(session, source.id))
+    ctx = ParseContext(source.id, source.name, raw.received_at, DbState(session, source.id), http=hub.http)
     raw.attempts += 1
     try:
         drafts = source.connector.parse(request, source.config, ctx)
@@ -211,6 +211,9 @@ def store_draft(
     )
     session.flush()
     hub.pm.hook.event_stored(event=event, session=session)
+    for derived in hub.pm.hook.enrich_event(event=event):
+        for draft in derived or []:
+            emit(session, draft, source=source)
     metrics.EVENTS_STORED.labels(source, event.type).inc()
     return event
 
@@ -230,6 +233,7 @@ def prepare_event(draft: EventDraft, *, source: str, source_id: uuid.UUID | None
     properties, prop_issues = clean_fields(draft.properties, prefix="properties")
     traits, trait_issues = clean_fields(draft.traits, prefix="traits")
     issues += prop_issues + trait_issues
+    enforce_formal_order_rule(source, properties, issues)
     identities = normalise_identities(draft.identities, issues)
     return UnifiedEvent(
         id=uuid.uuid4(), type=draft.type, source=source, source_id=source_id, source_event_id=draft.source_event_id,
@@ -287,6 +291,18 @@ def _store_emitted(hub: Hub, session: Session) -> int:
     return count
 
 
+def reassign_events(session: Session, event_ids: Iterable[uuid.UUID], customer_id: uuid.UUID | None) -> int:
+    """Point stored events at another customer (identity/'s split); the column and the JSON copy both move."""
+    count = 0
+    for chunk in _chunks(list(event_ids), 500):
+        for row in session.scalars(select(EventRow).where(EventRow.id.in_(chunk))):
+            row.customer_id = customer_id
+            row.data = {**row.data, "customer_id": str(customer_id) if customer_id else None}
+            count += 1
+    session.flush()
+    return count
+
+
 def store_internal(hub: Hub, session: Session, drafts: Iterable[EventDraft], *, source: str) -> int:
     """Store hub-made events (no inbound source), then anything they emit."""
     stored, _ = store_drafts(hub, session, drafts, source=source, source_id=None)
@@ -302,7 +318,7 @@ def requeue_pending() -> int:
     hub = get_hub()
     from hub.ingest import pending_raw_ids
 
-    ids = pending_raw_ids(hub, older_than=utcnow() - timedelta(seconds=REQUEUE_AFTER_S))
+    ids = pending_raw_ids(hub, older_than=utcnow() - timedelta(seconds=hub.settings.requeue_after_s))
     for raw_id in ids:
         enqueue("hub.pipeline.process_raw", raw_id)
     return len(ids)
@@ -349,6 +365,6 @@ def replay(
     return len(ids)
 
 
-def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pluggy
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,7 +27,8 @@ from hub.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 SOURCE_CACHE_TTL_S = 5.0
-REQUEUE_SWEEP_EVERY_S = 60.0
+QUALITY_REPORT_EVERY_S = 86400.0  # the daily data-health report (hub.quality_report.daily)
+PULL_SWEEP_EVERY_S = 60.0  # how often hub.pull.pull_due looks for sources whose pull interval passed
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class Hub:
         engine: Engine | None = None,
     ) -> None:
         import hub.pipeline  # noqa: F401  (registers the kernel's tasks)
+        import hub.pull  # noqa: F401  (registers the pull driver's tasks)
+        import hub.quality_report  # noqa: F401  (registers the daily data-health report task)
 
         self.settings = settings
         self.engine = engine or make_engine(settings.database_url)
@@ -61,12 +65,16 @@ class Hub:
         self.connectors = ConnectorRegistry()
         self.connectors.collect(pm.hook.register_connectors)
         self.box = SecretBox(settings.resolved_secret_key())
-        self.schedules: list[tuple[str, float]] = [("hub.pipeline.requeue_pending", REQUEUE_SWEEP_EVERY_S)]
+        self.schedules: list[tuple[str, float]] = [
+            ("hub.pipeline.requeue_pending", settings.requeue_every_s), ("hub.pull.pull_due", PULL_SWEEP_EVERY_S)
+        ]
+        self.schedules.append(("hub.quality_report.daily", QUALITY_REPORT_EVERY_S))
         pm.hook.register_schedules(schedule=lambda name, every: self.schedules.append((name, float(every))))
         self.runner = runner if runner is not None else self._default_runner()
         self._source_cache: dict[uuid.UUID, tuple[float, ActiveSource | None]] = {}
         self._cache_lock = threading.Lock()
         self._writer: Any = None
+        self._http: httpx.Client | None = None
 
     def _default_runner(self) -> Any:
         if self.settings.broker_url:
@@ -75,7 +83,7 @@ class Hub:
             return CeleryRunner(make_celery(self.settings, self.schedules))
         from hub.inprocess import InProcessRunner
 
-        runner = InProcessRunner(maxsize=self.settings.inprocess_queue_size)
+        runner = InProcessRunner(workers=self.settings.inprocess_workers, maxsize=self.settings.inprocess_queue_size)
         for name, every in self.schedules:
             runner.schedule(name, every)
         return runner
@@ -121,6 +129,13 @@ class Hub:
         with self._cache_lock:
             self._source_cache.pop(source_id, None)
 
+    @property
+    def http(self) -> httpx.Client:
+        """The one outbound HTTP client connectors get (finite timeouts, no redirects)."""
+        if self._http is None:
+            self._http = httpx.Client(timeout=httpx.Timeout(15.0, connect=5.0), follow_redirects=False)
+        return self._http
+
     # ---------------------------------------------------------------- lifecycle
     @property
     def writer(self) -> Any:
@@ -136,7 +151,11 @@ class Hub:
     def stop(self) -> None:
         if self._writer is not None:
             self._writer.stop()
+            self._writer = None
         self.runner.stop()
+        if self._http is not None:
+            self._http.close()
+            self._http = None
 
 
 _current: Hub | None = None

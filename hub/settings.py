@@ -34,12 +34,19 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path(".crmhub"))
     load_plugins: str | None = None  # comma-separated plugin names; None = all
     inprocess_queue_size: int = 10_000
+    inprocess_workers: int = 1
     ingest_batch_max: int = 256
     endpoint_disable_after_days: float = 5.0
     summary_extractor: str = "rules"  # or "hunyuan"
     hunyuan_endpoint: str = ""
     hunyuan_model: str = "hunyuan-turbos-latest"
     registry_cache_ttl_s: int = 30 * 86400
+    identity_placeholders: str = ""  # extra placeholder values never used for matching, comma-separated
+    identity_limits: str = ""  # per-type value limits, e.g. "web_user_id=1,email=3" (defaults: web_user_id 1, others 5)
+    broker_visibility_timeout_s: float = 3600.0  # unacked tasks return to the queue after this
+    broker_key_prefix: str = ""  # lets several hubs (or test runs) share one Redis
+    requeue_after_s: float = 60.0  # pending raw rows older than this are re-enqueued by the sweep
+    requeue_every_s: float = 60.0
 
     @property
     def retry_delays(self) -> list[float]:

@@ -7,7 +7,6 @@ idempotent), prefetch 1, no reject-on-worker-lost, narrow autoretry on Retryable
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from celery import Celery, signals
@@ -23,7 +22,9 @@ RETRY_BACKOFF_MAX_S = 60
 
 def make_celery(settings: Settings, schedules: list[tuple[str, float]] | None = None) -> Celery:
     app = Celery("crmhub", broker=settings.broker_url, set_as_current=True)
-    visibility = float(os.environ.get("CRMHUB_BROKER_VISIBILITY_TIMEOUT", "3600"))
+    transport: dict[str, Any] = {"visibility_timeout": settings.broker_visibility_timeout_s}
+    if settings.broker_key_prefix:
+        transport["global_keyprefix"] = settings.broker_key_prefix
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -34,7 +35,7 @@ def make_celery(settings: Settings, schedules: list[tuple[str, float]] | None = 
         worker_prefetch_multiplier=1,
         task_default_queue="ingest",
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": visibility},
+        broker_transport_options=transport,
         worker_hijack_root_logger=False,
         beat_schedule={
             name: {"task": name, "schedule": every, "options": {"queue": TASKS[name].queue}}

@@ -15,8 +15,14 @@ config = context.config
 target_metadata = Base.metadata
 
 
+def _default_url() -> str:
+    from hub.settings import Settings
+
+    return Settings().database_url
+
+
 def run_migrations_offline() -> None:
-    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata,
+    context.configure(url=config.get_main_option("sqlalchemy.url") or _default_url(), target_metadata=target_metadata,
                       literal_binds=True, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
@@ -27,8 +33,9 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = engine_from_config(config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.",
-                                poolclass=pool.NullPool)
+    section = dict(config.get_section(config.config_ini_section, {}))
+    section.setdefault("sqlalchemy.url", _default_url())
+    engine = engine_from_config(section, prefix="sqlalchemy.", poolclass=pool.NullPool)
     with engine.connect() as conn:
         _run(conn)
         conn.commit()

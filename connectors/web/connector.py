@@ -49,8 +49,11 @@ class WebConnector(Connector):
         return call
 
     def _messages(self, request: InboundRequest) -> list[object]:
-        body = decode_body(request.body, request.header("content-encoding"))
-        return read_messages(body, self._call(request))
+        if "messages" not in request.memo:
+            body = decode_body(request.body, request.header("content-encoding"))
+            request.memo["messages"] = read_messages(body, self._call(request))
+        messages: list[object] = request.memo["messages"]
+        return messages
 
     def dedup_key(self, request: InboundRequest, config: WebConfig) -> str:
         messages = self._messages(request)

@@ -1,0 +1,159 @@
+"""One test per hook spec: a fresh PluginManager with a test plugin, never entry points."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from fastapi import APIRouter
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from hub import Connector, EventDraft, Identity, InboundRequest, ParseContext, hookimpl
+from hub.app import create_app
+from hub.db import Base
+from hub.demo import DemoRequest, DemoSource
+from hub.models import EventRow
+from hub.pipeline import store_internal
+from hub.plugins import make_plugin_manager
+from hub.runtime import Hub, set_hub
+from hub.schemas import UnifiedEvent, utcnow
+from tests.conftest import make_settings
+
+
+class EchoConfig(BaseModel):
+    token: str = "t"
+
+
+class EchoConnector(Connector):
+    name = "echo"
+    title = "Echo"
+    config_model = EchoConfig
+
+    def verify(self, request: InboundRequest, config: Any) -> None:
+        return None
+
+    def parse(self, request: InboundRequest, config: Any, ctx: ParseContext) -> list[EventDraft]:
+        return [EventDraft(type="echo", source_event_id="1", occurred_at=utcnow())]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    @hookimpl
+    def register_connectors(self, register: Any) -> None:
+        register(EchoConnector())
+
+    @hookimpl
+    def register_routes(self, router: APIRouter) -> None:
+        @router.get("/echo-route")
+        def echo_route() -> dict[str, str]:
+            return {"hello": "from a plugin"}
+
+    @hookimpl
+    def register_commands(self, cli: click.Group) -> None:
+        self.calls.append(("register_commands", cli))
+
+    @hookimpl
+    def register_schedules(self, schedule: Any) -> None:
+        schedule("hub.pipeline.requeue_pending", 5)
+
+    @hookimpl
+    def resolve_identity(self, event: UnifiedEvent, session: Any) -> tuple[uuid.UUID, None]:
+        self.calls.append(("resolve_identity", event.type))
+        return uuid.UUID(int=7), None
+
+    @hookimpl
+    def event_stored(self, event: UnifiedEvent, session: Any) -> None:
+        self.calls.append(("event_stored", event.type))
+
+    @hookimpl
+    def enrich_event(self, event: UnifiedEvent) -> list[EventDraft] | None:
+        if event.type != "note":
+            return None
+        return [EventDraft(type="note.derived", source_event_id=f"{event.source_event_id}:d", occurred_at=utcnow())]
+
+    @hookimpl
+    def demo_sources(self) -> list[DemoSource]:
+        return [DemoSource("echo", "echo-demo", {}, lambda: [DemoRequest(b"{}")])]
+
+
+@pytest.fixture
+def plugged(tmp_path: Path) -> Any:
+    pm = make_plugin_manager()
+    recorder = Recorder()
+    pm.register(recorder, name="recorder")
+    hub = Hub(make_settings(tmp_path), pm=pm)
+    Base.metadata.create_all(hub.engine)
+    set_hub(hub)
+    yield hub, recorder
+    hub.stop()
+    set_hub(None)
+
+
+def _store_note(hub: Hub) -> None:
+    note = EventDraft(type="note", source_event_id="n1", occurred_at=utcnow(), identities=[Identity(type="email",
+                                                                                                   value="a@b.cn")])
+    with hub.transaction() as session:
+        store_internal(hub, session, [note], source="test")
+
+
+def test_hook_register_connectors(plugged: Any) -> None:
+    hub, _ = plugged
+    assert "echo" in hub.connectors and hub.connectors.get("echo").title == "Echo"
+
+
+def test_hook_register_routes(plugged: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    hub, _ = plugged
+    client = TestClient(create_app(hub, manage_lifecycle=False))
+    assert client.get("/echo-route").json() == {"hello": "from a plugin"}
+
+
+def test_hook_register_commands(plugged: Any) -> None:
+    hub, recorder = plugged
+    group = click.Group("crmhub")
+    hub.pm.hook.register_commands(cli=group)
+    assert recorder.calls == [("register_commands", group)]
+
+
+def test_hook_register_schedules(plugged: Any) -> None:
+    hub, _ = plugged
+    assert ("hub.pipeline.requeue_pending", 5.0) in hub.schedules
+
+
+def test_hook_resolve_identity(plugged: Any) -> None:
+    hub, recorder = plugged
+    _store_note(hub)
+    with hub.sessions() as s:
+        row = s.scalars(select(EventRow).where(EventRow.type == "note")).one()
+    assert row.customer_id == uuid.UUID(int=7)
+    assert ("resolve_identity", "note") in recorder.calls
+
+
+def test_hook_event_stored(plugged: Any) -> None:
+    hub, recorder = plugged
+    _store_note(hub)
+    assert ("event_stored", "note") in recorder.calls
+
+
+def test_hook_enrich_event(plugged: Any) -> None:
+    hub, recorder = plugged
+    _store_note(hub)
+    _store_note(hub)  # idempotent: neither the note nor its derived event is stored twice
+    with hub.sessions() as s:
+        types = sorted(s.scalars(select(EventRow.type)))
+    assert types == ["note", "note.derived"]
+    assert ("event_stored", "note.derived") in recorder.calls
+
+
+def test_hook_demo_sources(plugged: Any) -> None:
+    hub, _ = plugged
+    groups = hub.pm.hook.demo_sources()
+    sources = [s for g in groups for s in g]
+    assert [s.name for s in sources] == ["echo-demo"] and sources[0].requests()[0].body == b"{}"

@@ -1,0 +1,172 @@
+"""docker-compose.yml's topology started natively: api (`crmhub serve`) + `crmhub worker` + `crmhub beat`
+on the local PostgreSQL and Redis, events sent end to end, and a worker SIGKILLed mid-processing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from sqlalchemy import create_engine, func, select, text
+
+from hub.models import EventRow, RawEvent
+from tests.conftest import REDIS_URL
+from tests.helpers import basic, jbody
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.celery, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "topology-admin-token"
+KEY = "topology-write-key"
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Topology:
+    def __init__(self, tmp_path: Path, pg_url: str) -> None:
+        self.port = _port()
+        self.db_url = pg_url
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("CRMHUB_")},
+            "CRMHUB_DATABASE_URL": pg_url,
+            "CRMHUB_BROKER_URL": REDIS_URL,
+            "CRMHUB_BROKER_KEY_PREFIX": f"crmhub-test-{uuid.uuid4().hex[:8]}:",
+            "CRMHUB_BROKER_VISIBILITY_TIMEOUT_S": "4",
+            "CRMHUB_REQUEUE_AFTER_S": "3",
+            "CRMHUB_REQUEUE_EVERY_S": "2",
+            "CRMHUB_ADMIN_TOKEN": TOKEN,
+            "CRMHUB_SECRET_KEY": "topology-secret",
+            "CRMHUB_DATA_DIR": str(tmp_path / "data"),
+            "CRMHUB_PUBLIC_URL": f"http://127.0.0.1:{self.port}",
+        }
+        self.tmp = tmp_path
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen([sys.executable, "-m", "hub.cli", *args], env=self.env, cwd=self.tmp,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(name)
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.kill(name, signal.SIGTERM)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in self.tmp.glob("*.log"))
+
+
+@pytest.fixture
+def topology(tmp_path: Path, pg_url: str) -> Iterator[Topology]:
+    topo = Topology(tmp_path, pg_url)
+    yield topo
+    topo.stop_all()
+
+
+def _wait_http(url: str, topology: Topology, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if topology.procs["api"].poll() is not None:
+            raise AssertionError("crmhub serve exited:\n" + topology.logs())
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not come up\n" + topology.logs())
+
+
+def _counts(db_url: str) -> tuple[int, int, int]:
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            raws = conn.scalar(select(func.count()).select_from(RawEvent)) or 0
+            handled = conn.scalar(select(func.count()).select_from(RawEvent).where(RawEvent.status == "handled")) or 0
+            events = conn.scalar(select(func.count()).select_from(EventRow)) or 0
+            dupes = conn.scalar(text(
+                "SELECT count(*) FROM (SELECT source_event_id FROM events GROUP BY source_id, source_event_id "
+                "HAVING count(*) > 1) d"))
+            assert dupes == 0
+            return raws, handled, events
+    finally:
+        engine.dispose()
+
+
+def _send(base: str, source_id: str, n: int, prefix: str) -> None:
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for i in range(n):
+            msg = {"type": "track", "event": "Viewed", "userId": f"u-{i % 37}", "messageId": f"{prefix}-{i}"}
+            resp = client.post(f"/hooks/{source_id}/v1/track", content=jbody(msg), headers=basic(KEY))
+            assert resp.status_code == 200, resp.text
+
+
+def test_compose_file_matches_the_native_topology() -> None:
+    compose: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) >= {"postgres", "redis", "api", "worker", "beat"}
+    for name, command in (("api", "serve"), ("worker", "worker"), ("beat", "beat")):
+        assert command in " ".join(map(str, services[name]["command"]))
+        env = services[name]["environment"]
+        assert env["CRMHUB_DATABASE_URL"].startswith("postgresql+psycopg://")
+        assert env["CRMHUB_BROKER_URL"].startswith("redis://")
+
+
+def test_worker_killed_mid_processing_loses_nothing_and_duplicates_nothing(topology: Topology) -> None:
+    base = f"http://127.0.0.1:{topology.port}"
+    topology.start("api", "serve", "--port", str(topology.port))
+    _wait_http(f"{base}/healthz", topology)
+    headers = {"authorization": f"Bearer {TOKEN}"}
+    resp = httpx.post(f"{base}/v1/sources", headers=headers, timeout=10,
+                      json={"connector": "web", "name": "site", "config": {"write_key": KEY}})
+    assert resp.status_code == 201, resp.text
+    source_id = resp.json()["id"]
+    assert httpx.get(f"{base}/readyz", timeout=10).json()["checks"]["broker"] == "ok"
+
+    total = 400
+    _send(base, source_id, total, "k")  # queued in Redis; no worker yet
+    topology.start("worker", "worker", "--concurrency", "2")
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        _, handled, _ = _counts(topology.db_url)
+        if handled >= 20:
+            break
+        time.sleep(0.02)
+    topology.kill("worker")  # SIGKILL the whole worker process group mid-stream
+    _, handled_at_kill, _ = _counts(topology.db_url)
+    assert handled_at_kill < total, "the worker finished before it could be killed; raise `total`"
+
+    topology.start("worker2", "worker", "--concurrency", "2")
+    topology.start("beat", "beat")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        raws, handled, events = _counts(topology.db_url)
+        if handled == total:
+            break
+        time.sleep(0.5)
+    raws, handled, events = _counts(topology.db_url)
+    assert (raws, handled, events) == (total, total, total), topology.logs()
