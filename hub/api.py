@@ -59,8 +59,11 @@ def install_error_handlers(app: Any) -> None:
 
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse({"error": {"code": code, "message": str(exc.detail), "details": None}},
-                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            {"error": {"code": code, "message": str(exc.detail), "details": None}},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     app.add_exception_handler(HubError, hub_error)
     app.add_exception_handler(RequestValidationError, validation_error)
@@ -98,19 +101,30 @@ def readyz(hub: HubDep) -> JSONResponse:
     else:
         checks["broker"] = "in-process"
     ready = all(v in ("ok", "in-process") for v in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503
+    )
 
 
 @admin.get("/connectors")
 def list_connectors(hub: HubDep) -> dict[str, list[ConnectorInfo]]:
-    return {"items": [ConnectorInfo(name=c.name, title=c.title, config_schema=c.config_schema()) for c in hub.connectors]}
+    return {
+        "items": [ConnectorInfo(name=c.name, title=c.title, config_schema=c.config_schema()) for c in hub.connectors]
+    }
 
 
 def source_view(hub: Hub, row: SourceRow) -> Source:
     connector = hub.connectors.get(row.connector) if row.connector in hub.connectors else None
     config = public_config(connector, row.config_public) if connector else {}
-    return Source(id=row.id, connector=row.connector, name=row.name, enabled=row.enabled,
-                  webhook_url=f"{hub.settings.public_base()}/hooks/{row.id}", created_at=row.created_at, config=config)
+    return Source(
+        id=row.id,
+        connector=row.connector,
+        name=row.name,
+        enabled=row.enabled,
+        webhook_url=f"{hub.settings.public_base()}/hooks/{row.id}",
+        created_at=row.created_at,
+        config=config,
+    )
 
 
 def create_source(hub: Hub, body: SourceCreate) -> Source:
@@ -119,10 +133,18 @@ def create_source(hub: Hub, body: SourceCreate) -> Source:
     config = dump_config(model)
     with hub.transaction() as session:
         if session.scalars(select(SourceRow.id).where(SourceRow.name == body.name)).first():
-            raise InvalidRequest(f"a source named {body.name!r} exists", code="duplicate_name",
-                                 details=[{"field": "name", "message": "already used"}])
-        row = SourceRow(connector=connector.name, name=body.name, enabled=True, config_sealed=hub.box.seal(config),
-                        config_public=_public_part(connector, config))
+            raise InvalidRequest(
+                f"a source named {body.name!r} exists",
+                code="duplicate_name",
+                details=[{"field": "name", "message": "already used"}],
+            )
+        row = SourceRow(
+            connector=connector.name,
+            name=body.name,
+            enabled=True,
+            config_sealed=hub.box.seal(config),
+            config_public=_public_part(connector, config),
+        )
         session.add(row)
         session.flush()
         return source_view(hub, row)

@@ -31,8 +31,9 @@ class HubGroup(click.Group):
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
 def cli(verbose: bool) -> None:
     """crmhub: one customer journey across Douyin, Xiaohongshu, the call centre, POS, ERP and more."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def hub_for_cli(migrate: bool = True) -> Hub:
@@ -74,8 +75,21 @@ def _redact(url: str) -> str:
 def worker(queues: str, concurrency: int, pool: str) -> None:
     """Run a Celery worker (requires CRMHUB_BROKER_URL)."""
     app = _celery_app()
-    app.worker_main(["worker", "-Q", queues, "-c", str(concurrency), "-P", pool, "--loglevel", "INFO",
-                     "--without-gossip", "--without-mingle"])
+    app.worker_main(
+        [
+            "worker",
+            "-Q",
+            queues,
+            "-c",
+            str(concurrency),
+            "-P",
+            pool,
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
 
 
 @cli.command()
@@ -97,8 +111,14 @@ def _celery_app() -> Any:
 @cli.command()
 @click.option("--source", "source_id", type=click.UUID, help="Only this source.")
 @click.option("--since", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]))
-@click.option("--status", "statuses", multiple=True, type=click.Choice(["failed", "quarantined", "pending"]),
-              default=["failed"], show_default=True)
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(["failed", "quarantined", "pending"]),
+    default=["failed"],
+    show_default=True,
+)
 def replay(source_id: uuid.UUID | None, since: datetime | None, statuses: tuple[str, ...]) -> None:
     """Re-run processing of stored raw requests (failed by default) from their original bytes."""
     from hub.pipeline import replay as do_replay
@@ -137,7 +157,9 @@ def sources_list(as_json: bool) -> None:
         click.echo(json.dumps([v.model_dump(mode="json") for v in views], ensure_ascii=False, indent=2))
         return
     for v in views:
-        click.echo(f"{v.id}  {v.connector:<16} {v.name:<24} {'enabled' if v.enabled else 'disabled':<9} {v.webhook_url}")
+        click.echo(
+            f"{v.id}  {v.connector:<16} {v.name:<24} {'enabled' if v.enabled else 'disabled':<9} {v.webhook_url}"
+        )
 
 
 @sources.command("add")
@@ -167,8 +189,13 @@ def sources_disable(source_id: uuid.UUID) -> None:
 
 
 @cli.command()
-@click.option("--dir", "workdir", type=click.Path(file_okay=False), default=None,
-              help="Where the demo keeps its database (default: the current directory).")
+@click.option(
+    "--dir",
+    "workdir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where the demo keeps its database (default: the current directory).",
+)
 def demo(workdir: str | None) -> None:
     """Enable every connector with demo credentials, replay realistic events over HTTP, print a 360° view."""
     from hub.demo import run_demo
@@ -178,21 +205,44 @@ def demo(workdir: str | None) -> None:
 
 @cli.command("import")
 @click.argument("file", type=str)
-@click.option("--source", "source_name", default="import", show_default=True,
-              help="Source (connector `spreadsheet`) the rows are imported into; created if missing.")
+@click.option(
+    "--source",
+    "source_name",
+    default="import",
+    show_default=True,
+    help="Source (connector `spreadsheet`) the rows are imported into; created if missing.",
+)
 @click.option("--dry-run", is_flag=True, help="Read, check and report; change nothing.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
-              help="Where to write the JSON report (default: FILE.report.json).")
-@click.option("--map", "mappings", multiple=True, metavar="COLUMN=FIELD",
-              help="Map a column header to a field (name, company, phone, email, uscc, city, industry …, or ignore).")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Where to write the JSON report (default: FILE.report.json).",
+)
+@click.option(
+    "--map",
+    "mappings",
+    multiple=True,
+    metavar="COLUMN=FIELD",
+    help="Map a column header to a field (name, company, phone, email, uscc, city, industry …, or ignore).",
+)
 @click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 20000))
-def import_(file: str, source_name: str, dry_run: bool, report_path: str | None, mappings: tuple[str, ...],
-            batch_size: int) -> None:
+def import_(
+    file: str, source_name: str, dry_run: bool, report_path: str | None, mappings: tuple[str, ...], batch_size: int
+) -> None:
     """Bulk-import customer records from an .xlsx or .csv file (contract §8 report)."""
     from hub.import_cli import run_import_command
 
-    run_import_command(hub_for_cli(), file, source_name=source_name, dry_run=dry_run, report_path=report_path,
-                       mappings=mappings, batch_size=batch_size)
+    run_import_command(
+        hub_for_cli(),
+        file,
+        source_name=source_name,
+        dry_run=dry_run,
+        report_path=report_path,
+        mappings=mappings,
+        batch_size=batch_size,
+    )
 
 
 @cli.group()
@@ -201,12 +251,20 @@ def quality() -> None:
 
 
 @quality.command("report")
-@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
-              help="Events stored since (UTC; default: the last 24 hours).")
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+    help="Events stored since (UTC; default: the last 24 hours).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--limit", default=20, show_default=True, help="Quarantined rows to list.")
-@click.option("--export", "export_path", type=click.Path(dir_okay=False), default=None,
-              help="Write every quarantined row in the window to PATH.csv or PATH.xlsx (formula cells neutralised).")
+@click.option(
+    "--export",
+    "export_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write every quarantined row in the window to PATH.csv or PATH.xlsx (formula cells neutralised).",
+)
 def quality_report(since: datetime | None, as_json: bool, limit: int, export_path: str | None) -> None:
     """Duplicate rate, empty values, abnormal characters, quarantine by reason, invalid identifiers."""
     from hub.import_cli import run_quality_command

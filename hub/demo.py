@@ -83,8 +83,10 @@ def run_demo(workdir: str | None = None, console: Console | None = None) -> dict
     finally:
         server.should_exit = True
         thread.join(timeout=15)
-    console.print(f"\nDatabase: [bold]{_redact(settings.database_url)}[/]. Run [bold]crmhub serve[/] to explore the API "
-                  f"(admin token in {settings.data_dir / 'admin.token'}).")
+    console.print(
+        f"\nDatabase: [bold]{_redact(settings.database_url)}[/]. Run [bold]crmhub serve[/] to explore the API "
+        f"(admin token in {settings.data_dir / 'admin.token'})."
+    )
     return report
 
 
@@ -115,8 +117,9 @@ def _feed(hub: Any, client: httpx.Client, console: Console) -> dict[str, Any]:
         if demo.name in existing:
             source_id = existing[demo.name]["id"]
         else:
-            resp = client.post("/v1/sources", json={"connector": demo.connector, "name": demo.name,
-                                                    "config": demo.config})
+            resp = client.post(
+                "/v1/sources", json={"connector": demo.connector, "name": demo.name, "config": demo.config}
+            )
             resp.raise_for_status()
             source_id = resp.json()["id"]
         for req in demo.requests():
@@ -130,8 +133,10 @@ def _feed(hub: Any, client: httpx.Client, console: Console) -> dict[str, Any]:
             resp = client.request(req.method, path, content=req.body, headers=req.headers, params=req.query)
             statuses[resp.status_code] += 1
             progress.advance(task)
-    console.print(f"Sent {len(planned)} requests from {len(demo_sources)} sources: "
-                  + ", ".join(f"{n}× HTTP {code}" for code, n in sorted(statuses.items())))
+    console.print(
+        f"Sent {len(planned)} requests from {len(demo_sources)} sources: "
+        + ", ".join(f"{n}× HTTP {code}" for code, n in sorted(statuses.items()))
+    )
     return {"requests": len(planned), "statuses": dict(statuses)}
 
 
@@ -143,15 +148,19 @@ def _print_view(hub: Any, console: Console, report: dict[str, Any]) -> None:
     with hub.sessions() as session:
         rows = session.execute(
             select(EventRow.customer_id, func.count(func.distinct(EventRow.source)).label("n"))
-            .where(EventRow.customer_id.is_not(None)).group_by(EventRow.customer_id)
-            .order_by(func.count(func.distinct(EventRow.source)).desc(), func.count().desc()).limit(3)
+            .where(EventRow.customer_id.is_not(None))
+            .group_by(EventRow.customer_id)
+            .order_by(func.count(func.distinct(EventRow.source)).desc(), func.count().desc())
+            .limit(3)
         ).all()
         total_events = session.scalar(select(func.count()).select_from(EventRow)) or 0
         customers = session.scalar(select(func.count(func.distinct(EventRow.customer_id)))) or 0
         quarantined = session.scalar(select(func.count()).select_from(QuarantineRow)) or 0
         report.update(events=total_events, customers=customers, quarantined=quarantined)
-        console.print(f"The hub stored [bold]{total_events}[/] unified events for [bold]{customers}[/] customers "
-                      f"([bold]{quarantined}[/] quarantined with a reason).\n")
+        console.print(
+            f"The hub stored [bold]{total_events}[/] unified events for [bold]{customers}[/] customers "
+            f"([bold]{quarantined}[/] quarantined with a reason).\n"
+        )
         for customer_id, n_sources in rows:
             events = session.scalars(
                 select(EventRow).where(EventRow.customer_id == customer_id).order_by(EventRow.occurred_at)

@@ -180,16 +180,22 @@ def store_raw_batch(
             for raw_id, source_id, dedup_key in session.execute(stmt, rows):
                 inserted[(source_id, dedup_key)] = raw_id
         # A redelivery stores no raw row; log it (status 200, code "duplicate") so source health can count it.
-        rejections = [*(rejections or []), *(
-            Rejection(sub.source_id, 200, "duplicate", sub.received_at)
-            for index, sub in enumerate(submissions)
-            if inserted.get((sub.source_id, sub.dedup_key)) is None
-            or first_by_key[(sub.source_id, sub.dedup_key)] != index
-        )]
+        rejections = [
+            *(rejections or []),
+            *(
+                Rejection(sub.source_id, 200, "duplicate", sub.received_at)
+                for index, sub in enumerate(submissions)
+                if inserted.get((sub.source_id, sub.dedup_key)) is None
+                or first_by_key[(sub.source_id, sub.dedup_key)] != index
+            ),
+        ]
         if rejections:
             session.execute(
                 generic_insert(InboundRejection),
-                [{"source_id": r.source_id, "status_code": r.status_code, "code": r.code, "at": r.at} for r in rejections],
+                [
+                    {"source_id": r.source_id, "status_code": r.status_code, "code": r.code, "at": r.at}
+                    for r in rejections
+                ],
             )
     results: list[tuple[int | None, bool]] = []
     for index, sub in enumerate(submissions):

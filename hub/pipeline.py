@@ -110,7 +110,12 @@ def _process(hub: Hub, session: Session, raw_id: int) -> str:
         quarantine(session, source.id, raw.id, reason, detail, {"item": payload})
         metrics.EVENTS_QUARANTINED.labels(source.connector.name).inc()
     stored, duplicates = store_drafts(
-        hub, session, drafts, source=source.connector.name, source_id=source.id, received_at=raw.received_at,
+        hub,
+        session,
+        drafts,
+        source=source.connector.name,
+        source_id=source.id,
+        received_at=raw.received_at,
         raw_event_id=raw.id,
     )
     raw.status, raw.error, raw.handled_at = RAW_HANDLED, None, utcnow()
@@ -175,8 +180,9 @@ def store_drafts(
     """
     stored = duplicates = 0
     for draft in drafts:
-        event = store_draft(hub, session, draft, source=source, source_id=source_id, received_at=received_at,
-                            raw_event_id=raw_event_id)
+        event = store_draft(
+            hub, session, draft, source=source, source_id=source_id, received_at=received_at, raw_event_id=raw_event_id
+        )
         if event is None:
             duplicates += 1
             continue
@@ -203,9 +209,16 @@ def store_draft(
         event.customer_id, event.account_id = resolved
     session.add(
         EventRow(
-            id=event.id, type=event.type, source=event.source, source_id=event.source_id,
-            source_event_id=event.source_event_id, raw_event_id=raw_event_id, occurred_at=event.occurred_at,
-            received_at=event.received_at, customer_id=event.customer_id, account_id=event.account_id,
+            id=event.id,
+            type=event.type,
+            source=event.source,
+            source_id=event.source_id,
+            source_event_id=event.source_event_id,
+            raw_event_id=raw_event_id,
+            occurred_at=event.occurred_at,
+            received_at=event.received_at,
+            customer_id=event.customer_id,
+            account_id=event.account_id,
             data=event.model_dump(mode="json"),
         )
     )
@@ -227,7 +240,9 @@ def _already_stored(session: Session, source: str, source_id: uuid.UUID | None, 
     return session.scalars(stmt.limit(1)).first() is not None
 
 
-def prepare_event(draft: EventDraft, *, source: str, source_id: uuid.UUID | None, received_at: datetime) -> UnifiedEvent:
+def prepare_event(
+    draft: EventDraft, *, source: str, source_id: uuid.UUID | None, received_at: datetime
+) -> UnifiedEvent:
     """Clean every text field and normalise identities; each change becomes a quality issue."""
     issues = list(draft.quality.issues)
     properties, prop_issues = clean_fields(draft.properties, prefix="properties")
@@ -236,10 +251,18 @@ def prepare_event(draft: EventDraft, *, source: str, source_id: uuid.UUID | None
     enforce_formal_order_rule(source, properties, issues)
     identities = normalise_identities(draft.identities, issues)
     return UnifiedEvent(
-        id=uuid.uuid4(), type=draft.type, source=source, source_id=source_id, source_event_id=draft.source_event_id,
-        occurred_at=draft.occurred_at, received_at=received_at, identities=identities,
+        id=uuid.uuid4(),
+        type=draft.type,
+        source=source,
+        source_id=source_id,
+        source_event_id=draft.source_event_id,
+        occurred_at=draft.occurred_at,
+        received_at=received_at,
+        identities=identities,
         campaign=draft.campaign if draft.campaign and not draft.campaign.is_empty() else None,
-        properties=properties, traits=traits, quality={"issues": _dedupe_issues(issues)},
+        properties=properties,
+        traits=traits,
+        quality={"issues": _dedupe_issues(issues)},
     )
 
 
@@ -250,8 +273,13 @@ def normalise_identities(identities: Iterable[Identity], issues: list[QualityIss
         result = normalize_identity(ident.type, ident.value)
         if result.value is None:
             if result.reason != "empty":
-                issues.append(QualityIssue(field=f"identities.{ident.type}", code=result.reason or "invalid",
-                                           detail=f"{ident.type} {str(ident.value)[:64]!r} left out"))
+                issues.append(
+                    QualityIssue(
+                        field=f"identities.{ident.type}",
+                        code=result.reason or "invalid",
+                        detail=f"{ident.type} {str(ident.value)[:64]!r} left out",
+                    )
+                )
             continue
         key = (ident.type, result.value)
         if key not in seen:
@@ -352,9 +380,7 @@ def replay(
         ids = list(session.scalars(stmt.order_by(RawEvent.id)))
         if ids:
             for chunk in _chunks(ids, 500):
-                session.execute(
-                    update(RawEvent).where(RawEvent.id.in_(chunk)).values(status=RAW_PENDING, error=None)
-                )
+                session.execute(update(RawEvent).where(RawEvent.id.in_(chunk)).values(status=RAW_PENDING, error=None))
             if RAW_QUARANTINED in statuses:
                 for chunk in _chunks(ids, 500):
                     session.query(QuarantineRow).filter(QuarantineRow.raw_event_id.in_(chunk)).delete(

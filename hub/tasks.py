@@ -32,7 +32,9 @@ class TaskDef:
 TASKS: dict[str, TaskDef] = {}
 
 
-def task(name: str, *, queue: str = "ingest", max_retries: int = 5) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def task(
+    name: str, *, queue: str = "ingest", max_retries: int = 5
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register `fn` as task `name` on `queue`. The function stays directly callable (and unit-testable)."""
     if queue not in QUEUES:
         raise ValueError(f"unknown queue {queue!r}")

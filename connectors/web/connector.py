@@ -29,8 +29,9 @@ class WebConnector(Connector):
         auth = request.header("authorization") or ""
         scheme, _, encoded = auth.partition(" ")
         if scheme.lower() != "basic" or not encoded:
-            raise VerificationError("HTTP Basic auth with the write key as user name is required",
-                                    code="missing_credentials")
+            raise VerificationError(
+                "HTTP Basic auth with the write key as user name is required", code="missing_credentials"
+            )
         try:
             user = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")[0]
         except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
@@ -42,8 +43,10 @@ class WebConnector(Connector):
         path = request.path.strip("/")
         call = path.removeprefix("v1/") if path.startswith("v1/") else (path or "batch")
         if call not in (*CALLS, "batch"):
-            raise PayloadError(f"unknown endpoint {path!r}; use /v1/identify, track, page, screen, group, alias or batch",
-                               code="unknown_endpoint")
+            raise PayloadError(
+                f"unknown endpoint {path!r}; use /v1/identify, track, page, screen, group, alias or batch",
+                code="unknown_endpoint",
+            )
         if request.method != "POST":
             raise PayloadError("use POST", code="method_not_allowed")
         return call
