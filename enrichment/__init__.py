@@ -1,0 +1,69 @@
+"""enrichment/: ASR call summaries and company profiles.
+
+- a `call.completed` with a `recording_url` becomes an ASR job (Tencent Cloud ASR), whose
+  result becomes a `call.summarized` event with the four facts a rep needs;
+- an event with an account identity `uscc` whose profile is missing or stale queues a
+  credit-registry lookup that becomes a `company.profile.updated` event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+from fastapi import APIRouter
+from sqlalchemy.orm import Session
+
+from hub import hookimpl
+from hub.schemas import UnifiedEvent
+
+__all__ = [
+    "event_stored",
+    "register_commands",
+    "register_extractors",
+    "register_routes",
+    "register_schedules",
+]
+
+
+@hookimpl
+def event_stored(event: UnifiedEvent, session: Session) -> None:
+    from enrichment.company import request_lookups
+    from enrichment.jobs import job_for_call
+    from hub.runtime import get_hub
+
+    if event.type == "call.completed":
+        job_for_call(event, session)
+    if any(i.type == "uscc" for i in event.identities):
+        request_lookups(event, session, get_hub().settings.registry_cache_ttl_s)
+
+
+@hookimpl
+def register_routes(router: APIRouter) -> None:
+    from enrichment.routes import router as asr_router
+
+    router.include_router(asr_router)
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    from enrichment.cli import company
+
+    cli.add_command(company)
+
+
+@hookimpl
+def register_schedules(schedule: Callable[[str, float], None]) -> None:
+    # Importing the task modules here registers their tasks before the runtime (Celery) is built.
+    import enrichment.company  # noqa: F401
+    from enrichment.jobs import SWEEP_EVERY_S, SWEEP_TASK
+
+    schedule(SWEEP_TASK, SWEEP_EVERY_S)
+
+
+@hookimpl(trylast=True)  # built-ins register last, so a plugin's extractor of the same name wins
+def register_extractors(register: Callable[[str, Callable[[Any], Any]], None]) -> None:
+    from enrichment.summarize import builtin_extractors
+
+    builtin_extractors(register)

@@ -1,0 +1,183 @@
+"""Company profiles from the credit registry (天眼查 / 企查查), cached per USCC.
+
+An event that carries an account identity `uscc` whose profile is missing or older than
+`CRMHUB_REGISTRY_CACHE_TTL_S` queues one lookup (debounced, since registry calls are paid
+per call). The lookup uses the oldest enabled `credit_registry` source through the
+connector's `lookup(config, uscc, http)`, caches the answer in company_profiles, and
+stores a `company.profile.updated` event so the profile reaches the CRM core.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from enrichment.models import CompanyProfile
+from hub.errors import HubError, InvalidRequest, NotFound, RetryableError
+from hub.identifiers import normalize_identity
+from hub.models import EventRow, SourceRow
+from hub.pipeline import store_internal
+from hub.runtime import ActiveSource, Hub, get_hub
+from hub.schemas import EventDraft, Identity, UnifiedEvent, utcnow
+from hub.tasks import enqueue_after_commit, task
+
+log = logging.getLogger(__name__)
+
+LOOKUP_TASK = "enrichment.company.lookup_task"
+REGISTRY_CONNECTOR = "credit_registry"
+PROFILE_EVENT = "company.profile.updated"
+REQUEST_DEBOUNCE_S = 600.0  # a queued lookup is not queued again within this window
+HTTP_TIMEOUT_S = 5.0
+
+
+# ---------------------------------------------------------------- triggering
+
+
+def request_lookups(event: UnifiedEvent, session: Session, ttl_s: float) -> list[str]:
+    """Queue a lookup for each stale or unknown USCC on `event`; returns the USCCs queued."""
+    if event.type == PROFILE_EVENT:
+        return []
+    queued = []
+    for ident in event.identities:
+        if ident.type == "uscc" and _request(session, ident.value, event.account_id, ttl_s):
+            queued.append(ident.value)
+    return queued
+
+
+def _request(session: Session, uscc: str, account_id: uuid.UUID | None, ttl_s: float) -> bool:
+    now = utcnow()
+    row = session.get(CompanyProfile, uscc)
+    if row is not None:
+        if row.fetched_at is not None and now - row.fetched_at < timedelta(seconds=ttl_s):
+            return False
+        if row.requested_at is not None and now - row.requested_at < timedelta(seconds=REQUEST_DEBOUNCE_S):
+            return False
+        row.requested_at = now
+        row.account_id = row.account_id or account_id
+    else:
+        try:
+            with session.begin_nested():  # a concurrent event may insert the same USCC first
+                session.add(CompanyProfile(uscc=uscc, account_id=account_id, requested_at=now))
+        except IntegrityError:
+            return False
+    enqueue_after_commit(session, LOOKUP_TASK, uscc)
+    return True
+
+
+# ---------------------------------------------------------------- the lookup
+
+
+@task(LOOKUP_TASK, queue="enrich", max_retries=5)
+def lookup_task(uscc: str) -> str:
+    """Look one USCC up (unless a fresh profile exists). Returns "cached", "updated" or "error"."""
+    try:
+        _, outcome = lookup_company(get_hub(), uscc)
+    except RetryableError:
+        raise
+    except HubError as exc:
+        log.warning("company lookup for %s failed: %s", uscc, exc.message)
+        return "error"
+    return outcome
+
+
+def lookup_company(
+    hub: Hub, uscc: str, *, force: bool = False, http: httpx.Client | None = None
+) -> tuple[dict[str, Any], str]:
+    """The company's profile properties (contract §6) and "cached" or "updated".
+
+    Raises InvalidRequest for an invalid USCC, NotFound when no registry source is enabled,
+    RetryableError for a transient registry failure, and the connector's HubError otherwise
+    (recorded in company_profiles.error).
+    """
+    code = _valid_uscc(uscc)
+    with hub.sessions() as session:
+        row = session.get(CompanyProfile, code)
+        if not force and row is not None and row.properties is not None and _fresh(hub, row):
+            return dict(row.properties), "cached"
+        source = registry_source(hub, session)
+    try:
+        props = _call_lookup(source, code, http)
+    except RetryableError:
+        raise
+    except HubError as exc:
+        _record_error(hub, code, exc.message)
+        raise
+    _store_profile(hub, source, code, props)
+    return props, "updated"
+
+
+def _valid_uscc(uscc: str) -> str:
+    result = normalize_identity("uscc", uscc)
+    if result.value is None:
+        raise InvalidRequest(f"{uscc!r} is not a valid unified social credit code ({result.reason})",
+                             code="invalid_uscc")
+    return result.value
+
+
+def _fresh(hub: Hub, row: CompanyProfile) -> bool:
+    ttl = timedelta(seconds=hub.settings.registry_cache_ttl_s)
+    return row.fetched_at is not None and utcnow() - row.fetched_at < ttl
+
+
+def registry_source(hub: Hub, session: Session) -> ActiveSource:
+    """The oldest enabled credit_registry source (contract §3: "lookups use the oldest")."""
+    row = session.scalars(
+        select(SourceRow).where(SourceRow.connector == REGISTRY_CONNECTOR, SourceRow.enabled.is_(True))
+        .order_by(SourceRow.created_at, SourceRow.id).limit(1)
+    ).first()
+    if row is None:
+        raise NotFound("no enabled credit_registry source; add one with POST /v1/sources", code="no_registry_source")
+    return hub.load_source(row)
+
+
+def _call_lookup(source: ActiveSource, uscc: str, http: httpx.Client | None) -> dict[str, Any]:
+    lookup = getattr(source.connector, "lookup", None)
+    if lookup is None:
+        raise HubError(f"connector {source.connector.name!r} has no lookup()", code="registry_unsupported")
+    if http is not None:
+        return dict(lookup(source.config, uscc, http))
+    with httpx.Client(timeout=HTTP_TIMEOUT_S) as client:
+        return dict(lookup(source.config, uscc, client))
+
+
+def _record_error(hub: Hub, uscc: str, message: str) -> None:
+    with hub.transaction() as session:
+        row = session.get(CompanyProfile, uscc) or CompanyProfile(uscc=uscc)
+        row.error = message[:2000]  # requested_at stays: the debounce also spaces out retries
+        session.add(row)
+
+
+def _store_profile(hub: Hub, source: ActiveSource, uscc: str, props: dict[str, Any]) -> None:
+    draft = profile_draft(source, uscc, props)
+    with hub.transaction() as session:
+        row = session.get(CompanyProfile, uscc) or CompanyProfile(uscc=uscc)
+        row.properties, row.fetched_at, row.requested_at = props, utcnow(), None
+        row.error, row.source_id = None, source.id
+        session.add(row)
+        session.flush()  # the profile is fresh before its own event reaches event_stored
+        store_internal(hub, session, [draft], source=REGISTRY_CONNECTOR)
+        account_id = session.scalars(
+            select(EventRow.account_id).where(EventRow.source == REGISTRY_CONNECTOR, EventRow.source_id.is_(None),
+                                              EventRow.source_event_id == draft.source_event_id)
+        ).first()
+        row.account_id = account_id or row.account_id
+
+
+def profile_draft(source: ActiveSource, uscc: str, props: dict[str, Any]) -> EventDraft:
+    """The connector's own `profile_event()` when it has one; otherwise the same shape built here."""
+    make = getattr(source.connector, "profile_event", None)
+    if make is not None:
+        draft: EventDraft = make(uscc, props)
+        return draft
+    digest = hashlib.sha256(json.dumps(props, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return EventDraft(type=PROFILE_EVENT, source_event_id=f"registry:{uscc}:{digest}", occurred_at=utcnow(),
+                      identities=[Identity(type="uscc", value=uscc)], properties={"uscc": uscc, **props})

@@ -1,0 +1,306 @@
+"""The ASR job lifecycle: create (from `call.completed`) → submit → poll / callback → summarise.
+
+queued ──submit──▶ submitted ──Status 2──▶ done (a `call.summarized` event is stored)
+   │                   ├──Status 3, audio code 10000–10007──▶ quarantined (+ a quarantine row)
+   │                   └──Status 3 otherwise / results expired──▶ failed
+   └──rejected by Tencent, or throttled/5xx more than MAX_SUBMIT_ATTEMPTS times──▶ failed
+
+Every step re-reads the job row and acts only from the state it expects, so a task
+run twice (a retry, the sweep, a callback racing a poll) changes nothing twice.
+No database transaction stays open while Tencent is called.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from enrichment.asr import AUDIO_FAILURES, AsrClient, AsrRejected, SubmitRequest, audio_failure_code
+from enrichment.models import (
+    JOB_FAILED,
+    JOB_QUARANTINED,
+    JOB_QUEUED,
+    JOB_SUBMITTED,
+    AsrJob,
+)
+from enrichment.transcript import normalise_direction
+from hub.errors import RetryableError
+from hub.models import EventRow, SourceRow
+from hub.pipeline import quarantine
+from hub.runtime import Hub, get_hub
+from hub.schemas import UnifiedEvent, utcnow
+from hub.tasks import enqueue, enqueue_after_commit, task
+
+log = logging.getLogger(__name__)
+
+SUBMIT_TASK = "enrichment.jobs.submit_job"
+POLL_TASK = "enrichment.jobs.poll_job"
+SWEEP_TASK = "enrichment.jobs.sweep"
+SWEEP_EVERY_S = 30.0
+SWEEP_BATCH = 500
+MAX_SUBMIT_ATTEMPTS = 8
+SUBMIT_GRACE_S = 120.0  # the sweep re-submits a queued job only after this (the normal enqueue goes first)
+POLL_DELAYS_S = (10.0, 20.0, 40.0, 60.0, 120.0, 300.0, 600.0)  # then every 600 s
+RESULT_TTL = timedelta(hours=24)  # Tencent keeps results 24 h; after that the TaskId is meaningless
+
+
+# ---------------------------------------------------------------- creating jobs
+
+
+def job_for_call(event: UnifiedEvent, session: Session) -> AsrJob | None:
+    """A queued job for a call with a recording URL (once per call event).
+
+    `call.completed` carries `recording_url` when the recording was known with the CDR; a
+    `call.recording_available` that arrives later is joined to its already-stored call.
+    """
+    url = event.properties.get("recording_url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        return None
+    call_id, customer_id = _call_of(event, session)
+    if call_id is None:
+        return None
+    if session.scalars(select(AsrJob.id).where(AsrJob.call_event_id == call_id)).first() is not None:
+        return None
+    engine, channels = engine_for(event.properties)
+    roles = event.properties.get("channel_roles")
+    job = AsrJob(
+        id=uuid.uuid4(), call_event_id=call_id, customer_id=customer_id, source_id=event.source_id,
+        recording_url=url, direction=normalise_direction(event.properties.get("direction")),
+        channel_roles=list(roles) if isinstance(roles, list | tuple) else None,
+        engine=engine, channel_num=channels, state=JOB_QUEUED,
+        next_poll_at=utcnow() + timedelta(seconds=SUBMIT_GRACE_S),
+    )
+    session.add(job)
+    enqueue_after_commit(session, SUBMIT_TASK, str(job.id))
+    return job
+
+
+def _call_of(event: UnifiedEvent, session: Session) -> tuple[uuid.UUID | None, uuid.UUID | None]:
+    if event.type == "call.completed":
+        return event.id, event.customer_id
+    call_key = event.properties.get("call_source_event_id")
+    if event.type != "call.recording_available" or not isinstance(call_key, str):
+        return None, None
+    stmt = select(EventRow.id, EventRow.customer_id).where(
+        EventRow.type == "call.completed", EventRow.source_event_id == call_key)
+    stmt = stmt.where(EventRow.source_id == event.source_id) if event.source_id else stmt.where(
+        EventRow.source_id.is_(None), EventRow.source == event.source)
+    row = session.execute(stmt.limit(1)).first()
+    return (row[0], row[1]) if row else (None, None)
+
+
+def engine_for(properties: dict[str, Any]) -> tuple[str, int]:
+    """Telephony (8 kHz) → `8k_zh`, two channels unless the call says mono; 16 kHz+ → `16k_zh` mono.
+
+    A call may name its engine outright with `asr_engine` (e.g. `8k_zh_large` for dialects).
+    """
+    rate = _int(properties.get("sample_rate") or properties.get("recording_sample_rate"), 8000)
+    channels = _int(properties.get("recording_channels") or properties.get("channels"), 2)
+    engine = properties.get("asr_engine")
+    if not isinstance(engine, str) or not engine:
+        engine = "16k_zh" if rate >= 16000 else "8k_zh"
+    if not engine.startswith("8k"):
+        channels = 1  # Tencent: 16k engines are mono only
+    return engine, 2 if channels >= 2 else 1
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+# ---------------------------------------------------------------- submitting
+
+
+@task(SUBMIT_TASK, queue="enrich", max_retries=MAX_SUBMIT_ATTEMPTS)
+def submit_job(job_id: str) -> str:
+    """Send one queued job to Tencent. Raises RetryableError on throttling / 5xx (after recording it)."""
+    return submit(get_hub(), uuid.UUID(job_id))
+
+
+def submit(hub: Hub, job_id: uuid.UUID, client: AsrClient | None = None) -> str:
+    with hub.transaction() as session:
+        job = _lock(session, job_id)
+        if job is None or job.state != JOB_QUEUED:
+            return job.state if job else "missing"
+        if not (hub.settings.tencentcloud_secret_id and hub.settings.tencentcloud_secret_key):
+            _fail(job, "asr_not_configured: CRMHUB_TENCENTCLOUD_SECRET_ID/SECRET_KEY are empty")
+            return JOB_FAILED
+        request = SubmitRequest(url=job.recording_url, callback_url=callback_url(hub, job),
+                                engine=job.engine, channel_num=job.channel_num)
+    try:
+        task_id = (client or AsrClient(hub.settings)).create_task(request)
+    except RetryableError as exc:
+        if _record_retry(hub, job_id, exc) >= MAX_SUBMIT_ATTEMPTS:
+            return JOB_FAILED
+        raise
+    except AsrRejected as exc:
+        with hub.transaction() as session:
+            job = _lock(session, job_id)
+            if job is not None and job.state == JOB_QUEUED:
+                job.attempts += 1
+                _fail(job, exc.message)
+        return JOB_FAILED
+    with hub.transaction() as session:
+        job = _lock(session, job_id)
+        if job is None or job.state != JOB_QUEUED:
+            return job.state if job else "missing"
+        now = utcnow()
+        job.task_id, job.submitted_on, job.submitted_at, job.state = task_id, now.date(), now, JOB_SUBMITTED
+        job.attempts += 1
+        job.error = None
+        job.next_poll_at = now + timedelta(seconds=POLL_DELAYS_S[0])
+        enqueue_after_commit(session, POLL_TASK, str(job.id), countdown=POLL_DELAYS_S[0])
+    return JOB_SUBMITTED
+
+
+def callback_url(hub: Hub, job: AsrJob) -> str:
+    return f"{hub.settings.public_base()}/hooks/asr/{job.callback_token}"
+
+
+def _record_retry(hub: Hub, job_id: uuid.UUID, exc: RetryableError) -> int:
+    """Count a failed attempt; past the limit the job fails. Returns the attempt count."""
+    with hub.transaction() as session:
+        job = _lock(session, job_id)
+        if job is None:
+            return MAX_SUBMIT_ATTEMPTS
+        job.attempts += 1
+        job.error = exc.message[:2000]
+        delay = min(600.0, 2.0 * 2**job.attempts) * random.uniform(0.8, 1.2)
+        job.next_poll_at = utcnow() + timedelta(seconds=delay)
+        if job.attempts >= MAX_SUBMIT_ATTEMPTS:
+            _fail(job, f"gave up after {job.attempts} attempts: {exc.message}")
+        return job.attempts
+
+
+# ---------------------------------------------------------------- results
+
+
+@task(POLL_TASK, queue="enrich", max_retries=5)
+def poll_job(job_id: str) -> str:
+    """Ask DescribeTaskStatus about one submitted job and act on the answer."""
+    return poll(get_hub(), uuid.UUID(job_id))
+
+
+def poll(hub: Hub, job_id: uuid.UUID, client: AsrClient | None = None) -> str:
+    with hub.sessions() as session:
+        job = session.get(AsrJob, job_id)
+        if job is None or job.state != JOB_SUBMITTED or job.task_id is None:
+            return job.state if job else "missing"
+        task_id = job.task_id
+    try:
+        data = (client or AsrClient(hub.settings)).describe(task_id)
+    except AsrRejected as exc:
+        with hub.transaction() as session:
+            job = _lock(session, job_id)
+            if job is not None and job.state == JOB_SUBMITTED:
+                _fail(job, exc.message)
+        return JOB_FAILED
+    return apply_status(hub, job_id, task_id, data)
+
+
+def apply_status(hub: Hub, job_id: uuid.UUID, task_id: int, data: dict[str, Any]) -> str:
+    """Act on DescribeTaskStatus `Data` (0 waiting, 1 doing, 2 success, 3 failed)."""
+    from enrichment.finish import store_summary
+
+    status = _int(data.get("Status"), -1)
+    with hub.transaction() as session:
+        job = _lock(session, job_id)
+        if job is None or job.state != JOB_SUBMITTED or job.task_id != task_id:
+            return job.state if job else "missing"
+        if status == 2:
+            store_summary(hub, session, job, data)
+            return job.state
+        if status == 3:
+            return _failed_audio(session, job, str(data.get("ErrorMsg") or data.get("StatusStr") or "failed"))
+        return _schedule_poll(session, job)
+
+
+def _schedule_poll(session: Session, job: AsrJob) -> str:
+    now = utcnow()
+    if now - (job.submitted_at or job.created_at) > RESULT_TTL:
+        _fail(job, "asr_result_expired: no result within 24 h")
+        return JOB_FAILED
+    delay = POLL_DELAYS_S[min(job.polls, len(POLL_DELAYS_S) - 1)]
+    job.polls += 1
+    job.next_poll_at = now + timedelta(seconds=delay)
+    enqueue_after_commit(session, POLL_TASK, str(job.id), countdown=delay)
+    return JOB_SUBMITTED
+
+
+def _failed_audio(session: Session, job: AsrJob, message: str) -> str:
+    code = audio_failure_code(job.failure_code, message)
+    if code is None:
+        _fail(job, f"asr_failed: {message}")
+        return JOB_FAILED
+    reason = f"asr_{AUDIO_FAILURES[code]}"
+    job.state, job.failure_code, job.next_poll_at = JOB_QUARANTINED, code, None
+    job.error = f"{reason} ({code}): {message}"[:2000]
+    source_id = job.source_id if job.source_id and session.get(SourceRow, job.source_id) else None
+    quarantine(session, source_id, None, reason, job.error, {
+        "asr_job_id": str(job.id), "call_event_id": str(job.call_event_id), "task_id": job.task_id,
+        "recording_url": job.recording_url, "code": code, "message": message,
+    })
+    return JOB_QUARANTINED
+
+
+def _fail(job: AsrJob, error: str) -> None:
+    job.state, job.error, job.next_poll_at = JOB_FAILED, error[:2000], None
+
+
+def _lock(session: Session, job_id: uuid.UUID) -> AsrJob | None:
+    stmt = select(AsrJob).where(AsrJob.id == job_id)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).first()
+
+
+# ---------------------------------------------------------------- callback and sweep
+
+
+def accept_callback(hub: Hub, token: str, form: dict[str, str]) -> bool:
+    """Note Tencent's (unsigned) callback and queue a DescribeTaskStatus to confirm it.
+
+    The callback's text is never trusted: the confirming poll reads the result with the
+    hub's own credentials and the TaskId stored at submit time. Returns False for an unknown token.
+    """
+    with hub.transaction() as session:
+        job = session.scalars(select(AsrJob).where(AsrJob.callback_token == token)).first()
+        if job is None:
+            return False
+        if job.state != JOB_SUBMITTED:
+            return True
+        job.callback_at = utcnow()
+        code = _int(form.get("code"), 0)
+        if code in AUDIO_FAILURES and str(form.get("requestId", "")) == str(job.task_id):
+            job.failure_code = code
+        enqueue_after_commit(session, POLL_TASK, str(job.id))
+    return True
+
+
+@task(SWEEP_TASK, queue="enrich")
+def sweep() -> int:
+    """Periodic: re-enqueue jobs whose submit or poll is due (a lost enqueue, a missed callback)."""
+    return sweep_due(get_hub())
+
+
+def sweep_due(hub: Hub) -> int:
+    now = utcnow()
+    with hub.sessions() as session:
+        rows = session.execute(
+            select(AsrJob.id, AsrJob.state)
+            .where(AsrJob.state.in_((JOB_QUEUED, JOB_SUBMITTED)), AsrJob.next_poll_at <= now)
+            .order_by(AsrJob.next_poll_at).limit(SWEEP_BATCH)
+        ).all()
+    for job_id, state in rows:
+        enqueue(SUBMIT_TASK if state == JOB_QUEUED else POLL_TASK, str(job_id))
+    return len(rows)
+

@@ -1,0 +1,281 @@
+"""ASR jobs against the local fake Tencent Cloud (TC3-verified): callback, polling, failures, throttling."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from enrichment.jobs import sweep_due
+from enrichment.models import AsrJob
+from hub.models import EventRow, QuarantineRow
+from hub.runtime import Hub, set_hub
+from hub.schemas import utcnow
+from tests.enrichment.conftest import build_hub, call_draft, store_call
+from tests.fakes.tencent_cloud import (
+    SECRET_ID,
+    SECRET_KEY,
+    AsrFake,
+    FakeTencentCloud,
+    clear_proxy_env,
+    sentences_for,
+)
+from tests.helpers import client_for
+
+
+@pytest.fixture
+def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTencentCloud]:
+    clear_proxy_env(monkeypatch)
+    with FakeTencentCloud("asr") as fake:
+        yield fake
+
+
+def asr_settings(cloud: FakeTencentCloud, **extra: Any) -> dict[str, Any]:
+    return {"tencentcloud_secret_id": SECRET_ID, "tencentcloud_secret_key": SECRET_KEY,
+            "asr_endpoint": cloud.endpoint, "asr_protocol": "http", **extra}
+
+
+@pytest.fixture
+def ahub(tmp_path: Path, cloud: FakeTencentCloud) -> Iterator[Hub]:
+    hub = build_hub(tmp_path, **asr_settings(cloud))
+    hub.start()
+    yield hub
+    hub.stop()
+    hub.engine.dispose()
+    set_hub(None)
+
+
+def jobs(hub: Hub) -> list[AsrJob]:
+    with hub.sessions() as s:
+        return list(s.scalars(select(AsrJob).order_by(AsrJob.created_at)))
+
+
+def drive(hub: Hub, until: str, rounds: int = 12) -> AsrJob:
+    """Run queued and delayed tasks (skipping the waits) until the only job reaches `until`."""
+    for _ in range(rounds):
+        hub.runner.join(10)
+        [job] = jobs(hub)
+        if job.state == until:
+            return job
+        hub.runner.run_due_timers()
+    hub.runner.join(10)
+    [job] = jobs(hub)
+    assert job.state == until, (job.state, job.error)
+    return job
+
+
+def summaries(hub: Hub) -> list[EventRow]:
+    with hub.sessions() as s:
+        return list(s.scalars(select(EventRow).where(EventRow.type == "call.summarized")))
+
+
+def call_event(hub: Hub) -> EventRow:
+    with hub.sessions() as s:
+        return s.scalars(select(EventRow).where(EventRow.type == "call.completed")).one()
+
+
+def test_submit_request_matches_the_contract(ahub: Hub, cloud: FakeTencentCloud) -> None:
+    asr = AsrFake(cloud, statuses=("waiting",))
+    store_call(ahub, call_draft(recording_url="https://rec.example.invalid/c1.wav"))
+    job = drive(ahub, "submitted")
+    [req] = cloud.requests_for("CreateRecTask")
+    assert req.error_code is None  # the SDK's TC3 signature verified
+    assert req.params == {
+        "EngineModelType": "8k_zh", "ChannelNum": 2, "ResTextFormat": 2, "SourceType": 0,
+        "Url": "https://rec.example.invalid/c1.wav",
+        "CallbackUrl": f"http://127.0.0.1:8000/hooks/asr/{job.callback_token}",
+    }
+    assert len(job.callback_token) >= 40 and job.task_id in asr.tasks
+    assert job.submitted_on == utcnow().date() and job.attempts == 1
+    assert job.call_event_id == call_event(ahub).id and job.direction == "inbound"
+
+
+INBOUND_CALL = [
+    {"speaker": "agent", "start_ms": 0, "end_ms": 2260, "text": "您好，这里是极客职训，请问有什么可以帮您？"},
+    {"speaker": "customer", "start_ms": 2900, "end_ms": 6100, "text": "你好，我想了解一下Python课程，预算两三万。"},
+]
+
+
+def test_callback_path_end_to_end(ahub: Hub, cloud: FakeTencentCloud) -> None:
+    # Inbound: the customer called, so the customer is channel 0 (contract §10).
+    asr = AsrFake(cloud, statuses=("success",), sentences=sentences_for(INBOUND_CALL, "inbound"))
+    assert [s["SpeakerId"] for s in asr.sentences] == [1, 0]
+    store_call(ahub, call_draft(direction="inbound"))
+    job = drive(ahub, "submitted")
+    assert job.task_id is not None
+    client = client_for(ahub)
+    resp = asr.post_callback(job.task_id, url=f"/hooks/asr/{job.callback_token}", client=client)
+    assert resp.status_code == 200 and resp.json() == {"code": 0, "message": "success"}
+    ahub.runner.join(10)  # the callback only queued a confirming DescribeTaskStatus; no timer skipped
+    [job] = jobs(ahub)
+    assert job.state == "done" and job.callback_at is not None
+    assert len(cloud.requests_for("DescribeTaskStatus")) == 1
+    [summary] = summaries(ahub)
+    call = call_event(ahub)
+    props = summary.data["properties"]
+    assert props["call_event_id"] == str(call.id) and props["asr_task_id"] == job.task_id
+    assert props["transcript"] == INBOUND_CALL
+    assert props["summary"]["course"] == "Python"
+    assert props["summary"]["budget"]["min"] == 20000 and props["summary"]["budget"]["max"] == 30000
+    assert props["summary"]["budget"]["currency"] == "CNY"
+    assert set(props["summary"]) == {"course", "budget", "decision_role", "competitors"}
+    assert summary.source == "enrichment" and summary.source_event_id == f"asr:{job.id}"
+    assert summary.customer_id is not None and summary.customer_id == call.customer_id
+    assert job.summary_event_id == summary.id
+    # Tencent tries a callback up to twice: a repeat changes nothing.
+    again = asr.post_callback(job.task_id, url=f"/hooks/asr/{job.callback_token}", client=client)
+    ahub.runner.join(10)
+    assert again.json() == {"code": 0, "message": "success"} and len(summaries(ahub)) == 1
+
+
+def test_polling_path_with_backoff(ahub: Hub, cloud: FakeTencentCloud) -> None:
+    asr = AsrFake(cloud, statuses=("waiting", "doing", "doing", "success"))
+    store_call(ahub, call_draft(direction="outbound"))
+    job = drive(ahub, "done")
+    assert asr.tasks[job.task_id].polls == 4 and job.polls == 3  # type: ignore[index]
+    transcript = summaries(ahub)[0].data["properties"]["transcript"]
+    assert [line["speaker"] for line in transcript] == ["agent", "customer"]  # outbound: channel 0 is the agent
+
+
+def test_poll_backoff_grows(ahub: Hub, cloud: FakeTencentCloud) -> None:
+    AsrFake(cloud, statuses=("waiting",))
+    store_call(ahub, call_draft())
+    drive(ahub, "submitted")
+    gaps = []
+    for _ in range(4):
+        ahub.runner.run_due_timers()
+        ahub.runner.join(10)
+        [job] = jobs(ahub)
+        assert job.next_poll_at is not None
+        gaps.append((job.next_poll_at - utcnow()).total_seconds())
+    assert gaps == sorted(gaps) and gaps[-1] > gaps[0] * 2
+
+
+@pytest.mark.parametrize("code", [10000, 10001, 10002, 10003, 10004, 10005, 10006, 10007])
+def test_audio_failure_codes_quarantine_the_job(ahub: Hub, cloud: FakeTencentCloud, code: int) -> None:
+    asr = AsrFake(cloud, statuses=("failed",), failure_code=code, error_msg=f"audio error {code}")
+    store_call(ahub, call_draft())
+    job = drive(ahub, "submitted")
+    resp = asr.post_callback(job.task_id, url=f"/hooks/asr/{job.callback_token}", client=client_for(ahub))
+    assert resp.json() == {"code": 0, "message": "success"}
+    ahub.runner.join(10)
+    [job] = jobs(ahub)
+    assert job.state == "quarantined" and job.failure_code == code
+    with ahub.sessions() as s:
+        [row] = s.scalars(select(QuarantineRow)).all()
+    assert row.reason.startswith("asr_") and str(code) in (row.detail or "")
+    assert row.payload is not None and row.payload["asr_job_id"] == str(job.id)
+    assert summaries(ahub) == []
+
+
+def test_polled_download_failure_is_quarantined_without_a_callback(ahub: Hub, cloud: FakeTencentCloud) -> None:
+    AsrFake(cloud, statuses=("doing", "failed"), error_msg="Failed to download audio file!")
+    store_call(ahub, call_draft())
+    job = drive(ahub, "quarantined")
+    assert job.failure_code == 10007 and "audio_download_failed" in (job.error or "")
+
+
+def test_unrecognised_failure_fails_the_job(ahub: Hub, cloud: FakeTencentCloud) -> None:
+    AsrFake(cloud, statuses=("failed",), error_msg="account arrears")
+    store_call(ahub, call_draft())
+    job = drive(ahub, "failed")
+    assert "account arrears" in (job.error or "")
+
+
+def test_forged_failure_callback_is_not_trusted(ahub: Hub, cloud: FakeTencentCloud) -> None:
+    AsrFake(cloud, statuses=("success",))
+    store_call(ahub, call_draft())
+    job = drive(ahub, "submitted")
+    form = {"code": "10004", "message": "invalid file", "requestId": str(job.task_id), "text": "伪造"}
+    resp = client_for(ahub).post(f"/hooks/asr/{job.callback_token}", data=form)
+    assert resp.json() == {"code": 0, "message": "success"}
+    ahub.runner.join(10)
+    [job] = jobs(ahub)
+    assert job.state == "done"  # DescribeTaskStatus said success, so the callback's code was ignored
+    assert "伪造" not in str(summaries(ahub)[0].data)
+
+
+def test_throttling_and_5xx_are_retried(ahub: Hub, cloud: FakeTencentCloud) -> None:
+    asr = AsrFake(cloud, statuses=("success",))
+    asr.throttle(2, action="CreateRecTask")
+    cloud.fail_http(502, times=1)
+    store_call(ahub, call_draft())
+    job = drive(ahub, "done")
+    codes = [r.error_code for r in cloud.requests_for("CreateRecTask")]
+    assert codes == ["RequestLimitExceeded", "RequestLimitExceeded", None]  # the 502 never reached a handler
+    assert job.attempts == 4 and job.error is None
+
+
+def test_rejected_submission_fails_without_retry(tmp_path: Path, cloud: FakeTencentCloud) -> None:
+    AsrFake(cloud)
+    hub = build_hub(tmp_path, **asr_settings(cloud, tencentcloud_secret_key="wrong-key"))
+    hub.start()
+    try:
+        store_call(hub, call_draft())
+        job = drive(hub, "failed")
+        assert "AuthFailure.SignatureFailure" in (job.error or "") and job.attempts == 1
+        assert len(cloud.requests) == 1
+    finally:
+        hub.stop()
+        hub.engine.dispose()
+        set_hub(None)
+
+
+def test_no_recording_or_no_credentials(tmp_path: Path, cloud: FakeTencentCloud) -> None:
+    hub = build_hub(tmp_path, asr_endpoint=cloud.endpoint, asr_protocol="http")
+    hub.start()
+    try:
+        store_call(hub, call_draft(recording_url=None))
+        hub.runner.join(10)
+        assert jobs(hub) == []
+        store_call(hub, call_draft())
+        job = drive(hub, "failed")
+        assert job.error is not None and job.error.startswith("asr_not_configured") and cloud.requests == []
+    finally:
+        hub.stop()
+        hub.engine.dispose()
+        set_hub(None)
+
+
+def test_callback_route_beats_the_inbound_catch_all(ahub: Hub) -> None:
+    client = client_for(ahub)
+    resp = client.post("/hooks/asr/not-a-token", data={"code": "0", "requestId": "1"})
+    assert resp.status_code == 404 and resp.json()["error"]["code"] == "asr_job_not_found"
+    assert client.post(f"/hooks/{uuid.uuid4()}", content=b"{}").json()["error"]["code"] == "source_not_found"
+
+
+def test_sweep_requeues_due_jobs(ahub: Hub, cloud: FakeTencentCloud) -> None:
+    asr = AsrFake(cloud, statuses=("waiting", "success"))
+    store_call(ahub, call_draft())
+    job = drive(ahub, "submitted")
+    with ahub.transaction() as s:
+        s.execute(update(AsrJob).values(next_poll_at=utcnow()))
+    time.sleep(0.01)
+    assert sweep_due(ahub) == 1
+    ahub.runner.join(10)
+    assert sweep_due(ahub) == 0  # waiting: the next poll is in the future again
+    assert asr.tasks[job.task_id].polls == 1  # type: ignore[index]
+
+
+@pytest.mark.postgres
+def test_end_to_end_on_postgres(tmp_path: Path, cloud: FakeTencentCloud, pg_url: str) -> None:
+    asr = AsrFake(cloud, statuses=("waiting", "success"))
+    asr.next_task_id = 9_223_372_036_854_775_000  # near BIGINT's top: TaskId needs 64 bits
+    hub = build_hub(tmp_path, database_url=pg_url, **asr_settings(cloud))
+    hub.start()
+    try:
+        store_call(hub, call_draft(direction="outbound"))
+        job = drive(hub, "done")
+        assert job.task_id == 9_223_372_036_854_775_000
+        [summary] = summaries(hub)
+        assert summary.data["properties"]["asr_task_id"] == job.task_id
+        assert summary.data["properties"]["summary"]["course"] == "Python"
+    finally:
+        hub.stop()
+        hub.engine.dispose()
+        set_hub(None)

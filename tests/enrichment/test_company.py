@@ -1,0 +1,132 @@
+"""Company profiles: triggered lookups, caching with TTL, the oldest registry source, the CLI."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select, update
+
+from enrichment.company import lookup_company
+from enrichment.models import CompanyProfile
+from hub.errors import InvalidRequest, NotFound, RetryableError
+from hub.models import EventRow
+from hub.runtime import Hub
+from hub.schemas import EventDraft, Identity
+from tests.enrichment.conftest import USCC, FakeRegistry, store_call
+from tests.helpers import add_source, client_for, count_events, wait_processed
+
+
+def _order_event(uscc: str, n: int = 1) -> EventDraft:
+    return EventDraft(
+        type="order.created", source_event_id=f"order-{uscc}-{n}", occurred_at=datetime(2026, 1, 25, tzinfo=UTC),
+        identities=[Identity(type="erp_customer_code", value="C0001"), Identity(type="uscc", value=uscc),
+                    Identity(type="phone", value="+8613800138000")],
+        properties={"order_no": f"SO-{n}", "amount": 12000},
+    )
+
+
+def _profiles(hub: Hub) -> list[CompanyProfile]:
+    with hub.sessions() as s:
+        return list(s.scalars(select(CompanyProfile)))
+
+
+def _profile_events(hub: Hub) -> list[EventRow]:
+    with hub.sessions() as s:
+        return list(s.scalars(select(EventRow).where(EventRow.type == "company.profile.updated")))
+
+
+def _settle(hub: Hub) -> None:
+    wait_processed(hub)
+    hub.runner.join(10)
+
+
+def test_event_with_uscc_triggers_one_lookup_and_profile_event(ehub: Hub, registry: FakeRegistry) -> None:
+    add_source(client_for(ehub), "credit_registry", "tyc", {"provider": "tianyancha", "token": "tok-1"})
+    store_call(ehub, _order_event(USCC, 1))
+    store_call(ehub, _order_event(USCC, 2))  # same company again: debounced/cached, no second paid call
+    _settle(ehub)
+    assert registry.calls == [("tok-1", USCC)]
+    [profile] = _profiles(ehub)
+    assert profile.properties is not None and profile.properties["name"] == "福州测试科技有限公司"
+    assert profile.fetched_at is not None and profile.error is None and profile.source_id is not None
+    [event] = _profile_events(ehub)
+    assert event.data["properties"]["insured_employees"] == 37
+    assert {"type": "uscc", "value": USCC} in event.data["identities"]
+    assert event.account_id is not None and profile.account_id == event.account_id
+    store_call(ehub, _order_event(USCC, 3))  # fresh profile: nothing queued
+    _settle(ehub)
+    assert len(registry.calls) == 1 and len(_profile_events(ehub)) == 1
+
+
+def test_stale_profile_is_looked_up_again(ehub: Hub, registry: FakeRegistry) -> None:
+    add_source(client_for(ehub), "credit_registry", "tyc", {"provider": "tianyancha", "token": "tok-1"})
+    store_call(ehub, _order_event(USCC, 1))
+    _settle(ehub)
+    old = datetime.now(UTC) - timedelta(seconds=ehub.settings.registry_cache_ttl_s + 60)
+    with ehub.transaction() as s:
+        s.execute(update(CompanyProfile).values(fetched_at=old, requested_at=None))
+    store_call(ehub, _order_event(USCC, 2))
+    _settle(ehub)
+    assert len(registry.calls) == 2
+    assert _profiles(ehub)[0].fetched_at > old  # type: ignore[operator]
+
+
+def test_invalid_uscc_never_triggers_a_lookup(ehub: Hub, registry: FakeRegistry) -> None:
+    add_source(client_for(ehub), "credit_registry", "tyc", {"provider": "tianyancha", "token": "tok-1"})
+    store_call(ehub, _order_event("91350100M000100Y44"))  # bad check digit: dropped from identities
+    _settle(ehub)
+    assert registry.calls == [] and _profiles(ehub) == []
+    with pytest.raises(InvalidRequest):
+        lookup_company(ehub, "91350100M000100Y44")
+
+
+def test_oldest_enabled_registry_source_is_used(ehub: Hub, registry: FakeRegistry) -> None:
+    client = client_for(ehub)
+    add_source(client, "credit_registry", "first", {"provider": "tianyancha", "token": "tok-old"})
+    time.sleep(0.01)
+    add_source(client, "credit_registry", "second", {"provider": "qichacha", "token": "tok-new"})
+    props, outcome = lookup_company(ehub, USCC.lower())  # normalised like ingest
+    assert outcome == "updated" and props["uscc"] == USCC
+    assert registry.calls == [("tok-old", USCC)]
+    _, outcome = lookup_company(ehub, USCC)
+    assert outcome == "cached" and len(registry.calls) == 1
+    _, outcome = lookup_company(ehub, USCC, force=True)
+    assert outcome == "updated" and len(registry.calls) == 2
+    assert len(_profile_events(ehub)) == 1  # an unchanged profile is not a second event
+
+
+def test_no_registry_source_and_registry_errors(ehub: Hub, registry: FakeRegistry) -> None:
+    with pytest.raises(NotFound) as exc:
+        lookup_company(ehub, USCC)
+    assert exc.value.code == "no_registry_source"
+    add_source(client_for(ehub), "credit_registry", "tyc", {"provider": "tianyancha", "token": "tok-1"})
+    registry.fail_with = RetryableError("registry 503")
+    with pytest.raises(RetryableError):
+        lookup_company(ehub, USCC)
+    registry.fail_with = None
+    with pytest.raises(NotFound):
+        lookup_company(ehub, "91110108551385082Q")  # valid, but the registry does not know it
+    errors = {p.uscc: p.error for p in _profiles(ehub)}
+    assert "registry has no company" in (errors["91110108551385082Q"] or "")
+    assert count_events(ehub, type="company.profile.updated") == 0
+
+
+def test_cli_company_lookup(ehub: Hub, registry: FakeRegistry, monkeypatch: pytest.MonkeyPatch,
+                            tmp_path: Path) -> None:
+    import enrichment.cli as cli_mod
+    from enrichment import register_commands
+    from hub.cli import cli
+
+    add_source(client_for(ehub), "credit_registry", "tyc", {"provider": "tianyancha", "token": "tok-1"})
+    monkeypatch.setattr(cli_mod, "_hub", lambda: ehub)
+    register_commands(cli=cli)
+    result = CliRunner().invoke(cli, ["company", "lookup", USCC])
+    assert result.exit_code == 0, result.output
+    assert '"legal_representative": "张三"' in result.stdout
+    bad = CliRunner().invoke(cli, ["company", "lookup", "123"])
+    assert bad.exit_code == 1 and "not a valid unified social credit code" in bad.stderr
+    ehub.start()  # the command stopped the hub it was given; the fixture stops it again
