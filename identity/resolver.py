@@ -1,42 +1,199 @@
-"""Minimal resolver: exact match on (type, value), else a new customer. Replaced by full resolution."""
+"""Identity resolution (contract §4): match, attach or merge, under the rules in identity.rules.
+
+For one event:
+1. Placeholders are dropped; person identifiers are split into strong ones and weak lines (400/800,
+   fixed lines). Strong ones decide; weak ones match only when the event has nothing else.
+2. The owners of the matching identifiers are locked (id order). If joining them would break a per-type
+   limit or re-join customers an operator split, the event's lowest-priority identifier is left out of
+   matching and the refusal recorded (`merge_refused`), Segment-style; repeat.
+3. No owner: a new customer. Several: the oldest survives and the others are merged into it.
+4. New identifiers are attached (claimed with INSERT … ON CONFLICT DO NOTHING: losing the race means a
+   concurrent worker claimed it, so the whole step is retried). A weak line held by another customer
+   becomes shared: both keep it and nothing is merged.
+5. Account identifiers (uscc, erp_customer_code) go to identity.accounts: they never merge customers.
+"""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from hub.schemas import PERSON_IDENTITY_TYPES, UnifiedEvent, utcnow
+from hub.errors import RetryableError
+from hub.schemas import Identity, UnifiedEvent, utcnow
+from identity import store
+from identity.accounts import resolve_account
 from identity.models import CustomerRow, IdentityRow
+from identity.rules import Rules
+
+__all__ = ["resolve"]
 
 
-def resolve(event: UnifiedEvent, session: Session) -> tuple[uuid.UUID | None, uuid.UUID | None]:
-    person = [i for i in event.identities if i.type in PERSON_IDENTITY_TYPES]
-    if not person:
-        return None, None
-    customer_id: uuid.UUID | None = None
-    for ident in person:
-        row = session.scalars(
-            select(IdentityRow).where(IdentityRow.type == ident.type, IdentityRow.value == ident.value)
-        ).first()
-        if row is not None:
-            customer_id = row.customer_id
-            break
+@dataclass
+class _Plan:
+    active: list[Identity]
+    owners: dict[tuple[str, str], uuid.UUID]
+    refused: list[tuple[Identity, str, list[uuid.UUID]]] = field(default_factory=list)
+
+
+def resolve(
+    event: UnifiedEvent, session: Session, rules: Rules | None = None
+) -> tuple[uuid.UUID | None, uuid.UUID | None]:
+    """(customer_id, account_id) for an event about to be stored; writes identity's tables only."""
+    rules = rules or Rules()
+    if event.source == store.SOURCE:
+        owned = session.info.get(store.OWNER_KEY, {}).pop(event.source_event_id, None)
+        if owned is not None:
+            return owned  # type: ignore[no-any-return]
+    person = rules.person(event.identities)
+    accounts = rules.account(event.identities)
+    customer_id = _resolve_person(session, event, person, rules) if person else None
+    account_id = resolve_account(session, event, accounts, customer_id) if accounts else None
+    return customer_id, account_id
+
+
+def _key(ident: Identity) -> tuple[str, str]:
+    return ident.type, ident.value
+
+
+def _resolve_person(session: Session, event: UnifiedEvent, person: list[Identity], rules: Rules) -> uuid.UUID:
+    rows = store.rows_for(session, person)
+    strong = sorted((i for i in person if not rules.weak(i)), key=rules.rank)
+    weak = [i for i in person if rules.weak(i)]
+    if strong:
+        owners = {_key(i): rows[_key(i)][0].customer_id for i in strong if rows[_key(i)]}
+        # Lock every candidate before checking limits, so the counts cannot change under us.
+        candidates = store.lock_customers(session, set(owners.values()))
+        plan = _plan(session, _Plan(strong, owners), rules)
+    else:
+        plan = _weak_plan(weak, rows)
+        candidates = store.lock_customers(session, set(plan.owners.values()))
+    chosen = {plan.owners[_key(i)] for i in plan.active if _key(i) in plan.owners}
+    locked = sorted((c for c in candidates if c.id in chosen), key=lambda c: (c.created_at, str(c.id)))
     now = utcnow()
-    if customer_id is None:
-        customer = CustomerRow(last_activity_at=event.occurred_at)
-        session.add(customer)
+    if locked:
+        survivor = locked[0]
+        for loser in locked[1:]:
+            evidence = next((i for i in plan.active if plan.owners.get(_key(i)) == loser.id), None)
+            reason = f"shared_identifier:{evidence.type}" if evidence else "shared_identifier"
+            store.merge_into(session, survivor, loser, reason=reason, identity=evidence, event_id=event.id)
+        created = False
+    else:
+        survivor = CustomerRow(id=uuid.uuid4(), traits={}, created_at=now, updated_at=now)
+        session.add(survivor)
         session.flush()
-        customer_id = customer.id
-    for ident in person:
-        existing = session.scalars(
-            select(IdentityRow).where(IdentityRow.type == ident.type, IdentityRow.value == ident.value)
-        ).first()
-        if existing is None:
-            session.add(IdentityRow(type=ident.type, value=ident.value, customer_id=customer_id, source=event.source,
-                                    first_seen=now, last_seen=now))
+        created = True
+    for ident, reason, involved in plan.refused:
+        store.record(session, "merge_refused", reason, [survivor.id, *involved], ident, event.id)
+    _attach_exclusive(session, survivor, plan.active if strong else [], rows, event, created)
+    for ident in weak:
+        _attach_weak(session, survivor, ident, rows[_key(ident)], event, rules)
+    if event.source != store.SOURCE:
+        store.apply_traits(survivor, event.traits, event.source, event.occurred_at, event.id)
+        store.touch_activity(survivor, event.occurred_at, event.source)
+    survivor.updated_at = now
+    return survivor.id
+
+
+def _plan(session: Session, plan: _Plan, rules: Rules) -> _Plan:
+    """Drop the lowest-priority identifiers until joining their owners breaks no rule."""
+    while len(plan.active) > 1:
+        owners = list(dict.fromkeys(plan.owners[_key(i)] for i in plan.active if _key(i) in plan.owners))
+        reason = _conflict(session, plan, owners, rules)
+        if reason is None:
+            break
+        dropped = plan.active.pop()
+        involved = owners + ([plan.owners[_key(dropped)]] if _key(dropped) in plan.owners else [])
+        plan.refused.append((dropped, reason, involved))
+    return plan
+
+
+def _conflict(session: Session, plan: _Plan, owners: list[uuid.UUID], rules: Rules) -> str | None:
+    if len(owners) > 1 and store.split_between(session, owners):
+        return "split_previously"
+    new = [i for i in plan.active if _key(i) not in plan.owners]
+    if len(owners) < 2 and not new:
+        return None  # matching one customer and adding nothing cannot break a limit
+    counts = store.type_counts(session, owners) if owners else {}
+    total: dict[str, int] = {}
+    for per_type in counts.values():
+        for type_, n in per_type.items():
+            total[type_] = total.get(type_, 0) + n
+    for ident in new:
+        total[ident.type] = total.get(ident.type, 0) + 1
+    for type_, n in sorted(total.items()):
+        before = max((c.get(type_, 0) for c in counts.values()), default=0)
+        if n > rules.limit(type_) and n > before:
+            return f"limit_exceeded:{type_}"
+    return None
+
+
+def _weak_plan(weak: list[Identity], rows: dict[tuple[str, str], list[IdentityRow]]) -> _Plan:
+    """Only shared-kind lines: follow the first one someone holds (its latest holder); never merge."""
+    for ident in weak:
+        holders = rows[_key(ident)]
+        if holders:
+            latest = max(holders, key=lambda r: r.last_seen)
+            return _Plan(weak, {_key(ident): latest.customer_id})
+    return _Plan(weak, {})
+
+
+def _attach_exclusive(
+    session: Session, customer: CustomerRow, idents: list[Identity],
+    rows: dict[tuple[str, str], list[IdentityRow]], event: UnifiedEvent, created: bool,
+) -> None:
+    """Claim the new identifiers in one statement; losing any race to another worker means retry."""
+    now = utcnow()
+    new = []
+    for ident in idents:
+        known = rows[_key(ident)]
+        if known:  # rows of customers merged a moment ago were moved to `customer` (same objects)
+            _seen(session, [r for r in known if r.customer_id == customer.id], event)
         else:
-            existing.last_seen = now
-    session.flush()
-    return customer_id, None
+            new.append(ident)
+    claims = [{"id": uuid.uuid4(), "type": i.type, "value": i.value, "customer_id": customer.id, "shared": False,
+               "source": event.source, "first_seen": now, "last_seen": now} for i in new]
+    if store.claim_many(session, IdentityRow, claims) != len(claims):
+        raise RetryableError("an identifier was claimed by a concurrent worker; retrying")
+    if not created:
+        for ident in new:
+            store.record(session, "attach", f"seen_with_customer:{event.type}", [customer.id], ident, event.id)
+
+
+def _attach_weak(
+    session: Session, customer: CustomerRow, ident: Identity, rows: list[IdentityRow], event: UnifiedEvent,
+    rules: Rules,
+) -> None:
+    mine = [r for r in rows if r.customer_id == customer.id]
+    if mine:
+        _seen(session, mine, event)
+        return
+    others = sorted({r.customer_id for r in rows})
+    if not others:
+        _claim(session, customer, ident, event, shared=rules.always_shared(ident))
+        return
+    session.execute(
+        update(IdentityRow).where(IdentityRow.type == ident.type, IdentityRow.value == ident.value)
+        .values(shared=True).execution_options(synchronize_session=False)
+    )
+    for row in rows:
+        row.shared = True
+    _claim(session, customer, ident, event, shared=True)
+    store.record(session, "merge_refused", "shared_line", [customer.id, *others], ident, event.id)
+
+
+def _claim(session: Session, customer: CustomerRow, ident: Identity, event: UnifiedEvent, *, shared: bool) -> None:
+    now = utcnow()
+    values = {"id": uuid.uuid4(), "type": ident.type, "value": ident.value, "customer_id": customer.id,
+              "shared": shared, "source": event.source, "first_seen": now, "last_seen": now}
+    if not store.insert_ignore(session, IdentityRow, values):
+        raise RetryableError(f"{ident.type} claimed by a concurrent worker; retrying")
+
+
+def _seen(session: Session, rows: list[IdentityRow], event: UnifiedEvent) -> None:
+    now = utcnow()
+    for row in rows:
+        if (now - row.last_seen).total_seconds() > 1:
+            row.last_seen = now

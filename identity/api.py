@@ -1,0 +1,137 @@
+"""Customers and accounts API (contract §3): lookup, profile, journey, history, split."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import Field
+from sqlalchemy import and_, or_, select
+
+from hub.api import AdminDep, HubDep
+from hub.errors import InvalidRequest, NotFound
+from hub.models import EventRow
+from hub.pipeline import store_internal
+from hub.schemas import Identity, Schema, UnifiedEvent
+from identity import store
+from identity.split import split_customer
+from identity.views import (
+    AccountView,
+    CustomerView,
+    HistoryEntry,
+    account_view,
+    customer_view,
+    find_account,
+    find_customer,
+    get_customer,
+    history_entry,
+    parse_identity,
+)
+
+__all__ = ["decode_cursor", "encode_cursor", "event_out", "router"]
+
+router = APIRouter(prefix="/v1", dependencies=[AdminDep])
+MAX_LIMIT = 500
+
+
+class SplitRequest(Schema):
+    identities: list[Identity] = Field(min_length=1)
+    reason: str = "manual split"
+
+
+def encode_cursor(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> dict[str, Any]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+        return data
+    except (ValueError, TypeError) as exc:
+        raise InvalidRequest("invalid cursor", code="invalid_cursor",
+                             details=[{"field": "cursor", "message": "pass back a next_cursor unchanged"}]) from exc
+
+
+def event_out(row: EventRow) -> UnifiedEvent:
+    """The stored event, with the customer/account columns (a split may have re-pointed them)."""
+    event = UnifiedEvent.model_validate(row.data)
+    event.customer_id, event.account_id = row.customer_id, row.account_id
+    return event
+
+
+@router.get("/customers")
+def lookup_customers(hub: HubDep, identity: Annotated[str, Query()]) -> dict[str, list[CustomerView]]:
+    ident = parse_identity(identity)
+    with hub.sessions() as session:
+        row = find_customer(session, ident)
+        return {"items": [customer_view(session, row)] if row else []}
+
+
+@router.get("/customers/{customer_id}")
+def get_customer_route(customer_id: uuid.UUID, hub: HubDep) -> CustomerView:
+    with hub.sessions() as session:
+        return customer_view(session, get_customer(session, customer_id))
+
+
+@router.get("/customers/{customer_id}/events")
+def customer_events(
+    customer_id: uuid.UUID, hub: HubDep, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    with hub.sessions() as session:
+        row = get_customer(session, customer_id)
+        ids = [row.id, *store.merged_from(session, row.id)]
+        stmt = select(EventRow).where(EventRow.customer_id.in_(ids))
+        if cursor:
+            data = decode_cursor(cursor)
+            try:
+                at, seq = datetime.fromisoformat(data["t"]), int(data["s"])
+            except (KeyError, ValueError, TypeError) as exc:
+                raise InvalidRequest("invalid cursor", code="invalid_cursor") from exc
+            stmt = stmt.where(or_(EventRow.occurred_at > at, and_(EventRow.occurred_at == at, EventRow.seq > seq)))
+        rows = list(session.scalars(stmt.order_by(EventRow.occurred_at, EventRow.seq).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor({"t": rows[-1].occurred_at.isoformat(), "s": rows[-1].seq}) if more else None
+    return {"items": [event_out(r) for r in rows], "next_cursor": next_cursor}
+
+
+@router.get("/customers/{customer_id}/history")
+def customer_history(customer_id: uuid.UUID, hub: HubDep) -> dict[str, list[HistoryEntry]]:
+    with hub.sessions() as session:
+        row = get_customer(session, customer_id)
+        ids = list(dict.fromkeys([customer_id, row.id, *store.merged_from(session, row.id)]))
+        return {"items": [history_entry(h) for h in store.history_for(session, ids)]}
+
+
+@router.post("/customers/{customer_id}/split", status_code=201)
+def split_route(customer_id: uuid.UUID, body: SplitRequest, hub: HubDep) -> CustomerView:
+    with hub.transaction() as session:
+        new, draft = split_customer(session, customer_id, body.identities, body.reason)
+        store_internal(hub, session, [draft], source=store.SOURCE)
+        return customer_view(session, new)
+
+
+@router.get("/accounts")
+def lookup_accounts(hub: HubDep, identity: Annotated[str, Query()]) -> dict[str, list[AccountView]]:
+    ident = parse_identity(identity)
+    with hub.sessions() as session:
+        row = find_account(session, ident)
+        return {"items": [account_view(session, row)] if row else []}
+
+
+@router.get("/accounts/{account_id}")
+def get_account(account_id: uuid.UUID, hub: HubDep) -> AccountView:
+    from identity.models import AccountRow
+
+    with hub.sessions() as session:
+        row = session.get(AccountRow, account_id)
+        if row is None:
+            raise NotFound(f"no account {account_id}", code="account_not_found")
+        return account_view(session, row)

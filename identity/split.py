@@ -1,0 +1,98 @@
+"""Undoing a wrong merge: a new customer takes the named identities and the events that came through them.
+
+An event moves when it carries one of the named identities and none of those the original customer keeps
+(an event carrying both is the evidence that linked them, so it stays). Traits learnt from moved events
+move too. The pair is remembered, so the resolver never merges the two again (`split_previously`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hub.errors import InvalidRequest
+from hub.models import EventRow
+from hub.pipeline import reassign_events
+from hub.schemas import EventDraft, Identity, utcnow
+from identity import store
+from identity.models import AccountMemberRow, CustomerRow, IdentityRow, SplitPairRow
+from identity.views import get_customer, parse_identity
+
+__all__ = ["split_customer"]
+
+
+def split_customer(
+    session: Session, customer_id: uuid.UUID, identities: list[Identity], reason: str
+) -> tuple[CustomerRow, EventDraft]:
+    """Split; returns the new customer and the `customer.split` event for the caller to store."""
+    original = get_customer(session, customer_id)
+    original = store.lock_customers(session, [original.id])[0]
+    wanted = {(i.type, i.value) for i in (parse_identity(f"{i.type}:{i.value}") for i in identities)}
+    if not wanted:
+        raise InvalidRequest("name at least one identity to split off", code="no_identities")
+    rows = list(session.scalars(select(IdentityRow).where(IdentityRow.customer_id == original.id)))
+    moving = [r for r in rows if (r.type, r.value) in wanted]
+    missing = wanted - {(r.type, r.value) for r in moving}
+    if missing:
+        raise InvalidRequest("identities not held by this customer", code="identity_not_on_customer",
+                             details=[{"type": t, "value": v} for t, v in sorted(missing)])
+    keep = {(r.type, r.value) for r in rows if (r.type, r.value) not in wanted}
+    if not keep:
+        raise InvalidRequest("a split must leave the customer at least one identity", code="split_takes_all")
+    now = utcnow()
+    new = CustomerRow(id=uuid.uuid4(), traits={}, created_at=now, updated_at=now)
+    session.add(new)
+    session.flush()
+    for row in moving:
+        row.customer_id = new.id
+    moved = _events_through(session, [original.id, *store.merged_from(session, original.id)], wanted, keep)
+    reassign_events(session, [e.id for e in moved], new.id)
+    _move_traits(original, new, {str(e.id) for e in moved})
+    _recompute_activity(session, original)
+    _recompute_activity(session, new)
+    for account_id in {e.account_id for e in moved if e.account_id is not None}:
+        store.insert_ignore(session, AccountMemberRow, {"account_id": account_id, "customer_id": new.id, "since": now})
+    session.add(SplitPairRow(customer_a=original.id, customer_b=new.id, at=now))
+    for row in moving:
+        store.record(session, "split", reason, [original.id, new.id], Identity(type=row.type, value=row.value))
+    draft = EventDraft(
+        type="customer.split", source_event_id=f"split:{new.id}", occurred_at=now,
+        properties={"customer_id": str(original.id), "new_customer_id": str(new.id), "reason": reason,
+                    "identities": [{"type": t, "value": v} for t, v in sorted(wanted)], "events_moved": len(moved)},
+    )
+    session.flush()
+    return new, store.own(session, draft, original.id)
+
+
+def _events_through(
+    session: Session, customer_ids: list[uuid.UUID], wanted: set[tuple[str, str]], keep: set[tuple[str, str]]
+) -> list[EventRow]:
+    out = []
+    for row in session.scalars(select(EventRow).where(EventRow.customer_id.in_(customer_ids))):
+        keys = {(i.get("type"), i.get("value")) for i in row.data.get("identities", []) if isinstance(i, dict)}
+        if keys & wanted and not keys & keep:
+            out.append(row)
+    return out
+
+
+def _move_traits(original: CustomerRow, new: CustomerRow, event_ids: set[str]) -> None:
+    stay: dict[str, Any] = {}
+    go: dict[str, Any] = {}
+    for name, item in (original.traits or {}).items():
+        (go if isinstance(item, dict) and item.get("event_id") in event_ids else stay)[name] = item
+    original.traits, new.traits = stay, go
+
+
+def _recompute_activity(session: Session, customer: CustomerRow) -> None:
+    ids = [customer.id, *store.merged_from(session, customer.id)]
+    stmt = (
+        select(EventRow.occurred_at, EventRow.source)
+        .where(EventRow.customer_id.in_(ids), EventRow.source != store.SOURCE)
+        .order_by(EventRow.occurred_at.desc()).limit(1)
+    )
+    latest = session.execute(stmt).first()
+    customer.last_activity_at, customer.last_source = (latest[0], latest[1]) if latest else (None, None)
+    customer.silent_notified_at = None

@@ -1,0 +1,142 @@
+"""The customers, accounts and event-feed API (contract §3) through the real app."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from hub.runtime import Hub
+from tests.helpers import ADMIN, client_for
+from tests.identity.conftest import draft, ingest
+
+USCC = "91350100M000100Y43"
+
+
+@pytest.fixture
+def client(quiet_hub: Hub) -> TestClient:
+    return client_for(quiet_hub)
+
+
+def test_requires_admin_token(client: TestClient) -> None:
+    assert client.get("/v1/customers?identity=phone:13912345678").status_code == 401
+    assert client.get("/v1/events").status_code == 401
+
+
+def test_lookup_is_normalised_like_ingest(quiet_hub: Hub, client: TestClient) -> None:
+    (row,) = ingest(quiet_hub, draft(("phone", "139 1234 5678"), ("email", "Li@Example.COM")))
+    for query in ("phone:13912345678", "phone:+86-139-1234-5678", "email:li@example.com"):
+        body = client.get("/v1/customers", params={"identity": query}, headers=ADMIN).json()
+        assert [c["id"] for c in body["items"]] == [str(row.customer_id)], query
+    assert client.get("/v1/customers?identity=phone:13912345670", headers=ADMIN).json() == {"items": []}
+    bad = client.get("/v1/customers?identity=phone:abc", headers=ADMIN)
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_identity"
+    assert client.get("/v1/customers?identity=nonsense", headers=ADMIN).status_code == 422
+
+
+def test_profile_merged_id_history_and_journey(quiet_hub: Hub, client: TestClient) -> None:
+    (a,) = ingest(quiet_hub, draft(("douyin_open_id", "d1"), traits={"name": "王五"}), source="douyin")
+    (b,) = ingest(quiet_hub, draft(("xhs_user_id", "x1"), ("uscc", USCC), traits={"company": "某某科技"}),
+                  source="xiaohongshu")
+    (c,) = ingest(quiet_hub, draft(("douyin_open_id", "d1"), ("xhs_user_id", "x1")), source="douyin")
+    survivor = str(a.customer_id)
+    got = client.get(f"/v1/customers/{b.customer_id}", headers=ADMIN).json()
+    assert got["id"] == survivor and got["merged_from"] == [str(b.customer_id)]
+    assert got["traits"] == {"name": "王五", "company": "某某科技"}
+    assert got["trait_sources"]["company"]["source"] == "xiaohongshu"
+    assert {(i["type"], i["value"]) for i in got["identities"]} == {("douyin_open_id", "d1"), ("xhs_user_id", "x1")}
+    assert got["accounts"][0]["uscc"] == USCC and got["last_activity_at"] is not None
+    hist = client.get(f"/v1/customers/{b.customer_id}/history", headers=ADMIN).json()["items"]
+    assert hist[0]["action"] == "merge" and hist[0]["event_id"] == str(c.id)
+    assert hist[0]["identity"] == {"type": "xhs_user_id", "value": "x1"}
+    assert set(hist[0]["customer_ids"]) == {survivor, str(b.customer_id)}
+    # Journey: oldest first, every source, paginated with an opaque cursor.
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = client.get(f"/v1/customers/{survivor}/events", params=params, headers=ADMIN).json()
+        seen += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    times = [e["occurred_at"] for e in seen if e["source"] != "identity"]
+    assert times == sorted(times) and len(times) == 3
+    assert {e["type"] for e in seen} == {"message.received", "customer.merged"}
+    assert client.get(f"/v1/customers/{survivor}/events?cursor=%%%", headers=ADMIN).status_code == 422
+    assert client.get("/v1/customers/00000000-0000-0000-0000-000000000000", headers=ADMIN).status_code == 404
+
+
+def test_split_moves_identities_and_events_and_sticks(quiet_hub: Hub, client: TestClient) -> None:
+    (a,) = ingest(quiet_hub, draft(("pos_member_id", "m1"), traits={"name": "甲"}))
+    (b,) = ingest(quiet_hub, draft(("email", "b@example.com"), traits={"name": "乙"}))
+    (joint,) = ingest(quiet_hub, draft(("pos_member_id", "m1"), ("email", "b@example.com")))
+    (b2,) = ingest(quiet_hub, draft(("email", "b@example.com"), traits={"city": "泉州"}))
+    cid = str(a.customer_id)
+    resp = client.post(f"/v1/customers/{cid}/split", headers=ADMIN,
+                       json={"identities": [{"type": "email", "value": "B@example.com"}], "reason": "two people"})
+    assert resp.status_code == 201, resp.text
+    new = resp.json()
+    assert new["id"] != cid and [i["value"] for i in new["identities"]] == ["b@example.com"]
+    assert new["traits"] == {"name": "乙", "city": "泉州"}  # learnt from the events that moved
+    moved = client.get(f"/v1/customers/{new['id']}/events", headers=ADMIN).json()["items"]
+    assert {e["id"] for e in moved} == {str(b.id), str(b2.id)}  # the joint event stays: it carries m1 too
+    assert all(e["customer_id"] == new["id"] for e in moved)
+    kept = client.get(f"/v1/customers/{cid}/events", headers=ADMIN).json()["items"]
+    assert str(joint.id) in {e["id"] for e in kept} and "customer.split" in {e["type"] for e in kept}
+    for who in (cid, new["id"]):
+        hist = client.get(f"/v1/customers/{who}/history", headers=ADMIN).json()["items"]
+        assert hist[0]["action"] == "split" and hist[0]["reason"] == "two people"
+    # The same evidence again does not re-merge what an operator split.
+    (again,) = ingest(quiet_hub, draft(("pos_member_id", "m1"), ("email", "b@example.com")))
+    assert str(again.customer_id) == cid
+    hist = client.get(f"/v1/customers/{cid}/history", headers=ADMIN).json()["items"]
+    assert hist[0]["action"] == "merge_refused" and hist[0]["reason"] == "split_previously"
+    lookup = client.get("/v1/customers?identity=email:b@example.com", headers=ADMIN).json()["items"]
+    assert lookup[0]["id"] == new["id"]
+
+
+def test_split_errors(quiet_hub: Hub, client: TestClient) -> None:
+    (a,) = ingest(quiet_hub, draft(("pos_member_id", "m1"), ("email", "a@example.com")))
+    url = f"/v1/customers/{a.customer_id}/split"
+    resp = client.post(url, headers=ADMIN, json={"identities": [{"type": "email", "value": "x@example.com"}]})
+    assert resp.status_code == 422 and resp.json()["error"]["code"] == "identity_not_on_customer"
+    everything = [{"type": "email", "value": "a@example.com"}, {"type": "pos_member_id", "value": "m1"}]
+    resp = client.post(url, headers=ADMIN, json={"identities": everything})
+    assert resp.status_code == 422 and resp.json()["error"]["code"] == "split_takes_all"
+    assert client.post(url, headers=ADMIN, json={"identities": []}).status_code == 422
+
+
+def test_accounts(quiet_hub: Hub, client: TestClient) -> None:
+    (alice,) = ingest(quiet_hub, draft(("phone", "13912345678"), ("uscc", USCC.lower())))
+    (bob,) = ingest(quiet_hub, draft(("phone", "13987654321"), ("uscc", USCC)))
+    (order,) = ingest(quiet_hub, draft(("erp_customer_code", "C-1"), ("uscc", USCC), type="order.created",
+                                       properties={"customer_name": "福州某某科技有限公司"}), source="erp")
+    ingest(quiet_hub, draft(("uscc", USCC), type="company.profile.updated",
+                            properties={"uscc": USCC, "name": "福州某某科技有限公司", "risk_level": "low"}),
+           source="credit_registry")
+    found = client.get(f"/v1/accounts?identity=uscc:{USCC}", headers=ADMIN).json()["items"]
+    assert len(found) == 1 and found[0]["id"] == str(order.account_id)
+    account = client.get(f"/v1/accounts/{order.account_id}", headers=ADMIN).json()
+    assert account["name"] == "福州某某科技有限公司" and account["profile"]["risk_level"] == "low"
+    assert set(account["members"]) == {str(alice.customer_id), str(bob.customer_id)}
+    assert {i["type"] for i in account["identities"]} == {"uscc", "erp_customer_code"}
+    assert client.get("/v1/accounts?identity=erp_customer_code:C-1", headers=ADMIN).json()["items"][0]["id"] == \
+        str(order.account_id)
+    assert client.get("/v1/accounts?identity=phone:13912345678", headers=ADMIN).status_code == 422
+    assert client.get(f"/v1/accounts/{alice.customer_id}", headers=ADMIN).status_code == 404
+
+
+def test_event_feed_cursor_and_types(quiet_hub: Hub, client: TestClient) -> None:
+    rows = ingest(quiet_hub, *[draft(("email", f"p{n}@example.com"), type="track" if n % 2 else "identify")
+                               for n in range(5)])
+    page = client.get("/v1/events?limit=2", headers=ADMIN).json()
+    assert [e["id"] for e in page["items"]] == [str(r.id) for r in rows[:2]]
+    rest = client.get("/v1/events", params={"after": page["next_cursor"]}, headers=ADMIN).json()
+    assert [e["id"] for e in rest["items"]] == [str(r.id) for r in rows[2:]]
+    tail = client.get("/v1/events", params={"after": rest["next_cursor"]}, headers=ADMIN).json()
+    assert tail["items"] == [] and tail["next_cursor"] == rest["next_cursor"]
+    tracks = client.get("/v1/events?types=track", headers=ADMIN).json()["items"]
+    assert [e["id"] for e in tracks] == [str(rows[1].id), str(rows[3].id)]
+    one = client.get(f"/v1/events/{rows[0].id}", headers=ADMIN).json()
+    assert one["customer_id"] == str(rows[0].customer_id) and one["identities"][0]["value"] == "p0@example.com"
+    assert client.get(f"/v1/events/{rows[0].customer_id}", headers=ADMIN).status_code == 404
+    assert client.get("/v1/events?after=notacursor", headers=ADMIN).status_code == 422

@@ -1,0 +1,154 @@
+"""Resolution rules (contract §4): match, attach, merge, placeholders, shared lines, limits, accounts, traits."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from hub.models import EventRow
+from hub.runtime import Hub
+from identity.models import AccountMemberRow, CustomerRow, HistoryRow, IdentityRow
+from tests.identity.conftest import T0, customer_of, draft, ingest
+
+
+def history(hub: Hub, action: str | None = None) -> list[HistoryRow]:
+    with hub.sessions() as s:
+        stmt = select(HistoryRow).order_by(HistoryRow.id)
+        if action:
+            stmt = stmt.where(HistoryRow.action == action)
+        return list(s.scalars(stmt))
+
+
+def customer(hub: Hub, cid: object) -> CustomerRow:
+    with hub.sessions() as s:
+        row = s.get(CustomerRow, cid)
+        assert row is not None
+        return row
+
+
+def test_same_phone_in_different_formats_is_one_customer(quiet_hub: Hub) -> None:
+    a = customer_of(quiet_hub, draft(("phone", "13912345678")))
+    b = customer_of(quiet_hub, draft(("phone", "+86 139-1234-5678"), ("douyin_open_id", "d1")))
+    c = customer_of(quiet_hub, draft(("phone", "0086 139 1234 5678")))
+    assert a == b == c is not None
+    assert [h.reason for h in history(quiet_hub, "attach")] == ["seen_with_customer:message.received"]
+
+
+def test_merge_keeps_oldest_and_old_id_points_to_survivor(quiet_hub: Hub) -> None:
+    first = customer_of(quiet_hub, draft(("douyin_open_id", "d1")))
+    second = customer_of(quiet_hub, draft(("xhs_user_id", "x1")))
+    assert first != second
+    joined = customer_of(quiet_hub, draft(("douyin_open_id", "d1"), ("xhs_user_id", "x1")))
+    assert joined == first
+    assert customer(quiet_hub, second).merged_into == first
+    (merge,) = history(quiet_hub, "merge")
+    assert merge.customer_ids == [str(first), str(second)]
+    assert (merge.identity_type, merge.identity_value) == ("xhs_user_id", "x1")
+    assert merge.reason == "shared_identifier:xhs_user_id"
+    with quiet_hub.sessions() as s:
+        merged = s.scalars(select(EventRow).where(EventRow.type == "customer.merged")).one()
+        assert merged.customer_id == first and merged.source == "identity"
+        assert merged.data["properties"]["merged_customer_ids"] == [str(second)]
+        assert merged.data["properties"]["surviving_customer_id"] == str(first)
+        owners = set(s.scalars(select(IdentityRow.customer_id)))
+    assert owners == {first}
+
+
+def test_chained_merges_point_straight_at_the_survivor(quiet_hub: Hub) -> None:
+    a = customer_of(quiet_hub, draft(("douyin_open_id", "d1")))
+    b = customer_of(quiet_hub, draft(("xhs_user_id", "x1")))
+    c = customer_of(quiet_hub, draft(("pos_member_id", "p1")))
+    customer_of(quiet_hub, draft(("xhs_user_id", "x1"), ("pos_member_id", "p1")))  # c into b
+    customer_of(quiet_hub, draft(("douyin_open_id", "d1"), ("pos_member_id", "p1")))  # b into a
+    assert customer(quiet_hub, b).merged_into == a
+    assert customer(quiet_hub, c).merged_into == a
+
+
+def test_account_identifiers_never_merge_customers(quiet_hub: Hub) -> None:
+    uscc = "91350100M000100Y43"
+    alice = customer_of(quiet_hub, draft(("phone", "13912345678"), ("uscc", uscc), traits={"company": "福州某某科技"}))
+    bob = customer_of(quiet_hub, draft(("phone", "13987654321"), ("uscc", uscc)))
+    assert alice != bob
+    (order,) = ingest(quiet_hub, draft(("erp_customer_code", "C-001"), ("uscc", uscc), type="order.created"))
+    assert order.customer_id is None and order.account_id is not None
+    with quiet_hub.sessions() as s:
+        members = set(s.scalars(select(AccountMemberRow.customer_id).where(
+            AccountMemberRow.account_id == order.account_id)))
+    assert members == {alice, bob}
+
+
+def test_placeholders_are_never_matched(quiet_hub: Hub) -> None:
+    a = customer_of(quiet_hub, draft(("phone", "13333333333"), ("email", "a@example.com")))
+    b = customer_of(quiet_hub, draft(("phone", "13333333333"), ("email", "b@example.com")))
+    c = customer_of(quiet_hub, draft(("phone", "13800000000"), ("email", "c@example.com")))  # configured extra
+    d = customer_of(quiet_hub, draft(("phone", "13800000000"), ("email", "d@example.com")))
+    assert len({a, b, c, d}) == 4
+    assert customer_of(quiet_hub, draft(("email", "null"))) is None
+    with quiet_hub.sessions() as s:
+        assert not s.scalars(select(IdentityRow).where(IdentityRow.type == "phone")).all()
+
+
+def test_service_line_is_attached_but_never_merges(quiet_hub: Hub) -> None:
+    a = customer_of(quiet_hub, draft(("phone", "4008123123"), ("email", "a@example.com")))
+    b = customer_of(quiet_hub, draft(("phone", "400-812-3123"), ("email", "b@example.com")))
+    assert a != b
+    with quiet_hub.sessions() as s:
+        holders = s.scalars(select(IdentityRow).where(IdentityRow.value == "+864008123123")).all()
+    assert {h.customer_id for h in holders} == {a, b} and all(h.shared for h in holders)
+    (refused,) = history(quiet_hub, "merge_refused")
+    assert refused.reason == "shared_line" and set(refused.customer_ids) == {str(a), str(b)}
+
+
+def test_household_landline_keeps_two_people_apart(quiet_hub: Hub) -> None:
+    landline = "010-62345678"
+    mum = customer_of(quiet_hub, draft(("phone", "13912345678"), ("phone", landline)))
+    son = customer_of(quiet_hub, draft(("phone", "13987654321"), ("phone", landline)))
+    assert mum != son
+    # An event with only the landline goes to whoever used it last, and merges nothing.
+    assert customer_of(quiet_hub, draft(("phone", landline))) == son
+    assert customer(quiet_hub, mum).merged_into is None
+    # A line only one customer ever used still identifies them when it is all an event has.
+    solo = customer_of(quiet_hub, draft(("phone", "021-54321098"), ("email", "solo@example.com")))
+    assert customer_of(quiet_hub, draft(("phone", "02154321098"))) == solo
+
+
+def test_web_user_id_limit_demotes_the_anonymous_id(quiet_hub: Hub) -> None:
+    u1 = customer_of(quiet_hub, draft(("web_user_id", "u1"), ("web_anonymous_id", "anon")))
+    u2 = customer_of(quiet_hub, draft(("web_user_id", "u2"), ("web_anonymous_id", "anon")))
+    assert u1 != u2
+    (refused,) = history(quiet_hub, "merge_refused")
+    assert refused.reason == "limit_exceeded:web_user_id"
+    assert (refused.identity_type, refused.identity_value) == ("web_anonymous_id", "anon")
+    assert customer_of(quiet_hub, draft(("web_anonymous_id", "anon"))) == u1
+
+
+def test_five_emails_then_a_sixth_is_refused(quiet_hub: Hub) -> None:
+    cid = customer_of(quiet_hub, draft(("phone", "13912345678")))
+    for n in range(5):
+        assert customer_of(quiet_hub, draft(("phone", "13912345678"), ("email", f"e{n}@example.com"))) == cid
+    assert customer_of(quiet_hub, draft(("phone", "13912345678"), ("email", "e5@example.com"))) == cid
+    with quiet_hub.sessions() as s:
+        emails = s.scalars(select(IdentityRow.value).where(IdentityRow.type == "email")).all()
+    assert len(emails) == 5 and "e5@example.com" not in emails
+    assert [h.reason for h in history(quiet_hub, "merge_refused")] == ["limit_exceeded:email"]
+
+
+def test_limit_blocks_a_merge_of_two_customers(quiet_hub: Hub) -> None:
+    a = customer_of(quiet_hub, draft(("web_user_id", "u1"), ("phone", "13912345678")))
+    b = customer_of(quiet_hub, draft(("web_user_id", "u2"), ("email", "b@example.com")))
+    c = customer_of(quiet_hub, draft(("phone", "13912345678"), ("email", "b@example.com")))
+    assert c == a and customer(quiet_hub, b).merged_into is None
+    assert history(quiet_hub, "merge_refused")[0].customer_ids == [str(a), str(b)]
+
+
+def test_traits_latest_non_empty_wins_with_source_and_time(quiet_hub: Hub) -> None:
+    phone = ("phone", "13912345678")
+    ingest(quiet_hub, draft(phone, at=T0.replace(day=5), traits={"name": "张三", "city": "福州"}), source="pos")
+    ingest(quiet_hub, draft(phone, at=T0.replace(day=2), traits={"name": "老张"}), source="erp")  # older: loses
+    (row,) = ingest(quiet_hub, draft(phone, at=T0.replace(day=9), traits={"city": "厦门", "name": ""}),
+                    source="douyin")
+    traits = customer(quiet_hub, row.customer_id).traits
+    assert traits["name"]["value"] == "张三" and traits["name"]["source"] == "pos"
+    assert traits["city"] == {"value": "厦门", "source": "douyin", "at": T0.replace(day=9).isoformat(),
+                              "event_id": str(row.id)}
+    got = customer(quiet_hub, row.customer_id)
+    assert got.last_activity_at == T0.replace(day=9) and got.last_source == "douyin"
