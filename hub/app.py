@@ -4,11 +4,35 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from starlette.routing import Match, Route
+from starlette.types import Receive, Scope, Send
 
 from hub import api, quality_api
 from hub.runtime import Hub, get_hub, set_hub
+
+
+class HubApp(FastAPI):
+    """FastAPI, plus hot routes (platform pushes) dispatched before the middleware stack and router.
+
+    A hot route's endpoint is a raw ASGI app; it must answer every request it matches itself
+    (an exception becomes the server's plain 500).
+    """
+
+    hot_routes: list[Route]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.hot_routes:
+            for route in self.hot_routes:
+                match, child = route.matches(scope)
+                if match is Match.FULL:
+                    scope.update(child)
+                    scope["app"] = self
+                    await route.endpoint(scope, receive, send)
+                    return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(hub: Hub | None = None, *, manage_lifecycle: bool = True) -> FastAPI:
@@ -27,7 +51,7 @@ def create_app(hub: Hub | None = None, *, manage_lifecycle: bool = True) -> Fast
         if manage_lifecycle:
             hub.stop()
 
-    app = FastAPI(title="crmhub", version="0.1.0", lifespan=lifespan,
+    app = HubApp(title="crmhub", version="0.1.0", lifespan=lifespan,
                   description="Integration hub for CRMs sold into the Chinese market.")
     app.state.hub = hub
     app.state.admin_token = hub.settings.resolved_admin_token()[0]
@@ -35,6 +59,13 @@ def create_app(hub: Hub | None = None, *, manage_lifecycle: bool = True) -> Fast
     app.include_router(api.router)
     app.include_router(api.admin)
     app.include_router(quality_api.router)
+    hot: list[Route] = []
+
+    def add_hot(path: str, endpoint: Any, methods: list[str] | None = None) -> None:
+        hot.append(Route(path, endpoint, methods=methods, include_in_schema=False))
+
+    hub.pm.hook.register_hot_routes(add=add_hot)
+    app.hot_routes = hot
     plugin_router = APIRouter()
     hub.pm.hook.register_routes(router=plugin_router)
     app.include_router(plugin_router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import sys
@@ -59,7 +60,12 @@ def serve(host: str, port: int) -> None:
         click.echo(f"Generated admin token (stored in {settings.data_dir / 'admin.token'}, shown once):\n  {token}")
     mode = f"Celery via {settings.broker_url}" if settings.broker_url else "in-process tasks"
     click.echo(f"crmhub on http://{host}:{port}  database={_redact(settings.database_url)}  runtime={mode}")
-    uvicorn.run(create_app(hub), host=host, port=port, log_level="warning", access_log=False)
+    app = create_app(hub)
+    # Everything imported so far lives as long as the process: keep it out of the cyclic GC's
+    # scans, so collections during traffic stay short (fewer latency spikes on the request path).
+    gc.collect()
+    gc.freeze()
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 
 def _redact(url: str) -> str:

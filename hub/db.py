@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,6 +67,28 @@ class Timestamps:
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+_WRITE_LOCKS: dict[int, threading.RLock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def write_lock(engine: Engine) -> Iterator[None]:
+    """Serialise this process's write transactions on SQLite (a no-op elsewhere).
+
+    SQLite allows one writer. Threads that race for it otherwise fall into its busy handler,
+    which sleeps in growing steps, or fail outright when a read snapshot must upgrade to a
+    write ("database is locked"). Taking a Python lock first turns that into a fair, instant
+    hand-over between this process's threads. Other processes are still handled by SQLite.
+    """
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    with _WRITE_LOCKS_GUARD:
+        lock = _WRITE_LOCKS.setdefault(id(engine), threading.RLock())
+    with lock:
+        yield
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         connect_args = {"check_same_thread": False, "timeout": 30}
@@ -96,16 +119,18 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """The request/task boundary: commit on success, roll back on error, then run after-commit work."""
     session = factory()
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        session.info.pop("after_commit", None)
-        raise
-    finally:
-        callbacks = session.info.pop("after_commit", [])
-        session.close()
+    bind = factory.kw.get("bind")
+    with write_lock(bind) if isinstance(bind, Engine) else nullcontext():
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            session.info.pop("after_commit", None)
+            raise
+        finally:
+            callbacks = session.info.pop("after_commit", [])
+            session.close()
     for callback in callbacks:
         callback()
 

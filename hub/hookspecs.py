@@ -42,6 +42,19 @@ def register_routes(router: APIRouter) -> None:
 
 
 @hookspec
+def register_hot_routes(add: Callable[..., None]) -> None:
+    """Add raw ASGI endpoints on the ingest hot path, dispatched before FastAPI's middleware and router.
+
+    The API stack (middleware, dependency injection, nested routers) costs more per request
+    than a platform's push should; hot routes skip it. Paths should be specific (use the
+    `uuid` convertor) so everything else still reaches the API router.
+
+    :param add: call `add(path, endpoint, methods=[...])`; `async endpoint(scope, receive, send)`
+        answers every request it matches (path params are in `scope["path_params"]`, the app in `scope["app"]`).
+    """
+
+
+@hookspec
 def register_commands(cli: click.Group) -> None:
     """Add this package's commands to the `crmhub` CLI.
 

@@ -25,6 +25,7 @@ from sqlalchemy import insert as generic_insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from hub.db import write_lock
 from hub.models import RAW_PENDING, InboundRejection, RawEvent
 from hub.schemas import utcnow
 from hub.tasks import enqueue
@@ -43,7 +44,8 @@ class RawSubmission:
     body: bytes
     event_count: int = 1
     received_at: datetime = field(default_factory=utcnow)
-    future: Future[tuple[int | None, bool]] = field(default_factory=Future)
+    # An asyncio future (request path) or a concurrent one (sync callers); set by the writer thread.
+    future: asyncio.Future[tuple[int | None, bool]] | Future[tuple[int | None, bool]] | None = None
 
 
 @dataclass
@@ -79,12 +81,16 @@ class RawWriter:
 
     async def submit(self, item: RawSubmission) -> tuple[int | None, bool]:
         """Store `item` durably; returns (raw id, True) if new or (None, False) for a redelivery."""
+        future: asyncio.Future[tuple[int | None, bool]] = asyncio.get_running_loop().create_future()
+        item.future = future
         self._queue.put(item)
-        return await asyncio.wrap_future(item.future)
+        return await future
 
     def submit_sync(self, item: RawSubmission) -> tuple[int | None, bool]:
+        future: Future[tuple[int | None, bool]] = Future()
+        item.future = future
         self._queue.put(item)
-        return item.future.result(timeout=60)
+        return future.result(timeout=60)
 
     def reject(self, rejection: Rejection) -> None:
         """Count a refused request for source health; best effort, never blocks the answer."""
@@ -120,20 +126,38 @@ class RawWriter:
             results = store_raw_batch(self.hub, submissions, rejections)
         except Exception as exc:  # the database is down: every waiting request gets a 5xx
             log.exception("raw-event batch of %d failed", len(submissions))
-            for sub in submissions:
-                if not sub.future.done():
-                    sub.future.set_exception(exc)
+            _settle([(sub.future, None, exc) for sub in submissions])
             return
         self.batches += 1
         self.rows += len(submissions)
-        for sub, result in zip(submissions, results, strict=True):
-            sub.future.set_result(result)
+        _settle([(sub.future, result, None) for sub, result in zip(submissions, results, strict=True)])
         for raw_id, is_new in results:
             if is_new and raw_id is not None:
                 try:
                     enqueue("hub.pipeline.process_raw", raw_id)
                 except Exception:  # broker down: the row is durable, the sweep re-queues it
                     log.exception("could not enqueue raw event %s", raw_id)
+
+
+def _settle(outcomes: list[tuple[Any, Any, BaseException | None]]) -> None:
+    """Answer the waiting requests: one wake-up per event loop for the whole batch."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, BaseException | None]]] = {}
+    for future, result, exc in outcomes:
+        if isinstance(future, asyncio.Future):
+            by_loop.setdefault(future.get_loop(), []).append((future, result, exc))
+        elif future is not None and not future.done():
+            future.set_exception(exc) if exc is not None else future.set_result(result)
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle_in_loop, items)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+
+def _settle_in_loop(items: list[tuple[Any, Any, BaseException | None]]) -> None:
+    for future, result, exc in items:
+        if not future.done():
+            future.set_exception(exc) if exc is not None else future.set_result(result)
 
 
 def _insert_for(dialect: str) -> Any:
@@ -168,16 +192,18 @@ def store_raw_batch(
             }
         )
     inserted: dict[tuple[uuid.UUID, str], int] = {}
-    with hub.transaction() as session:
+    raw_table, rejection_table = RawEvent.__table__, InboundRejection.__table__
+    # Core, not the ORM: this runs for every inbound request and the unit of work adds nothing here.
+    with write_lock(hub.engine), hub.engine.begin() as conn:
         if rows:
             # One constant statement run as executemany ("insertmanyvalues"): compiled once, cached,
             # and RETURNING yields only the rows actually inserted.
             stmt = (
-                insert(RawEvent)
+                insert(raw_table)
                 .on_conflict_do_nothing(index_elements=["source_id", "dedup_key"])
-                .returning(RawEvent.id, RawEvent.source_id, RawEvent.dedup_key)
+                .returning(raw_table.c.id, raw_table.c.source_id, raw_table.c.dedup_key)
             )
-            for raw_id, source_id, dedup_key in session.execute(stmt, rows):
+            for raw_id, source_id, dedup_key in conn.execute(stmt, rows):
                 inserted[(source_id, dedup_key)] = raw_id
         # A redelivery stores no raw row; log it (status 200, code "duplicate") so source health can count it.
         rejections = [
@@ -190,8 +216,8 @@ def store_raw_batch(
             ),
         ]
         if rejections:
-            session.execute(
-                generic_insert(InboundRejection),
+            conn.execute(
+                generic_insert(rejection_table),
                 [
                     {"source_id": r.source_id, "status_code": r.status_code, "code": r.code, "at": r.at}
                     for r in rejections

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from hub.schemas import UnifiedEvent
 
-__all__ = ["event_stored", "register_routes", "register_schedules"]
+__all__ = ["event_stored", "register_hot_routes", "register_routes", "register_schedules"]
 
 
 @hookimpl(trylast=True)  # the /hooks/{source_id} catch-all must come after specific /hooks/… routes
@@ -24,6 +24,14 @@ def register_routes(router: APIRouter) -> None:
     router.include_router(api.router)
     router.include_router(ops.router)
     router.include_router(inbound.router)
+
+
+@hookimpl
+def register_hot_routes(add: Callable[..., None]) -> None:
+    from webhooks import inbound
+
+    for path, endpoint in inbound.HOT_ROUTES:
+        add(path, endpoint, methods=inbound.HOOK_METHODS)
 
 
 @hookimpl

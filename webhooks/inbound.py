@@ -2,12 +2,20 @@
 
 Everything slow (parsing, identity, delivery) happens after the answer, from the
 stored raw request, so a platform's retry timer never fires because we were busy.
+
+Two entries share one core (`accept`): a raw ASGI app on the hot path for UUID source
+ids (registered with `register_hot_routes`, it skips FastAPI's router and middleware
+stack, which cost more than the work itself), and an API route that answers every other
+`/hooks/...` path with a 404 naming the problem.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -23,62 +31,104 @@ router = APIRouter()
 HOOK_METHODS = ["GET", "POST", "PUT"]
 
 
-def _respond(reply: Reply) -> Response:
-    return Response(reply.content(), status_code=reply.status, media_type=reply.media_type, headers=reply.headers)
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
+async def _read_body(declared: str | None, chunks: AsyncIterator[bytes], limit: int) -> bytes:
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body of {declared} bytes exceeds the {limit}-byte limit")
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    parts, size = [], 0
+    async for chunk in chunks:
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"body exceeds the {limit}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
-async def receive(request: Request, source_id: str, path: str = "") -> Response:
-    hub: Hub = request.app.state.hub
+async def accept(
+    hub: Hub,
+    *,
+    method: str,
+    source_id: str,
+    path: str,
+    headers: Mapping[str, str],
+    query: Mapping[str, str],
+    body: AsyncIterator[bytes],
+) -> Reply:
+    """Verify, store durably, and build the platform's answer. `headers` names are lower-case."""
     started = time.perf_counter()
     try:
-        sid = uuid.UUID(source_id)
-    except ValueError:
-        err = NotFound(f"no source {source_id!r}", code="source_not_found")
-        return _respond(Reply(404, err.to_body()))
-    try:
-        source = hub.active_source(sid)
-    except NotFound as err:
-        return _respond(Reply(404, err.to_body()))
+        source = hub.active_source(uuid.UUID(source_id))
+    except (ValueError, NotFound):
+        return Reply(404, NotFound(f"no enabled source {source_id!r}", code="source_not_found").to_body())
     connector, config = source.connector, source.config
     inbound: InboundRequest | None = None
     try:
-        body = await _read_body(request, hub.settings.max_body_bytes)
-        inbound = InboundRequest(
-            method=request.method, body=body, path=path,
-            headers={k.lower(): v for k, v in request.headers.items()},
-            query=dict(request.query_params),
-        )
+        raw = await _read_body(headers.get("content-length"), body, hub.settings.max_body_bytes)
+        inbound = InboundRequest(method=method, body=raw, path=path, headers=headers, query=query)
         connector.verify(inbound, config)
         handshake = connector.handshake(inbound, config)
         if handshake is not None:
-            return _respond(handshake)
+            return handshake
         dedup_key = connector.dedup_key(inbound, config)
         count = connector.event_count(inbound, config)
     except HubError as err:
         if isinstance(err, VerificationError | PayloadError | PayloadTooLarge):
-            hub.writer.reject(Rejection(sid, err.status_code, err.code))
+            hub.writer.reject(Rejection(source.id, err.status_code, err.code))
         metrics.INGEST_REQUESTS.labels(connector.name, err.code).inc()
-        return _respond(connector.error_reply(inbound, err))
-    submission = RawSubmission(sid, dedup_key[:300], inbound.to_record(), inbound.body, count)
+        return connector.error_reply(inbound, err)
+    submission = RawSubmission(source.id, dedup_key[:300], inbound.to_record(), inbound.body, count)
     _, is_new = await hub.writer.submit(submission)
     metrics.INGEST_REQUESTS.labels(connector.name, "accepted" if is_new else "duplicate").inc()
     metrics.INGEST_LATENCY.labels(connector.name).observe(time.perf_counter() - started)
-    reply = connector.ack(inbound, config, accepted=count if is_new else 0, duplicates=0 if is_new else count)
-    return _respond(reply)
+    return connector.ack(inbound, config, accepted=count if is_new else 0, duplicates=0 if is_new else count)
 
 
-router.add_api_route("/hooks/{source_id}", receive, methods=HOOK_METHODS, include_in_schema=False)
-router.add_api_route("/hooks/{source_id}/{path:path}", receive, methods=HOOK_METHODS, include_in_schema=False)
+# ---------------------------------------------------------------- the hot path (raw ASGI)
+
+
+async def hooks_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """`/hooks/{uuid}[/{path}]` as a bare ASGI app: no Request/Response objects on the way."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            yield message.get("body", b"")
+            if not message.get("more_body", False):
+                return
+
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+    params = scope.get("path_params", {})
+    reply = await accept(
+        scope["app"].state.hub, method=scope["method"], source_id=str(params["source_id"]),
+        path=params.get("path", ""), headers=headers, query=query, body=chunks(),
+    )
+    content = reply.content()
+    response_headers = [(b"content-type", reply.media_type.encode()), (b"content-length", str(len(content)).encode())]
+    response_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
+    await send({"type": "http.response.start", "status": reply.status, "headers": response_headers})
+    await send({"type": "http.response.body", "body": content})
+
+
+HOT_ROUTES = (
+    ("/hooks/{source_id:uuid}", hooks_asgi),
+    ("/hooks/{source_id:uuid}/{path:path}", hooks_asgi),
+)
+
+
+# ---------------------------------------------------------------- everything else under /hooks
+
+
+async def receive_api(request: Request, source_id: str, path: str = "") -> Response:
+    reply = await accept(
+        request.app.state.hub, method=request.method, source_id=source_id, path=path,
+        headers={k.lower(): v for k, v in request.headers.items()}, query=dict(request.query_params),
+        body=request.stream(),
+    )
+    return Response(reply.content(), status_code=reply.status, media_type=reply.media_type, headers=reply.headers)
+
+
+# Non-UUID ids reach these API routes (and get a 404 naming the problem); UUIDs take the hot path.
+router.add_api_route("/hooks/{source_id}", receive_api, methods=HOOK_METHODS, include_in_schema=False)
+router.add_api_route("/hooks/{source_id}/{path:path}", receive_api, methods=HOOK_METHODS, include_in_schema=False)

@@ -55,6 +55,15 @@ class Recorder:
             return {"hello": "from a plugin"}
 
     @hookimpl
+    def register_hot_routes(self, add: Any) -> None:
+        from starlette.responses import PlainTextResponse
+
+        async def hot(scope: Any, receive: Any, send: Any) -> None:
+            await PlainTextResponse(f"hot {scope['path_params']['n']}")(scope, receive, send)
+
+        add("/hot/{n:int}", hot, methods=["GET"])
+
+    @hookimpl
     def register_commands(self, cli: click.Group) -> None:
         self.calls.append(("register_commands", cli))
 
@@ -112,6 +121,16 @@ def test_hook_register_routes(plugged: Any) -> None:
 
     hub, _ = plugged
     client = TestClient(create_app(hub, manage_lifecycle=False))
+    assert client.get("/echo-route").json() == {"hello": "from a plugin"}
+
+
+def test_hook_register_hot_routes(plugged: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    hub, _ = plugged
+    client = TestClient(create_app(hub, manage_lifecycle=False))
+    assert client.get("/hot/42").text == "hot 42"
+    assert client.get("/hot/not-a-number").status_code == 404  # falls through to the API router
     assert client.get("/echo-route").json() == {"hello": "from a plugin"}
 
 
