@@ -84,7 +84,9 @@ def lookup_task(uscc: str) -> str:
     except RetryableError:
         raise
     except HubError as exc:
-        log.warning("company lookup for %s failed: %s", uscc, exc.message)
+        # No registry configured is a deployment choice, not a fault: say so quietly.
+        level = logging.INFO if exc.code == "no_registry_source" else logging.WARNING
+        log.log(level, "company lookup for %s failed: %s", uscc, exc.message)
         return "error"
     return outcome
 

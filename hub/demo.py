@@ -79,7 +79,7 @@ def run_demo(workdir: str | None = None, console: Console | None = None) -> dict
         with httpx.Client(base_url=base, headers={"authorization": f"Bearer {token}"}, timeout=30) as client:
             report = _feed(hub, client, console)
             hub.runner.join(timeout=120)
-            _print_view(hub, console, report)
+            _print_view(hub, client, console, report)
     finally:
         server.should_exit = True
         thread.join(timeout=15)
@@ -140,54 +140,63 @@ def _feed(hub: Any, client: httpx.Client, console: Console) -> dict[str, Any]:
     return {"requests": len(planned), "statuses": dict(statuses)}
 
 
-def _print_view(hub: Any, console: Console, report: dict[str, Any]) -> None:
+def _print_view(hub: Any, client: httpx.Client, console: Console, report: dict[str, Any]) -> None:
+    """The 360° view, read through the public API (so merges and splits are honoured)."""
     from sqlalchemy import func, select
 
     from hub.models import EventRow, QuarantineRow
 
     with hub.sessions() as session:
-        rows = session.execute(
-            select(EventRow.customer_id, func.count(func.distinct(EventRow.source)).label("n"))
-            .where(EventRow.customer_id.is_not(None))
-            .group_by(EventRow.customer_id)
-            .order_by(func.count(func.distinct(EventRow.source)).desc(), func.count().desc())
-            .limit(3)
-        ).all()
         total_events = session.scalar(select(func.count()).select_from(EventRow)) or 0
-        customers = session.scalar(select(func.count(func.distinct(EventRow.customer_id)))) or 0
         quarantined = session.scalar(select(func.count()).select_from(QuarantineRow)) or 0
-        report.update(events=total_events, customers=customers, quarantined=quarantined)
-        console.print(
-            f"The hub stored [bold]{total_events}[/] unified events for [bold]{customers}[/] customers "
-            f"([bold]{quarantined}[/] quarantined with a reason).\n"
-        )
-        for customer_id, n_sources in rows:
-            events = session.scalars(
-                select(EventRow).where(EventRow.customer_id == customer_id).order_by(EventRow.occurred_at)
-            ).all()
-            idents = sorted({(i["type"], i["value"]) for e in events for i in e.data.get("identities", [])})
-            table = Table(show_header=True, header_style="bold", box=None)
-            table.add_column("when (UTC+8)")
-            table.add_column("source")
-            table.add_column("event")
-            table.add_column("detail")
-            for e in events:
-                table.add_row(_local(e.occurred_at), e.source, e.type, _detail(e.data))
-            ids = ", ".join(f"{t}:{v}" for t, v in idents)
-            console.print(Panel(table, title=f"customer {customer_id} · {n_sources} sources", subtitle=ids[:160]))
+        raw_ids = {str(c) for c in session.scalars(select(EventRow.customer_id).where(EventRow.customer_id.is_not(None)))}
+    survivors: dict[str, dict[str, Any]] = {}
+    for customer_id in sorted(raw_ids):
+        resp = client.get(f"/v1/customers/{customer_id}")
+        if resp.status_code != 200:  # no identity plugin: show the ids as stored
+            survivors.setdefault(customer_id, {"id": customer_id, "identities": []})
+            continue
+        customer = resp.json()
+        survivors.setdefault(customer["id"], customer)
+    journeys = {cid: _journey(client, cid) for cid in survivors}
+    report.update(events=total_events, customers=len(survivors), quarantined=quarantined)
+    console.print(f"The hub stored [bold]{total_events}[/] unified events for [bold]{len(survivors)}[/] customers "
+                  f"([bold]{quarantined}[/] quarantined with a reason).\n")
+    ranked = sorted(survivors, key=lambda c: (-len({e["source"] for e in journeys[c]}), -len(journeys[c])))
+    for customer_id in ranked[:3]:
+        events = journeys[customer_id]
+        table = Table(show_header=True, header_style="bold", box=None)
+        for column in ("when (UTC+8)", "source", "event", "detail"):
+            table.add_column(column)
+        for e in events:
+            table.add_row(_local(e["occurred_at"]), e["source"], e["type"], _detail(e))
+        idents = ", ".join(f"{i['type']}:{i['value']}" for i in survivors[customer_id].get("identities", []))
+        n_sources = len({e["source"] for e in events})
+        console.print(Panel(table, title=f"customer {customer_id} · {n_sources} sources", subtitle=idents[:160]))
 
 
-def _local(when: Any) -> str:
-    from datetime import timedelta, timezone
+def _journey(client: httpx.Client, customer_id: str) -> list[dict[str, Any]]:
+    resp = client.get(f"/v1/customers/{customer_id}/events", params={"limit": 500})
+    return list(resp.json()["items"]) if resp.status_code == 200 else []
 
-    return str(when.astimezone(timezone(timedelta(hours=8))).strftime("%Y-%m-%d %H:%M"))
+
+def _local(when: str) -> str:
+    from datetime import datetime, timedelta, timezone
+
+    return datetime.fromisoformat(when).astimezone(timezone(timedelta(hours=8))).strftime("%Y-%m-%d %H:%M")
 
 
 def _detail(data: dict[str, Any]) -> str:
+    """One human line per event: what a rep would want to see in the journey."""
     props = data.get("properties") or {}
-    for key in ("text", "summary_line", "event", "name", "order_no", "duration_s", "form"):
+    if data.get("type", "").startswith("call.") and props.get("duration_s") is not None:
+        return f"{props.get('direction', '')} call, {props['duration_s']} s".strip()
+    for key in ("text", "summary_line", "order_no", "event", "name"):
         value = props.get(key)
-        if value:
+        if isinstance(value, str | int | float) and str(value).strip():
             return str(value)[:60]
+    form = props.get("form")
+    if isinstance(form, dict):
+        return " · ".join(str(v) for v in form.values() if isinstance(v, str | int))[:60]
     campaign = data.get("campaign") or {}
     return str(campaign.get("name") or campaign.get("source") or "")[:60]
