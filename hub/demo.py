@@ -149,7 +149,8 @@ def _print_view(hub: Any, client: httpx.Client, console: Console, report: dict[s
     with hub.sessions() as session:
         total_events = session.scalar(select(func.count()).select_from(EventRow)) or 0
         quarantined = session.scalar(select(func.count()).select_from(QuarantineRow)) or 0
-        raw_ids = {str(c) for c in session.scalars(select(EventRow.customer_id).where(EventRow.customer_id.is_not(None)))}
+        stored = select(EventRow.customer_id).where(EventRow.customer_id.is_not(None))
+        raw_ids = {str(c) for c in session.scalars(stored)}
     survivors: dict[str, dict[str, Any]] = {}
     for customer_id in sorted(raw_ids):
         resp = client.get(f"/v1/customers/{customer_id}")
