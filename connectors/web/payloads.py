@@ -31,7 +31,7 @@ def decode_body(body: bytes, content_encoding: str | None) -> bytes:
 def read_messages(raw: bytes, call: str) -> list[Any]:
     """The request's messages (each still untrusted). Raises PayloadError (HTTP 400) as Segment does."""
     try:
-        doc = json.loads(raw)
+        doc = json.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise PayloadError(f"body is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(doc, dict):
@@ -45,7 +45,8 @@ def read_messages(raw: bytes, call: str) -> list[Any]:
         context = doc.get("context") if isinstance(doc.get("context"), dict) else None
         messages = []
         for item in batch:
-            size = len(json.dumps(item, ensure_ascii=False, default=str).encode())
+            # A batch no larger than one message's limit cannot hold an oversized message.
+            size = len(json.dumps(item, ensure_ascii=False, default=str).encode()) if len(raw) > MAX_EVENT_BYTES else 0
             if size > MAX_EVENT_BYTES:
                 raise PayloadError(f"a message of {size} bytes exceeds {MAX_EVENT_BYTES}", code="message_too_large")
             if context and isinstance(item, dict):
