@@ -74,34 +74,25 @@ def make_hub(settings: Settings, *, plugins: str | None = None, runner: object =
     return hub
 
 
-@pytest.fixture(params=["sqlite"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'hub.db'}"
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[Hub]:
-    h = make_hub(make_settings(tmp_path))
+def running(h: Hub) -> Iterator[Hub]:
+    """Start the hub's runner for the test, then stop it and release the database."""
     h.start()
     yield h
     h.stop()
     h.engine.dispose()
     set_hub(None)
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[Hub]:
+    yield from running(make_hub(make_settings(tmp_path)))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def any_hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Hub]:
     """The same test on SQLite and on PostgreSQL."""
-    if request.param == "postgres":
-        url = request.getfixturevalue("pg_url")
-        h = make_hub(make_settings(tmp_path, url))
-    else:
-        h = make_hub(make_settings(tmp_path))
-    h.start()
-    yield h
-    h.stop()
-    h.engine.dispose()
-    set_hub(None)
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+    yield from running(make_hub(make_settings(tmp_path, url)))
 
 
 @pytest.fixture

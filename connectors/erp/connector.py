@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from typing import Any
 
 import httpx
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 
-from hub import Connector, EventDraft, InboundRequest, ParseContext
-from hub.errors import PayloadError, QuarantineError, VerificationError
+from hub import Connector, EventDraft, InboundRequest, ParseContext, push
+from hub.errors import PayloadError, QuarantineError
 
 from .mapping import changes_between, is_older, to_draft, version_of
-from .payloads import ErpOrder, event_id_of, read_items
+from .payloads import ErpOrder
 from .pull import OrderPuller
 
-SIGNATURE_HEADER = "x-hub-signature-256"
 PULLED_MARKER = "x-crmhub-pulled"
 
 
@@ -37,19 +34,6 @@ class ErpConfig(BaseModel):
         return bool(self.base_url and self.client_id and self.client_secret and self.token_url)
 
 
-def verify_hub_signature(request: InboundRequest, secret: str) -> None:
-    """`X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, raw body)>`, compared in constant time."""
-    header = (request.header(SIGNATURE_HEADER) or "").strip()
-    if not header:
-        raise VerificationError("X-Hub-Signature-256 header is missing", code="missing_signature")
-    scheme, _, given = header.partition("=")
-    if scheme.lower() != "sha256" or not given:
-        raise VerificationError("X-Hub-Signature-256 must be sha256=<hex>", code="malformed_signature")
-    expected = hmac.new(secret.encode(), request.body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, given.strip().lower()):
-        raise VerificationError("X-Hub-Signature-256 does not match the body", code="bad_signature")
-
-
 def pulled_event_id(item: dict[str, Any]) -> str:
     """A pulled order version's id: the same version pulled twice is one event."""
     return f"pull:{item.get('order_no')}:{item.get('updated_at')}"
@@ -65,23 +49,18 @@ class ErpConnector(Connector):
 
     # ------------------------------------------------------------- push
     def verify(self, request: InboundRequest, config: ErpConfig) -> None:
-        verify_hub_signature(request, config.secret.get_secret_value())
+        push.verify_signature(request, config.secret.get_secret_value())
 
     def dedup_key(self, request: InboundRequest, config: ErpConfig) -> str:
-        ids = [event_id_of(item) for item in read_items(request.body)]
-        if any(i is None for i in ids):
-            return "sha256:" + hashlib.sha256(request.body).hexdigest()
-        if len(ids) == 1:
-            return f"event:{ids[0]}"
-        return "events:" + hashlib.sha256("\n".join(sorted(str(i) for i in ids)).encode()).hexdigest()
+        return push.dedup_key(request.body)
 
     def event_count(self, request: InboundRequest, config: ErpConfig) -> int:
-        return len(read_items(request.body))
+        return len(push.read_items(request.body))
 
     # ------------------------------------------------------------- pipeline
     def parse(self, request: InboundRequest, config: ErpConfig, ctx: ParseContext) -> list[EventDraft]:
         try:
-            items = read_items(request.body)
+            items = push.read_items(request.body)
         except PayloadError as exc:
             raise QuarantineError(exc.code, exc.message) from exc
         pulled = request.header(PULLED_MARKER) is not None

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from hub.errors import PayloadError
-
-MAX_EVENTS = 500
 
 
 class ErpOrder(BaseModel):
@@ -37,22 +32,3 @@ class ErpOrder(BaseModel):
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-def read_items(body: bytes) -> list[Any]:
-    """The body as a list of JSON objects (one object or an array); PayloadError (400) otherwise."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PayloadError(f"body is not valid JSON: {exc}", code="invalid_json") from exc
-    items = data if isinstance(data, list) else [data]
-    if not items or len(items) > MAX_EVENTS:
-        raise PayloadError(f"send 1 to {MAX_EVENTS} events", code="bad_event_count")
-    if not all(isinstance(item, dict) for item in items):
-        raise PayloadError("every event must be a JSON object", code="invalid_event")
-    return items
-
-
-def event_id_of(item: dict[str, Any]) -> str | None:
-    value = item.get("event_id")
-    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
-        return None
-    return str(value).strip()

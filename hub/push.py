@@ -1,0 +1,69 @@
+"""The push format the hub itself defines for POS and ERP middleware (contract §9).
+
+`POST /hooks/{source_id}`, JSON (one event or an array), header
+`X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, raw body)>`, dedup on `event_id`.
+Kept in the kernel because several connectors speak it and connectors never import
+each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+
+from hub.connector import InboundRequest
+from hub.errors import PayloadError, VerificationError
+
+SIGNATURE_HEADER = "x-hub-signature-256"
+MAX_EVENTS = 500
+
+
+def sign(body: bytes, secret: str) -> str:
+    """The header value a sender puts on `body` (used by demos and tests)."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(request: InboundRequest, secret: str) -> None:
+    """Check `X-Hub-Signature-256` against the raw body, in constant time."""
+    header = (request.header(SIGNATURE_HEADER) or "").strip()
+    if not header:
+        raise VerificationError("X-Hub-Signature-256 header is missing", code="missing_signature")
+    scheme, _, given = header.partition("=")
+    if scheme.lower() != "sha256" or not given:
+        raise VerificationError("X-Hub-Signature-256 must be sha256=<hex>", code="malformed_signature")
+    expected = hmac.new(secret.encode(), request.body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, given.strip().lower()):
+        raise VerificationError("X-Hub-Signature-256 does not match the body", code="bad_signature")
+
+
+def read_items(body: bytes, max_events: int = MAX_EVENTS) -> list[dict[str, Any]]:
+    """The body as a list of raw event objects; PayloadError (400) if it is not JSON objects."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PayloadError(f"body is not valid JSON: {exc}", code="invalid_json") from exc
+    items = data if isinstance(data, list) else [data]
+    if not items or len(items) > max_events:
+        raise PayloadError(f"send 1 to {max_events} events", code="bad_event_count")
+    if not all(isinstance(item, dict) for item in items):
+        raise PayloadError("every event must be a JSON object", code="invalid_event")
+    return items
+
+
+def event_id_of(item: dict[str, Any]) -> str | None:
+    value = item.get("event_id")
+    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
+        return None
+    return str(value).strip()
+
+
+def dedup_key(body: bytes) -> str:
+    """`event:<id>` for one event, `events:<sha256 of sorted ids>` for an array; a body hash without ids."""
+    ids = [event_id_of(item) for item in read_items(body)]
+    if any(i is None for i in ids):
+        return "sha256:" + hashlib.sha256(body).hexdigest()
+    if len(ids) == 1:
+        return f"event:{ids[0]}"
+    return "events:" + hashlib.sha256("\n".join(sorted(str(i) for i in ids)).encode()).hexdigest()
