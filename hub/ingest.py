@@ -71,18 +71,24 @@ class RawWriter:
         self.batches = 0
         self.rows = 0
         self.last_write_at = 0.0
+        self.last_submit_at = 0.0
         runner = hub.runner
         if hasattr(runner, "ingest_busy"):
             runner.ingest_busy = self.busy
 
-    def busy(self, window_s: float = 0.02) -> bool:
-        """Did requests arrive in the last `window_s`? (The in-process runner defers to them.)"""
-        return not self._queue.empty() or time.monotonic() - self.last_write_at < window_s
+    def busy(self, window_s: float = 0.1) -> bool:
+        """Did requests arrive in the last `window_s`? (The in-process runner defers to them.)
+
+        Measured on arrivals, not commits: a background task that hogs the GIL delays commits,
+        which must not make the request path look idle and let the task hog it further.
+        """
+        return not self._queue.empty() or time.monotonic() - self.last_submit_at < window_s
 
     async def submit(self, item: RawSubmission) -> tuple[int | None, bool]:
         """Store `item` durably; returns (raw id, True) if new or (None, False) for a redelivery."""
         future: asyncio.Future[tuple[int | None, bool]] = asyncio.get_running_loop().create_future()
         item.future = future
+        self.last_submit_at = time.monotonic()
         self._queue.put(item)
         return await future
 
