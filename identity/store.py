@@ -43,8 +43,12 @@ def claim_many(session: Session, model: Any, rows: list[dict[str, Any]]) -> int:
         return 0
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    key = inspect(model).primary_key[0]
-    return len(session.execute(insert(model).values(rows).on_conflict_do_nothing().returning(key)).all())
+    table = model.__table__
+    key = table.c[inspect(model).primary_key[0].name]
+    # One constant statement run as executemany: compiled once and cached, whatever len(rows) is
+    # (a multi-row VALUES clause is a new statement for every row count).
+    stmt = insert(table).on_conflict_do_nothing().returning(key)
+    return len(session.connection().execute(stmt, rows).all())
 
 
 def by_type_and_value(model: Any, keys: Sequence[tuple[str, str]]) -> Any:
