@@ -7,7 +7,7 @@ epoch milliseconds, or local time without a zone, which the contract reads as As
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
@@ -71,3 +71,14 @@ def parse_amount(value: object) -> Decimal | None:
 def amount_json(amount: Decimal | None) -> float | None:
     """An amount as a JSON number rounded to cents (what event properties carry)."""
     return None if amount is None else float(amount.quantize(Decimal("0.01")))
+
+
+def platform_date(value: object) -> str | None:
+    """`2026-03-10`, a datetime text or an epoch (s or ms) → ISO date in Asia/Shanghai, else None."""
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip()[:10]).isoformat()
+        except ValueError:
+            pass
+    when = parse_platform_time(value)
+    return when.astimezone(CHINA_TZ).date().isoformat() if when else None

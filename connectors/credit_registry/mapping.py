@@ -9,9 +9,9 @@ from typing import Any
 
 from hub import EventDraft, Identity
 from hub.schemas import utcnow
-from hub.values import CHINA_TZ
+from hub.values import CHINA_TZ, platform_date
 
-from .normalise import as_count, parse_capital, parse_date, parse_status, risk_level
+from .normalise import as_count, parse_capital, parse_status, risk_level
 
 
 def from_tianyancha(uscc: str, r: dict[str, Any], today: date) -> dict[str, Any]:
@@ -19,7 +19,7 @@ def from_tianyancha(uscc: str, r: dict[str, Any], today: date) -> dict[str, Any]
                   registered=parse_capital(r.get("regCapital"), r.get("regCapitalCurrency")),
                   paid_in=parse_capital(r.get("actualCapital"), r.get("actualCapitalCurrency")),
                   insured=as_count(r.get("socialStaffNum")), status_text=r.get("regStatus"),
-                  established=parse_date(r.get("estiblishTime")), penalties=as_count(r.get("penaltyCount")),
+                  established=platform_date(r.get("estiblishTime")), penalties=as_count(r.get("penaltyCount")),
                   today=today)
 
 
@@ -27,7 +27,7 @@ def from_qichacha(uscc: str, r: dict[str, Any], today: date) -> dict[str, Any]:
     # 实缴资本 / 参保人数 field names are UNCONFIRMED for Qichacha (platforms.md §8): read when present.
     return _props(uscc, name=r.get("Name"), legal=r.get("OperName"), registered=parse_capital(r.get("RegistCapi")),
                   paid_in=parse_capital(r.get("RecCap")), insured=as_count(r.get("InsuredCount")),
-                  status_text=r.get("Status"), established=parse_date(r.get("StartDate")),
+                  status_text=r.get("Status"), established=platform_date(r.get("StartDate")),
                   penalties=as_count(r.get("PenaltyCount")), today=today)
 
 

@@ -7,8 +7,6 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from hub.values import CHINA_TZ, parse_platform_time
-
 UNITS = {"亿": Decimal(10) ** 8, "万": Decimal(10) ** 4, "千": Decimal(1000), "": Decimal(1)}
 CURRENCIES = (("人民币", "CNY"), ("美元", "USD"), ("港元", "HKD"), ("港币", "HKD"), ("欧元", "EUR"), ("日元", "JPY"),
               ("英镑", "GBP"), ("新台币", "TWD"), ("澳门元", "MOP"), ("元", "CNY"), ("CNY", "CNY"), ("RMB", "CNY"),
@@ -65,17 +63,6 @@ def parse_status(text: Any) -> str:
         if word in lowered:
             return status
     return "unknown"
-
-
-def parse_date(value: Any) -> str | None:
-    """Epoch ms/s or date(time) text → ISO date (Asia/Shanghai)."""
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value.strip()[:10]).isoformat()
-        except ValueError:
-            pass
-    when = parse_platform_time(value)
-    return when.astimezone(CHINA_TZ).date().isoformat() if when else None
 
 
 def as_count(value: Any) -> int | None:

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from hub import EventDraft, Identity, QualityIssue
 from hub.identifiers import normalize_uscc
-from hub.values import CHINA_TZ, amount_json, parse_amount, parse_platform_time
+from hub.values import amount_json, parse_amount, parse_platform_time, platform_date
 
 from .payloads import ErpOrder
 
 ORDER_TYPES = ("formal", "intent", "sample")
 TRACKED_FIELDS = ("contract_date", "order_type", "amount")
-
-
-def normalise_date(value: Any) -> str | None:
-    """`2026-03-10`, a datetime text or an epoch → ISO date (Asia/Shanghai), else None."""
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value.strip()[:10]).isoformat()
-        except ValueError:
-            pass
-    when = parse_platform_time(value)
-    return when.astimezone(CHINA_TZ).date().isoformat() if when else None
 
 
 def version_of(order: ErpOrder) -> dict[str, Any]:
@@ -33,7 +22,7 @@ def version_of(order: ErpOrder) -> dict[str, Any]:
     return {
         "order_type": order_type,
         "amount": amount_json(parse_amount(order.amount)),
-        "contract_date": normalise_date(order.contract_date),
+        "contract_date": platform_date(order.contract_date),
         "updated_at": updated.isoformat() if updated else None,
     }
 
