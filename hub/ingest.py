@@ -70,7 +70,6 @@ class RawWriter:
         self._thread.start()
         self.batches = 0
         self.rows = 0
-        self.last_write_at = 0.0
         self.last_submit_at = 0.0
         runner = hub.runner
         if hasattr(runner, "ingest_busy"):
@@ -125,7 +124,6 @@ class RawWriter:
             self._write(batch)
 
     def _write(self, batch: list[Any]) -> None:
-        self.last_write_at = time.monotonic()
         submissions = [b for b in batch if isinstance(b, RawSubmission)]
         rejections = [b for b in batch if isinstance(b, Rejection)]
         try:
@@ -151,8 +149,8 @@ def _settle(outcomes: list[tuple[Any, Any, BaseException | None]]) -> None:
     for future, result, exc in outcomes:
         if isinstance(future, asyncio.Future):
             by_loop.setdefault(future.get_loop(), []).append((future, result, exc))
-        elif future is not None and not future.done():
-            future.set_exception(exc) if exc is not None else future.set_result(result)
+        elif future is not None:
+            _resolve(future, result, exc)
     for loop, items in by_loop.items():
         try:
             loop.call_soon_threadsafe(_settle_in_loop, items)
@@ -162,8 +160,16 @@ def _settle(outcomes: list[tuple[Any, Any, BaseException | None]]) -> None:
 
 def _settle_in_loop(items: list[tuple[Any, Any, BaseException | None]]) -> None:
     for future, result, exc in items:
-        if not future.done():
-            future.set_exception(exc) if exc is not None else future.set_result(result)
+        _resolve(future, result, exc)
+
+
+def _resolve(future: Any, result: Any, exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
 
 
 def _insert_for(dialect: str) -> Any:

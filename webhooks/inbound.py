@@ -11,6 +11,7 @@ stack, which cost more than the work itself), and an API route that answers ever
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -26,6 +27,7 @@ from hub.errors import HubError, NotFound, PayloadError, PayloadTooLarge, Verifi
 from hub.ingest import RawSubmission, Rejection
 from hub.runtime import Hub
 
+log = logging.getLogger(__name__)
 router = APIRouter()
 
 HOOK_METHODS = ["GET", "POST", "PUT"]
@@ -76,7 +78,14 @@ async def accept(
         metrics.INGEST_REQUESTS.labels(connector.name, err.code).inc()
         return connector.error_reply(inbound, err)
     submission = RawSubmission(source.id, dedup_key[:300], inbound.to_record(), inbound.body, count)
-    _, is_new = await hub.writer.submit(submission)
+    try:
+        _, is_new = await hub.writer.submit(submission)
+    except Exception:  # nothing was stored: a 5xx makes the platform retry later
+        log.exception("could not store an inbound request for source %s", source.id)
+        metrics.INGEST_REQUESTS.labels(connector.name, "storage_unavailable").inc()
+        body = {"error": {"code": "storage_unavailable", "message": "the request could not be stored; retry later",
+                          "details": None}}
+        return Reply(503, body)
     metrics.INGEST_REQUESTS.labels(connector.name, "accepted" if is_new else "duplicate").inc()
     metrics.INGEST_LATENCY.labels(connector.name).observe(time.perf_counter() - started)
     return connector.ack(inbound, config, accepted=count if is_new else 0, duplicates=0 if is_new else count)

@@ -104,3 +104,18 @@ def test_verified_but_unnormalisable_message_is_quarantined_and_acknowledged(web
         rows = s.query(QuarantineRow).all()
         assert [r.reason for r in rows] == ["missing_identity"]
     assert count_events(hub) == 0
+
+
+def test_storage_failure_is_a_503_naming_the_problem_and_nothing_is_acknowledged(web, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    hub, client, sid = web
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("hub.ingest.store_raw_batch", broken)
+    resp = client.post(f"/hooks/{sid}/v1/track", content=_track("m-503"), headers=basic(KEY))
+    assert resp.status_code == 503
+    assert resp.json()["error"]["code"] == "storage_unavailable"
+    monkeypatch.undo()
+    assert client.post(f"/hooks/{sid}/v1/track", content=_track("m-503"), headers=basic(KEY)).json() == {
+        "accepted": 1, "duplicates": 0}
