@@ -7,6 +7,8 @@ The kernel gives it the raw request, its validated config, and (for parse) a
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import logging
@@ -19,7 +21,7 @@ from typing import Any, ClassVar, Protocol
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from hub.errors import HubError, InvalidRequest, PayloadError
+from hub.errors import HubError, InvalidRequest, PayloadError, VerificationError
 from hub.schemas import EventDraft
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,18 @@ class Reply:
         if isinstance(self.body, str):
             return self.body.encode()
         return json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def basic_credentials(request: InboundRequest) -> tuple[str, str]:
+    """(user, password) from `Authorization: Basic …`; VerificationError (401) when missing or malformed."""
+    scheme, _, encoded = (request.header("authorization") or "").partition(" ")
+    if scheme.lower() != "basic" or not encoded.strip():
+        raise VerificationError("HTTP Basic credentials are required", code="missing_credentials")
+    try:
+        user, _, password = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise VerificationError("malformed Basic credentials", code="bad_credentials") from exc
+    return user, password
 
 
 class KeyedState(Protocol):

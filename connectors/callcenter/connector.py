@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -13,6 +11,7 @@ import httpx
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 
 from hub import Connector, EventDraft, InboundRequest, ParseContext, Reply
+from hub.connector import basic_credentials
 from hub.errors import HubError, PayloadError, QuarantineError, VerificationError
 
 from .mapping import cdr_to_draft, own_lines, record_to_draft, recording_entry
@@ -52,17 +51,10 @@ class CallcenterConnector(Connector):
 
     # ------------------------------------------------------------- request path
     def verify(self, request: InboundRequest, config: CallcenterConfig) -> None:
-        auth = request.header("authorization") or ""
-        scheme, _, encoded = auth.partition(" ")
-        if scheme.lower() != "basic" or not encoded.strip():
-            raise VerificationError("HTTP Basic credentials are required", code="missing_credentials")
-        try:
-            user, sep, password = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-            raise VerificationError("malformed Basic credentials", code="bad_credentials") from exc
+        user, password = basic_credentials(request)
         ok_user = hmac.compare_digest(user.encode(), config.username.encode())
         ok_pass = hmac.compare_digest(password.encode(), config.password.get_secret_value().encode())
-        if not (sep and ok_user and ok_pass):
+        if not (ok_user and ok_pass):
             raise VerificationError("wrong Basic-auth user name or password", code="bad_credentials")
 
     def dedup_key(self, request: InboundRequest, config: CallcenterConfig) -> str:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from typing import Any
 
+from hub import push
 from hub.demo import DemoRequest, DemoSource
 
 SECRET = "demo-pos-secret-0001"
@@ -14,8 +13,7 @@ SECRET = "demo-pos-secret-0001"
 
 def signed(payload: Any, secret: str = SECRET) -> DemoRequest:
     body = json.dumps(payload, ensure_ascii=False).encode()
-    signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return DemoRequest(body, {"content-type": "application/json", "x-hub-signature-256": f"sha256={signature}"})
+    return DemoRequest(body, {"content-type": "application/json", push.SIGNATURE_HEADER: push.sign(body, secret)})
 
 
 def _requests() -> list[DemoRequest]:

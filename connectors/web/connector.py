@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 
 from pydantic import BaseModel, Field, SecretStr
 
 from hub import Connector, EventDraft, InboundRequest, ParseContext
+from hub.connector import basic_credentials
 from hub.errors import PayloadError, QuarantineError, VerificationError
 
 from .mapping import message_to_draft
@@ -26,16 +25,7 @@ class WebConnector(Connector):
     config_model = WebConfig
 
     def verify(self, request: InboundRequest, config: WebConfig) -> None:
-        auth = request.header("authorization") or ""
-        scheme, _, encoded = auth.partition(" ")
-        if scheme.lower() != "basic" or not encoded:
-            raise VerificationError(
-                "HTTP Basic auth with the write key as user name is required", code="missing_credentials"
-            )
-        try:
-            user = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")[0]
-        except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-            raise VerificationError("malformed Basic credentials", code="bad_credentials") from exc
+        user, _ = basic_credentials(request)  # the write key is the user name; the password is empty
         if not hmac.compare_digest(user.encode(), config.write_key.get_secret_value().encode()):
             raise VerificationError("wrong write key", code="bad_credentials")
 
