@@ -83,6 +83,19 @@ def register_extractors(register: Callable[[str, Callable[[Any], Any]], None]) -
 # ---------------------------------------------------------------- pipeline
 
 
+@hookspec
+def events_prepared(events: list[UnifiedEvent], session: Session) -> None:
+    """A batch of events is about to be resolved and stored, one by one, in this transaction.
+
+    Load what the per-event hooks will need in a few set-based queries instead of a few per event,
+    and keep it in `session.info[BATCH_CACHE]` (hub.pipeline), which is dropped once the batch is
+    stored. Purely an optimisation: a per-event hook must still work on a cache miss.
+
+    :param events: the prepared events (normalised identities), in the order they will be stored.
+    :param session: the pipeline's transaction; do not commit.
+    """
+
+
 @hookspec(firstresult=True)
 def resolve_identity(event: UnifiedEvent, session: Session) -> tuple[Any, Any] | None:
     """Map the event's identities to a customer (and account). First non-None result wins.

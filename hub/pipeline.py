@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -41,6 +41,8 @@ from hub.tasks import enqueue, task
 log = logging.getLogger(__name__)
 
 MAX_DERIVED_PER_EVENT = 100
+# session.info key where `events_prepared` hooks keep what they loaded for one batch.
+BATCH_CACHE = "batch_cache"
 
 
 class DbState:
@@ -176,18 +178,38 @@ def store_drafts(
 ) -> tuple[int, int]:
     """Store drafts as events (skipping ones already stored); returns (stored, duplicates).
 
-    Also stores whatever plugins `emit()` while the drafts are resolved and stored.
+    Set-based where it can be: one query finds the drafts already stored, and plugins get the whole
+    batch once (`events_prepared`) to load what they need before the per-event hooks run. Also stores
+    whatever plugins `emit()` while the drafts are resolved and stored.
     """
-    stored = duplicates = 0
+    drafts = list(drafts)
+    stored_ids = _stored_ids(session, source, source_id, [d.source_event_id for d in drafts])
+    at = received_at or utcnow()
+    events: list[UnifiedEvent] = []
     for draft in drafts:
-        event = store_draft(
-            hub, session, draft, source=source, source_id=source_id, received_at=received_at, raw_event_id=raw_event_id
-        )
-        if event is None:
-            duplicates += 1
+        if draft.source_event_id in stored_ids:
             continue
-        stored += 1
-        stored += _store_emitted(hub, session)
+        stored_ids.add(draft.source_event_id)
+        events.append(prepare_event(draft, source=source, source_id=source_id, received_at=at))
+    duplicates = len(drafts) - len(events)
+    stored = 0
+    try:
+        session.info[BATCH_CACHE] = {}
+        if events:
+            hub.pm.hook.events_prepared(events=events, session=session)
+        # Resolve every event first (with what resolution emits, e.g. customer.merged, right behind the
+        # event that caused it), insert them all with one executemany, then run the stored hooks in order.
+        ordered: list[tuple[UnifiedEvent, int | None]] = []
+        for event in events:
+            _resolve(hub, session, event)
+            ordered.append((event, raw_event_id))
+            ordered += [(emitted, None) for emitted in _resolve_emitted(hub, session)]
+        _insert_events(session, ordered)
+        for event, _ in ordered:
+            _after_stored(hub, session, event)
+            stored += 1 + _store_emitted(hub, session)
+    finally:
+        session.info.pop(BATCH_CACHE, None)
     return stored, duplicates
 
 
@@ -201,43 +223,81 @@ def store_draft(
     received_at: datetime | None = None,
     raw_event_id: int | None = None,
 ) -> UnifiedEvent | None:
-    if _already_stored(session, source, source_id, draft.source_event_id):
+    """Store one draft (None if it was stored before)."""
+    if _stored_ids(session, source, source_id, [draft.source_event_id]):
         return None
     event = prepare_event(draft, source=source, source_id=source_id, received_at=received_at or utcnow())
-    resolved = hub.pm.hook.resolve_identity(event=event, session=session)
-    if resolved is not None:
-        event.customer_id, event.account_id = resolved
-    session.add(
-        EventRow(
-            id=event.id,
-            type=event.type,
-            source=event.source,
-            source_id=event.source_id,
-            source_event_id=event.source_event_id,
-            raw_event_id=raw_event_id,
-            occurred_at=event.occurred_at,
-            received_at=event.received_at,
-            customer_id=event.customer_id,
-            account_id=event.account_id,
-            data=event.model_dump(mode="json"),
-        )
-    )
-    session.flush()
-    hub.pm.hook.event_stored(event=event, session=session)
-    for derived in hub.pm.hook.enrich_event(event=event):
-        for draft in derived or []:
-            emit(session, draft, source=source)
-    metrics.EVENTS_STORED.labels(source, event.type).inc()
+    _resolve(hub, session, event)
+    _insert_events(session, [(event, raw_event_id)])
+    _after_stored(hub, session, event)
     return event
 
 
-def _already_stored(session: Session, source: str, source_id: uuid.UUID | None, source_event_id: str) -> bool:
-    stmt = select(EventRow.seq).where(EventRow.source_event_id == source_event_id)
-    if source_id is not None:
-        stmt = stmt.where(EventRow.source_id == source_id)
-    else:
-        stmt = stmt.where(EventRow.source_id.is_(None), EventRow.source == source)
-    return session.scalars(stmt.limit(1)).first() is not None
+def _resolve(hub: Hub, session: Session, event: UnifiedEvent) -> None:
+    resolved = hub.pm.hook.resolve_identity(event=event, session=session)
+    if resolved is not None:
+        event.customer_id, event.account_id = resolved
+
+
+def _resolve_emitted(hub: Hub, session: Session) -> list[UnifiedEvent]:
+    """Prepare and resolve what plugins emitted while an event was resolved (not stored before)."""
+    out: list[UnifiedEvent] = []
+    for _ in range(MAX_DERIVED_PER_EVENT):
+        pending = session.info.pop("emitted", [])
+        if not pending:
+            break
+        for draft, source in pending:
+            if _stored_ids(session, source, None, [draft.source_event_id]) or any(
+                e.source == source and e.source_event_id == draft.source_event_id for e in out
+            ):
+                continue
+            event = prepare_event(draft, source=source, source_id=None, received_at=utcnow())
+            _resolve(hub, session, event)
+            out.append(event)
+    return out
+
+
+def _insert_events(session: Session, events: list[tuple[UnifiedEvent, int | None]]) -> None:
+    """INSERT the events (Core executemany: no unit-of-work flush per event); `seq` follows list order."""
+    if not events:
+        return
+    now = utcnow()
+    session.connection().execute(_EVENT_INSERT, [
+        {
+            "id": event.id, "type": event.type, "source": event.source, "source_id": event.source_id,
+            "source_event_id": event.source_event_id, "raw_event_id": raw_event_id,
+            "occurred_at": event.occurred_at, "received_at": event.received_at, "stored_at": now,
+            "customer_id": event.customer_id, "account_id": event.account_id,
+            "data": event.model_dump(mode="json"),
+        }
+        for event, raw_event_id in events
+    ])
+
+
+def _after_stored(hub: Hub, session: Session, event: UnifiedEvent) -> None:
+    hub.pm.hook.event_stored(event=event, session=session)
+    for derived in hub.pm.hook.enrich_event(event=event):
+        for draft in derived or []:
+            emit(session, draft, source=event.source)
+    metrics.EVENTS_STORED.labels(event.source, event.type).inc()
+
+
+_EVENT_INSERT = insert(EventRow.__table__)
+
+
+def _stored_ids(
+    session: Session, source: str, source_id: uuid.UUID | None, source_event_ids: list[str]
+) -> set[str]:
+    """Which of these source event ids are stored already (one query per 500)."""
+    found: set[str] = set()
+    for chunk in _chunks(list(dict.fromkeys(source_event_ids)), 500):
+        stmt = select(EventRow.source_event_id).where(EventRow.source_event_id.in_(chunk))
+        if source_id is not None:
+            stmt = stmt.where(EventRow.source_id == source_id)
+        else:
+            stmt = stmt.where(EventRow.source_id.is_(None), EventRow.source == source)
+        found.update(session.connection().execute(stmt).scalars())
+    return found
 
 
 def prepare_event(

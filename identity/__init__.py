@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from identity.rules import Rules
 
-__all__ = ["register_commands", "register_routes", "register_schedules", "resolve_identity"]
+__all__ = ["events_prepared", "register_commands", "register_routes", "register_schedules", "resolve_identity"]
 
 
 @lru_cache(maxsize=8)
@@ -34,6 +34,14 @@ def current_rules() -> Rules:
     if hub is None:
         return _rules("", "")
     return _rules(hub.settings.identity_placeholders, hub.settings.identity_limits)
+
+
+@hookimpl
+def events_prepared(events: list[UnifiedEvent], session: Session) -> None:
+    import identity.models  # noqa: F401  (tables on Base.metadata)
+    from identity.resolver import preload
+
+    preload(events, session, current_rules())
 
 
 @hookimpl

@@ -48,9 +48,8 @@ def resolve_account(
         candidates = session.scalars(select(AccountRow).where(AccountRow.id.in_({r.account_id for r in rows})))
         account = min(candidates, key=lambda a: (a.created_at, str(a.id)))
     else:
-        account = AccountRow(id=uuid.uuid4(), created_at=now, updated_at=now)
-        session.add(account)
-        session.flush()
+        account = store.insert_attached(session, AccountRow(id=uuid.uuid4(), created_at=now, updated_at=now,
+                                                            name=None, profile=None))
     for row in rows:
         if (now - row.last_seen).total_seconds() > 1:
             row.last_seen = now

@@ -28,7 +28,20 @@ from identity.accounts import resolve_account
 from identity.models import CustomerRow, IdentityRow
 from identity.rules import Rules
 
-__all__ = ["resolve"]
+__all__ = ["preload", "resolve"]
+
+
+def preload(events: list[UnifiedEvent], session: Session, rules: Rules) -> None:
+    """`events_prepared`: load every person identifier of the batch, and its owners, at once."""
+    people = store.batch_cache(session).setdefault(PERSON_KEY, {})
+    for event in events:
+        people[event.id] = rules.person(event.identities)
+    keys = [_key(i) for event in events if event.source != store.SOURCE for i in people[event.id]]
+    if keys:
+        store.preload(session, keys)
+
+
+PERSON_KEY = "identity_person"
 
 
 @dataclass
@@ -47,10 +60,14 @@ def resolve(
         owned = session.info.get(store.OWNER_KEY, {}).pop(event.source_event_id, None)
         if owned is not None:
             return owned  # type: ignore[no-any-return]
-    person = rules.person(event.identities)
+    known = store.batch_cache(session).get(PERSON_KEY, {}).get(event.id)
+    person = rules.person(event.identities) if known is None else known
     accounts = rules.account(event.identities)
-    customer_id = _resolve_person(session, event, person, rules) if person else None
-    account_id = resolve_account(session, event, accounts, customer_id) if accounts else None
+    # Our reads see what they need without a flush per event: claims, history and new rows are written
+    # at once (Core), merges flush themselves, and the rest (traits, last_seen) is flushed in bulk later.
+    with session.no_autoflush:
+        customer_id = _resolve_person(session, event, person, rules) if person else None
+        account_id = resolve_account(session, event, accounts, customer_id) if accounts else None
     return customer_id, account_id
 
 
@@ -80,21 +97,26 @@ def _resolve_person(session: Session, event: UnifiedEvent, person: list[Identity
             reason = f"shared_identifier:{evidence.type}" if evidence else "shared_identifier"
             store.merge_into(session, survivor, loser, reason=reason, identity=evidence, event_id=event.id)
         created = False
-    else:
-        survivor = CustomerRow(id=uuid.uuid4(), traits={}, created_at=now, updated_at=now)
-        session.add(survivor)
-        session.flush()
+    else:  # inserted with its traits and activity already set: no UPDATE right after the INSERT
+        survivor = store.new_customer(session, now, _with_activity(store.blank_customer(now), event))
         created = True
     for ident, reason, involved in plan.refused:
         store.record(session, "merge_refused", reason, [survivor.id, *involved], ident, event.id)
     _attach_exclusive(session, survivor, plan.active if strong else [], rows, event, created)
     for ident in weak:
         _attach_weak(session, survivor, ident, rows[_key(ident)], event, rules)
-    if event.source != store.SOURCE:
-        store.apply_traits(survivor, event.traits, event.source, event.occurred_at, event.id)
-        store.touch_activity(survivor, event.occurred_at, event.source)
-    survivor.updated_at = now
+    if not created:
+        _with_activity(survivor, event).updated_at = now
+        store.defer_activity(session, survivor)
     return survivor.id
+
+
+def _with_activity(customer: CustomerRow, event: UnifiedEvent) -> CustomerRow:
+    """The event's traits and time applied to the customer (identity's own events carry neither)."""
+    if event.source != store.SOURCE:
+        store.apply_traits(customer, event.traits, event.source, event.occurred_at, event.id)
+        store.touch_activity(customer, event.occurred_at, event.source)
+    return customer
 
 
 def _plan(session: Session, plan: _Plan, rules: Rules) -> _Plan:
@@ -155,8 +177,11 @@ def _attach_exclusive(
             new.append(ident)
     claims = [{"id": uuid.uuid4(), "type": i.type, "value": i.value, "customer_id": customer.id, "shared": False,
                "source": event.source, "first_seen": now, "last_seen": now} for i in new]
-    if store.claim_many(session, IdentityRow, claims) != len(claims):
+    inserted = store.claim_many(session, IdentityRow, claims)
+    store.forget(session, [_key(i) for i in new])
+    if inserted != len(claims):
         raise RetryableError("an identifier was claimed by a concurrent worker; retrying")
+    store.count_claimed(session, customer.id, [i.type for i in new])
     if not created:
         for ident in new:
             store.record(session, "attach", f"seen_with_customer:{event.type}", [customer.id], ident, event.id)
@@ -178,6 +203,7 @@ def _attach_weak(
         update(IdentityRow).where(IdentityRow.type == ident.type, IdentityRow.value == ident.value)
         .values(shared=True).execution_options(synchronize_session=False)
     )
+    store.forget_counts(session, others)  # their line is shared now: it no longer counts against limits
     for row in rows:
         row.shared = True
     _claim(session, customer, ident, event, shared=True)
@@ -188,12 +214,16 @@ def _claim(session: Session, customer: CustomerRow, ident: Identity, event: Unif
     now = utcnow()
     values = {"id": uuid.uuid4(), "type": ident.type, "value": ident.value, "customer_id": customer.id,
               "shared": shared, "source": event.source, "first_seen": now, "last_seen": now}
-    if not store.insert_ignore(session, IdentityRow, values):
+    inserted = store.insert_ignore(session, IdentityRow, values)
+    store.forget(session, [_key(ident)])
+    if not inserted:
         raise RetryableError(f"{ident.type} claimed by a concurrent worker; retrying")
+    if not shared:
+        store.count_claimed(session, customer.id, [ident.type])
 
 
 def _seen(session: Session, rows: list[IdentityRow], event: UnifiedEvent) -> None:
     now = utcnow()
     for row in rows:
         if (now - row.last_seen).total_seconds() > 1:
-            row.last_seen = now
+            store.defer_seen(session, row, now)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, delete, func, inspect, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, event as sa_event, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from hub.errors import RetryableError
-from hub.pipeline import emit
+from hub.pipeline import BATCH_CACHE, emit
 from hub.schemas import EventDraft, Identity, utcnow
 from identity.models import (
     AccountMemberRow,
@@ -25,30 +28,34 @@ from identity.models import (
 
 OWNER_KEY = "identity_owner"
 SOURCE = "identity"
+ROWS_KEY = "identity_rows"
+CUSTOMERS_KEY = "identity_customers"
+DEFERRED_KEY = "identity_deferred"
+COUNTS_KEY = "identity_type_counts"
 
 
 def insert_ignore(session: Session, model: Any, values: dict[str, Any]) -> bool:
     """INSERT … ON CONFLICT DO NOTHING (any unique key); True if the row was inserted."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    key = inspect(model).primary_key[0]
-    # RETURNING, not rowcount: the ORM-enabled INSERT reports rowcount 1 even when nothing was inserted.
-    stmt = insert(model).values(**values).on_conflict_do_nothing().returning(key)
-    return session.execute(stmt).first() is not None
+    return claim_many(session, model, [values]) == 1
 
 
 def claim_many(session: Session, model: Any, rows: list[dict[str, Any]]) -> int:
-    """Multi-row INSERT … ON CONFLICT DO NOTHING; returns how many rows were inserted."""
+    """INSERT … ON CONFLICT DO NOTHING for each row; returns how many rows were inserted."""
     if not rows:
         return 0
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table = model.__table__
-    key = table.c[inspect(model).primary_key[0].name]
-    # One constant statement run as executemany: compiled once and cached, whatever len(rows) is
-    # (a multi-row VALUES clause is a new statement for every row count).
-    stmt = insert(table).on_conflict_do_nothing().returning(key)
-    return len(session.connection().execute(stmt, rows).all())
+    stmt = _insert_ignore_stmt(session.get_bind().dialect.name, model.__table__)
+    return len(session.connection().execute(stmt, rows if len(rows) > 1 else rows[0]).all())
+
+
+@lru_cache(maxsize=64)
+def _insert_ignore_stmt(dialect: str, table: Table) -> Any:
+    """One constant statement per table, built once: its compiled form is cached whatever the row count.
+
+    RETURNING, not rowcount: the number of rows returned is the number inserted.
+    """
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    key = next(iter(table.primary_key.columns))
+    return insert_(table).on_conflict_do_nothing().returning(key)
 
 
 def by_type_and_value(model: Any, keys: Sequence[tuple[str, str]]) -> Any:
@@ -60,13 +67,87 @@ def by_type_and_value(model: Any, keys: Sequence[tuple[str, str]]) -> Any:
 
 
 def rows_for(session: Session, identities: Sequence[Identity]) -> dict[tuple[str, str], list[IdentityRow]]:
-    keys = [(i.type, i.value) for i in identities]
+    """Every row holding each identifier; answered from the batch's preload where it has the key."""
+    keys = list(dict.fromkeys((i.type, i.value) for i in identities))
+    cache = _row_cache(session)
+    missing = keys if cache is None else [k for k in keys if k not in cache]
+    loaded = _load_rows(session, missing)
+    if cache is None:
+        return loaded
+    cache.update(loaded)
+    return {k: list(cache[k]) for k in keys}
+
+
+def _load_rows(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[IdentityRow]]:
     out: dict[tuple[str, str], list[IdentityRow]] = {k: [] for k in keys}
-    if keys:
-        stmt = select(IdentityRow).where(by_type_and_value(IdentityRow, keys))
+    for i in range(0, len(keys), 400):
+        stmt = select(IdentityRow).where(by_type_and_value(IdentityRow, keys[i : i + 400]))
         for row in session.scalars(stmt):
             out.setdefault((row.type, row.value), []).append(row)
     return out
+
+
+def batch_cache(session: Session) -> dict[str, Any]:
+    """The pipeline batch's cache (`events_prepared`), or an empty throwaway dict outside a batch."""
+    return session.info.get(BATCH_CACHE, {})  # type: ignore[no-any-return]
+
+
+def _row_cache(session: Session) -> dict[tuple[str, str], list[IdentityRow]] | None:
+    return batch_cache(session).get(ROWS_KEY)
+
+
+def forget(session: Session, keys: Iterable[tuple[str, str]]) -> None:
+    """Drop identifiers whose rows changed behind the ORM (Core claims, deletes) from the batch's preload."""
+    cache = _row_cache(session)
+    if cache is not None:
+        for key in keys:
+            cache.pop(key, None)
+
+
+def preload(session: Session, keys: Iterable[tuple[str, str]]) -> None:
+    """Load a whole batch's identifiers and their owners in a few queries (`events_prepared`).
+
+    The rows and customers land in the session's identity map; `rows_for` then answers from the preload
+    and, on SQLite, `lock_customers` from the identity map. On PostgreSQL the owners are still locked
+    (and re-read) per event, so a preload that went stale only costs a retry, as a stale read did before.
+    """
+    batch = session.info.setdefault(BATCH_CACHE, {})
+    cache = batch.setdefault(ROWS_KEY, {})
+    wanted = [k for k in dict.fromkeys(keys) if k not in cache]
+    loaded = _load_rows(session, wanted)
+    cache.update(loaded)
+    owners = sorted({r.customer_id for rows in loaded.values() for r in rows})
+    held = batch.setdefault(CUSTOMERS_KEY, [])  # the identity map holds objects weakly: keep them alive
+    for i in range(0, len(owners), 400):
+        held += session.scalars(select(CustomerRow).where(CustomerRow.id.in_(owners[i : i + 400])))
+    batch.setdefault(COUNTS_KEY, {}).update(_count_types(session, owners))
+
+
+def insert_attached(session: Session, row: Any) -> Any:
+    """INSERT a new row now (Core: no unit-of-work flush) and hand the object to the session as persistent.
+
+    Every column must be set on `row`; later attribute changes are flushed as UPDATEs, batched with the
+    other pending changes of the transaction.
+    """
+    table = row.__table__
+    session.connection().execute(insert(table), {c.key: getattr(row, c.key) for c in table.columns})
+    make_transient_to_detached(row)
+    session.add(row)
+    return row
+
+
+def blank_customer(now: datetime) -> CustomerRow:
+    return CustomerRow(id=uuid.uuid4(), traits={}, created_at=now, updated_at=now, merged_into=None,
+                       last_activity_at=None, last_source=None, silent_notified_at=None)
+
+
+def new_customer(session: Session, now: datetime, row: CustomerRow | None = None) -> CustomerRow:
+    """Insert a customer (a blank one, or `row` as prepared); it holds no identifiers yet."""
+    row = insert_attached(session, row if row is not None else blank_customer(now))
+    counts = batch_cache(session).get(COUNTS_KEY)
+    if counts is not None:
+        counts[row.id] = {}
+    return row
 
 
 def lock_customers(session: Session, ids: Iterable[uuid.UUID]) -> list[CustomerRow]:
@@ -75,6 +156,8 @@ def lock_customers(session: Session, ids: Iterable[uuid.UUID]) -> list[CustomerR
     if not wanted:
         return []
     if session.get_bind().dialect.name == "postgresql":
+        write_deferred(session)  # the re-read below replaces loaded state: pending changes must be written first
+        session.flush()
         stmt = select(CustomerRow).where(CustomerRow.id.in_(wanted)).order_by(CustomerRow.id).with_for_update()
         rows = list(session.scalars(stmt.execution_options(populate_existing=True)))
     else:  # SQLite has one writer at a time: the identity map (no SQL when the row is loaded) is current
@@ -100,17 +183,44 @@ def merged_from(session: Session, customer_id: uuid.UUID) -> list[uuid.UUID]:
 
 
 def type_counts(session: Session, customer_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
-    ids = list(customer_ids)
+    """Exclusive (non-shared) identifiers per type of each customer: the per-type limits count these.
+
+    Within a batch the counts are cached and kept current by `count_claimed` / `forget_counts`.
+    """
+    ids = list(dict.fromkeys(customer_ids))
+    cache = batch_cache(session).get(COUNTS_KEY)
+    if cache is None:
+        return _count_types(session, ids)
+    cache.update(_count_types(session, [c for c in ids if c not in cache]))
+    return {c: dict(cache[c]) for c in ids}
+
+
+def _count_types(session: Session, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
     out: dict[uuid.UUID, dict[str, int]] = {c: {} for c in ids}
-    if ids:
+    for i in range(0, len(ids), 400):
         stmt = (
             select(IdentityRow.customer_id, IdentityRow.type, func.count())
-            .where(IdentityRow.customer_id.in_(ids), IdentityRow.shared.is_(False))
+            .where(IdentityRow.customer_id.in_(ids[i : i + 400]), IdentityRow.shared.is_(False))
             .group_by(IdentityRow.customer_id, IdentityRow.type)
         )
         for cid, type_, n in session.execute(stmt):
             out[cid][type_] = int(n)
     return out
+
+
+def count_claimed(session: Session, customer_id: uuid.UUID, types: Iterable[str]) -> None:
+    """Exclusive identifiers were just claimed for `customer_id`: keep the batch's counts current."""
+    counts = (batch_cache(session).get(COUNTS_KEY) or {}).get(customer_id)
+    if counts is not None:
+        for type_ in types:
+            counts[type_] = counts.get(type_, 0) + 1
+
+
+def forget_counts(session: Session, customer_ids: Iterable[uuid.UUID]) -> None:
+    cache = batch_cache(session).get(COUNTS_KEY)
+    if cache is not None:
+        for cid in customer_ids:
+            cache.pop(cid, None)
 
 
 def split_between(session: Session, ids: Sequence[uuid.UUID]) -> bool:
@@ -129,14 +239,77 @@ def record(
     event_id: uuid.UUID | None = None,
     at: datetime | None = None,
 ) -> None:
+    """Add one history row (and its customer index rows) to the transaction's deferred writes."""
     unique = list(dict.fromkeys(customer_ids))
-    row = HistoryRow(
-        id=uuid.uuid4(), action=action, reason=reason, at=at or utcnow(), customer_ids=[str(c) for c in unique],
-        identity_type=identity.type if identity else None, identity_value=identity.value if identity else None,
-        event_id=event_id,
-    )
-    session.add(row)
-    session.add_all(HistoryCustomerRow(history_id=row.id, customer_id=c) for c in unique)
+    pending = _deferred(session)
+    history_id = uuid.uuid4()
+    pending.history.append({
+        "id": history_id, "action": action, "reason": reason, "at": at or utcnow(),
+        "customer_ids": [str(c) for c in unique], "identity_type": identity.type if identity else None,
+        "identity_value": identity.value if identity else None, "event_id": event_id,
+    })
+    pending.history_customers.extend({"history_id": history_id, "customer_id": c} for c in unique)
+
+
+@dataclass
+class _Deferred:
+    """Writes buffered until the transaction commits, then sent with one executemany per statement.
+
+    History is append-only; a customer's traits and activity and an identifier's last_seen change on
+    nearly every event, and the ORM would flush each of those as its own UPDATE. Nothing in the pipeline
+    reads them back from the database within the transaction (the objects in the session are current).
+    """
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    history_customers: list[dict[str, Any]] = field(default_factory=list)
+    customers: dict[uuid.UUID, CustomerRow] = field(default_factory=dict)
+    seen: dict[uuid.UUID, IdentityRow] = field(default_factory=dict)
+
+
+_ACTIVITY_COLUMNS = ("traits", "last_activity_at", "last_source", "updated_at")
+
+
+def _deferred(session: Session) -> _Deferred:
+    pending: _Deferred | None = session.info.get(DEFERRED_KEY)
+    if pending is None:
+        pending = session.info[DEFERRED_KEY] = _Deferred()
+        sa_event.listen(session, "before_commit", write_deferred, once=True)
+    return pending
+
+
+def defer_activity(session: Session, customer: CustomerRow) -> None:
+    """The customer's traits/activity columns, as set on the object, are written at commit (not flushed)."""
+    for column in _ACTIVITY_COLUMNS:
+        set_committed_value(customer, column, getattr(customer, column))
+    _deferred(session).customers[customer.id] = customer
+
+
+def defer_seen(session: Session, row: IdentityRow, at: datetime) -> None:
+    set_committed_value(row, "last_seen", at)
+    _deferred(session).seen[row.id] = row
+
+
+def write_deferred(session: Session) -> None:
+    """Send the deferred writes (idempotent; a rolled-back transaction drops them with the session)."""
+    pending: _Deferred | None = session.info.pop(DEFERRED_KEY, None)
+    if pending is None:
+        return
+    conn = session.connection()
+    if pending.history:
+        conn.execute(insert(HistoryRow.__table__), pending.history)
+        conn.execute(insert(HistoryCustomerRow.__table__), pending.history_customers)
+    if pending.customers:
+        conn.execute(_update_by_id(CustomerRow.__table__, _ACTIVITY_COLUMNS), [
+            {"_id": c.id, **{k: getattr(c, k) for k in _ACTIVITY_COLUMNS}} for c in pending.customers.values()
+        ])
+    if pending.seen:
+        conn.execute(_update_by_id(IdentityRow.__table__, ("last_seen",)),
+                     [{"_id": r.id, "last_seen": r.last_seen} for r in pending.seen.values()])
+
+
+@lru_cache(maxsize=8)
+def _update_by_id(table: Table, columns: tuple[str, ...]) -> Any:
+    return update(table).where(table.c.id == bindparam("_id")).values({c: bindparam(c) for c in columns})
 
 
 def own(session: Session, draft: EventDraft, customer_id: uuid.UUID) -> EventDraft:
@@ -212,7 +385,9 @@ def merge_into(
     """Fold `loser` into `survivor` (both locked): identities, memberships, traits, activity, history."""
     mine = select(IdentityRow).where(IdentityRow.customer_id == survivor.id)
     held = {(r.type, r.value) for r in session.scalars(mine)}
+    forget_counts(session, [survivor.id, loser.id])
     for row in session.scalars(select(IdentityRow).where(IdentityRow.customer_id == loser.id)):
+        forget(session, [(row.type, row.value)])
         if (row.type, row.value) in held:
             session.delete(row)
         else:
@@ -221,12 +396,15 @@ def merge_into(
     memberships = select(AccountMemberRow.account_id).where(AccountMemberRow.customer_id == loser.id)
     for account_id in list(session.scalars(memberships)):
         insert_ignore(session, AccountMemberRow, {"account_id": account_id, "customer_id": survivor.id})
-    session.execute(delete(AccountMemberRow).where(AccountMemberRow.customer_id == loser.id))
+    # synchronize_session=False: "evaluate" would test every object in the session (a whole batch's worth)
+    session.execute(delete(AccountMemberRow).where(AccountMemberRow.customer_id == loser.id)
+                    .execution_options(synchronize_session=False))
     merge_traits(survivor, loser)
     if loser.last_activity_at is not None:
         touch_activity(survivor, loser.last_activity_at, loser.last_source or "")
     loser.merged_into = survivor.id
-    session.execute(update(CustomerRow).where(CustomerRow.merged_into == loser.id).values(merged_into=survivor.id))
+    session.execute(update(CustomerRow).where(CustomerRow.merged_into == loser.id).values(merged_into=survivor.id)
+                    .execution_options(synchronize_session=False))
     _inherit_splits(session, survivor.id, loser.id)
     session.flush()
     record(session, "merge", reason, [survivor.id, loser.id], identity, event_id)
@@ -241,6 +419,7 @@ def merge_into(
 
 
 def history_for(session: Session, customer_ids: Sequence[uuid.UUID], limit: int = 500) -> list[HistoryRow]:
+    write_deferred(session)
     sub = select(HistoryCustomerRow.history_id).where(HistoryCustomerRow.customer_id.in_(customer_ids))
     stmt = select(HistoryRow).where(HistoryRow.id.in_(sub)).order_by(HistoryRow.at.desc(), HistoryRow.id.desc())
     return list(session.scalars(stmt.limit(limit)))

@@ -17,7 +17,7 @@ from hub.app import create_app
 from hub.db import Base
 from hub.demo import DemoRequest, DemoSource
 from hub.models import EventRow
-from hub.pipeline import store_internal
+from hub.pipeline import BATCH_CACHE, store_internal
 from hub.plugins import make_plugin_manager
 from hub.runtime import Hub, set_hub
 from hub.schemas import UnifiedEvent, utcnow
@@ -72,8 +72,14 @@ class Recorder:
         schedule("hub.pipeline.requeue_pending", 5)
 
     @hookimpl
+    def events_prepared(self, events: list[UnifiedEvent], session: Any) -> None:
+        self.calls.append(("events_prepared", [e.source_event_id for e in events]))
+        session.info[BATCH_CACHE]["recorder"] = len(events)
+
+    @hookimpl
     def resolve_identity(self, event: UnifiedEvent, session: Any) -> tuple[uuid.UUID, None]:
         self.calls.append(("resolve_identity", event.type))
+        assert session.info[BATCH_CACHE]["recorder"] >= 1  # the batch's preload is there for every event
         return uuid.UUID(int=7), None
 
     @hookimpl
@@ -144,6 +150,18 @@ def test_hook_register_commands(plugged: Any) -> None:
 def test_hook_register_schedules(plugged: Any) -> None:
     hub, _ = plugged
     assert ("hub.pipeline.requeue_pending", 5.0) in hub.schedules
+
+
+def test_hook_events_prepared(plugged: Any) -> None:
+    hub, recorder = plugged
+    drafts = [EventDraft(type="note", source_event_id=f"b{i}", occurred_at=utcnow()) for i in range(3)]
+    with hub.transaction() as session:
+        store_internal(hub, session, drafts, source="test")
+        assert BATCH_CACHE not in session.info  # dropped once the batch is stored
+    with hub.transaction() as session:
+        store_internal(hub, session, drafts[:2], source="test")  # stored already: nothing to prepare
+    prepared = [c for c in recorder.calls if c[0] == "events_prepared"]
+    assert prepared == [("events_prepared", ["b0", "b1", "b2"])]
 
 
 def test_hook_resolve_identity(plugged: Any) -> None:
