@@ -20,11 +20,19 @@ from hub.schemas import UnifiedEvent
 
 __all__ = [
     "event_stored",
+    "events_prepared",
     "register_commands",
     "register_extractors",
     "register_routes",
     "register_schedules",
 ]
+
+
+@hookimpl
+def events_prepared(events: list[UnifiedEvent], session: Session) -> None:
+    from enrichment.company import preload_profiles
+
+    preload_profiles(session, [i.value for e in events for i in e.identities if i.type == "uscc"])
 
 
 @hookimpl

@@ -25,7 +25,7 @@ from enrichment.models import CompanyProfile
 from hub.errors import HubError, InvalidRequest, NotFound, RetryableError
 from hub.identifiers import normalize_identity
 from hub.models import EventRow, SourceRow
-from hub.pipeline import store_internal
+from hub.pipeline import BATCH_CACHE, store_internal
 from hub.runtime import ActiveSource, Hub, get_hub
 from hub.schemas import EventDraft, Identity, UnifiedEvent, utcnow
 from hub.tasks import enqueue_after_commit, task
@@ -53,6 +53,17 @@ def request_lookups(event: UnifiedEvent, session: Session, ttl_s: float) -> list
     return queued
 
 
+PROFILES_KEY = "enrichment_profiles"
+
+
+def preload_profiles(session: Session, usccs: list[str]) -> None:
+    """`events_prepared`: the batch's company profiles in one query, held for `_request`'s `session.get`."""
+    wanted = sorted(set(usccs))
+    held = session.info[BATCH_CACHE].setdefault(PROFILES_KEY, [])  # the identity map holds rows weakly
+    for i in range(0, len(wanted), 400):
+        held += session.scalars(select(CompanyProfile).where(CompanyProfile.uscc.in_(wanted[i : i + 400])))
+
+
 def _request(session: Session, uscc: str, account_id: uuid.UUID | None, ttl_s: float) -> bool:
     now = utcnow()
     row = session.get(CompanyProfile, uscc)
@@ -66,9 +77,12 @@ def _request(session: Session, uscc: str, account_id: uuid.UUID | None, ttl_s: f
     else:
         try:
             with session.begin_nested():  # a concurrent event may insert the same USCC first
-                session.add(CompanyProfile(uscc=uscc, account_id=account_id, requested_at=now))
+                row = CompanyProfile(uscc=uscc, account_id=account_id, requested_at=now)
+                session.add(row)
         except IntegrityError:
             return False
+        if BATCH_CACHE in session.info:
+            session.info[BATCH_CACHE].setdefault(PROFILES_KEY, []).append(row)
     enqueue_after_commit(session, LOOKUP_TASK, uscc)
     return True
 

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 from hub.errors import RetryableError
 from hub.schemas import Identity, UnifiedEvent, utcnow
 from identity import store
-from identity.models import AccountIdentityRow, AccountMemberRow, AccountRow
+from identity.models import AccountIdentityRow, AccountRow
 
-__all__ = ["account_name", "resolve_account"]
+__all__ = ["account_name", "preload_accounts", "resolve_account"]
 
 PROFILE_EVENT = "company.profile.updated"
 _NAME_KEYS = ("company_name", "company", "customer_name", "account_name")
@@ -39,32 +39,70 @@ def resolve_account(
 ) -> uuid.UUID:
     """The account these identifiers point at (the oldest, if they point at several), created if new."""
     keys = [(i.type, i.value) for i in identities]
-    rows = list(session.scalars(
-        select(AccountIdentityRow).where(store.by_type_and_value(AccountIdentityRow, keys))
-    ))
-    held = {(r.type, r.value) for r in rows}
+    found = _rows(session, keys)
+    rows = [row for key in keys if (row := found.get(key)) is not None]
     now = utcnow()
     if rows:
-        candidates = session.scalars(select(AccountRow).where(AccountRow.id.in_({r.account_id for r in rows})))
+        candidates = [a for a in (session.get(AccountRow, aid) for aid in {r.account_id for r in rows}) if a]
         account = min(candidates, key=lambda a: (a.created_at, str(a.id)))
     else:
         account = store.insert_attached(session, AccountRow(id=uuid.uuid4(), created_at=now, updated_at=now,
                                                             name=None, profile=None))
+        store.keep_alive(session, account)
     for row in rows:
         if (now - row.last_seen).total_seconds() > 1:
             row.last_seen = now
     for ident in identities:
-        if (ident.type, ident.value) in held:
+        if (ident.type, ident.value) in found:
             continue
         values: dict[str, Any] = {"id": uuid.uuid4(), "type": ident.type, "value": ident.value,
                                   "account_id": account.id, "source": event.source, "first_seen": now, "last_seen": now}
-        if not store.insert_ignore(session, AccountIdentityRow, values):
+        inserted = store.insert_ignore(session, AccountIdentityRow, values)
+        _cache(session).pop((ident.type, ident.value), None)
+        if not inserted:
             raise RetryableError(f"{ident.type} claimed by a concurrent worker; retrying")
     _update(account, event)
     if customer_id is not None:
-        store.insert_ignore(session, AccountMemberRow, {"account_id": account.id, "customer_id": customer_id,
-                                                        "since": now})
+        store.defer_membership(session, account.id, customer_id, now)
     return account.id
+
+
+def preload_accounts(session: Session, keys: list[tuple[str, str]]) -> None:
+    """`events_prepared`: a batch's account identifiers and their accounts, in two queries."""
+    cache = store.batch_cache(session).setdefault(ROWS_KEY, {})
+    loaded = _load(session, [k for k in dict.fromkeys(keys) if k not in cache])
+    cache.update(loaded)
+    ids = sorted({r.account_id for r in loaded.values() if r is not None})
+    for i in range(0, len(ids), 400):
+        for account in session.scalars(select(AccountRow).where(AccountRow.id.in_(ids[i : i + 400]))):
+            store.keep_alive(session, account)
+
+
+ROWS_KEY = "identity_account_rows"
+
+
+def _cache(session: Session) -> dict[tuple[str, str], AccountIdentityRow | None]:
+    return store.batch_cache(session).get(ROWS_KEY, {})  # type: ignore[no-any-return]
+
+
+def _rows(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], AccountIdentityRow]:
+    """The rows holding these identifiers (account identifiers are unique), from the batch's preload if there."""
+    cache = _cache(session)
+    missing = [k for k in keys if k not in cache]
+    loaded = _load(session, missing)
+    if ROWS_KEY in store.batch_cache(session):
+        cache.update(loaded)
+    merged = {k: cache.get(k) for k in keys if k in cache} | loaded
+    return {k: row for k, row in merged.items() if row is not None}
+
+
+def _load(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], AccountIdentityRow | None]:
+    out: dict[tuple[str, str], AccountIdentityRow | None] = dict.fromkeys(keys)
+    for i in range(0, len(keys), 400):
+        stmt = select(AccountIdentityRow).where(store.by_type_and_value(AccountIdentityRow, keys[i : i + 400]))
+        for row in session.scalars(stmt):
+            out[(row.type, row.value)] = row
+    return out
 
 
 def _update(account: AccountRow, event: UnifiedEvent) -> None:

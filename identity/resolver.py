@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from hub.errors import RetryableError
 from hub.schemas import Identity, UnifiedEvent, utcnow
 from identity import store
-from identity.accounts import resolve_account
+from identity.accounts import preload_accounts, resolve_account
 from identity.models import CustomerRow, IdentityRow
 from identity.rules import Rules
 
@@ -39,6 +39,9 @@ def preload(events: list[UnifiedEvent], session: Session, rules: Rules) -> None:
     keys = [_key(i) for event in events if event.source != store.SOURCE for i in people[event.id]]
     if keys:
         store.preload(session, keys)
+    account_keys = [_key(i) for event in events for i in rules.account(event.identities)]
+    if account_keys:
+        preload_accounts(session, account_keys)
 
 
 PERSON_KEY = "identity_person"

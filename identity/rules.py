@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from hub.identifiers import is_placeholder, is_shared_line, normalize_email, normalize_phone, phone_kind
 from hub.schemas import ACCOUNT_IDENTITY_TYPES, PERSON_IDENTITY_TYPES, Identity
@@ -67,26 +66,16 @@ class Rules:
         Weak identifiers never link an event that has a stronger identifier to a customer, which is
         what keeps two members of a household (one landline, two mobiles) two customers.
         """
-        return ident.type == "phone" and (_is_shared(ident.value) or _kind(ident.value) == "fixed_line")
+        return ident.type == "phone" and (is_shared_line(ident.value) or phone_kind(ident.value) == "fixed_line")
 
     @staticmethod
     def always_shared(ident: Identity) -> bool:
-        return ident.type == "phone" and _is_shared(ident.value)
+        return ident.type == "phone" and is_shared_line(ident.value)
 
     @staticmethod
     def rank(ident: Identity) -> int:
         """Lower is higher priority; unknown types rank last."""
         return PRIORITY.index(ident.type) if ident.type in PRIORITY else len(PRIORITY)
-
-
-@lru_cache(maxsize=4096)
-def _kind(value: str) -> str:
-    return phone_kind(value)
-
-
-@lru_cache(maxsize=4096)
-def _is_shared(value: str) -> bool:
-    return is_shared_line(value)
 
 
 def parse_limits(text: str) -> dict[str, int]:

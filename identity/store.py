@@ -29,7 +29,7 @@ from identity.models import (
 OWNER_KEY = "identity_owner"
 SOURCE = "identity"
 ROWS_KEY = "identity_rows"
-CUSTOMERS_KEY = "identity_customers"
+CUSTOMERS_KEY = "identity_loaded"
 DEFERRED_KEY = "identity_deferred"
 COUNTS_KEY = "identity_type_counts"
 
@@ -117,9 +117,9 @@ def preload(session: Session, keys: Iterable[tuple[str, str]]) -> None:
     loaded = _load_rows(session, wanted)
     cache.update(loaded)
     owners = sorted({r.customer_id for rows in loaded.values() for r in rows})
-    held = batch.setdefault(CUSTOMERS_KEY, [])  # the identity map holds objects weakly: keep them alive
     for i in range(0, len(owners), 400):
-        held += session.scalars(select(CustomerRow).where(CustomerRow.id.in_(owners[i : i + 400])))
+        for customer in session.scalars(select(CustomerRow).where(CustomerRow.id.in_(owners[i : i + 400]))):
+            keep_alive(session, customer)
     batch.setdefault(COUNTS_KEY, {}).update(_count_types(session, owners))
 
 
@@ -264,6 +264,7 @@ class _Deferred:
     history_customers: list[dict[str, Any]] = field(default_factory=list)
     customers: dict[uuid.UUID, CustomerRow] = field(default_factory=dict)
     seen: dict[uuid.UUID, IdentityRow] = field(default_factory=dict)
+    members: dict[tuple[uuid.UUID, uuid.UUID], datetime] = field(default_factory=dict)
 
 
 _ACTIVITY_COLUMNS = ("traits", "last_activity_at", "last_source", "updated_at")
@@ -289,6 +290,16 @@ def defer_seen(session: Session, row: IdentityRow, at: datetime) -> None:
     _deferred(session).seen[row.id] = row
 
 
+def defer_membership(session: Session, account_id: uuid.UUID, customer_id: uuid.UUID, since: datetime) -> None:
+    """The customer is a member of the account (INSERT … ON CONFLICT DO NOTHING at commit)."""
+    _deferred(session).members.setdefault((account_id, customer_id), since)
+
+
+def keep_alive(session: Session, row: Any) -> None:
+    """Hold a loaded row for the rest of the batch (the session's identity map only holds it weakly)."""
+    batch_cache(session).setdefault(CUSTOMERS_KEY, []).append(row)
+
+
 def write_deferred(session: Session) -> None:
     """Send the deferred writes (idempotent; a rolled-back transaction drops them with the session)."""
     pending: _Deferred | None = session.info.pop(DEFERRED_KEY, None)
@@ -305,6 +316,9 @@ def write_deferred(session: Session) -> None:
     if pending.seen:
         conn.execute(_update_by_id(IdentityRow.__table__, ("last_seen",)),
                      [{"_id": r.id, "last_seen": r.last_seen} for r in pending.seen.values()])
+    if pending.members:
+        claim_many(session, AccountMemberRow, [{"account_id": a, "customer_id": c, "since": since}
+                                               for (a, c), since in pending.members.items()])
 
 
 @lru_cache(maxsize=8)
@@ -393,6 +407,7 @@ def merge_into(
         else:
             row.customer_id = survivor.id
     session.flush()
+    write_deferred(session)  # memberships (and history) of this transaction are read and moved below
     memberships = select(AccountMemberRow.account_id).where(AccountMemberRow.customer_id == loser.id)
     for account_id in list(session.scalars(memberships)):
         insert_ignore(session, AccountMemberRow, {"account_id": account_id, "customer_id": survivor.id})
