@@ -99,6 +99,7 @@ def _resolve_person(session: Session, event: UnifiedEvent, person: list[Identity
             evidence = next((i for i in plan.active if plan.owners.get(_key(i)) == loser.id), None)
             reason = f"shared_identifier:{evidence.type}" if evidence else "shared_identifier"
             store.merge_into(session, survivor, loser, reason=reason, identity=evidence, event_id=event.id)
+            _repoint(rows, loser.id, survivor.id)
         created = False
     else:  # inserted with its traits and activity already set: no UPDATE right after the INSERT
         survivor = store.new_customer(session, now, _with_activity(store.blank_customer(now), event))
@@ -112,6 +113,14 @@ def _resolve_person(session: Session, event: UnifiedEvent, person: list[Identity
         _with_activity(survivor, event).updated_at = now
         store.defer_activity(session, survivor)
     return survivor.id
+
+
+def _repoint(rows: dict[tuple[str, str], list[store.Held]], loser: uuid.UUID, survivor: uuid.UUID) -> None:
+    """The merge moved the loser's rows to the survivor: the views this event holds must say so too."""
+    for views in rows.values():
+        for view in views:
+            if view.customer_id == loser:
+                view.customer_id = survivor
 
 
 def _with_activity(customer: CustomerRow, event: UnifiedEvent) -> CustomerRow:
@@ -155,7 +164,7 @@ def _conflict(session: Session, plan: _Plan, owners: list[uuid.UUID], rules: Rul
     return None
 
 
-def _weak_plan(weak: list[Identity], rows: dict[tuple[str, str], list[IdentityRow]]) -> _Plan:
+def _weak_plan(weak: list[Identity], rows: dict[tuple[str, str], list[store.Held]]) -> _Plan:
     """Only shared-kind lines: follow the first one someone holds (its latest holder); never merge."""
     for ident in weak:
         holders = rows[_key(ident)]
@@ -167,14 +176,14 @@ def _weak_plan(weak: list[Identity], rows: dict[tuple[str, str], list[IdentityRo
 
 def _attach_exclusive(
     session: Session, customer: CustomerRow, idents: list[Identity],
-    rows: dict[tuple[str, str], list[IdentityRow]], event: UnifiedEvent, created: bool,
+    rows: dict[tuple[str, str], list[store.Held]], event: UnifiedEvent, created: bool,
 ) -> None:
     """Claim the new identifiers in one statement; losing any race to another worker means retry."""
     now = utcnow()
     new = []
     for ident in idents:
         known = rows[_key(ident)]
-        if known:  # rows of customers merged a moment ago were moved to `customer` (same objects)
+        if known:  # rows of customers merged a moment ago point at `customer` (see _repoint)
             _seen(session, [r for r in known if r.customer_id == customer.id], event)
         else:
             new.append(ident)
@@ -191,7 +200,7 @@ def _attach_exclusive(
 
 
 def _attach_weak(
-    session: Session, customer: CustomerRow, ident: Identity, rows: list[IdentityRow], event: UnifiedEvent,
+    session: Session, customer: CustomerRow, ident: Identity, rows: list[store.Held], event: UnifiedEvent,
     rules: Rules,
 ) -> None:
     mine = [r for r in rows if r.customer_id == customer.id]
@@ -225,7 +234,7 @@ def _claim(session: Session, customer: CustomerRow, ident: Identity, event: Unif
         store.count_claimed(session, customer.id, [ident.type])
 
 
-def _seen(session: Session, rows: list[IdentityRow], event: UnifiedEvent) -> None:
+def _seen(session: Session, rows: list[store.Held], event: UnifiedEvent) -> None:
     now = utcnow()
     for row in rows:
         if (now - row.last_seen).total_seconds() > 1:

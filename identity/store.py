@@ -66,7 +66,23 @@ def by_type_and_value(model: Any, keys: Sequence[tuple[str, str]]) -> Any:
     return or_(*(and_(model.type == t, model.value.in_(values)) for t, values in sorted(grouped.items())))
 
 
-def rows_for(session: Session, identities: Sequence[Identity]) -> dict[tuple[str, str], list[IdentityRow]]:
+@dataclass(slots=True)
+class Held:
+    """One `identities` row as the resolver reads it: plain values (read with Core, no ORM object per row).
+
+    Views of the same row are shared through the batch's preload, so the resolver's changes (a merge
+    moving the row, a line becoming shared, last_seen) are seen by every later event of the batch.
+    """
+
+    id: uuid.UUID
+    type: str
+    value: str
+    customer_id: uuid.UUID
+    shared: bool
+    last_seen: datetime
+
+
+def rows_for(session: Session, identities: Sequence[Identity]) -> dict[tuple[str, str], list[Held]]:
     """Every row holding each identifier; answered from the batch's preload where it has the key."""
     keys = list(dict.fromkeys((i.type, i.value) for i in identities))
     cache = _row_cache(session)
@@ -78,12 +94,16 @@ def rows_for(session: Session, identities: Sequence[Identity]) -> dict[tuple[str
     return {k: list(cache[k]) for k in keys}
 
 
-def _load_rows(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[IdentityRow]]:
-    out: dict[tuple[str, str], list[IdentityRow]] = {k: [] for k in keys}
+_HELD_COLUMNS = (IdentityRow.id, IdentityRow.type, IdentityRow.value, IdentityRow.customer_id, IdentityRow.shared,
+                 IdentityRow.last_seen)
+
+
+def _load_rows(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[Held]]:
+    out: dict[tuple[str, str], list[Held]] = {k: [] for k in keys}
     for i in range(0, len(keys), 400):
-        stmt = select(IdentityRow).where(by_type_and_value(IdentityRow, keys[i : i + 400]))
-        for row in session.scalars(stmt):
-            out.setdefault((row.type, row.value), []).append(row)
+        stmt = select(*_HELD_COLUMNS).where(by_type_and_value(IdentityRow, keys[i : i + 400]))
+        for row in session.execute(stmt):
+            out.setdefault((row.type, row.value), []).append(Held(*row))
     return out
 
 
@@ -92,7 +112,7 @@ def batch_cache(session: Session) -> dict[str, Any]:
     return session.info.get(BATCH_CACHE, {})  # type: ignore[no-any-return]
 
 
-def _row_cache(session: Session) -> dict[tuple[str, str], list[IdentityRow]] | None:
+def _row_cache(session: Session) -> dict[tuple[str, str], list[Held]] | None:
     return batch_cache(session).get(ROWS_KEY)
 
 
@@ -107,8 +127,8 @@ def forget(session: Session, keys: Iterable[tuple[str, str]]) -> None:
 def preload(session: Session, keys: Iterable[tuple[str, str]]) -> None:
     """Load a whole batch's identifiers and their owners in a few queries (`events_prepared`).
 
-    The rows and customers land in the session's identity map; `rows_for` then answers from the preload
-    and, on SQLite, `lock_customers` from the identity map. On PostgreSQL the owners are still locked
+    The customers land in the session's identity map; `rows_for` then answers from the preload and, on
+    SQLite, `lock_customers` from the identity map. On PostgreSQL the owners are still locked
     (and re-read) per event, so a preload that went stale only costs a retry, as a stale read did before.
     """
     batch = session.info.setdefault(BATCH_CACHE, {})
@@ -263,7 +283,7 @@ class _Deferred:
     history: list[dict[str, Any]] = field(default_factory=list)
     history_customers: list[dict[str, Any]] = field(default_factory=list)
     customers: dict[uuid.UUID, CustomerRow] = field(default_factory=dict)
-    seen: dict[uuid.UUID, IdentityRow] = field(default_factory=dict)
+    seen: dict[uuid.UUID, Held] = field(default_factory=dict)
     members: dict[tuple[uuid.UUID, uuid.UUID], datetime] = field(default_factory=dict)
 
 
@@ -285,8 +305,8 @@ def defer_activity(session: Session, customer: CustomerRow) -> None:
     _deferred(session).customers[customer.id] = customer
 
 
-def defer_seen(session: Session, row: IdentityRow, at: datetime) -> None:
-    set_committed_value(row, "last_seen", at)
+def defer_seen(session: Session, row: Held, at: datetime) -> None:
+    row.last_seen = at
     _deferred(session).seen[row.id] = row
 
 
@@ -401,11 +421,12 @@ def merge_into(
     held = {(r.type, r.value) for r in session.scalars(mine)}
     forget_counts(session, [survivor.id, loser.id])
     for row in session.scalars(select(IdentityRow).where(IdentityRow.customer_id == loser.id)):
-        forget(session, [(row.type, row.value)])
-        if (row.type, row.value) in held:
+        key = (row.type, row.value)
+        if key in held:
             session.delete(row)
         else:
             row.customer_id = survivor.id
+        forget(session, [key])
     session.flush()
     write_deferred(session)  # memberships (and history) of this transaction are read and moved below
     memberships = select(AccountMemberRow.account_id).where(AccountMemberRow.customer_id == loser.id)
