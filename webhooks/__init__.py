@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from hub.schemas import UnifiedEvent
 
-__all__ = ["event_stored", "register_hot_routes", "register_routes", "register_schedules"]
+__all__ = ["event_stored", "events_prepared", "register_hot_routes", "register_routes", "register_schedules"]
 
 
 @hookimpl(trylast=True)  # the /hooks/{source_id} catch-all must come after specific /hooks/… routes
@@ -32,6 +32,13 @@ def register_hot_routes(add: Callable[..., None]) -> None:
 
     for path, endpoint in inbound.HOT_ROUTES:
         add(path, endpoint, methods=inbound.HOOK_METHODS)
+
+
+@hookimpl
+def events_prepared(events: list[UnifiedEvent], session: Session) -> None:
+    from webhooks.delivery import preload_endpoints
+
+    preload_endpoints(session)
 
 
 @hookimpl

@@ -142,14 +142,9 @@ def patch_endpoint(endpoint_id: uuid.UUID, body: EndpointUpdate, hub: HubDep) ->
 
 def _resume(session: Session, row: EndpointRow) -> None:
     """Re-enabled: what waited while disabled is due again (order is still enforced per customer)."""
-    from hub.tasks import enqueue_after_commit
-    from webhooks.delivery import DELIVER_TASK
+    from webhooks.delivery import deliver_after_commit
 
-    pending = session.scalars(select(MessageRow.id).where(MessageRow.endpoint_id == row.id,
-                                                          MessageRow.status == "pending")
-                              .order_by(MessageRow.occurred_at, MessageRow.event_seq).limit(10_000)).all()
-    for message_id in pending:
-        enqueue_after_commit(session, DELIVER_TASK, str(message_id))
+    deliver_after_commit(session, row.id)
 
 
 @router.delete("/endpoints/{endpoint_id}", status_code=204)

@@ -1,47 +1,54 @@
 """Outbound delivery: one message per (event, endpoint), signed, sent, recorded, retried.
 
-Three short steps per attempt, so no transaction is open while the network is used:
-`_claim` (lease the message if it is due, not held back by an earlier message of the
-same customer, and within the endpoint's throttle), `_send` (SSRF re-check, then one
-POST with no redirects), `_record` (the attempt row, the message's next state, the
-endpoint's failure streak). Every step is idempotent on the message id, and the
-periodic `sweep` re-enqueues anything due, so a lost countdown loses nothing.
+Work goes per endpoint, in batches, so the database sees two short transactions per batch
+rather than per message. `deliver_due` loops: `claim` leases up to `claim.BATCH` due
+messages (webhooks/claim.py), `sender.send_batch` posts them concurrently with no
+transaction open, and `_record` writes every attempt and each message's next state in
+one transaction (Core executemany). A claimed message that is never recorded (the worker
+died) is claimable again when its lease runs out, and the periodic `sweep` re-enqueues
+anything due, so a crash or a lost countdown loses nothing.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import random
+import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from hub import metrics
+from hub.db import after_commit
 from hub.errors import RetryableError
 from hub.models import EventRow
+from hub.pipeline import BATCH_CACHE
 from hub.runtime import Hub, get_hub
 from hub.schemas import EventDraft, UnifiedEvent, utcnow
 from hub.tasks import enqueue, enqueue_after_commit, task
 from webhooks import sender
+from webhooks.claim import Batch, Claimed, Wait, claim
 from webhooks.models import MSG_DELIVERED, MSG_FAILED, MSG_PENDING, AttemptRow, EndpointRow, MessageRow
 
 log = logging.getLogger(__name__)
 
 DELIVER_TASK = "webhooks.delivery.deliver"
+DELIVER_DUE_TASK = "webhooks.delivery.deliver_due"
 SWEEP_TASK = "webhooks.delivery.sweep"
 SWEEP_EVERY_S = 30.0
 SWEEP_GRACE_S = 10.0
-SWEEP_LIMIT = 2000
-LEASE_S = 60.0
-DUE_SLACK_S = 0.5
+MAX_ROUNDS = 64  # batches per task; then the task re-enqueues itself so other work gets a turn
+RECORD_TRIES = 3
+NOT_SENT_RETRY_S = 1.0
 JITTER = 0.2
 MAX_RETRY_AFTER_S = 86_400.0
+_PUMPS = "webhooks.deliver_due"
 
 
 # ---------------------------------------------------------------- creating messages
@@ -49,7 +56,9 @@ MAX_RETRY_AFTER_S = 86_400.0
 
 def create_messages(hub: Hub, event: UnifiedEvent, session: Session) -> int:
     """`event_stored`: one pending message per enabled endpoint subscribed to the event's type."""
-    rows = session.scalars(select(EndpointRow).where(EndpointRow.enabled.is_(True))).all()
+    rows = session.info.get(BATCH_CACHE, {}).get(_ENDPOINTS_KEY)
+    if rows is None:
+        rows = _enabled_endpoints(session)
     wanted = [e for e in rows if e.subscribes(event.type)]
     if not wanted:
         return 0
@@ -57,201 +66,233 @@ def create_messages(hub: Hub, event: UnifiedEvent, session: Session) -> int:
     first_delay = _delays(hub)[0]
     now = utcnow()
     for endpoint in wanted:
-        message = MessageRow(
+        session.add(MessageRow(
             id=uuid.uuid4(), endpoint_id=endpoint.id, event_id=event.id, event_seq=seq, event_type=event.type,
             customer_id=event.customer_id, occurred_at=event.occurred_at, status=MSG_PENDING,
             next_attempt_at=now + timedelta(seconds=first_delay), created_at=now,
-        )
-        session.add(message)
-        enqueue_after_commit(session, DELIVER_TASK, str(message.id), countdown=first_delay or None)
+        ))
+        deliver_after_commit(session, endpoint.id, countdown=first_delay)
     return len(wanted)
+
+
+_ENDPOINTS_KEY = "webhooks_endpoints"
+
+
+def preload_endpoints(session: Session) -> None:
+    """`events_prepared`: the enabled endpoints once per batch rather than once per stored event."""
+    session.info[BATCH_CACHE][_ENDPOINTS_KEY] = _enabled_endpoints(session)
+
+
+def _enabled_endpoints(session: Session) -> list[EndpointRow]:
+    return list(session.scalars(select(EndpointRow).where(EndpointRow.enabled.is_(True))))
+
+
+def deliver_after_commit(session: Session, endpoint_id: uuid.UUID, countdown: float = 0.0) -> None:
+    """One `deliver_due` per endpoint per transaction, however many messages the transaction queued."""
+    wanted: dict[uuid.UUID, float] | None = session.info.get(_PUMPS)
+    if wanted is None:
+        wanted = session.info[_PUMPS] = {}
+        after_commit(session, lambda: _enqueue_pumps(session.info.pop(_PUMPS, {})))
+    wanted[endpoint_id] = min(countdown, wanted.get(endpoint_id, countdown))
+
+
+def _enqueue_pumps(wanted: dict[uuid.UUID, float]) -> None:
+    for endpoint_id, countdown in wanted.items():
+        enqueue(DELIVER_DUE_TASK, str(endpoint_id), countdown=countdown or None)
 
 
 def _delays(hub: Hub) -> list[float]:
     return hub.settings.retry_delays or [0.0]
 
 
-# ---------------------------------------------------------------- the task
+# ---------------------------------------------------------------- the tasks
 
 
 @task(DELIVER_TASK, queue="deliver", max_retries=5)
 def deliver(message_id: str) -> str:
-    """Attempt one message once (if due). Returns what happened, for logs and tests."""
+    """Deliver what is due on this message's endpoint (retry timers and older queued tasks name a message)."""
     hub = get_hub()
     try:
-        return deliver_once(hub, uuid.UUID(message_id))
+        with hub.sessions() as session:
+            endpoint_id = session.scalar(select(MessageRow.endpoint_id).where(MessageRow.id == uuid.UUID(message_id)))
+        return "missing" if endpoint_id is None else deliver_due(hub, endpoint_id)
     except OperationalError as exc:  # SQLite busy / PG deadlock: nothing was half-written
         raise RetryableError(f"database busy: {exc.__class__.__name__}") from exc
 
 
-@dataclass
-class Claimed:
-    message_id: uuid.UUID
-    endpoint_id: uuid.UUID
-    url: str
-    secrets: list[str]
-    body: str
-
-
-def deliver_once(hub: Hub, message_id: uuid.UUID) -> str:
-    claimed = _claim(hub, message_id)
-    if isinstance(claimed, str):
-        return claimed
+@task(DELIVER_DUE_TASK, queue="deliver", max_retries=5)
+def deliver_endpoint(endpoint_id: str) -> str:
+    """Deliver every due message of one endpoint, batch by batch. Returns what happened, for logs and tests."""
     try:
-        headers = sender.signed_headers(claimed.secrets, str(claimed.message_id), claimed.body)
-        result = sender.send(claimed.url, claimed.body, headers, allow_private=hub.settings.allow_private_endpoints)
-    except Exception as exc:  # a bug must still end in a recorded, retried attempt
-        log.exception("delivery of %s crashed", message_id)
-        result = sender.SendResult(status_code=None, latency_ms=0.0, error=f"{exc.__class__.__name__}: {exc}")
-    return _record(hub, claimed, result)
+        return deliver_due(get_hub(), uuid.UUID(endpoint_id))
+    except OperationalError as exc:
+        raise RetryableError(f"database busy: {exc.__class__.__name__}") from exc
 
 
-def _claim(hub: Hub, message_id: uuid.UUID) -> Claimed | str:
-    now = utcnow()
-    with hub.transaction() as session:
-        leased = session.execute(
-            update(MessageRow)
-            .where(MessageRow.id == message_id, MessageRow.status == MSG_PENDING,
-                   MessageRow.next_attempt_at <= now + timedelta(seconds=DUE_SLACK_S),
-                   or_(MessageRow.lease_until.is_(None), MessageRow.lease_until < now))
-            .values(lease_until=now + timedelta(seconds=LEASE_S))
-        ).rowcount
-        message = session.get(MessageRow, message_id)
-        if message is None:
-            return "missing"
-        if not leased:
-            return message.status if message.status != MSG_PENDING else "not_due"
-        endpoint = session.get(EndpointRow, message.endpoint_id)
-        if endpoint is None or not endpoint.enabled:
-            session.rollback()
-            return "endpoint_disabled"
-        if _held_back(session, message):
-            session.rollback()
-            return "held_back"
-        wait = _throttle_wait(session, endpoint, now)
-        if wait > 0:
-            session.rollback()
-            enqueue(DELIVER_TASK, str(message_id), countdown=wait)
-            return "throttled"
-        data = session.scalar(select(EventRow.data).where(EventRow.id == message.event_id))
-        if data is None:
-            message.status, message.last_error, message.finished_at = MSG_FAILED, "event deleted", now
-            return "event_missing"
-        body = json.dumps({"type": message.event_type, "timestamp": data.get("occurred_at"), "data": data},
-                          ensure_ascii=False, separators=(",", ":"))
-        return Claimed(message.id, endpoint.id, endpoint.url, _secrets(hub, endpoint, now), body)
+def deliver_due(hub: Hub, endpoint_id: uuid.UUID) -> str:
+    outcomes: Counter[str] = Counter()
+    for _ in range(MAX_ROUNDS):
+        batch = claim(hub, endpoint_id)
+        if isinstance(batch, Wait):
+            if batch.reason == "throttled":
+                enqueue(DELIVER_DUE_TASK, str(endpoint_id), countdown=batch.retry_in)
+            outcomes[batch.reason] += 1
+            return _summary(outcomes)
+        outcomes.update(attempt(hub, batch))
+    enqueue(DELIVER_DUE_TASK, str(endpoint_id))
+    return _summary(outcomes)
 
 
-def _held_back(session: Session, message: MessageRow) -> bool:
-    """An earlier undelivered message for the same (endpoint, customer) goes first."""
-    if message.customer_id is None:
-        return False
-    earlier = or_(MessageRow.occurred_at < message.occurred_at,
-                  and_(MessageRow.occurred_at == message.occurred_at, MessageRow.event_seq < message.event_seq))
-    stmt = select(MessageRow.id).where(
-        MessageRow.endpoint_id == message.endpoint_id, MessageRow.customer_id == message.customer_id,
-        MessageRow.status == MSG_PENDING, MessageRow.id != message.id, earlier,
-    )
-    return session.scalars(stmt.limit(1)).first() is not None
+def _summary(outcomes: Counter[str]) -> str:
+    return " ".join(f"{name}={n}" for name, n in sorted(outcomes.items()))
 
 
-def _throttle_wait(session: Session, endpoint: EndpointRow, now: datetime) -> float:
-    """Reserve the endpoint's next send slot (compare-and-swap, so it holds across workers)."""
-    if not endpoint.rate_limit or endpoint.rate_limit <= 0:
-        return 0.0
-    old = endpoint.throttle_next_at
-    if old is not None and old > now:
-        return (old - now).total_seconds()
-    new = now + timedelta(seconds=1.0 / endpoint.rate_limit)
-    cond = EndpointRow.throttle_next_at.is_(None) if old is None else EndpointRow.throttle_next_at == old
-    swapped = session.execute(
-        update(EndpointRow).where(EndpointRow.id == endpoint.id, cond).values(throttle_next_at=new)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    return 0.0 if swapped else 1.0 / endpoint.rate_limit
-
-
-def _secrets(hub: Hub, endpoint: EndpointRow, now: datetime) -> list[str]:
-    out = [hub.box.open_str(endpoint.secret_sealed)]
-    expires = endpoint.previous_secret_expires_at
-    if endpoint.previous_secret_sealed and expires is not None and expires > now:
-        out.append(hub.box.open_str(endpoint.previous_secret_sealed))
-    return out
+def attempt(hub: Hub, batch: Batch) -> list[str]:
+    """Send a claimed batch and record the outcome of each message."""
+    items = [sender.Outgoing(str(m.message_id), m.body) for m in batch.messages]
+    try:
+        results = sender.send_batch(batch.url, batch.signer, items, allow_private=hub.settings.allow_private_endpoints)
+    except Exception as exc:  # a bug must still end in recorded, retried attempts
+        log.exception("delivery to endpoint %s crashed", batch.endpoint_id)
+        results = [sender.SendResult(None, 0.0, error=f"{exc.__class__.__name__}: {exc}"[:500]) for _ in items]
+    for result in (r for r in results if r.sent):
+        metrics.DELIVERY_ATTEMPTS.labels(result.outcome()).inc()
+        metrics.DELIVERY_LATENCY.observe(result.latency_ms / 1000.0)
+    for tries_left in range(RECORD_TRIES - 1, -1, -1):
+        try:
+            return _record(hub, batch, results)
+        except (OperationalError, IntegrityError):  # busy database, or a message deleted meanwhile
+            if not tries_left:
+                raise
+            time.sleep(0.05)
+    return []
 
 
 # ---------------------------------------------------------------- recording the outcome
 
 
-def _record(hub: Hub, claimed: Claimed, result: sender.SendResult) -> str:
-    now = utcnow()
-    outcome = result.outcome()
-    metrics.DELIVERY_ATTEMPTS.labels(outcome).inc()
-    metrics.DELIVERY_LATENCY.observe(result.latency_ms / 1000.0)
-    with hub.transaction() as session:
-        message = session.get(MessageRow, claimed.message_id)
-        endpoint = session.get(EndpointRow, claimed.endpoint_id)
-        if message is None or endpoint is None:
-            return "missing"
-        session.add(AttemptRow(message_id=message.id, endpoint_id=endpoint.id, at=now, success=result.ok,
-                               status_code=result.status_code, latency_ms=result.latency_ms,
-                               error=result.error, response_excerpt=result.excerpt))
-        message.attempt_count += 1
-        message.lease_until = None
-        message.last_status_code, message.last_error = result.status_code, result.error
-        if result.ok:
-            message.status, message.finished_at = MSG_DELIVERED, now
-            endpoint.failing_since = None
-            _release_next(session, message, now)
-            return MSG_DELIVERED
-        endpoint.failing_since = endpoint.failing_since or now
-        if result.status_code == 410:
-            message.status, message.finished_at = MSG_FAILED, now
-            disable_endpoint(hub, session, endpoint, "the receiver answered 410 Gone")
-            return "endpoint_gone"
-        if _failing_too_long(hub, endpoint, now):
-            days = hub.settings.endpoint_disable_after_days
-            disable_endpoint(hub, session, endpoint, f"failing continuously for {days:g} days")
-        if result.abort:
-            message.status, message.finished_at = MSG_FAILED, now
-            _release_next(session, message, now)
-            return "aborted"
-        delays = _delays(hub)
-        if message.attempt_count >= len(delays):
-            message.status, message.finished_at = MSG_FAILED, now
-            _release_next(session, message, now)
-            return MSG_FAILED
-        delay = _jittered(delays[message.attempt_count])
-        if result.retry_after is not None:
-            delay = max(delay, min(result.retry_after, MAX_RETRY_AFTER_S))
-        message.next_attempt_at = now + timedelta(seconds=delay)
-        if endpoint.enabled:
-            enqueue_after_commit(session, DELIVER_TASK, str(message.id), countdown=delay or None)
-        return "retry_scheduled"
+@dataclass(frozen=True)
+class _Next:
+    """A message's state after one attempt."""
+
+    outcome: str
+    status: str
+    next_attempt_at: datetime
+    finished_at: datetime | None = None
+    retry_in: float | None = None
+
+
+def _next(hub: Hub, claimed: Claimed, result: sender.SendResult, now: datetime) -> _Next:
+    if not result.sent:  # never left the process: not an attempt; the lease is given back
+        return _Next("not_sent", MSG_PENDING, claimed.next_attempt_at, retry_in=NOT_SENT_RETRY_S)
+    if result.ok:
+        return _Next(MSG_DELIVERED, MSG_DELIVERED, claimed.next_attempt_at, now)
+    if result.status_code == 410:
+        return _Next("endpoint_gone", MSG_FAILED, claimed.next_attempt_at, now)
+    if result.abort:
+        return _Next("aborted", MSG_FAILED, claimed.next_attempt_at, now)
+    delays = _delays(hub)
+    attempts = claimed.attempt_count + 1
+    if attempts >= len(delays):
+        return _Next(MSG_FAILED, MSG_FAILED, claimed.next_attempt_at, now)
+    delay = _jittered(delays[attempts])
+    if result.retry_after is not None:
+        delay = max(delay, min(result.retry_after, MAX_RETRY_AFTER_S))
+    return _Next("retry_scheduled", MSG_PENDING, now + timedelta(seconds=delay), retry_in=delay)
 
 
 def _jittered(delay: float) -> float:
     return delay * random.uniform(1 - JITTER, 1 + JITTER) if delay > 0 else 0.0
 
 
+_MESSAGES = MessageRow.__table__
+_SETTLE = (  # only while our lease holds: a message whose lease ran out belongs to whoever claimed it next
+    update(_MESSAGES)
+    .where(_MESSAGES.c.id == bindparam("m_id"), _MESSAGES.c.status == MSG_PENDING,
+           _MESSAGES.c.lease_until == bindparam("m_lease"))
+    .values(status=bindparam("m_status"), attempt_count=_MESSAGES.c.attempt_count + 1, lease_until=None,
+            last_status_code=bindparam("m_code"), last_error=bindparam("m_error"),
+            next_attempt_at=bindparam("m_next"), finished_at=bindparam("m_finished"))
+)
+
+
+_RELEASE = (update(_MESSAGES)
+            .where(_MESSAGES.c.id == bindparam("m_id"), _MESSAGES.c.lease_until == bindparam("m_lease"))
+            .values(lease_until=None))
+_ENDPOINTS = EndpointRow.__table__
+_END_STREAK = (update(_ENDPOINTS)
+               .where(_ENDPOINTS.c.id == bindparam("b_endpoint"), _ENDPOINTS.c.failing_since.is_not(None))
+               .values(failing_since=None))
+
+
+def _record(hub: Hub, batch: Batch, results: list[sender.SendResult]) -> list[str]:
+    now = utcnow()
+    plans = [_next(hub, m, r, now) for m, r in zip(batch.messages, results, strict=True)]
+    with hub.transaction() as session:
+        ids = [m.message_id for m in batch.messages]
+        alive = set(session.scalars(select(MessageRow.id).where(MessageRow.id.in_(ids))))  # not deleted meanwhile
+        rows = [(m, r, p) for m, r, p in zip(batch.messages, results, plans, strict=True) if m.message_id in alive]
+        sent = [row for row in rows if row[1].sent]
+        if sent:
+            session.execute(AttemptRow.__table__.insert(), [_attempt_row(batch, m, r, now) for m, r, _ in sent])
+            session.execute(_SETTLE, [_settle_row(m, r, p) for m, r, p in sent])
+        if len(sent) < len(rows):
+            session.execute(_RELEASE, [{"m_id": m.message_id, "m_lease": m.lease_until}
+                                       for m, r, _ in rows if not r.sent])
+        enabled = _endpoint_after(hub, session, batch.endpoint_id, [(r, p) for _, r, p in sent], now)
+        for delay in {p.retry_in for _, _, p in rows if p.retry_in is not None}:
+            if enabled:
+                enqueue_after_commit(session, DELIVER_DUE_TASK, str(batch.endpoint_id), countdown=delay or None)
+    return [plan.outcome if m.message_id in alive else "missing" for m, plan in zip(batch.messages, plans, strict=True)]
+
+
+def _attempt_row(batch: Batch, claimed: Claimed, result: sender.SendResult, now: datetime) -> dict[str, Any]:
+    return {"message_id": claimed.message_id, "endpoint_id": batch.endpoint_id, "at": now, "success": result.ok,
+            "status_code": result.status_code, "latency_ms": result.latency_ms, "error": result.error,
+            "response_excerpt": result.excerpt}
+
+
+def _settle_row(claimed: Claimed, result: sender.SendResult, plan: _Next) -> dict[str, Any]:
+    return {"m_id": claimed.message_id, "m_lease": claimed.lease_until, "m_status": plan.status,
+            "m_code": result.status_code, "m_error": result.error, "m_next": plan.next_attempt_at,
+            "m_finished": plan.finished_at}
+
+
+def _endpoint_after(hub: Hub, session: Session, endpoint_id: uuid.UUID,
+                    outcomes: list[tuple[sender.SendResult, _Next]], now: datetime) -> bool:
+    """Track the failure streak (`failing_since`); 410 or a 5-day streak disables. Returns: still enabled?"""
+    if not outcomes:
+        return True
+    failed = [p for r, p in outcomes if not r.ok]
+    streak = EndpointRow.failing_since
+    if max(outcomes, key=lambda o: o[0].done)[0].ok:  # the batch ended in a success: no streak
+        session.execute(_END_STREAK, {"b_endpoint": endpoint_id})
+    elif len(failed) == len(outcomes):
+        _update_endpoint(session, endpoint_id, streak.is_(None), failing_since=now)
+    else:  # a success inside the batch interrupted the streak; it starts again now
+        _update_endpoint(session, endpoint_id, failing_since=now)
+    if not failed:
+        return True
+    endpoint = session.get(EndpointRow, endpoint_id)
+    if endpoint is None or not endpoint.enabled:
+        return False
+    if any(p.outcome == "endpoint_gone" for p in failed):
+        disable_endpoint(hub, session, endpoint, "the receiver answered 410 Gone")
+    elif _failing_too_long(hub, endpoint, now):
+        days = hub.settings.endpoint_disable_after_days
+        disable_endpoint(hub, session, endpoint, f"failing continuously for {days:g} days")
+    return endpoint.enabled
+
+
+def _update_endpoint(session: Session, endpoint_id: uuid.UUID, *conds: Any, **values: Any) -> None:
+    session.execute(update(EndpointRow).where(EndpointRow.id == endpoint_id, *conds).values(**values)
+                    .execution_options(synchronize_session=False))
+
+
 def _failing_too_long(hub: Hub, endpoint: EndpointRow, now: datetime) -> bool:
     since = endpoint.failing_since
     limit = timedelta(days=hub.settings.endpoint_disable_after_days)
     return endpoint.enabled and since is not None and now - since >= limit
-
-
-def _release_next(session: Session, message: MessageRow, now: datetime) -> None:
-    """The message is settled: the same customer's next pending message may go now."""
-    if message.customer_id is None:
-        return
-    nxt = session.scalars(
-        select(MessageRow).where(MessageRow.endpoint_id == message.endpoint_id,
-                                 MessageRow.customer_id == message.customer_id,
-                                 MessageRow.status == MSG_PENDING, MessageRow.id != message.id)
-        .order_by(MessageRow.occurred_at, MessageRow.event_seq).limit(1)
-    ).first()
-    if nxt is not None:
-        wait = max(0.0, (nxt.next_attempt_at - now).total_seconds())
-        enqueue_after_commit(session, DELIVER_TASK, str(nxt.id), countdown=wait or None)
 
 
 def disable_endpoint(hub: Hub, session: Session, endpoint: EndpointRow, reason: str) -> None:
@@ -279,18 +320,19 @@ def sweep() -> int:
 
 
 def sweep_due(hub: Hub, *, grace_s: float = SWEEP_GRACE_S) -> int:
+    """Enqueue `deliver_due` for every endpoint with due, unleased messages; returns how many messages are due."""
     now = utcnow()
     with hub.sessions() as session:
-        ids = session.scalars(
-            select(MessageRow.id).join(EndpointRow, EndpointRow.id == MessageRow.endpoint_id)
+        rows = session.execute(
+            select(MessageRow.endpoint_id, func.count()).join(EndpointRow, EndpointRow.id == MessageRow.endpoint_id)
             .where(MessageRow.status == MSG_PENDING, EndpointRow.enabled.is_(True),
                    MessageRow.next_attempt_at <= now - timedelta(seconds=grace_s),
                    or_(MessageRow.lease_until.is_(None), MessageRow.lease_until < now))
-            .order_by(MessageRow.occurred_at, MessageRow.event_seq).limit(SWEEP_LIMIT)
+            .group_by(MessageRow.endpoint_id)
         ).all()
-    for message_id in ids:
-        enqueue(DELIVER_TASK, str(message_id))
-    return len(ids)
+    for endpoint_id, _ in rows:
+        enqueue(DELIVER_DUE_TASK, str(endpoint_id))
+    return sum(int(n) for _, n in rows)
 
 
 def requeue(session: Session, messages: list[MessageRow]) -> int:
@@ -299,7 +341,7 @@ def requeue(session: Session, messages: list[MessageRow]) -> int:
     for message in messages:
         message.status, message.attempt_count, message.next_attempt_at = MSG_PENDING, 0, now
         message.lease_until, message.finished_at = None, None
-        enqueue_after_commit(session, DELIVER_TASK, str(message.id))
+        deliver_after_commit(session, message.endpoint_id)
     return len(messages)
 
 

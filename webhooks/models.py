@@ -52,6 +52,8 @@ class MessageRow(UUIDPk, Base):
     __table_args__ = (
         Index("ix_messages_order", "endpoint_id", "customer_id", "status", "occurred_at", "event_seq"),
         Index("ix_messages_due", "status", "next_attempt_at"),
+        # claim.py's lease: one endpoint's due messages in due order, without a sort over every pending row
+        Index("ix_messages_endpoint_due", "endpoint_id", "status", "next_attempt_at"),
         Index("ix_messages_endpoint_created", "endpoint_id", "created_at"),
     )
 

@@ -48,16 +48,27 @@ def _webhook(secret: str) -> Webhook:
         raise SigningError(f"malformed webhook secret: {exc.__class__.__name__}") from exc
 
 
+class Signer:
+    """An endpoint's secrets parsed once, so each delivery pays only for the HMAC (delivery caches these)."""
+
+    def __init__(self, secrets_: Iterable[str]) -> None:
+        self._hooks = [_webhook(s) for s in secrets_]
+
+    def sign(self, msg_id: str, timestamp: datetime, body: str) -> str:
+        """`webhook-signature` value: one `v1,<base64>` per secret, space-separated (rotation sends two)."""
+        if timestamp.tzinfo is None:
+            raise SigningError("signing timestamp must be timezone-aware")
+        # The library stamps the datetime as UTC without converting, so convert first.
+        ts = timestamp.astimezone(UTC)
+        try:
+            return " ".join(hook.sign(msg_id=msg_id, timestamp=ts, data=body) for hook in self._hooks)
+        except (ValueError, binascii.Error, TypeError, UnicodeError) as exc:
+            raise SigningError(f"cannot sign: {exc.__class__.__name__}") from exc
+
+
 def sign(secrets_: Iterable[str], msg_id: str, timestamp: datetime, body: str) -> str:
-    """`webhook-signature` value: one `v1,<base64>` per secret, space-separated (rotation sends two)."""
-    if timestamp.tzinfo is None:
-        raise SigningError("signing timestamp must be timezone-aware")
-    # The library stamps the datetime as UTC without converting, so convert first.
-    ts = timestamp.astimezone(UTC)
-    try:
-        return " ".join(_webhook(s).sign(msg_id=msg_id, timestamp=ts, data=body) for s in secrets_)
-    except (ValueError, binascii.Error, TypeError, UnicodeError) as exc:
-        raise SigningError(f"cannot sign: {exc.__class__.__name__}") from exc
+    """`webhook-signature` value for `secrets_` (see `Signer.sign`)."""
+    return Signer(secrets_).sign(msg_id, timestamp, body)
 
 
 def verify(secret: str, body: bytes | str, headers: Mapping[str, str]) -> Any:

@@ -1,8 +1,9 @@
 """The SSRF guard: only http(s), and the host must resolve to public addresses only.
 
-Checked when an endpoint is created or its URL changed, and again before every send
-(DNS can change in between). Redirects are never followed, so a public host cannot
-bounce a delivery to an internal one.
+Checked when an endpoint is created or its URL changed, and again before every batch of
+sends (DNS can change in between); the sends then connect only to the addresses checked
+here (`webhooks.pinned`), so a rebinding DNS answer is never used. Redirects are never
+followed, so a public host cannot bounce a delivery to an internal one.
 """
 
 from __future__ import annotations

@@ -1,0 +1,114 @@
+"""Batched delivery keeps every guarantee: order per customer, leases after a crash, cached keys after rotation."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+from standardwebhooks import Webhook
+
+from hub.runtime import Hub
+from hub.schemas import utcnow
+from tests.helpers import ADMIN, client_for
+from tests.webhooks.conftest import Receiver, add_endpoint, draft, settle, store, t0
+from webhooks import claim as claiming, delivery, sender
+from webhooks.delivery import sweep_due
+from webhooks.models import AttemptRow, EndpointRow, MessageRow
+
+PHONES = [f"+86138001{i:05d}" for i in range(5)]
+
+
+def _messages(hub: Hub) -> list[MessageRow]:
+    with hub.sessions() as s:
+        return list(s.scalars(select(MessageRow)))
+
+
+def _attempts(hub: Hub) -> list[AttemptRow]:
+    with hub.sessions() as s:
+        return list(s.scalars(select(AttemptRow)))
+
+
+def test_one_transaction_of_many_customers_arrives_in_order_per_customer(whub: Hub, receiver: Receiver) -> None:
+    add_endpoint(whub, receiver.url)
+    store(whub, *[draft(f"{c}-{k}", phone=PHONES[c], at=t0(k)) for k in reversed(range(8)) for c in range(5)])
+    settle(whub)
+    assert len(receiver.ok()) == 40
+    for c in range(5):
+        got = [r.source_event_id for r in receiver.ok() if r.source_event_id.startswith(f"{c}-")]
+        assert got == [f"{c}-{k}" for k in range(8)]
+    assert all(m.status == "delivered" and m.attempt_count == 1 for m in _messages(whub))
+
+
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_claimed_but_unrecorded_messages_are_sent_after_the_lease(
+        db: str, hub_factory: Callable[..., Hub], receiver: Receiver, request: pytest.FixtureRequest) -> None:
+    """A worker that dies between claim and record: the lease runs out and the sweep delivers the message."""
+    url = request.getfixturevalue("pg_url") if db == "postgres" else None
+    hub = hub_factory(url, retry_schedule="600,30")  # first attempt far away: nothing runs on its own
+    endpoint = add_endpoint(hub, receiver.url)
+    store(hub, draft("e-1"), draft("e-2", phone=PHONES[1]))
+    with hub.transaction() as s:
+        s.execute(update(MessageRow).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
+    batch = claiming.claim(hub, uuid.UUID(endpoint["id"]))  # ... and the worker dies here
+    assert isinstance(batch, claiming.Batch) and len(batch.messages) == 2
+    assert isinstance(claiming.claim(hub, uuid.UUID(endpoint["id"])), claiming.Wait)  # leased: nobody else
+    assert sweep_due(hub, grace_s=0) == 0
+    settle(hub)
+    assert receiver.received == [] and _attempts(hub) == []
+    with hub.transaction() as s:  # the lease ran out
+        s.execute(update(MessageRow).values(lease_until=utcnow() - timedelta(seconds=1)))
+    assert sweep_due(hub, grace_s=0) == 2
+    settle(hub)
+    assert sorted(r.source_event_id for r in receiver.ok()) == ["e-1", "e-2"]
+    assert len(_attempts(hub)) == 2 and all(m.status == "delivered" for m in _messages(hub))
+
+
+def test_a_post_that_never_left_is_not_an_attempt(shub: Hub, receiver: Receiver,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def no_slot(url: str, signer: object, items: list[sender.Outgoing], **_: object) -> list[sender.SendResult]:
+        calls.append(len(items))
+        if len(calls) > 1:
+            monkeypatch.undo()
+            return sender.send_batch(url, signer, items, **_)  # type: ignore[arg-type]
+        return [sender.SendResult(None, 0.0, error="not sent: no free connection", sent=False) for _ in items]
+
+    monkeypatch.setattr(sender, "send_batch", no_slot)
+    add_endpoint(shub, receiver.url)
+    store(shub, draft("e-1"))
+    settle(shub)
+    [message] = _messages(shub)
+    assert message.attempt_count == 1 and message.status == "delivered"  # the unsent try did not count
+    assert [a.success for a in _attempts(shub)] == [True]
+
+
+def test_rotation_reaches_a_cached_signer(shub: Hub, receiver: Receiver) -> None:
+    endpoint = add_endpoint(shub, receiver.url)
+    store(shub, draft("e-1"))
+    settle(shub)  # the endpoint's signer is cached now
+    rotated = client_for(shub).post(f"/v1/endpoints/{endpoint['id']}/rotate-secret", json={"overlap_hours": 0},
+                                    headers=ADMIN).json()
+    store(shub, draft("e-2"))
+    settle(shub)
+    first, second = receiver.received
+    Webhook(endpoint["secret"]).verify(first.body, first.headers)
+    assert len(second.headers["webhook-signature"].split(" ")) == 1
+    Webhook(rotated["secret"]).verify(second.body, second.headers)
+
+
+def test_a_batch_ending_in_success_clears_the_failure_streak(shub: Hub, receiver: Receiver) -> None:
+    receiver.script = lambda r: (500, {}, b"") if r.source_event_id == "e-0" else (200, {}, b"")
+    endpoint = add_endpoint(shub, receiver.url)
+    store(shub, draft("e-0", phone=PHONES[0]))
+    settle(shub)
+    health = client_for(shub).get(f"/v1/endpoints/{endpoint['id']}/health", headers=ADMIN).json()
+    assert health["consecutive_failures"] == 1
+    store(shub, draft("e-1", phone=PHONES[1]))
+    settle(shub)
+    assert delivery.deliver_due(shub, uuid.UUID(endpoint["id"])) == "idle=1"
+    with shub.sessions() as s:
+        assert s.get(EndpointRow, uuid.UUID(endpoint["id"])).failing_since is None  # type: ignore[union-attr]
