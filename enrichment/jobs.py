@@ -31,6 +31,7 @@ from enrichment.models import (
 )
 from enrichment.transcript import normalise_direction
 from hub.errors import RetryableError
+from hub.ids import new_id
 from hub.models import EventRow, SourceRow
 from hub.pipeline import quarantine
 from hub.runtime import Hub, get_hub
@@ -70,7 +71,7 @@ def job_for_call(event: UnifiedEvent, session: Session) -> AsrJob | None:
     engine, channels = engine_for(event.properties)
     roles = event.properties.get("channel_roles")
     job = AsrJob(
-        id=uuid.uuid4(), call_event_id=call_id, customer_id=customer_id, source_id=event.source_id,
+        id=new_id(), call_event_id=call_id, customer_id=customer_id, source_id=event.source_id,
         recording_url=url, direction=normalise_direction(event.properties.get("direction")),
         channel_roles=list(roles) if isinstance(roles, list | tuple) else None,
         engine=engine, channel_num=channels, state=JOB_QUEUED,

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine, create_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import Uuid
 
+from hub.ids import new_id
 from hub.schemas import utcnow
 
 NAMING_CONVENTION = {
@@ -59,7 +60,7 @@ class Base(DeclarativeBase):
 
 
 class UUIDPk:
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
 
 
 class Timestamps:
@@ -103,10 +104,6 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
-            # The default page cache is 2 MB: with random UUID keys, index inserts into a database of a
-            # few hundred MB would keep re-reading pages. 64 MB per connection, and reads through mmap.
-            cur.execute("PRAGMA cache_size=-65536")
-            cur.execute("PRAGMA mmap_size=268435456")
             cur.close()
 
         return engine

@@ -10,6 +10,7 @@ from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, Uniqu
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base, BigIntPK, Timestamps, UUIDPk
+from hub.ids import new_id
 from hub.schemas import utcnow
 
 
@@ -77,7 +78,7 @@ class EventRow(Base):
     )
 
     seq: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    id: Mapped[uuid.UUID] = mapped_column(unique=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True, default=new_id)
     type: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(64))
     source_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"))

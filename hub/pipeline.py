@@ -21,6 +21,7 @@ from hub import metrics
 from hub.connector import InboundRequest, ParseContext
 from hub.errors import QuarantineError, RetryableError
 from hub.identifiers import normalize_identity
+from hub.ids import new_id
 from hub.models import (
     RAW_FAILED,
     RAW_HANDLED,
@@ -311,7 +312,7 @@ def prepare_event(
     enforce_formal_order_rule(source, properties, issues)
     identities = normalise_identities(draft.identities, issues)
     return UnifiedEvent(
-        id=uuid.uuid4(),
+        id=new_id(),
         type=draft.type,
         source=source,
         source_id=source_id,

@@ -16,6 +16,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from hub.identifiers import INVISIBLE_CHARS
@@ -73,6 +74,7 @@ def _field_name(field: str) -> str:
     return parts[-1] if parts else field
 
 
+@lru_cache(maxsize=4096)  # a handful of field paths recur on every event
 def _field_kind(field: str) -> str:
     """`identifier`, `text` (newlines matter) or `plain`, guessed from the last segment of the field path."""
     name = _field_name(field)

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.errors import RetryableError
+from hub.ids import new_id
 from hub.schemas import Identity, UnifiedEvent, utcnow
 from identity import store
 from identity.models import AccountIdentityRow, AccountRow
@@ -46,7 +47,7 @@ def resolve_account(
         candidates = [a for a in (session.get(AccountRow, aid) for aid in {r.account_id for r in rows}) if a]
         account = min(candidates, key=lambda a: (a.created_at, str(a.id)))
     else:
-        account = store.insert_attached(session, AccountRow(id=uuid.uuid4(), created_at=now, updated_at=now,
+        account = store.insert_attached(session, AccountRow(id=new_id(), created_at=now, updated_at=now,
                                                             name=None, profile=None))
         store.keep_alive(session, account)
     for row in rows:
@@ -55,7 +56,7 @@ def resolve_account(
     for ident in identities:
         if (ident.type, ident.value) in found:
             continue
-        values: dict[str, Any] = {"id": uuid.uuid4(), "type": ident.type, "value": ident.value,
+        values: dict[str, Any] = {"id": new_id(), "type": ident.type, "value": ident.value,
                                   "account_id": account.id, "source": event.source, "first_seen": now, "last_seen": now}
         inserted = store.insert_ignore(session, AccountIdentityRow, values)
         _cache(session).pop((ident.type, ident.value), None)

@@ -22,6 +22,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from hub.errors import RetryableError
+from hub.ids import new_id
 from hub.schemas import Identity, UnifiedEvent, utcnow
 from identity import store
 from identity.accounts import preload_accounts, resolve_account
@@ -187,7 +188,7 @@ def _attach_exclusive(
             _seen(session, [r for r in known if r.customer_id == customer.id], event)
         else:
             new.append(ident)
-    claims = [{"id": uuid.uuid4(), "type": i.type, "value": i.value, "customer_id": customer.id, "shared": False,
+    claims = [{"id": new_id(), "type": i.type, "value": i.value, "customer_id": customer.id, "shared": False,
                "source": event.source, "first_seen": now, "last_seen": now} for i in new]
     inserted = store.claim_many(session, IdentityRow, claims)
     store.forget(session, [_key(i) for i in new])
@@ -224,7 +225,7 @@ def _attach_weak(
 
 def _claim(session: Session, customer: CustomerRow, ident: Identity, event: UnifiedEvent, *, shared: bool) -> None:
     now = utcnow()
-    values = {"id": uuid.uuid4(), "type": ident.type, "value": ident.value, "customer_id": customer.id,
+    values = {"id": new_id(), "type": ident.type, "value": ident.value, "customer_id": customer.id,
               "shared": shared, "source": event.source, "first_seen": now, "last_seen": now}
     inserted = store.insert_ignore(session, IdentityRow, values)
     store.forget(session, [_key(ident)])

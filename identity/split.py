@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.errors import InvalidRequest
+from hub.ids import new_id
 from hub.models import EventRow
 from hub.pipeline import reassign_events
 from hub.schemas import EventDraft, Identity, utcnow
@@ -43,7 +44,7 @@ def split_customer(
     if not keep:
         raise InvalidRequest("a split must leave the customer at least one identity", code="split_takes_all")
     now = utcnow()
-    new = CustomerRow(id=uuid.uuid4(), traits={}, created_at=now, updated_at=now)
+    new = CustomerRow(id=new_id(), traits={}, created_at=now, updated_at=now)
     session.add(new)
     session.flush()
     for row in moving:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from hub.errors import RetryableError
+from hub.ids import new_id
 from hub.pipeline import BATCH_CACHE, emit
 from hub.schemas import EventDraft, Identity, utcnow
 from identity.models import (
@@ -157,7 +158,7 @@ def insert_attached(session: Session, row: Any) -> Any:
 
 
 def blank_customer(now: datetime) -> CustomerRow:
-    return CustomerRow(id=uuid.uuid4(), traits={}, created_at=now, updated_at=now, merged_into=None,
+    return CustomerRow(id=new_id(), traits={}, created_at=now, updated_at=now, merged_into=None,
                        last_activity_at=None, last_source=None, silent_notified_at=None)
 
 
@@ -262,7 +263,7 @@ def record(
     """Add one history row (and its customer index rows) to the transaction's deferred writes."""
     unique = list(dict.fromkeys(customer_ids))
     pending = _deferred(session)
-    history_id = uuid.uuid4()
+    history_id = new_id()
     pending.history.append({
         "id": history_id, "action": action, "reason": reason, "at": at or utcnow(),
         "customer_ids": [str(c) for c in unique], "identity_type": identity.type if identity else None,

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from hub import metrics
 from hub.db import after_commit
 from hub.errors import RetryableError
+from hub.ids import new_id
 from hub.models import EventRow
 from hub.pipeline import BATCH_CACHE
 from hub.runtime import Hub, get_hub
@@ -67,7 +68,7 @@ def create_messages(hub: Hub, event: UnifiedEvent, session: Session) -> int:
     now = utcnow()
     for endpoint in wanted:
         session.add(MessageRow(
-            id=uuid.uuid4(), endpoint_id=endpoint.id, event_id=event.id, event_seq=seq, event_type=event.type,
+            id=new_id(), endpoint_id=endpoint.id, event_id=event.id, event_seq=seq, event_type=event.type,
             customer_id=event.customer_id, occurred_at=event.occurred_at, status=MSG_PENDING,
             next_attempt_at=now + timedelta(seconds=first_delay), created_at=now,
         ))
