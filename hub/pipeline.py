@@ -195,6 +195,8 @@ def store_drafts(
     duplicates = len(drafts) - len(events)
     stored = 0
     try:
+        # A batch stored from inside another (a hook storing events) replaces the outer preload, and the
+        # outer batch then reads from the database: slower, never stale.
         session.info[BATCH_CACHE] = {}
         if events:
             hub.pm.hook.events_prepared(events=events, session=session)

@@ -31,6 +31,8 @@ from identity.rules import Rules
 
 __all__ = ["preload", "resolve"]
 
+PERSON_KEY = "identity_person"  # batch cache: event id → its usable person identifiers
+
 
 def preload(events: list[UnifiedEvent], session: Session, rules: Rules) -> None:
     """`events_prepared`: load every person identifier of the batch, and its owners, at once."""
@@ -43,9 +45,6 @@ def preload(events: list[UnifiedEvent], session: Session, rules: Rules) -> None:
     account_keys = [_key(i) for event in events for i in rules.account(event.identities)]
     if account_keys:
         preload_accounts(session, account_keys)
-
-
-PERSON_KEY = "identity_person"
 
 
 @dataclass
@@ -67,8 +66,9 @@ def resolve(
     known = store.batch_cache(session).get(PERSON_KEY, {}).get(event.id)
     person = rules.person(event.identities) if known is None else known
     accounts = rules.account(event.identities)
-    # Our reads see what they need without a flush per event: claims, history and new rows are written
-    # at once (Core), merges flush themselves, and the rest (traits, last_seen) is flushed in bulk later.
+    # Our reads see what they need without a flush per event: claims and new customers are written at
+    # once (Core), merges flush themselves, and history, traits, last_seen and memberships are written in
+    # bulk at commit (store.write_deferred).
     with session.no_autoflush:
         customer_id = _resolve_person(session, event, person, rules) if person else None
         account_id = resolve_account(session, event, accounts, customer_id) if accounts else None
