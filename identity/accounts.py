@@ -88,13 +88,9 @@ def _cache(session: Session) -> dict[tuple[str, str], AccountIdentityRow | None]
 
 def _rows(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], AccountIdentityRow]:
     """The rows holding these identifiers (account identifiers are unique), from the batch's preload if there."""
-    cache = _cache(session)
-    missing = [k for k in keys if k not in cache]
-    loaded = _load(session, missing)
-    if ROWS_KEY in store.batch_cache(session):
-        cache.update(loaded)
-    merged = {k: cache.get(k) for k in keys if k in cache} | loaded
-    return {k: row for k, row in merged.items() if row is not None}
+    cache = _cache(session)  # a throwaway dict outside a batch
+    cache.update(_load(session, [k for k in keys if k not in cache]))
+    return {k: row for k in keys if (row := cache.get(k)) is not None}
 
 
 def _load(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], AccountIdentityRow | None]:
