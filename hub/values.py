@@ -11,6 +11,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
+from hub.schemas import QualityIssue
+
 CHINA_TZ = ZoneInfo("Asia/Shanghai")
 _EPOCH_MS_FROM = 10**11  # larger epoch values are milliseconds (10**11 s is the year 5138)
 _AMOUNT_NOISE = re.compile(r"[\s,，_]|^(?:CNY|RMB|¥|￥)|(?:元|CNY|RMB)$", re.IGNORECASE)
@@ -43,6 +45,20 @@ def parse_platform_time(value: object) -> datetime | None:
     except (ValueError, OverflowError, OSError):
         return None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=CHINA_TZ)
+
+
+def time_or_received(value: object, field: str, received_at: datetime, issues: list[QualityIssue]) -> datetime:
+    """The platform's time for `field`, or the received time with an `invalid_time` issue when it is unreadable.
+
+    A missing value falls back silently: the platform did not claim a time.
+    """
+    parsed = parse_platform_time(value)
+    if parsed is not None:
+        return parsed
+    if value is not None:
+        issues.append(QualityIssue(field=field, code="invalid_time",
+                                   detail=f"{str(value)[:40]!r} unreadable; received time used"))
+    return received_at
 
 
 def parse_amount(value: object) -> Decimal | None:

@@ -1,4 +1,5 @@
-"""Run an app on uvicorn in a background thread on a free loopback port (for real-client tests)."""
+"""Run servers in a background thread on a free loopback port (for real-client tests): an ASGI app on uvicorn,
+or a fake platform built on the standard library's HTTP server."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -38,3 +40,16 @@ def serve(app: Any, port: int | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def serving(server: ThreadingHTTPServer) -> Iterator[None]:
+    """Serve `server` (already bound to a loopback port) until the block ends, then close it."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -7,7 +7,7 @@ from typing import Any
 
 from hub import EventDraft, Identity, QualityIssue
 from hub.identifiers import normalize_uscc
-from hub.values import amount_json, parse_amount, parse_platform_time, platform_date
+from hub.values import amount_json, parse_amount, parse_platform_time, platform_date, time_or_received
 
 from .payloads import ErpOrder
 
@@ -61,12 +61,7 @@ def _identities(order: ErpOrder, issues: list[QualityIssue]) -> list[Identity]:
 
 def to_draft(order: ErpOrder, version: dict[str, Any], changes: dict[str, Any], received_at: datetime) -> EventDraft:
     issues: list[QualityIssue] = []
-    occurred = parse_platform_time(order.updated_at)
-    if occurred is None:
-        if order.updated_at is not None:
-            issues.append(QualityIssue(field="updated_at", code="invalid_time",
-                                       detail=f"{str(order.updated_at)[:40]!r} unreadable; received time used"))
-        occurred = received_at
+    occurred = time_or_received(order.updated_at, "updated_at", received_at, issues)
     if order.amount is not None and version["amount"] is None:
         issues.append(QualityIssue(field="properties.amount", code="invalid_amount",
                                    detail=f"{str(order.amount)[:40]!r} is not an amount"))

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from hub import EventDraft, Identity, QualityIssue
-from hub.values import amount_json, parse_amount, parse_platform_time
+from hub.values import amount_json, parse_amount, time_or_received
 
 from .payloads import PosEvent
 
@@ -39,12 +39,7 @@ def _items(event: PosEvent, issues: list[QualityIssue]) -> list[dict[str, Any]]:
 
 def to_draft(event: PosEvent, received_at: datetime) -> EventDraft:
     issues: list[QualityIssue] = []
-    occurred = parse_platform_time(event.paid_at)
-    if occurred is None:
-        if event.paid_at is not None:
-            issues.append(QualityIssue(field="paid_at", code="invalid_time",
-                                       detail=f"{str(event.paid_at)[:40]!r} unreadable; received time used"))
-        occurred = received_at
+    occurred = time_or_received(event.paid_at, "paid_at", received_at, issues)
     amount = parse_amount(event.amount)
     if event.amount is not None and amount is None:
         issues.append(QualityIssue(field="properties.amount", code="invalid_amount",

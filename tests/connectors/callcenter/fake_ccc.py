@@ -8,12 +8,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.server import serving
 
 SECRET_ID = "AKIDfakeccc0001"
 SECRET_KEY = "fake-ccc-secret-key-0001"
@@ -78,11 +79,5 @@ class FakeCcc:
 
     @contextmanager
     def running(self) -> Iterator[FakeCcc]:
-        thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        thread.start()
-        try:
+        with serving(self.server):
             yield self
-        finally:
-            self.server.shutdown()
-            self.server.server_close()
-            thread.join(timeout=5)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from tests.server import serving
 
 CLIENT_ID = "hub-client"
 CLIENT_SECRET = "hub-client-secret-01"
@@ -74,11 +75,5 @@ class FakeErp:
 
     @contextmanager
     def running(self) -> Iterator[FakeErp]:
-        thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        thread.start()
-        try:
+        with serving(self.server):
             yield self
-        finally:
-            self.server.shutdown()
-            self.server.server_close()
-            thread.join(timeout=5)
