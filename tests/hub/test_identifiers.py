@@ -11,6 +11,7 @@ from hub.identifiers import (
     DEFAULT_PLACEHOLDERS,
     INVISIBLE_CHARS,
     Normalized,
+    clear_caches,
     is_placeholder,
     is_shared_line,
     normalize_email,
@@ -390,6 +391,23 @@ def test_phone_idempotent_on_phone_like_text(raw: str) -> None:
         assert result.value is not None and result.value.startswith("+")
         assert normalize_phone(result.value) == result
         assert phone_kind(result.value) in {"mobile", "fixed_line", "toll_free", "other"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    prefix=st.sampled_from(["13", "15", "18", "19", "010-", "021 ", "0755", "400", "800", "+1 650", "+852 ", "+44 20"]),
+    rest=st.text(st.sampled_from("0123456789"), min_size=4, max_size=10),
+    region=st.sampled_from(["CN", "US", "HK"]),
+)
+def test_phone_facts_remembered_from_normalising_equal_a_fresh_parse(prefix: str, rest: str, region: str) -> None:
+    clear_caches()
+    result = normalize_phone(prefix + rest, region)
+    if result.value is None:
+        return
+    e164 = result.value
+    remembered = (phone_kind(e164), is_shared_line(e164), is_placeholder("phone", e164))
+    clear_caches()
+    assert (phone_kind(e164), is_shared_line(e164), is_placeholder("phone", e164)) == remembered
 
 
 @settings(max_examples=200, deadline=None)
