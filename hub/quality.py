@@ -131,6 +131,12 @@ def clean_text(value: str, field: str) -> tuple[str, list[QualityIssue]]:
     `fullwidth_normalized`, `whitespace_collapsed`, and the finding `formula_residue` (value kept).
     """
     kind = _field_kind(field)
+    if _already_clean(value, kind):
+        return value, []
+    return _clean_steps(value, kind, field)
+
+
+def _clean_steps(value: str, kind: str, field: str) -> tuple[str, list[QualityIssue]]:
     issues: list[QualityIssue] = []
     text = value
     for step, code in _STEPS:
@@ -140,6 +146,22 @@ def clean_text(value: str, field: str) -> tuple[str, list[QualityIssue]]:
     if looks_like_formula(text):
         issues.append(QualityIssue(field=field, code="formula_residue", detail=text[:80]))
     return text, issues
+
+
+def _already_clean(text: str, kind: str) -> bool:
+    """True when no step would change `text` and it cannot be a formula: most values at ingest, checked
+    in a few C-level string tests instead of the three steps' regexes."""
+    if not text or text[0] in "=+-@" or text[0].isspace() or text[-1].isspace() or "  " in text:
+        return False
+    if text.isascii():
+        return text.isprintable()  # no control characters, no whitespace but single spaces
+    if _NOT_PLAIN.search(text):
+        return False
+    return kind != "identifier" or unicodedata.is_normalized("NFKC", text)
+
+
+# What any step would change outside ASCII: invisibles, full-width forms, whitespace other than a space.
+_NOT_PLAIN = re.compile(f"{INVISIBLE_CHARS.pattern}|{_FULLWIDTH.pattern}|[^\\S ]")
 
 
 def looks_like_formula(value: str) -> bool:

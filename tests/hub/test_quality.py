@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from hub import quality
 from hub.quality import (
     CHANGE_CODES,
     check_company_name,
@@ -281,6 +282,16 @@ def test_clean_text_never_raises_and_is_idempotent(raw: str, field: str) -> None
     assert again == text
     assert not [issue for issue in issues if issue.code in CHANGE_CODES]
     assert codes(issues) == (["formula_residue"] if looks_like_formula(text) else [])
+
+
+PLAIN_TEXT = st.text(st.sampled_from(list("ab =+-@1２３\u3000\u200e\t\n腾讯（）①ｶ")), max_size=12)
+
+
+@settings(max_examples=800, deadline=None)
+@given(raw=st.one_of(ANY_TEXT, PLAIN_TEXT), field=FIELDS)
+def test_fast_path_for_clean_text_agrees_with_every_step(raw: str, field: str) -> None:
+    kind = quality._field_kind(field)
+    assert clean_text(raw, field) == quality._clean_steps(raw, kind, field)
 
 
 @settings(max_examples=200, deadline=None)
