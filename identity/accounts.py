@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from hub.errors import RetryableError
 from hub.ids import new_id
 from hub.schemas import Identity, UnifiedEvent, utcnow
-from identity import store
+from identity import sql, store
 from identity.models import AccountIdentityRow, AccountRow
 
 __all__ = ["account_name", "preload_accounts", "resolve_account"]
@@ -47,7 +47,7 @@ def resolve_account(
         candidates = [a for a in (session.get(AccountRow, aid) for aid in {r.account_id for r in rows}) if a]
         account = min(candidates, key=lambda a: (a.created_at, str(a.id)))
     else:
-        account = store.insert_attached(session, AccountRow(id=new_id(), created_at=now, updated_at=now,
+        account = sql.insert_attached(session, AccountRow(id=new_id(), created_at=now, updated_at=now,
                                                             name=None, profile=None))
         store.keep_alive(session, account)
     for row in rows:
@@ -58,7 +58,7 @@ def resolve_account(
             continue
         values: dict[str, Any] = {"id": new_id(), "type": ident.type, "value": ident.value,
                                   "account_id": account.id, "source": event.source, "first_seen": now, "last_seen": now}
-        inserted = store.insert_ignore(session, AccountIdentityRow, values)
+        inserted = sql.insert_ignore(session, AccountIdentityRow, values)
         _cache(session).pop((ident.type, ident.value), None)
         if not inserted:
             raise RetryableError(f"{ident.type} claimed by a concurrent worker; retrying")
@@ -96,7 +96,7 @@ def _rows(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str]
 def _load(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], AccountIdentityRow | None]:
     out: dict[tuple[str, str], AccountIdentityRow | None] = dict.fromkeys(keys)
     for i in range(0, len(keys), 400):
-        stmt = select(AccountIdentityRow).where(store.by_type_and_value(AccountIdentityRow, keys[i : i + 400]))
+        stmt = select(AccountIdentityRow).where(sql.by_type_and_value(AccountIdentityRow, keys[i : i + 400]))
         for row in session.scalars(stmt):
             out[(row.type, row.value)] = row
     return out

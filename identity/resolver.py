@@ -7,8 +7,9 @@ For one event:
    limit or re-join customers an operator split, the event's lowest-priority identifier is left out of
    matching and the refusal recorded (`merge_refused`), Segment-style; repeat.
 3. No owner: a new customer. Several: the oldest survives and the others are merged into it.
-4. New identifiers are attached (claimed with INSERT … ON CONFLICT DO NOTHING: losing the race means a
-   concurrent worker claimed it, so the whole step is retried). A weak line held by another customer
+4. New identifiers are attached (claimed with INSERT … ON CONFLICT DO NOTHING, buffered and written with
+   the batch by identity.pending: losing the race means a concurrent worker claimed it, so the whole
+   transaction is retried). A weak line held by another customer
    becomes shared: both keep it and nothing is merged.
 5. Account identifiers (uscc, erp_customer_code) go to identity.accounts: they never merge customers.
 """
@@ -21,8 +22,6 @@ from dataclasses import dataclass, field
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from hub.errors import RetryableError
-from hub.ids import new_id
 from hub.schemas import Identity, UnifiedEvent, utcnow
 from identity import store
 from identity.accounts import preload_accounts, resolve_account
@@ -66,9 +65,9 @@ def resolve(
     known = store.batch_cache(session).get(PERSON_KEY, {}).get(event.id)
     person = rules.person(event.identities) if known is None else known
     accounts = rules.account(event.identities)
-    # Our reads see what they need without a flush per event: claims and new customers are written at
-    # once (Core), merges flush themselves, and history, traits, last_seen and memberships are written in
-    # bulk at commit (store.write_deferred).
+    # Our reads see what they need without a flush per event: new customers and claims are buffered and
+    # written before anything reads those tables (identity.pending), merges flush themselves, and history,
+    # traits, last_seen and memberships are written in bulk at commit (store.write_deferred).
     with session.no_autoflush:
         customer_id = _resolve_person(session, event, person, rules) if person else None
         account_id = resolve_account(session, event, accounts, customer_id) if accounts else None
@@ -179,8 +178,7 @@ def _attach_exclusive(
     session: Session, customer: CustomerRow, idents: list[Identity],
     rows: dict[tuple[str, str], list[store.Held]], event: UnifiedEvent, created: bool,
 ) -> None:
-    """Claim the new identifiers in one statement; losing any race to another worker means retry."""
-    now = utcnow()
+    """Claim the new identifiers (losing a race to another worker is found when the claims are written)."""
     new = []
     for ident in idents:
         known = rows[_key(ident)]
@@ -188,12 +186,7 @@ def _attach_exclusive(
             _seen(session, [r for r in known if r.customer_id == customer.id], event)
         else:
             new.append(ident)
-    claims = [{"id": new_id(), "type": i.type, "value": i.value, "customer_id": customer.id, "shared": False,
-               "source": event.source, "first_seen": now, "last_seen": now} for i in new]
-    inserted = store.claim_many(session, IdentityRow, claims)
-    store.forget(session, [_key(i) for i in new])
-    if inserted != len(claims):
-        raise RetryableError("an identifier was claimed by a concurrent worker; retrying")
+    store.claim(session, customer.id, new, event.source)
     store.count_claimed(session, customer.id, [i.type for i in new])
     if not created:
         for ident in new:
@@ -224,13 +217,7 @@ def _attach_weak(
 
 
 def _claim(session: Session, customer: CustomerRow, ident: Identity, event: UnifiedEvent, *, shared: bool) -> None:
-    now = utcnow()
-    values = {"id": new_id(), "type": ident.type, "value": ident.value, "customer_id": customer.id,
-              "shared": shared, "source": event.source, "first_seen": now, "last_seen": now}
-    inserted = store.insert_ignore(session, IdentityRow, values)
-    store.forget(session, [_key(ident)])
-    if not inserted:
-        raise RetryableError(f"{ident.type} claimed by a concurrent worker; retrying")
+    store.claim(session, customer.id, [ident], event.source, shared=shared)
     if not shared:
         store.count_claimed(session, customer.id, [ident.type])
 

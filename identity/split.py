@@ -18,7 +18,7 @@ from hub.ids import new_id
 from hub.models import EventRow
 from hub.pipeline import reassign_events
 from hub.schemas import EventDraft, Identity, utcnow
-from identity import store
+from identity import sql, store
 from identity.models import AccountMemberRow, CustomerRow, IdentityRow, SplitPairRow
 from identity.views import get_customer, parse_identity
 
@@ -55,7 +55,7 @@ def split_customer(
     _recompute_activity(session, original)
     _recompute_activity(session, new)
     for account_id in {e.account_id for e in moved if e.account_id is not None}:
-        store.insert_ignore(session, AccountMemberRow, {"account_id": account_id, "customer_id": new.id, "since": now})
+        sql.insert_ignore(session, AccountMemberRow, {"account_id": account_id, "customer_id": new.id, "since": now})
     session.add(SplitPairRow(customer_a=original.id, customer_b=new.id, at=now))
     for row in moving:
         store.record(session, "split", reason, [original.id, new.id], Identity(type=row.type, value=row.value))

@@ -9,9 +9,8 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, delete, event as sa_event, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy import Table, bindparam, delete, event as sa_event, func, insert, or_, select, update
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from hub.errors import RetryableError
@@ -26,6 +25,8 @@ from identity.models import (
     IdentityRow,
     SplitPairRow,
 )
+from identity.pending import add_claims, add_customer, write_inserts
+from identity.sql import by_type_and_value, claim_many, insert_ignore
 
 OWNER_KEY = "identity_owner"
 SOURCE = "identity"
@@ -33,38 +34,6 @@ ROWS_KEY = "identity_rows"
 CUSTOMERS_KEY = "identity_loaded"
 DEFERRED_KEY = "identity_deferred"
 COUNTS_KEY = "identity_type_counts"
-
-
-def insert_ignore(session: Session, model: Any, values: dict[str, Any]) -> bool:
-    """INSERT … ON CONFLICT DO NOTHING (any unique key); True if the row was inserted."""
-    return claim_many(session, model, [values]) == 1
-
-
-def claim_many(session: Session, model: Any, rows: list[dict[str, Any]]) -> int:
-    """INSERT … ON CONFLICT DO NOTHING for each row; returns how many rows were inserted."""
-    if not rows:
-        return 0
-    stmt = _insert_ignore_stmt(session.get_bind().dialect.name, model.__table__)
-    return len(session.connection().execute(stmt, rows if len(rows) > 1 else rows[0]).all())
-
-
-@lru_cache(maxsize=64)
-def _insert_ignore_stmt(dialect: str, table: Table) -> Any:
-    """One constant statement per table, built once: its compiled form is cached whatever the row count.
-
-    RETURNING, not rowcount: the number of rows returned is the number inserted.
-    """
-    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    key = next(iter(table.primary_key.columns))
-    return insert_(table).on_conflict_do_nothing().returning(key)
-
-
-def by_type_and_value(model: Any, keys: Sequence[tuple[str, str]]) -> Any:
-    """`(type = t AND value IN (…)) OR …`: uses the (type, value) index on SQLite, where a row-value IN scans."""
-    grouped: dict[str, list[str]] = {}
-    for type_, value in keys:
-        grouped.setdefault(type_, []).append(value)
-    return or_(*(and_(model.type == t, model.value.in_(values)) for t, values in sorted(grouped.items())))
 
 
 @dataclass(slots=True)
@@ -144,31 +113,39 @@ def preload(session: Session, keys: Iterable[tuple[str, str]]) -> None:
     batch.setdefault(COUNTS_KEY, {}).update(_count_types(session, owners))
 
 
-def insert_attached(session: Session, row: Any) -> Any:
-    """INSERT a new row now (Core: no unit-of-work flush) and hand the object to the session as persistent.
-
-    Every column must be set on `row`; later attribute changes are flushed as UPDATEs, batched with the
-    other pending changes of the transaction.
-    """
-    table = row.__table__
-    session.connection().execute(insert(table), {c.key: getattr(row, c.key) for c in table.columns})
-    make_transient_to_detached(row)
-    session.add(row)
-    return row
-
-
 def blank_customer(now: datetime) -> CustomerRow:
     return CustomerRow(id=new_id(), traits={}, created_at=now, updated_at=now, merged_into=None,
                        last_activity_at=None, last_source=None, silent_notified_at=None)
 
 
 def new_customer(session: Session, now: datetime, row: CustomerRow | None = None) -> CustomerRow:
-    """Insert a customer (a blank one, or `row` as prepared); it holds no identifiers yet."""
-    row = insert_attached(session, row if row is not None else blank_customer(now))
+    """A new customer (a blank one, or `row` as prepared), inserted with the batch (identity.pending)."""
+    row = add_customer(session, row if row is not None else blank_customer(now))
     counts = batch_cache(session).get(COUNTS_KEY)
     if counts is not None:
         counts[row.id] = {}
     return row
+
+
+def claim(
+    session: Session, customer_id: uuid.UUID, idents: Sequence[Identity], source: str, *, shared: bool = False
+) -> None:
+    """Claim identifiers for `customer_id` (written with the batch, see identity.pending).
+
+    The batch's preload learns the new rows at once, so a later event of the batch matches them without
+    reading them back.
+    """
+    now = utcnow()
+    rows = [{"id": new_id(), "type": i.type, "value": i.value, "customer_id": customer_id, "shared": shared,
+             "source": source, "first_seen": now, "last_seen": now} for i in idents]
+    add_claims(session, rows)
+    cache = _row_cache(session)
+    if cache is None:
+        return
+    for row in rows:
+        key = (row["type"], row["value"])
+        if key in cache:  # a key the batch never loaded stays unknown: reading it writes the claim first
+            cache[key] = [*cache[key], Held(row["id"], row["type"], row["value"], customer_id, shared, now)]
 
 
 def lock_customers(session: Session, ids: Iterable[uuid.UUID]) -> list[CustomerRow]:
@@ -323,6 +300,7 @@ def keep_alive(session: Session, row: Any) -> None:
 
 def write_deferred(session: Session) -> None:
     """Send the deferred writes (idempotent; a rolled-back transaction drops them with the session)."""
+    write_inserts(session)  # the updates below may touch customers inserted in this transaction
     pending: _Deferred | None = session.info.pop(DEFERRED_KEY, None)
     if pending is None:
         return
@@ -418,8 +396,8 @@ def merge_into(
     event_id: uuid.UUID | None,
 ) -> None:
     """Fold `loser` into `survivor` (both locked): identities, memberships, traits, activity, history."""
-    mine = select(IdentityRow).where(IdentityRow.customer_id == survivor.id)
-    held = {(r.type, r.value) for r in session.scalars(mine)}
+    mine = select(IdentityRow.type, IdentityRow.value).where(IdentityRow.customer_id == survivor.id)
+    held = {(type_, value) for type_, value in session.execute(mine)}
     forget_counts(session, [survivor.id, loser.id])
     for row in session.scalars(select(IdentityRow).where(IdentityRow.customer_id == loser.id)):
         key = (row.type, row.value)
@@ -428,8 +406,7 @@ def merge_into(
         else:
             row.customer_id = survivor.id
         forget(session, [key])
-    session.flush()
-    write_deferred(session)  # memberships (and history) of this transaction are read and moved below
+    _move_deferred_memberships(session, loser.id, survivor.id)
     memberships = select(AccountMemberRow.account_id).where(AccountMemberRow.customer_id == loser.id)
     for account_id in list(session.scalars(memberships)):
         insert_ignore(session, AccountMemberRow, {"account_id": account_id, "customer_id": survivor.id})
@@ -453,6 +430,19 @@ def merge_into(
         },
     )
     emit_owned(session, draft, survivor.id)
+
+
+def _move_deferred_memberships(session: Session, loser: uuid.UUID, survivor: uuid.UUID) -> None:
+    """Memberships of `loser` not yet written go to `survivor` in memory; the written ones are moved in SQL.
+
+    Writing the whole deferred buffer here instead split a batch's executemany at every merge.
+    """
+    pending: _Deferred | None = session.info.get(DEFERRED_KEY)
+    if pending is None:
+        return
+    for account_id, customer_id in [key for key in pending.members if key[1] == loser]:
+        since = pending.members.pop((account_id, customer_id))
+        pending.members.setdefault((account_id, survivor), since)
 
 
 def history_for(session: Session, customer_ids: Sequence[uuid.UUID], limit: int = 500) -> list[HistoryRow]:

@@ -1,0 +1,67 @@
+"""Small SQL helpers identity/ uses on several tables: claims with ON CONFLICT DO NOTHING, (type, value) lookups."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Table, and_, insert, or_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, make_transient_to_detached
+
+__all__ = ["by_type_and_value", "claim_many", "insert_attached", "insert_ignore", "row_values"]
+
+
+def insert_ignore(session: Session, model: Any, values: dict[str, Any]) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING (any unique key); True if the row was inserted."""
+    return claim_many(session, model, [values]) == 1
+
+
+def claim_many(session: Session, model: Any, rows: list[dict[str, Any]]) -> int:
+    """INSERT … ON CONFLICT DO NOTHING for each row; returns how many rows were inserted."""
+    if not rows:
+        return 0
+    stmt = _insert_ignore_stmt(session.get_bind().dialect.name, model.__table__)
+    return len(session.connection().execute(stmt, rows if len(rows) > 1 else rows[0]).all())
+
+
+@lru_cache(maxsize=64)
+def _insert_ignore_stmt(dialect: str, table: Table) -> Any:
+    """One constant statement per table, built once: its compiled form is cached whatever the row count.
+
+    RETURNING, not rowcount: the number of rows returned is the number inserted.
+    """
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    key = next(iter(table.primary_key.columns))
+    return insert_(table).on_conflict_do_nothing().returning(key)
+
+
+def by_type_and_value(model: Any, keys: Sequence[tuple[str, str]]) -> Any:
+    """`(type = t AND value IN (…)) OR …`: uses the (type, value) index on SQLite, where a row-value IN scans."""
+    grouped: dict[str, list[str]] = {}
+    for type_, value in keys:
+        grouped.setdefault(type_, []).append(value)
+    return or_(*(and_(model.type == t, model.value.in_(values)) for t, values in sorted(grouped.items())))
+
+
+def row_values(row: Any) -> dict[str, Any]:
+    """Every column of a mapped object, as set on it (for a Core INSERT)."""
+    return {c.key: getattr(row, c.key) for c in row.__table__.columns}
+
+
+def insert_attached(session: Session, row: Any) -> Any:
+    """INSERT a new row now (Core: no unit-of-work flush) and hand the object to the session as persistent.
+
+    Every column must be set on `row`; later attribute changes are flushed as UPDATEs, batched with the
+    other pending changes of the transaction.
+    """
+    session.connection().execute(insert(row.__table__), row_values(row))
+    return attach(session, row)
+
+
+def attach(session: Session, row: Any) -> Any:
+    """Hand a fully set object to the session as persistent, as if it had just been loaded."""
+    make_transient_to_detached(row)
+    session.add(row)
+    return row
