@@ -83,8 +83,11 @@ def _inserts(session: Session) -> _Inserts:
 
 
 def _before_statement(state: ORMExecuteState) -> None:
-    if INSERTS_KEY in state.session.info and any(m.local_table in _TABLES for m in state.all_mappers):
-        write_inserts(state.session)
+    """A statement on either table, or one whose tables the ORM cannot name (`select_from`, text), writes first."""
+    if INSERTS_KEY in state.session.info:
+        mappers = state.all_mappers
+        if not mappers or any(m.local_table in _TABLES for m in mappers):
+            write_inserts(state.session)
 
 
 def _before_flush(session: Session, flush_context: Any, instances: Any) -> None:

@@ -43,6 +43,12 @@ def test_an_orm_read_of_either_table_writes_the_buffer_first(quiet_hub: Hub) -> 
         assert pending.INSERTS_KEY not in session.info
 
 
+def test_a_statement_the_orm_cannot_attribute_to_a_table_writes_the_buffer_first(quiet_hub: Hub) -> None:
+    with quiet_hub.transaction() as session:
+        _new(session, "+8613900000007")
+        assert session.scalar(select(func.count()).select_from(IdentityRow)) == 1
+
+
 def test_a_read_of_another_table_leaves_the_buffer_alone(quiet_hub: Hub) -> None:
     from hub.models import EventRow
 
