@@ -34,6 +34,7 @@ ROWS_KEY = "identity_rows"
 CUSTOMERS_KEY = "identity_loaded"
 DEFERRED_KEY = "identity_deferred"
 COUNTS_KEY = "identity_type_counts"
+LOCKED_KEY = "identity_locked"  # PostgreSQL: customers this transaction holds FOR UPDATE (batch cache)
 
 
 @dataclass(slots=True)
@@ -97,9 +98,10 @@ def forget(session: Session, keys: Iterable[tuple[str, str]]) -> None:
 def preload(session: Session, keys: Iterable[tuple[str, str]]) -> None:
     """Load a whole batch's identifiers and their owners in a few queries (`events_prepared`).
 
-    The customers land in the session's identity map; `rows_for` then answers from the preload and, on
-    SQLite, `lock_customers` from the identity map. On PostgreSQL the owners are still locked
-    (and re-read) per event, so a preload that went stale only costs a retry, as a stale read did before.
+    The customers land in the session's identity map; `rows_for` then answers from the preload and
+    `lock_customers` from the identity map. On PostgreSQL the owners are locked here, all at once in id
+    order, so an event needs no lock query of its own; an identifier row read a moment before the lock can
+    still point at a customer a concurrent worker merged, and using it means a retry, as before.
     """
     batch = session.info.setdefault(BATCH_CACHE, {})
     cache = batch.setdefault(ROWS_KEY, {})
@@ -107,10 +109,23 @@ def preload(session: Session, keys: Iterable[tuple[str, str]]) -> None:
     loaded = _load_rows(session, wanted)
     cache.update(loaded)
     owners = sorted({r.customer_id for rows in loaded.values() for r in rows})
-    for i in range(0, len(owners), 400):
-        for customer in session.scalars(select(CustomerRow).where(CustomerRow.id.in_(owners[i : i + 400]))):
-            keep_alive(session, customer)
+    _load_owners(session, owners, batch.setdefault(LOCKED_KEY, set()))
     batch.setdefault(COUNTS_KEY, {}).update(_count_types(session, owners))
+
+
+def _load_owners(session: Session, owners: list[uuid.UUID], locked: set[uuid.UUID]) -> None:
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres and owners:
+        write_deferred(session)  # the locking re-read replaces loaded state: pending changes go first
+        session.flush()
+    for i in range(0, len(owners), 400):
+        stmt = select(CustomerRow).where(CustomerRow.id.in_(owners[i : i + 400]))
+        if postgres:
+            stmt = stmt.order_by(CustomerRow.id).with_for_update().execution_options(populate_existing=True)
+        for customer in session.scalars(stmt):
+            keep_alive(session, customer)
+            if postgres:
+                locked.add(customer.id)
 
 
 def blank_customer(now: datetime) -> CustomerRow:
@@ -121,9 +136,12 @@ def blank_customer(now: datetime) -> CustomerRow:
 def new_customer(session: Session, now: datetime, row: CustomerRow | None = None) -> CustomerRow:
     """A new customer (a blank one, or `row` as prepared), inserted with the batch (identity.pending)."""
     row = add_customer(session, row if row is not None else blank_customer(now))
-    counts = batch_cache(session).get(COUNTS_KEY)
-    if counts is not None:
-        counts[row.id] = {}
+    batch = batch_cache(session)
+    if COUNTS_KEY in batch:
+        batch[COUNTS_KEY][row.id] = {}
+    if LOCKED_KEY in batch:  # nobody else can see it before we commit: as good as locked
+        batch[LOCKED_KEY].add(row.id)
+        keep_alive(session, row)
     return row
 
 
@@ -153,12 +171,15 @@ def lock_customers(session: Session, ids: Iterable[uuid.UUID]) -> list[CustomerR
     wanted = sorted(set(ids))
     if not wanted:
         return []
-    if session.get_bind().dialect.name == "postgresql":
+    locked = batch_cache(session).get(LOCKED_KEY)
+    if session.get_bind().dialect.name == "postgresql" and not (locked is not None and locked.issuperset(wanted)):
         write_deferred(session)  # the re-read below replaces loaded state: pending changes must be written first
         session.flush()
         stmt = select(CustomerRow).where(CustomerRow.id.in_(wanted)).order_by(CustomerRow.id).with_for_update()
         rows = list(session.scalars(stmt.execution_options(populate_existing=True)))
-    else:  # SQLite has one writer at a time: the identity map (no SQL when the row is loaded) is current
+        if locked is not None:
+            locked.update(wanted)
+    else:  # locked by this transaction already, or SQLite (one writer at a time): the identity map is current
         rows = [r for r in (session.get(CustomerRow, cid) for cid in wanted) if r is not None]
     if len(rows) != len(wanted) or any(r.merged_into is not None for r in rows):
         raise RetryableError("customer merged or removed by a concurrent worker")

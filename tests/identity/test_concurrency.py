@@ -7,19 +7,22 @@ import queue
 import random
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.exc import OperationalError
 
 from hub.api import create_source
 from hub.errors import RetryableError
 from hub.models import RAW_HANDLED, EventRow, RawEvent
-from hub.pipeline import process_raw
-from hub.runtime import set_hub
-from hub.schemas import SourceCreate
+from hub.pipeline import prepare_event, process_raw
+from hub.runtime import Hub, set_hub
+from hub.schemas import SourceCreate, utcnow
 from identity.models import CustomerRow, IdentityRow
 from tests.conftest import make_hub, make_settings
+from tests.identity.conftest import customer_of, draft
 
 WORKERS = 8
 
@@ -48,43 +51,7 @@ def test_concurrent_events_sharing_a_new_identifier(tmp_path: Path, pg_url: str)
             anon = "ad0" if len(bodies) % 7 == 0 else "anon-p"
             bodies.append(_body(len(bodies), {"phone": "139 1234 5678"}, anon=anon))
         random.Random(7).shuffle(bodies)
-        with hub.transaction() as session:
-            raws = [RawEvent(source_id=source.id, dedup_key=f"k{n}", body=body,
-                             request={"method": "POST", "headers": {}, "query": {}, "path": "v1/identify"})
-                    for n, body in enumerate(bodies)]
-            session.add_all(raws)
-            session.flush()
-            ids = [r.id for r in raws]
-
-        work: queue.Queue[int] = queue.Queue()
-        for raw_id in ids:
-            work.put(raw_id)
-        retries = 0
-        lock = threading.Lock()
-        start = threading.Barrier(WORKERS)
-
-        def worker() -> None:
-            nonlocal retries
-            start.wait()
-            while True:
-                try:
-                    raw_id = work.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    process_raw(raw_id)
-                except RetryableError:
-                    with lock:
-                        retries += 1
-                    time.sleep(random.uniform(0.005, 0.05))
-                    work.put(raw_id)
-
-        threads = [threading.Thread(target=worker) for _ in range(WORKERS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
-        assert not any(t.is_alive() for t in threads)
+        retries = _run_workers(_store_raws(hub, source.id, bodies, "v1/identify"))
 
         with hub.sessions() as s:
             statuses = set(s.scalars(select(RawEvent.status)))
@@ -101,5 +68,117 @@ def test_concurrent_events_sharing_a_new_identifier(tmp_path: Path, pg_url: str)
             owner = customers[event.customer_id]
             assert (owner.merged_into or owner.id) == survivor.id
     finally:
+        hub.engine.dispose()
+        set_hub(None)
+
+
+def _run_workers(raw_ids: list[int]) -> int:
+    """process_raw every raw row on WORKERS threads, re-queueing on RetryableError; returns the retry count."""
+    work: queue.Queue[int] = queue.Queue()
+    for raw_id in raw_ids:
+        work.put(raw_id)
+    retries = 0
+    lock = threading.Lock()
+    start = threading.Barrier(WORKERS)
+
+    def worker() -> None:
+        nonlocal retries
+        start.wait()
+        while True:
+            try:
+                raw_id = work.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                process_raw(raw_id)
+            except RetryableError:
+                with lock:
+                    retries += 1
+                time.sleep(random.uniform(0.005, 0.05))
+                work.put(raw_id)
+
+    threads = [threading.Thread(target=worker) for _ in range(WORKERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+    return retries
+
+
+def _store_raws(hub: Hub, source_id: uuid.UUID, bodies: list[bytes], path: str) -> list[int]:
+    with hub.transaction() as session:
+        raws = [RawEvent(source_id=source_id, dedup_key=f"k{n}", body=body,
+                         request={"method": "POST", "headers": {}, "query": {}, "path": path})
+                for n, body in enumerate(bodies)]
+        session.add_all(raws)
+        session.flush()
+        return [r.id for r in raws]
+
+
+@pytest.mark.postgres
+def test_concurrent_batches_linking_three_people_end_as_three_customers(tmp_path: Path, pg_url: str) -> None:
+    """Batches of 3 events, each batch touching several people: the batch preload locks every owner at once."""
+    hub = make_hub(make_settings(tmp_path, pg_url), plugins="identity,web")
+    try:
+        source = create_source(hub, SourceCreate(connector="web", name="site",
+                                                 config={"write_key": "test-write-key-0001"}))
+        rng = random.Random(11)
+        messages = []
+        for n in range(120):  # person g: phone, 2 emails, 4 anonymous ids, all linked through the anon ids
+            g = n % 3
+            trait = rng.choice([{"phone": f"1391234567{g}"}, {"email": f"p{g}.{rng.randrange(2)}@example.com"}])
+            messages.append({"type": "identify", "messageId": f"b{n}", "anonymousId": f"p{g}-{rng.randrange(4)}",
+                             "traits": trait, "timestamp": f"2026-01-01T01:{n % 60:02d}:00Z"})
+        rng.shuffle(messages)
+        bodies = [json.dumps({"batch": messages[i : i + 3]}).encode() for i in range(0, len(messages), 3)]
+        retries = _run_workers(_store_raws(hub, source.id, bodies, "v1/batch"))
+
+        with hub.sessions() as s:
+            assert set(s.scalars(select(RawEvent.status))) == {RAW_HANDLED}
+            customers = {c.id: c for c in s.scalars(select(CustomerRow))}
+            events = list(s.scalars(select(EventRow).where(EventRow.source == "web")))
+        assert len(events) == 120  # none lost
+        live = {c.id for c in customers.values() if c.merged_into is None}
+        assert len(live) == 3, f"{len(live)} customers; {retries} retries"
+        person_of: dict[uuid.UUID, str] = {}
+        for event in events:
+            owner = customers[event.customer_id]
+            survivor = owner.merged_into or owner.id
+            person = _person(event.data)
+            assert person_of.setdefault(survivor, person) == person
+    finally:
+        hub.engine.dispose()
+        set_hub(None)
+
+
+def _person(data: dict[str, object]) -> str:
+    """Which of the three people an event is about, from its anonymous id (`p<g>-<k>`)."""
+    for ident in data["identities"]:  # type: ignore[attr-defined]
+        if ident["type"] == "web_anonymous_id":
+            return str(ident["value"]).split("-")[0]
+    raise AssertionError(f"no anonymous id in {data}")
+
+
+@pytest.mark.postgres
+def test_the_batch_preload_locks_every_owner_it_read(tmp_path: Path, pg_url: str) -> None:
+    """The locks are what keep a concurrent merge off the batch's customers: test them, not only outcomes."""
+    hub = make_hub(make_settings(tmp_path, pg_url), plugins="identity")
+    other = create_engine(pg_url)
+    try:
+        in_batch = customer_of(hub, draft(("phone", "13900000021")))
+        outside = customer_of(hub, draft(("phone", "13900000022")))
+        event = prepare_event(draft(("phone", "13900000021")), source="pos", source_id=None, received_at=utcnow())
+        with hub.transaction() as session:
+            hub.pm.hook.events_prepared(events=[event], session=session)
+            with other.connect() as conn:
+                lock = text("SELECT id FROM customers WHERE id = :id FOR UPDATE NOWAIT")
+                with pytest.raises(OperationalError, match="lock"):
+                    conn.execute(lock, {"id": in_batch})
+                conn.rollback()
+                assert conn.execute(lock, {"id": outside}).scalar() == outside
+                conn.rollback()
+    finally:
+        other.dispose()
         hub.engine.dispose()
         set_hub(None)
