@@ -19,13 +19,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from hub.schemas import Identity, UnifiedEvent, utcnow
 from identity import store
 from identity.accounts import preload_accounts, resolve_account
-from identity.models import CustomerRow, IdentityRow
+from identity.models import CustomerRow
 from identity.rules import Rules
 
 __all__ = ["preload", "resolve"]
@@ -205,13 +204,7 @@ def _attach_weak(
     if not others:
         _claim(session, customer, ident, event, shared=rules.always_shared(ident))
         return
-    session.execute(
-        update(IdentityRow).where(IdentityRow.type == ident.type, IdentityRow.value == ident.value)
-        .values(shared=True).execution_options(synchronize_session=False)
-    )
-    store.forget_counts(session, others)  # their line is shared now: it no longer counts against limits
-    for row in rows:
-        row.shared = True
+    store.share_line(session, ident.type, ident.value, rows)
     _claim(session, customer, ident, event, shared=True)
     store.record(session, "merge_refused", "shared_line", [customer.id, *others], ident, event.id)
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, event as sa_event, func, insert, or_, select, update
+from sqlalchemy import Table, bindparam, event as sa_event, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -25,7 +25,7 @@ from identity.models import (
     IdentityRow,
     SplitPairRow,
 )
-from identity.pending import add_claims, add_customer, write_inserts
+from identity.pending import add_claims, add_customer, add_merge, add_shared_line, write_pending
 from identity.sql import by_type_and_value, claim_many, insert_ignore
 
 OWNER_KEY = "identity_owner"
@@ -85,14 +85,6 @@ def batch_cache(session: Session) -> dict[str, Any]:
 
 def _row_cache(session: Session) -> dict[tuple[str, str], list[Held]] | None:
     return batch_cache(session).get(ROWS_KEY)
-
-
-def forget(session: Session, keys: Iterable[tuple[str, str]]) -> None:
-    """Drop identifiers whose rows changed behind the ORM (Core claims, deletes) from the batch's preload."""
-    cache = _row_cache(session)
-    if cache is not None:
-        for key in keys:
-            cache.pop(key, None)
 
 
 def preload(session: Session, keys: Iterable[tuple[str, str]]) -> None:
@@ -204,7 +196,7 @@ def merged_from(session: Session, customer_id: uuid.UUID) -> list[uuid.UUID]:
 def type_counts(session: Session, customer_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
     """Exclusive (non-shared) identifiers per type of each customer: the per-type limits count these.
 
-    Within a batch the counts are cached and kept current by `count_claimed` / `forget_counts`.
+    Within a batch the counts are cached and kept current by `count_claimed`, merges and shared lines.
     """
     ids = list(dict.fromkeys(customer_ids))
     cache = batch_cache(session).get(COUNTS_KEY)
@@ -233,13 +225,6 @@ def count_claimed(session: Session, customer_id: uuid.UUID, types: Iterable[str]
     if counts is not None:
         for type_ in types:
             counts[type_] = counts.get(type_, 0) + 1
-
-
-def forget_counts(session: Session, customer_ids: Iterable[uuid.UUID]) -> None:
-    cache = batch_cache(session).get(COUNTS_KEY)
-    if cache is not None:
-        for cid in customer_ids:
-            cache.pop(cid, None)
 
 
 def split_between(session: Session, ids: Sequence[uuid.UUID]) -> bool:
@@ -321,7 +306,7 @@ def keep_alive(session: Session, row: Any) -> None:
 
 def write_deferred(session: Session) -> None:
     """Send the deferred writes (idempotent; a rolled-back transaction drops them with the session)."""
-    write_inserts(session)  # the updates below may touch customers inserted in this transaction
+    write_pending(session)  # the updates below may touch customers inserted in this transaction
     pending: _Deferred | None = session.info.pop(DEFERRED_KEY, None)
     if pending is None:
         return
@@ -416,32 +401,20 @@ def merge_into(
     identity: Identity | None,
     event_id: uuid.UUID | None,
 ) -> None:
-    """Fold `loser` into `survivor` (both locked): identities, memberships, traits, activity, history."""
-    mine = select(IdentityRow.type, IdentityRow.value).where(IdentityRow.customer_id == survivor.id)
-    held = {(type_, value) for type_, value in session.execute(mine)}
-    forget_counts(session, [survivor.id, loser.id])
-    for row in session.scalars(select(IdentityRow).where(IdentityRow.customer_id == loser.id)):
-        key = (row.type, row.value)
-        if key in held:
-            session.delete(row)
-        else:
-            row.customer_id = survivor.id
-        forget(session, [key])
+    """Fold `loser` into `survivor` (both locked): identities, memberships, traits, activity, history.
+
+    The rows move with set-based statements written with the batch (identity.pending); the batch's
+    preload and counts are updated here to say what those statements will have done.
+    """
+    _merge_counts(session, survivor.id, loser.id)
+    _repoint_preload(session, loser.id, survivor.id)
+    add_merge(session, loser.id, survivor.id)
     _move_deferred_memberships(session, loser.id, survivor.id)
-    memberships = select(AccountMemberRow.account_id).where(AccountMemberRow.customer_id == loser.id)
-    for account_id in list(session.scalars(memberships)):
-        insert_ignore(session, AccountMemberRow, {"account_id": account_id, "customer_id": survivor.id})
-    # synchronize_session=False: "evaluate" would test every object in the session (a whole batch's worth)
-    session.execute(delete(AccountMemberRow).where(AccountMemberRow.customer_id == loser.id)
-                    .execution_options(synchronize_session=False))
     merge_traits(survivor, loser)
     if loser.last_activity_at is not None:
         touch_activity(survivor, loser.last_activity_at, loser.last_source or "")
     loser.merged_into = survivor.id
-    session.execute(update(CustomerRow).where(CustomerRow.merged_into == loser.id).values(merged_into=survivor.id)
-                    .execution_options(synchronize_session=False))
     _inherit_splits(session, survivor.id, loser.id)
-    session.flush()
     record(session, "merge", reason, [survivor.id, loser.id], identity, event_id)
     draft = EventDraft(
         type="customer.merged", source_event_id=f"merged:{loser.id}", occurred_at=utcnow(),
@@ -451,6 +424,49 @@ def merge_into(
         },
     )
     emit_owned(session, draft, survivor.id)
+
+
+def _merge_counts(session: Session, survivor: uuid.UUID, loser: uuid.UUID) -> None:
+    """The survivor's exclusive identifiers per type become the sum of both (an exclusive identifier has one
+    holder, so none is counted twice); unknown counts are read from the database when next needed."""
+    counts = batch_cache(session).get(COUNTS_KEY)
+    if counts is None:
+        return
+    theirs = counts.pop(loser, None)
+    if theirs is None or survivor not in counts:
+        counts.pop(survivor, None)
+        return
+    for type_, n in theirs.items():
+        counts[survivor][type_] = counts[survivor].get(type_, 0) + n
+
+
+def _repoint_preload(session: Session, loser: uuid.UUID, survivor: uuid.UUID) -> None:
+    """The preload's rows of the loser now belong to the survivor; where both held an identifier (a shared
+    line), the loser's row is dropped, as the merge deletes it."""
+    cache = _row_cache(session)
+    if cache is None:
+        return
+    for key, views in cache.items():
+        if not any(v.customer_id == loser for v in views):
+            continue
+        survivor_holds = any(v.customer_id == survivor for v in views)
+        cache[key] = [v for v in views if not (survivor_holds and v.customer_id == loser)]
+        for view in cache[key]:
+            if view.customer_id == loser:
+                view.customer_id = survivor
+
+
+def share_line(session: Session, type_: str, value: str, rows: list[Held]) -> None:
+    """Every holder's row of this line becomes shared (written with the batch); it no longer counts
+    against the per-type limits."""
+    counts = batch_cache(session).get(COUNTS_KEY) or {}
+    for row in rows:
+        if not row.shared:
+            per_type = counts.get(row.customer_id)
+            if per_type is not None and per_type.get(row.type, 0) > 0:
+                per_type[row.type] -= 1
+            row.shared = True
+    add_shared_line(session, type_, value)
 
 
 def _move_deferred_memberships(session: Session, loser: uuid.UUID, survivor: uuid.UUID) -> None:

@@ -26,12 +26,14 @@ from tests.identity.conftest import T0
 
 Scenario = list[tuple[list[tuple[str, int]], str]]  # per event: (identifiers as (type, n), name trait)
 
-TYPES = ("phone", "douyin_open_id", "xhs_user_id", "email", "web_user_id")
+# "landline" and "line400" are phones too: weak lines that become shared instead of merging customers.
+TYPES = ("phone", "douyin_open_id", "xhs_user_id", "email", "web_user_id", "landline", "line400")
+_PHONE_BLOCKS = {"phone": "139{d}{n:07d}", "landline": "010-6{d}{n:06d}", "line400": "400{d}{n:06d}"}
 
 
 def _value(prefix: str, type_: str, n: int) -> str:
-    if type_ == "phone":  # the prefix picks a separate block of mobiles
-        return f"139{'1' if prefix == 'a' else '2'}{n:07d}"
+    if type_ in _PHONE_BLOCKS:  # the prefix picks a separate block of numbers
+        return _PHONE_BLOCKS[type_].format(d="1" if prefix == "a" else "2", n=n)
     if type_ == "email":
         return f"{prefix}{n}@example.com"
     return f"{prefix}-{type_}-{n}"
@@ -39,13 +41,15 @@ def _value(prefix: str, type_: str, n: int) -> str:
 
 def _mine(prefix: str, value: str | None) -> bool:
     """Whether a stored (normalised) identifier belongs to this prefix's run."""
-    return value is None or value.startswith((prefix, "+86" + _value(prefix, "phone", 0)[:4]))
+    d = "1" if prefix == "a" else "2"
+    return value is None or value.startswith((prefix, f"+86139{d}", f"+86106{d}", f"+86400{d}"))
 
 
 def _drafts(prefix: str, scenario: Scenario) -> list[EventDraft]:
     return [
         EventDraft(type="message.received", source_event_id=f"{prefix}{i}", occurred_at=T0 + timedelta(minutes=i),
-                   identities=[Identity(type=t, value=_value(prefix, t, n)) for t, n in idents],
+                   identities=[Identity(type="phone" if t in _PHONE_BLOCKS else t, value=_value(prefix, t, n))
+                               for t, n in idents],
                    traits={"name": f"{name}{i}"} if name else {})
         for i, (idents, name) in enumerate(scenario)
     ]
@@ -111,6 +115,25 @@ def test_a_batch_decides_what_one_event_at_a_time_decides(quiet_hub: Hub) -> Non
     outcome = _outcome(quiet_hub, "b")
     assert len(outcome["partition"]) == 3 and outcome["merged_events"] == 2
     assert outcome["history"][("merge_refused", "limit_exceeded:web_user_id")] == 1
+
+
+SHARED: Scenario = [
+    ([("phone", 1), ("landline", 1)], "张"),
+    ([("email", 1), ("landline", 1)], "李"),                # the landline becomes shared, no merge
+    ([("douyin_open_id", 1), ("landline", 1)], ""),        # a third holder
+    ([("phone", 1), ("email", 1)], "王"),                   # merge: both held the landline, one row stays
+    ([("landline", 1)], ""),                               # a weak line alone follows its latest holder
+    ([("line400", 1), ("douyin_open_id", 1)], ""),         # 400 lines are always shared
+    ([("line400", 1), ("xhs_user_id", 1)], "赵"),
+    ([("xhs_user_id", 1), ("douyin_open_id", 1)], ""),     # merge: both hold the 400 line
+]
+
+
+def test_a_batch_decides_what_one_event_at_a_time_decides_on_shared_lines(quiet_hub: Hub) -> None:
+    _check_same(quiet_hub, SHARED)
+    outcome = _outcome(quiet_hub, "b")
+    assert outcome["partition"] == ["0,1,3", "2,4,5,6,7"] and outcome["merged_events"] == 2
+    assert outcome["history"][("merge_refused", "shared_line")] >= 2
 
 
 idents = st.lists(st.tuples(st.sampled_from(TYPES), st.integers(0, 4)), min_size=1, max_size=3, unique=True)

@@ -28,7 +28,7 @@ def _count(hub: Hub, model: object) -> int:
 def test_a_transaction_with_only_new_customers_writes_them_at_commit(quiet_hub: Hub) -> None:
     with quiet_hub.transaction() as session:
         customer = _new(session, "+8613900000001")
-        assert pending.INSERTS_KEY in session.info  # buffered, not written yet
+        assert pending.PENDING_KEY in session.info  # buffered, not written yet
     with quiet_hub.sessions() as session:
         row = session.scalars(select(IdentityRow).where(IdentityRow.value == "+8613900000001")).one()
         assert row.customer_id == customer.id
@@ -40,7 +40,7 @@ def test_an_orm_read_of_either_table_writes_the_buffer_first(quiet_hub: Hub) -> 
         customer = _new(session, "+8613900000002")
         found = session.scalars(select(IdentityRow.customer_id).where(IdentityRow.value == "+8613900000002")).all()
         assert found == [customer.id]
-        assert pending.INSERTS_KEY not in session.info
+        assert pending.PENDING_KEY not in session.info
 
 
 def test_a_statement_the_orm_cannot_attribute_to_a_table_writes_the_buffer_first(quiet_hub: Hub) -> None:
@@ -55,7 +55,7 @@ def test_a_read_of_another_table_leaves_the_buffer_alone(quiet_hub: Hub) -> None
     with quiet_hub.transaction() as session:
         _new(session, "+8613900000003")
         session.scalars(select(EventRow.id).limit(1)).all()
-        assert pending.INSERTS_KEY in session.info
+        assert pending.PENDING_KEY in session.info
 
 
 def test_changing_a_buffered_customer_inserts_it_before_the_update(quiet_hub: Hub) -> None:
