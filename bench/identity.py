@@ -24,6 +24,7 @@ holding events of more than one person), and events/s for both.
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import sys
 import tempfile
@@ -294,6 +295,14 @@ def run_hub(hub: Hub, events: list[Labeled], batch: int) -> tuple[dict[str, obje
     return labels, elapsed
 
 
+def _freeze_harness() -> None:
+    """Move everything alive now (the population, the truth, the other contender's result) out of the
+    garbage collector's sight, so neither contender pays for scanning the harness: with 400,000 events held
+    in memory, full collections took ~15 % of the hub's run at 20,000 people."""
+    gc.collect()
+    gc.freeze()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--people", type=int, default=100_000)
@@ -311,8 +320,10 @@ def main() -> None:
     truth = {e.draft.source_event_id: e.person for e in events if e.person is not None}
     allowed = allowed_truth(events, rules)
     clear_caches()  # both contenders start with cold normaliser caches
+    _freeze_harness()
     base_labels, base_s = baseline(events, rules)
     clear_caches()
+    _freeze_harness()
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
         hub = make_bench_hub(url, Path(tmp) / "data")
