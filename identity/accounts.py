@@ -48,7 +48,7 @@ def resolve_account(
         account = min(candidates, key=lambda a: (a.created_at, str(a.id)))
     else:
         account = sql.insert_attached(session, AccountRow(id=new_id(), created_at=now, updated_at=now,
-                                                            name=None, profile=None))
+                                                          name=None, profile=None))
         store.keep_alive(session, account)
     for row in rows:
         if (now - row.last_seen).total_seconds() > 1:

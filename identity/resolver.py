@@ -9,8 +9,8 @@ For one event:
 3. No owner: a new customer. Several: the oldest survives and the others are merged into it.
 4. New identifiers are attached (claimed with INSERT … ON CONFLICT DO NOTHING, buffered and written with
    the batch by identity.pending: losing the race means a concurrent worker claimed it, so the whole
-   transaction is retried). A weak line held by another customer
-   becomes shared: both keep it and nothing is merged.
+   transaction is retried). A weak line held by another customer becomes shared: both keep it and
+   nothing is merged.
 5. Account identifiers (uscc, erp_customer_code) go to identity.accounts: they never merge customers.
 """
 
@@ -64,8 +64,8 @@ def resolve(
     known = store.batch_cache(session).get(PERSON_KEY, {}).get(event.id)
     person = rules.person(event.identities) if known is None else known
     accounts = rules.account(event.identities)
-    # Our reads see what they need without a flush per event: new customers and claims are buffered and
-    # written before anything reads those tables (identity.pending), merges flush themselves, and history,
+    # Our reads see what they need without a flush per event: new customers, claims, shared lines and
+    # merges are buffered and written before anything reads those tables (identity.pending), and history,
     # traits, last_seen and memberships are written in bulk at commit (store.write_deferred).
     with session.no_autoflush:
         customer_id = _resolve_person(session, event, person, rules) if person else None
@@ -186,7 +186,6 @@ def _attach_exclusive(
         else:
             new.append(ident)
     store.claim(session, customer.id, new, event.source)
-    store.count_claimed(session, customer.id, [i.type for i in new])
     if not created:
         for ident in new:
             store.record(session, "attach", f"seen_with_customer:{event.type}", [customer.id], ident, event.id)
@@ -211,8 +210,6 @@ def _attach_weak(
 
 def _claim(session: Session, customer: CustomerRow, ident: Identity, event: UnifiedEvent, *, shared: bool) -> None:
     store.claim(session, customer.id, [ident], event.source, shared=shared)
-    if not shared:
-        store.count_claimed(session, customer.id, [ident.type])
 
 
 def _seen(session: Session, rows: list[store.Held], event: UnifiedEvent) -> None:

@@ -143,12 +143,14 @@ def claim(
     """Claim identifiers for `customer_id` (written with the batch, see identity.pending).
 
     The batch's preload learns the new rows at once, so a later event of the batch matches them without
-    reading them back.
+    reading them back, and exclusive ones count against the customer's per-type limits.
     """
     now = utcnow()
     rows = [{"id": new_id(), "type": i.type, "value": i.value, "customer_id": customer_id, "shared": shared,
              "source": source, "first_seen": now, "last_seen": now} for i in idents]
     add_claims(session, rows)
+    if not shared:
+        _count_claimed(session, customer_id, [i.type for i in idents])
     cache = _row_cache(session)
     if cache is None:
         return
@@ -196,7 +198,7 @@ def merged_from(session: Session, customer_id: uuid.UUID) -> list[uuid.UUID]:
 def type_counts(session: Session, customer_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
     """Exclusive (non-shared) identifiers per type of each customer: the per-type limits count these.
 
-    Within a batch the counts are cached and kept current by `count_claimed`, merges and shared lines.
+    Within a batch the counts are cached and kept current by claims, merges and shared lines.
     """
     ids = list(dict.fromkeys(customer_ids))
     cache = batch_cache(session).get(COUNTS_KEY)
@@ -219,7 +221,7 @@ def _count_types(session: Session, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, 
     return out
 
 
-def count_claimed(session: Session, customer_id: uuid.UUID, types: Iterable[str]) -> None:
+def _count_claimed(session: Session, customer_id: uuid.UUID, types: Iterable[str]) -> None:
     """Exclusive identifiers were just claimed for `customer_id`: keep the batch's counts current."""
     counts = (batch_cache(session).get(COUNTS_KEY) or {}).get(customer_id)
     if counts is not None:
