@@ -1,4 +1,4 @@
-"""Concurrent workers on PostgreSQL: events sharing a new identifier end as one customer, none lost."""
+"""Concurrent workers on PostgreSQL: events sharing identifiers end as one customer each, none lost."""
 
 from __future__ import annotations
 
