@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from hub.schemas import Identity, UnifiedEvent, utcnow
 from identity import store
 from identity.accounts import preload_accounts, resolve_account
+from identity.merge import merge_into, repoint_views
 from identity.models import CustomerRow
 from identity.rules import Rules
 
@@ -97,8 +98,8 @@ def _resolve_person(session: Session, event: UnifiedEvent, person: list[Identity
         for loser in locked[1:]:
             evidence = next((i for i in plan.active if plan.owners.get(_key(i)) == loser.id), None)
             reason = f"shared_identifier:{evidence.type}" if evidence else "shared_identifier"
-            store.merge_into(session, survivor, loser, reason=reason, identity=evidence, event_id=event.id)
-            _repoint(rows, loser.id, survivor.id)
+            merge_into(session, survivor, loser, reason=reason, identity=evidence, event_id=event.id)
+            repoint_views(rows, loser.id, survivor.id)
         created = False
     else:  # inserted with its traits and activity already set: no UPDATE right after the INSERT
         survivor = store.new_customer(session, now, _with_activity(store.blank_customer(now), event))
@@ -112,14 +113,6 @@ def _resolve_person(session: Session, event: UnifiedEvent, person: list[Identity
         _with_activity(survivor, event).updated_at = now
         store.defer_activity(session, survivor)
     return survivor.id
-
-
-def _repoint(rows: dict[tuple[str, str], list[store.Held]], loser: uuid.UUID, survivor: uuid.UUID) -> None:
-    """The merge moved the loser's rows to the survivor: the views this event holds must say so too."""
-    for views in rows.values():
-        for view in views:
-            if view.customer_id == loser:
-                view.customer_id = survivor
 
 
 def _with_activity(customer: CustomerRow, event: UnifiedEvent) -> CustomerRow:
@@ -181,7 +174,7 @@ def _attach_exclusive(
     new = []
     for ident in idents:
         known = rows[_key(ident)]
-        if known:  # rows of customers merged a moment ago point at `customer` (see _repoint)
+        if known:  # rows of customers merged a moment ago point at `customer` (see repoint_views)
             _seen(session, [r for r in known if r.customer_id == customer.id], event)
         else:
             new.append(ident)

@@ -9,7 +9,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, bindparam, event as sa_event, func, insert, or_, select, update
+from sqlalchemy import Table, bindparam, event as sa_event, func, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -25,8 +25,8 @@ from identity.models import (
     IdentityRow,
     SplitPairRow,
 )
-from identity.pending import add_claims, add_customer, add_merge, add_shared_line, write_pending
-from identity.sql import by_type_and_value, claim_many, insert_ignore
+from identity.pending import add_claims, add_customer, add_shared_line, write_pending
+from identity.sql import by_type_and_value, claim_many
 
 OWNER_KEY = "identity_owner"
 SOURCE = "identity"
@@ -56,7 +56,7 @@ class Held:
 def rows_for(session: Session, identities: Sequence[Identity]) -> dict[tuple[str, str], list[Held]]:
     """Every row holding each identifier; answered from the batch's preload where it has the key."""
     keys = list(dict.fromkeys((i.type, i.value) for i in identities))
-    cache = _row_cache(session)
+    cache = row_cache(session)
     missing = keys if cache is None else [k for k in keys if k not in cache]
     loaded = _load_rows(session, missing)
     if cache is None:
@@ -83,7 +83,7 @@ def batch_cache(session: Session) -> dict[str, Any]:
     return session.info.get(BATCH_CACHE, {})  # type: ignore[no-any-return]
 
 
-def _row_cache(session: Session) -> dict[tuple[str, str], list[Held]] | None:
+def row_cache(session: Session) -> dict[tuple[str, str], list[Held]] | None:
     return batch_cache(session).get(ROWS_KEY)
 
 
@@ -151,13 +151,26 @@ def claim(
     add_claims(session, rows)
     if not shared:
         _count_claimed(session, customer_id, [i.type for i in idents])
-    cache = _row_cache(session)
+    cache = row_cache(session)
     if cache is None:
         return
     for row in rows:
         key = (row["type"], row["value"])
         if key in cache:  # a key the batch never loaded stays unknown: reading it writes the claim first
             cache[key] = [*cache[key], Held(row["id"], row["type"], row["value"], customer_id, shared, now)]
+
+
+def share_line(session: Session, type_: str, value: str, rows: list[Held]) -> None:
+    """Every holder's row of this line becomes shared (written with the batch); it no longer counts
+    against the per-type limits."""
+    counts = batch_cache(session).get(COUNTS_KEY) or {}
+    for row in rows:
+        if not row.shared:
+            per_type = counts.get(row.customer_id)
+            if per_type is not None and per_type.get(row.type, 0) > 0:
+                per_type[row.type] -= 1
+            row.shared = True
+    add_shared_line(session, type_, value)
 
 
 def lock_customers(session: Session, ids: Iterable[uuid.UUID]) -> list[CustomerRow]:
@@ -301,6 +314,19 @@ def defer_membership(session: Session, account_id: uuid.UUID, customer_id: uuid.
     _deferred(session).members.setdefault((account_id, customer_id), since)
 
 
+def move_deferred_memberships(session: Session, loser: uuid.UUID, survivor: uuid.UUID) -> None:
+    """Memberships of `loser` not yet written go to `survivor` in memory; the written ones are moved in SQL.
+
+    Writing the whole deferred buffer here instead split a batch's executemany at every merge.
+    """
+    pending: _Deferred | None = session.info.get(DEFERRED_KEY)
+    if pending is None:
+        return
+    for account_id, customer_id in [key for key in pending.members if key[1] == loser]:
+        since = pending.members.pop((account_id, customer_id))
+        pending.members.setdefault((account_id, survivor), since)
+
+
 def keep_alive(session: Session, row: Any) -> None:
     """Hold a loaded row for the rest of the batch (the session's identity map only holds it weakly)."""
     batch_cache(session).setdefault(CUSTOMERS_KEY, []).append(row)
@@ -391,111 +417,8 @@ def touch_activity(customer: CustomerRow, at: datetime, source: str) -> None:
         customer.last_source = source
 
 
-# ---------------------------------------------------------------- merge
-
-
-def merge_into(
-    session: Session,
-    survivor: CustomerRow,
-    loser: CustomerRow,
-    *,
-    reason: str,
-    identity: Identity | None,
-    event_id: uuid.UUID | None,
-) -> None:
-    """Fold `loser` into `survivor` (both locked): identities, memberships, traits, activity, history.
-
-    The rows move with set-based statements written with the batch (identity.pending); the batch's
-    preload and counts are updated here to say what those statements will have done.
-    """
-    _merge_counts(session, survivor.id, loser.id)
-    _repoint_preload(session, loser.id, survivor.id)
-    add_merge(session, loser.id, survivor.id)
-    _move_deferred_memberships(session, loser.id, survivor.id)
-    merge_traits(survivor, loser)
-    if loser.last_activity_at is not None:
-        touch_activity(survivor, loser.last_activity_at, loser.last_source or "")
-    loser.merged_into = survivor.id
-    _inherit_splits(session, survivor.id, loser.id)
-    record(session, "merge", reason, [survivor.id, loser.id], identity, event_id)
-    draft = EventDraft(
-        type="customer.merged", source_event_id=f"merged:{loser.id}", occurred_at=utcnow(),
-        properties={
-            "surviving_customer_id": str(survivor.id), "merged_customer_ids": [str(loser.id)], "reason": reason,
-            "identity": identity.model_dump() if identity else None, "event_id": str(event_id) if event_id else None,
-        },
-    )
-    emit_owned(session, draft, survivor.id)
-
-
-def _merge_counts(session: Session, survivor: uuid.UUID, loser: uuid.UUID) -> None:
-    """The survivor's exclusive identifiers per type become the sum of both (an exclusive identifier has one
-    holder, so none is counted twice); unknown counts are read from the database when next needed."""
-    counts = batch_cache(session).get(COUNTS_KEY)
-    if counts is None:
-        return
-    theirs = counts.pop(loser, None)
-    if theirs is None or survivor not in counts:
-        counts.pop(survivor, None)
-        return
-    for type_, n in theirs.items():
-        counts[survivor][type_] = counts[survivor].get(type_, 0) + n
-
-
-def _repoint_preload(session: Session, loser: uuid.UUID, survivor: uuid.UUID) -> None:
-    """The preload's rows of the loser now belong to the survivor; where both held an identifier (a shared
-    line), the loser's row is dropped, as the merge deletes it."""
-    cache = _row_cache(session)
-    if cache is None:
-        return
-    for key, views in cache.items():
-        if not any(v.customer_id == loser for v in views):
-            continue
-        survivor_holds = any(v.customer_id == survivor for v in views)
-        cache[key] = [v for v in views if not (survivor_holds and v.customer_id == loser)]
-        for view in cache[key]:
-            if view.customer_id == loser:
-                view.customer_id = survivor
-
-
-def share_line(session: Session, type_: str, value: str, rows: list[Held]) -> None:
-    """Every holder's row of this line becomes shared (written with the batch); it no longer counts
-    against the per-type limits."""
-    counts = batch_cache(session).get(COUNTS_KEY) or {}
-    for row in rows:
-        if not row.shared:
-            per_type = counts.get(row.customer_id)
-            if per_type is not None and per_type.get(row.type, 0) > 0:
-                per_type[row.type] -= 1
-            row.shared = True
-    add_shared_line(session, type_, value)
-
-
-def _move_deferred_memberships(session: Session, loser: uuid.UUID, survivor: uuid.UUID) -> None:
-    """Memberships of `loser` not yet written go to `survivor` in memory; the written ones are moved in SQL.
-
-    Writing the whole deferred buffer here instead split a batch's executemany at every merge.
-    """
-    pending: _Deferred | None = session.info.get(DEFERRED_KEY)
-    if pending is None:
-        return
-    for account_id, customer_id in [key for key in pending.members if key[1] == loser]:
-        since = pending.members.pop((account_id, customer_id))
-        pending.members.setdefault((account_id, survivor), since)
-
-
 def history_for(session: Session, customer_ids: Sequence[uuid.UUID], limit: int = 500) -> list[HistoryRow]:
     write_deferred(session)
     sub = select(HistoryCustomerRow.history_id).where(HistoryCustomerRow.customer_id.in_(customer_ids))
     stmt = select(HistoryRow).where(HistoryRow.id.in_(sub)).order_by(HistoryRow.at.desc(), HistoryRow.id.desc())
     return list(session.scalars(stmt.limit(limit)))
-
-
-def _inherit_splits(session: Session, survivor: uuid.UUID, loser: uuid.UUID) -> None:
-    """A customer split from the loser stays apart from the survivor too."""
-    stmt = select(SplitPairRow).where(or_(SplitPairRow.customer_a == loser, SplitPairRow.customer_b == loser))
-    for pair in list(session.scalars(stmt)):
-        other = pair.customer_b if pair.customer_a == loser else pair.customer_a
-        session.delete(pair)
-        if other != survivor:
-            insert_ignore(session, SplitPairRow, {"customer_a": survivor, "customer_b": other, "at": pair.at})
