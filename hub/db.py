@@ -104,6 +104,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            # SQLite's default page cache is 2 MiB: past a few hundred thousand identities each index
+            # insert and lookup reads its pages back from the OS. 64 MiB per connection, allocated only
+            # as pages are used, kept the identity benchmark's indexes in memory (docs/performance.md).
+            cur.execute("PRAGMA cache_size=-65536")
             cur.close()
 
         return engine
