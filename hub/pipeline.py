@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -293,14 +293,20 @@ def _stored_ids(
 ) -> set[str]:
     """Which of these source event ids are stored already (one query per 500)."""
     found: set[str] = set()
+    conn = session.connection()
     for chunk in _chunks(list(dict.fromkeys(source_event_ids)), 500):
-        stmt = select(EventRow.source_event_id).where(EventRow.source_event_id.in_(chunk))
         if source_id is not None:
-            stmt = stmt.where(EventRow.source_id == source_id)
+            found.update(conn.execute(_STORED_FROM_SOURCE, {"ids": chunk, "source_id": source_id}).scalars())
         else:
-            stmt = stmt.where(EventRow.source_id.is_(None), EventRow.source == source)
-        found.update(session.connection().execute(stmt).scalars())
+            found.update(conn.execute(_STORED_FROM_KIND, {"ids": chunk, "source": source}).scalars())
     return found
+
+
+# Built once: building a statement per call cost ~110 µs more than executing it (SQLAlchemy derives its
+# cache key from the new object each time), and this runs per batch and per event a plugin emits.
+_STORED = select(EventRow.source_event_id).where(EventRow.source_event_id.in_(bindparam("ids", expanding=True)))
+_STORED_FROM_SOURCE = _STORED.where(EventRow.source_id == bindparam("source_id"))
+_STORED_FROM_KIND = _STORED.where(EventRow.source_id.is_(None), EventRow.source == bindparam("source"))
 
 
 def prepare_event(

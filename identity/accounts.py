@@ -96,10 +96,13 @@ def _rows(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str]
 def _load(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], AccountIdentityRow | None]:
     out: dict[tuple[str, str], AccountIdentityRow | None] = dict.fromkeys(keys)
     for i in range(0, len(keys), 400):
-        stmt = select(AccountIdentityRow).where(sql.by_type_and_value(AccountIdentityRow, keys[i : i + 400]))
-        for row in session.scalars(stmt):
+        stmt, params = sql.by_type_and_value(_ACCOUNT_IDENTITIES, AccountIdentityRow, keys[i : i + 400])
+        for row in session.scalars(stmt, params):
             out[(row.type, row.value)] = row
     return out
+
+
+_ACCOUNT_IDENTITIES = select(AccountIdentityRow)
 
 
 def _update(account: AccountRow, event: UnifiedEvent) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from hub.schemas import EventDraft, Identity, utcnow
@@ -91,9 +91,13 @@ def _merge_counts(session: Session, survivor: uuid.UUID, loser: uuid.UUID) -> No
 
 def _inherit_splits(session: Session, survivor: uuid.UUID, loser: uuid.UUID) -> None:
     """A customer split from the loser stays apart from the survivor too."""
-    stmt = select(SplitPairRow).where(or_(SplitPairRow.customer_a == loser, SplitPairRow.customer_b == loser))
-    for pair in list(session.scalars(stmt)):
+    for pair in list(session.scalars(_SPLITS_OF, {"customer": loser})):
         other = pair.customer_b if pair.customer_a == loser else pair.customer_a
         session.delete(pair)
         if other != survivor:
             insert_ignore(session, SplitPairRow, {"customer_a": survivor, "customer_b": other, "at": pair.at})
+
+
+_SPLITS_OF = select(SplitPairRow).where(  # built once: it runs at every merge
+    or_(SplitPairRow.customer_a == bindparam("customer"), SplitPairRow.customer_b == bindparam("customer"))
+)

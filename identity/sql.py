@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, and_, insert, or_
+from sqlalchemy import Select, Table, and_, bindparam, insert, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -41,12 +41,28 @@ def _insert_ignore_stmt(dialect: str, table: Table) -> Any:
     return stmt if dialect == "sqlite" else stmt.returning(next(iter(table.primary_key.columns)))
 
 
-def by_type_and_value(model: Any, keys: Sequence[tuple[str, str]]) -> Any:
-    """`(type = t AND value IN (…)) OR …`: uses the (type, value) index on SQLite, where a row-value IN scans."""
+def by_type_and_value(base: Select[Any], model: Any, keys: Sequence[tuple[str, str]]) -> tuple[Any, dict[str, Any]]:
+    """`base WHERE (type = :t0 AND value IN :v0) OR …` and its parameters, for `model`'s (type, value) keys.
+
+    The OR of one IN per type uses the (type, value) index on SQLite, where a row-value IN scans. The
+    statement depends only on how many types there are, so it is built once per count: building it per
+    call cost ~110 µs more than executing it.
+    """
     grouped: dict[str, list[str]] = {}
     for type_, value in keys:
         grouped.setdefault(type_, []).append(value)
-    return or_(*(and_(model.type == t, model.value.in_(values)) for t, values in sorted(grouped.items())))
+    params: dict[str, Any] = {}
+    for n, type_ in enumerate(sorted(grouped)):
+        params[f"t{n}"], params[f"v{n}"] = type_, grouped[type_]
+    return _by_type_and_value(base, model, len(grouped)), params
+
+
+@lru_cache(maxsize=64)
+def _by_type_and_value(base: Select[Any], model: Any, types: int) -> Any:
+    return base.where(or_(*(
+        and_(model.type == bindparam(f"t{n}"), model.value.in_(bindparam(f"v{n}", expanding=True)))
+        for n in range(types)
+    )))
 
 
 def row_values(row: Any) -> dict[str, Any]:

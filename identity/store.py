@@ -69,11 +69,14 @@ _HELD_COLUMNS = (IdentityRow.id, IdentityRow.type, IdentityRow.value, IdentityRo
                  IdentityRow.last_seen)
 
 
+_HELD = select(*_HELD_COLUMNS)
+
+
 def _load_rows(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[Held]]:
     out: dict[tuple[str, str], list[Held]] = {k: [] for k in keys}
     for i in range(0, len(keys), 400):
-        stmt = select(*_HELD_COLUMNS).where(by_type_and_value(IdentityRow, keys[i : i + 400]))
-        for row in session.execute(stmt):
+        stmt, params = by_type_and_value(_HELD, IdentityRow, keys[i : i + 400])
+        for row in session.execute(stmt, params):
             out.setdefault((row.type, row.value), []).append(Held(*row))
     return out
 
@@ -110,14 +113,18 @@ def _load_owners(session: Session, owners: list[uuid.UUID], locked: set[uuid.UUI
     if postgres and owners:
         write_deferred(session)  # the locking re-read replaces loaded state: pending changes go first
         session.flush()
+    stmt = _LOCK_OWNERS if postgres else _OWNERS
     for i in range(0, len(owners), 400):
-        stmt = select(CustomerRow).where(CustomerRow.id.in_(owners[i : i + 400]))
-        if postgres:
-            stmt = stmt.order_by(CustomerRow.id).with_for_update().execution_options(populate_existing=True)
-        for customer in session.scalars(stmt):
+        for customer in session.scalars(stmt, {"ids": owners[i : i + 400]}):
             keep_alive(session, customer)
             if postgres:
                 locked.add(customer.id)
+
+
+# Statements run per batch or per event are built once (building one cost ~110 µs more than running it).
+_OWNERS = select(CustomerRow).where(CustomerRow.id.in_(bindparam("ids", expanding=True)))
+_LOCK_OWNERS = (_OWNERS.order_by(CustomerRow.id).with_for_update()
+                .execution_options(populate_existing=True))
 
 
 def blank_customer(now: datetime) -> CustomerRow:
@@ -224,14 +231,16 @@ def type_counts(session: Session, customer_ids: Iterable[uuid.UUID]) -> dict[uui
 def _count_types(session: Session, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
     out: dict[uuid.UUID, dict[str, int]] = {c: {} for c in ids}
     for i in range(0, len(ids), 400):
-        stmt = (
-            select(IdentityRow.customer_id, IdentityRow.type, func.count())
-            .where(IdentityRow.customer_id.in_(ids[i : i + 400]), IdentityRow.shared.is_(False))
-            .group_by(IdentityRow.customer_id, IdentityRow.type)
-        )
-        for cid, type_, n in session.execute(stmt):
+        for cid, type_, n in session.execute(_COUNT_TYPES, {"ids": ids[i : i + 400]}):
             out[cid][type_] = int(n)
     return out
+
+
+_COUNT_TYPES = (
+    select(IdentityRow.customer_id, IdentityRow.type, func.count())
+    .where(IdentityRow.customer_id.in_(bindparam("ids", expanding=True)), IdentityRow.shared.is_(False))
+    .group_by(IdentityRow.customer_id, IdentityRow.type)
+)
 
 
 def _count_claimed(session: Session, customer_id: uuid.UUID, types: Iterable[str]) -> None:
@@ -245,8 +254,13 @@ def _count_claimed(session: Session, customer_id: uuid.UUID, types: Iterable[str
 def split_between(session: Session, ids: Sequence[uuid.UUID]) -> bool:
     if len(ids) < 2:
         return False
-    stmt = select(SplitPairRow.customer_a).where(SplitPairRow.customer_a.in_(ids), SplitPairRow.customer_b.in_(ids))
-    return session.scalars(stmt.limit(1)).first() is not None
+    return session.scalars(_SPLIT_BETWEEN, {"ids": list(ids)}).first() is not None
+
+
+_SPLIT_BETWEEN = select(SplitPairRow.customer_a).where(
+    SplitPairRow.customer_a.in_(bindparam("ids", expanding=True)),
+    SplitPairRow.customer_b.in_(bindparam("ids", expanding=True)),
+).limit(1)
 
 
 def record(

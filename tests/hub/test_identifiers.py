@@ -428,3 +428,24 @@ def test_identity_and_placeholder_never_raise(type_: str, value: str) -> None:
     assert isinstance(is_placeholder(type_, value), bool)
     assert isinstance(phone_kind(value), str)
     assert isinstance(is_shared_line(value), bool)
+
+
+def test_remembered_answers_cost_the_garbage_collector_nothing() -> None:
+    """The normalisers' caches hold only exact tuples of str/None, which a collection stops tracking:
+    a full cache must not add hundreds of thousands of objects to every full collection."""
+    import gc
+
+    from hub import identifiers
+
+    clear_caches()
+    answers = [normalize_phone(f"138{n:08d}") for n in range(300)] + [normalize_email(f"A{n}@Example.com")
+                                                                       for n in range(300)]
+    phone_kind(answers[0].value or "")
+    gc.collect()
+    entries = [(key, value) for cache in identifiers._MEMOS for key, value in cache.items()]
+    assert len(entries) >= 601
+    assert not any(gc.is_tracked(key) or gc.is_tracked(value) for key, value in entries)
+    assert normalize_phone("138 0000 0007") == answers[7]  # a remembered answer equals a fresh one
+    assert normalize_email("a7@example.com") == Normalized("a7@example.com", None)
+    clear_caches()
+    assert not any(identifiers._MEMOS)
