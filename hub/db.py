@@ -105,9 +105,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             # SQLite's default page cache is 2 MiB: past a few hundred thousand identities each index
-            # insert and lookup reads its pages back from the OS. 64 MiB per connection, allocated only
-            # as pages are used, kept the identity benchmark's indexes in memory (docs/performance.md).
-            cur.execute("PRAGMA cache_size=-65536")
+            # insert and lookup reads its pages back from the OS. 32 MiB per connection (allocated as
+            # pages are used; a pool holds several connections, so not more) keeps the hot index pages.
+            cur.execute("PRAGMA cache_size=-32768")
             # Checkpoint the WAL into the database every ~80 MB rather than every 4 MB: a batch dirties
             # pages all over the identity indexes, and copying them back after nearly every commit wrote
             # each hot page many times (identity benchmark, 20,000 people: 335-353 against 365-373 µs
