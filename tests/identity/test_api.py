@@ -94,6 +94,25 @@ def test_split_moves_identities_and_events_and_sticks(quiet_hub: Hub, client: Te
     assert lookup[0]["id"] == new["id"]
 
 
+
+def test_a_split_sticks_to_whoever_the_split_off_customer_merges_into(quiet_hub: Hub, client: TestClient) -> None:
+    """A survivor inherits the loser's splits (identity.merge._inherit_splits)."""
+    (older,) = ingest(quiet_hub, draft(("phone", "13900000031")))
+    (a,) = ingest(quiet_hub, draft(("pos_member_id", "m1")))
+    ingest(quiet_hub, draft(("email", "b@example.com")), draft(("pos_member_id", "m1"), ("email", "b@example.com")))
+    resp = client.post(f"/v1/customers/{a.customer_id}/split", headers=ADMIN,
+                       json={"identities": [{"type": "email", "value": "b@example.com"}], "reason": "two people"})
+    assert resp.status_code == 201, resp.text
+    # The split-off customer merges into the older one: the split from `a` must now hold for it.
+    (joined,) = ingest(quiet_hub, draft(("email", "b@example.com"), ("phone", "13900000031")))
+    assert joined.customer_id == older.customer_id
+    (again,) = ingest(quiet_hub, draft(("pos_member_id", "m1"), ("phone", "13900000031")))
+    hist = client.get(f"/v1/customers/{again.customer_id}/history", headers=ADMIN).json()["items"]
+    assert hist[0]["action"] == "merge_refused" and hist[0]["reason"] == "split_previously"
+    for identity, owner in (("pos_member_id:m1", a.customer_id), ("phone:13900000031", older.customer_id)):
+        found = client.get(f"/v1/customers?identity={identity}", headers=ADMIN).json()["items"]
+        assert [c["id"] for c in found] == [str(owner)]
+
 def test_split_errors(quiet_hub: Hub, client: TestClient) -> None:
     (a,) = ingest(quiet_hub, draft(("pos_member_id", "m1"), ("email", "a@example.com")))
     url = f"/v1/customers/{a.customer_id}/split"
