@@ -113,6 +113,7 @@ def child(path: str, workdir: str) -> None:
     """Runs in the measured subprocess: a fresh hub on SQLite, then the import."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from hub.db import Base
+    from hub.gcpolicy import settle_gc
     from hub.importer import run_import
     from hub.plugins import load_plugins, make_plugin_manager
     from hub.runtime import Hub, set_hub
@@ -131,6 +132,7 @@ def child(path: str, workdir: str) -> None:
     Base.metadata.create_all(hub.engine)
     set_hub(hub)
     hub.start()
+    settle_gc()  # as `crmhub import` does
     report = run_import(hub, path, source_name="bench")
     hub.runner.join(timeout=600)
     hub.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import sys
@@ -13,6 +12,7 @@ from typing import Any
 import click
 
 from hub.errors import HubError
+from hub.gcpolicy import settle_gc
 from hub.runtime import Hub, get_hub
 from hub.settings import Settings, get_settings
 
@@ -61,10 +61,7 @@ def serve(host: str, port: int) -> None:
     mode = f"Celery via {settings.broker_url}" if settings.broker_url else "in-process tasks"
     click.echo(f"crmhub on http://{host}:{port}  database={_redact(settings.database_url)}  runtime={mode}")
     app = create_app(hub)
-    # Everything imported so far lives as long as the process: keep it out of the cyclic GC's
-    # scans, so collections during traffic stay short (fewer latency spikes on the request path).
-    gc.collect()
-    gc.freeze()
+    settle_gc()  # everything loaded so far lives as long as the process: keep it out of the GC's scans
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 
@@ -81,6 +78,7 @@ def _redact(url: str) -> str:
 def worker(queues: str, concurrency: int, pool: str) -> None:
     """Run a Celery worker (requires CRMHUB_BROKER_URL)."""
     app = _celery_app()
+    settle_gc()  # before the prefork pool forks: the children share what is frozen here
     app.worker_main(
         [
             "worker",

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from hub.errors import HubError
+from hub.gcpolicy import settle_gc
 from hub.runtime import Hub
 
 
@@ -38,6 +39,7 @@ def run_import_command(
     overrides = parse_mappings(mappings)
     console = Console(stderr=True)
     hub.start()
+    settle_gc()
     try:
         with Progress(TextColumn("[bold]importing[/] {task.description}"), BarColumn(), TaskProgressColumn(),
                       TimeRemainingColumn(), console=console, transient=True) as bar:

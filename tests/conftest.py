@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,16 @@ ADMIN_TOKEN = "test-admin-token"
 
 for _var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
     os.environ.pop(_var, None)
+
+
+@pytest.fixture(autouse=True)
+def _collector_settings_restored() -> Iterator[None]:
+    """Commands under test call hub.gcpolicy.settle_gc(); the rest of the session keeps the defaults."""
+    threshold = gc.get_threshold()
+    yield
+    if gc.get_freeze_count():
+        gc.unfreeze()
+    gc.set_threshold(*threshold)
 
 
 def _all_models() -> None:
