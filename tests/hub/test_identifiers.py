@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import random
 import sys
 import unicodedata
 
+import phonenumbers
 import pytest
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from hypothesis import given, settings, strategies as st
 from stdnum.cn.uscc import calc_check_digit
 
@@ -11,6 +14,7 @@ from hub.identifiers import (
     DEFAULT_PLACEHOLDERS,
     INVISIBLE_CHARS,
     Normalized,
+    _plain_email,  # the shortcut itself, checked against email-validator
     clear_caches,
     is_placeholder,
     is_shared_line,
@@ -408,6 +412,89 @@ def test_phone_facts_remembered_from_normalising_equal_a_fresh_parse(prefix: str
     remembered = (phone_kind(e164), is_shared_line(e164), is_placeholder("phone", e164))
     clear_caches()
     assert (phone_kind(e164), is_shared_line(e164), is_placeholder("phone", e164)) == remembered
+
+
+def _phone_by_full_parse(national: str) -> str | None:
+    try:
+        parsed = phonenumbers.parse(national, "CN")
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def test_national_mobile_shortcut_agrees_with_a_full_parse_for_every_five_digit_prefix() -> None:
+    """The shortcut skips phonenumbers.parse() for 11 digits starting 13-19; the answer must not change."""
+    rng = random.Random(11)
+    checked = 0
+    for prefix in range(10000, 20000):
+        national = f"{prefix}{rng.randrange(10**6):06d}"
+        clear_caches()
+        assert normalize_phone(national).value == _phone_by_full_parse(national), national
+        checked += 1
+    assert checked == 10000
+
+
+@settings(max_examples=500, deadline=None)
+@given(national=st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True))
+def test_national_mobile_shortcut_agrees_with_a_full_parse(national: str) -> None:
+    clear_caches()
+    assert normalize_phone(national).value == _phone_by_full_parse(national)
+
+
+def _email_by_validator(text: str) -> str | None:
+    try:
+        return validate_email(text, check_deliverability=False).normalized.lower()
+    except (EmailNotValidError, UnicodeError, ValueError):
+        return None
+
+
+_LABEL = st.from_regex(r"[A-Za-z0-9-]{1,64}", fullmatch=True)
+# Near the shortcut's edges: atoms that make local parts of up to ~80 characters, labels of up to 64.
+_LOCAL = st.lists(st.from_regex(r"[A-Za-z0-9_+-]{1,40}", fullmatch=True), min_size=1, max_size=3).map(".".join)
+PLAINISH_EMAIL = st.builds(
+    lambda local, labels, tld: f"{local}@{'.'.join([*labels, tld])}",
+    st.one_of(_LOCAL, st.from_regex(r"[A-Za-z0-9_+.-]{1,10}", fullmatch=True)),
+    st.lists(_LABEL, min_size=1, max_size=4),
+    st.one_of(st.from_regex(r"[A-Za-z]{1,64}", fullmatch=True), st.sampled_from(SPECIAL_USE_DOMAIN_NAMES),
+              _LABEL),
+)
+
+
+@settings(max_examples=800, deadline=None)
+@given(text=st.one_of(PLAINISH_EMAIL, st.emails()))
+def test_plain_email_shortcut_agrees_with_email_validator(text: str) -> None:
+    """Where the shortcut answers, email-validator gives the same answer (lengths, hyphens, special use)."""
+    plain = _plain_email(text)
+    if plain is not None:
+        assert plain == _email_by_validator(text)
+
+
+def _long_address(local: int, domain: int) -> str:
+    labels, left = [], domain - 4  # room for ".com"
+    while left > 0:
+        size = min(63, left if left <= 63 else left - 2)  # never leave a one-character remainder
+        labels.append("d" * size)
+        left -= size + 1
+    address = "u" * local + "@" + ".".join(labels) + ".com"
+    assert len(address.partition("@")[2]) in (domain, domain - 1)
+    return address
+
+
+@pytest.mark.parametrize(
+    "text",
+    [_long_address(64, 189), _long_address(64, 190), _long_address(64, 191), _long_address(65, 188),
+     _long_address(80, 60)],
+)
+def test_plain_email_shortcut_agrees_at_the_length_limits(text: str) -> None:
+    assert _plain_email(text) == _email_by_validator(text)
+
+
+def test_plain_email_shortcut_answers_the_common_case() -> None:
+    assert _plain_email("Zhang.San+crm@Mail.Example.com.cn") == "zhang.san+crm@mail.example.com.cn"
+    assert _plain_email("a@xn--fiqs8s.cn") is None  # punycode: email-validator decides
+    assert _plain_email("a@example.test") is None  # special-use
 
 
 @settings(max_examples=200, deadline=None)
