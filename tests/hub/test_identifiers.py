@@ -427,13 +427,10 @@ def _phone_by_full_parse(national: str) -> str | None:
 def test_national_mobile_shortcut_agrees_with_a_full_parse_for_every_five_digit_prefix() -> None:
     """The shortcut skips phonenumbers.parse() for 11 digits starting 13-19; the answer must not change."""
     rng = random.Random(11)
-    checked = 0
     for prefix in range(10000, 20000):
         national = f"{prefix}{rng.randrange(10**6):06d}"
         clear_caches()
         assert normalize_phone(national).value == _phone_by_full_parse(national), national
-        checked += 1
-    assert checked == 10000
 
 
 @settings(max_examples=500, deadline=None)
