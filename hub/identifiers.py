@@ -59,12 +59,15 @@ _USCC_SEPARATORS = re.compile(r"[\s\-\u2010-\u2015]+")
 # because phonenumbers would otherwise read `1-800-FLOWERS` or `手机13800138000` as a number.
 _PHONE_SEPARATORS = re.compile(r"[\s\-.()/\u2010-\u2015]+")
 _PHONE_COMPACT = re.compile(r"\+?[0-9]{3,20}")
-# A Chinese mobile number written nationally, as nearly every CRM export holds it. phonenumbers.parse()
-# reads it as country 86 with exactly these digits as the national number, so the parse (~15 µs of a
-# new number's ~27) is skipped and only is_valid_number() asked. 11x, 12x and 179x are left to parse():
-# CN's "national prefix for parsing" may strip them as carrier codes. tests/hub/test_identifiers.py
-# checks the shortcut against parse() for every five-digit prefix.
-_CN_NATIONAL_MOBILE = re.compile(r"1(?:[3-689][0-9]|7[0-8])[0-9]{8}")
+# A Chinese mobile number, written nationally (as nearly every CRM export holds it) or in E.164 (as the
+# pipeline sees it again after the connector normalised it, and as platforms send it). phonenumbers.parse()
+# reads either as country 86 with exactly these 11 digits as the national number, so the parse (~15 µs of
+# a new national number's ~27, ~25 of an E.164 one's) is skipped and the number's type asked once: a
+# number is valid exactly when its type is known (is_valid_number() is that same check for a one-region
+# country code), and the type is what the resolver asks next. 11x, 12x and 179x are left to parse(): CN's
+# "national prefix for parsing" may strip them as carrier codes. tests/hub/test_identifiers.py checks the
+# shortcut against parse() for every five-digit prefix, with and without +86.
+_CN_MOBILE = re.compile(r"(?:\+86)?(1(?:[3-689][0-9]|7[0-8])[0-9]{8})")
 # A plain ASCII address: dot-atom local part, letter-digit-hyphen labels, an alphabetic top-level label.
 # email-validator accepts such an address as it is, lower-casing only the domain, unless it is over 254
 # characters (which also bounds the domain) or the domain is special-use. `_plain_email` checks those
@@ -176,9 +179,6 @@ def _prepare(raw: str) -> str:
 
 def _parse_phone(raw: str, region: str | None) -> PhoneNumber | None:
     compact = _PHONE_SEPARATORS.sub("", _prepare(raw))
-    if region == "CN" and _CN_NATIONAL_MOBILE.fullmatch(compact):
-        parsed = PhoneNumber(country_code=86, national_number=int(compact))
-        return parsed if phonenumbers.is_valid_number(parsed) else None
     if not _PHONE_COMPACT.fullmatch(compact):
         return None
     try:
@@ -201,13 +201,30 @@ def normalize_phone(raw: str, region: str = "CN") -> Normalized:
 def _normalize_phone(raw: str, region: str) -> Normalized:
     if raw in _PARSED:
         return _valid(raw)  # an E.164 value this process produced: normalising it again returns it
-    if not _prepare(raw):
+    prepared = _prepare(raw)
+    if not prepared:
         return _invalid("empty")
+    mobile = _CN_MOBILE.fullmatch(_PHONE_SEPARATORS.sub("", prepared))
+    if mobile is not None and (region == "CN" or mobile.group(0).startswith("+")):
+        return _cn_mobile(mobile.group(1))
     parsed = _parse_phone(raw, region)
     if parsed is None:
         return _invalid("invalid_phone")
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     _remember_parse(e164, parsed)
+    return _valid(e164)
+
+
+def _cn_mobile(national: str) -> Normalized:
+    """The shortcut for an 11-digit Chinese mobile (see `_CN_MOBILE`): one type lookup, no parse."""
+    number_type = phonenumbers.number_type(PhoneNumber(country_code=86, national_number=int(national)))
+    if number_type == PhoneNumberType.UNKNOWN:
+        return _invalid("invalid_phone")
+    e164 = "+86" + national
+    if e164 not in _PARSED:
+        if len(_PARSED) >= CACHE_SIZE:
+            _PARSED.clear()
+        _PARSED[e164] = (_KINDS.get(number_type, "other"), number_type in _SHARED_TYPES, national)
     return _valid(e164)
 
 

@@ -414,30 +414,51 @@ def test_phone_facts_remembered_from_normalising_equal_a_fresh_parse(prefix: str
     assert (phone_kind(e164), is_shared_line(e164), is_placeholder("phone", e164)) == remembered
 
 
-def _phone_by_full_parse(national: str) -> str | None:
+_KIND_OF_TYPE = {phonenumbers.PhoneNumberType.MOBILE: "mobile", phonenumbers.PhoneNumberType.FIXED_LINE: "fixed_line",
+                 phonenumbers.PhoneNumberType.TOLL_FREE: "toll_free"}
+_SHARED = {phonenumbers.PhoneNumberType.TOLL_FREE, phonenumbers.PhoneNumberType.PREMIUM_RATE,
+           phonenumbers.PhoneNumberType.SHARED_COST, phonenumbers.PhoneNumberType.UAN}
+
+
+def _phone_by_full_parse(text: str) -> tuple[str, str, bool] | None:
+    """(E.164, kind, shared) the long way: parse(), is_valid_number(), format_number(), number_type()."""
     try:
-        parsed = phonenumbers.parse(national, "CN")
+        parsed = phonenumbers.parse(text, "CN")
     except phonenumbers.NumberParseException:
         return None
     if not phonenumbers.is_valid_number(parsed):
         return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    number_type = phonenumbers.number_type(parsed)
+    return (phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164),
+            _KIND_OF_TYPE.get(number_type, "other"), number_type in _SHARED)
 
 
-def test_national_mobile_shortcut_agrees_with_a_full_parse_for_every_five_digit_prefix() -> None:
-    """The shortcut skips phonenumbers.parse() for 11 digits starting 13-19; the answer must not change."""
+def _phone_by_shortcut(text: str) -> tuple[str, str, bool] | None:
+    clear_caches()  # the shortcut answers, not a value remembered from an earlier call
+    value = normalize_phone(text).value
+    return None if value is None else (value, phone_kind(value), is_shared_line(value))
+
+
+@pytest.mark.parametrize("prefix", ["", "+86"])
+def test_mobile_shortcut_agrees_with_a_full_parse_for_every_five_digit_prefix(prefix: str) -> None:
+    """The shortcut skips phonenumbers.parse() for 11 digits starting 13-19, national or after +86, and
+    asks the number's type once; the value, kind and sharedness must not change."""
     rng = random.Random(11)
-    for prefix in range(10000, 20000):
-        national = f"{prefix}{rng.randrange(10**6):06d}"
-        clear_caches()
-        assert normalize_phone(national).value == _phone_by_full_parse(national), national
+    for start in range(10000, 20000):
+        text = f"{prefix}{start}{rng.randrange(10**6):06d}"
+        assert _phone_by_shortcut(text) == _phone_by_full_parse(text), text
 
 
 @settings(max_examples=500, deadline=None)
-@given(national=st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True))
-def test_national_mobile_shortcut_agrees_with_a_full_parse(national: str) -> None:
-    clear_caches()
-    assert normalize_phone(national).value == _phone_by_full_parse(national)
+@given(national=st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True), prefix=st.sampled_from(["", "+86", "+86 "]))
+def test_mobile_shortcut_agrees_with_a_full_parse(national: str, prefix: str) -> None:
+    assert _phone_by_shortcut(prefix + national) == _phone_by_full_parse(prefix + national)
+
+
+def test_e164_mobile_shortcut_ignores_the_region() -> None:
+    """+86 names the country, so the default region does not matter; a national number is read in it."""
+    assert normalize_phone("+8613800138000", "US").value == "+8613800138000"
+    assert normalize_phone("13800138000", "US").value is None  # 11 digits are not a US number
 
 
 def _email_by_validator(text: str) -> str | None:
