@@ -403,14 +403,14 @@ def apply_traits(
         return
     current = dict(customer.traits or {})
     changed = False
+    at_text, event_text = at.isoformat(), (str(event_id) if event_id else None)  # once, not per trait
     for name, value in traits.items():
         if _empty(value):
             continue
         known = current.get(name)
         known_at = _at(known.get("at")) if isinstance(known, dict) else None
         if known_at is None or known_at <= at:
-            current[name] = {"value": value, "source": source, "at": at.isoformat(),
-                             "event_id": str(event_id) if event_id else None}
+            current[name] = {"value": value, "source": source, "at": at_text, "event_id": event_text}
             changed = True
     if changed:
         customer.traits = current
