@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -90,7 +91,22 @@ def write_lock(engine: Engine) -> Iterator[None]:
         yield
 
 
+class JSONText(str):
+    """A value for a JSON column that is JSON text already, stored as it is instead of dumped again.
+
+    Why: an event is stored as `model_dump_json()`, which pydantic writes in one pass in Rust; dumping
+    it to Python objects and then through json.dumps cost ~19 µs an event against ~12, and json.dumps
+    escaped every Chinese character (943 characters against 791 for an import row). Readers parse
+    either form to the same value.
+    """
+
+
+def _json_serializer(value: Any) -> str:
+    return str.__str__(value) if isinstance(value, JSONText) else json.dumps(value)
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    kwargs.setdefault("json_serializer", _json_serializer)  # SQLAlchemy's default is json.dumps
     if url.startswith("sqlite"):
         connect_args = {"check_same_thread": False, "timeout": 30}
         engine = create_engine(url, connect_args=connect_args, **kwargs)

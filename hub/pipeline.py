@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from hub import metrics
 from hub.connector import InboundRequest, ParseContext
+from hub.db import JSONText
 from hub.errors import QuarantineError, RetryableError
 from hub.identifiers import normalize_identity
 from hub.ids import new_id
@@ -271,7 +272,7 @@ def _insert_events(session: Session, events: list[tuple[UnifiedEvent, int | None
             "source_event_id": event.source_event_id, "raw_event_id": raw_event_id,
             "occurred_at": event.occurred_at, "received_at": event.received_at, "stored_at": now,
             "customer_id": event.customer_id, "account_id": event.account_id,
-            "data": event.model_dump(mode="json"),
+            "data": JSONText(event.model_dump_json()),
         }
         for event, raw_event_id in events
     ])

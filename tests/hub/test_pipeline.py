@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import String, cast, select
 
+from hub.db import JSONText, _json_serializer
 from hub.ingest import RawSubmission, store_raw_batch
 from hub.models import EventRow, QuarantineRow, RawEvent
 from hub.pipeline import process_raw, recover_on_startup, replay
@@ -105,3 +106,26 @@ def test_quality_issues_and_identity_normalisation(source: tuple[Hub, str]) -> N
     codes = {i["code"] for i in data["quality"]["issues"]}
     assert "invisible_chars_removed" in codes
     assert any(i["field"] == "identities.email" for i in data["quality"]["issues"])
+
+
+def test_event_json_is_stored_as_pydantic_writes_it(source: tuple[Hub, str]) -> None:
+    """The event goes in as model_dump_json() text (not dumped twice); it reads back as the same value,
+    Chinese unescaped, on SQLite and PostgreSQL."""
+    from hub.schemas import UnifiedEvent
+
+    hub, sid = source
+    process_raw(_submit(hub, sid, _msg("zh", properties={"course": "雅思 7 分", "price": 1.5, "n": 10**17})))
+    with hub.sessions() as s:
+        row = s.scalars(select(EventRow)).one()
+        text = s.scalar(select(cast(EventRow.data, String)))
+    event = UnifiedEvent.model_validate(row.data)
+    assert row.data == json.loads(event.model_dump_json()) == event.model_dump(mode="json")
+    sent = row.data["properties"]["properties"]  # the web connector keeps the message's properties here
+    assert sent == {"course": "雅思 7 分", "price": 1.5, "n": 10**17}
+    assert text is not None and "雅思 7 分" in text
+
+
+def test_json_serializer_passes_json_text_through_and_dumps_the_rest() -> None:
+    assert _json_serializer(JSONText('{"a":"雅思"}')) == '{"a":"雅思"}'
+    assert type(_json_serializer(JSONText("[]"))) is str
+    assert json.loads(_json_serializer({"a": [1, "雅思", None]})) == {"a": [1, "雅思", None]}
