@@ -265,6 +265,9 @@ def is_shared_line(e164: str) -> bool:
 def _phone_facts(e164: str) -> tuple[str, bool]:
     """(kind, shared) from one parse: the resolver asks both of every phone."""
     known = _PARSED.get(e164)
+    if known is None and e164.startswith("+") and (mobile := _CN_MOBILE.fullmatch(e164)) is not None:
+        _cn_mobile(mobile.group(1))  # forgotten when _PARSED was last cleared: learn it again, no parse
+        known = _PARSED.get(e164)
     if known is not None:
         return known[0], known[1]
     parsed = _parse_phone(e164, "CN")

@@ -455,6 +455,22 @@ def test_mobile_shortcut_agrees_with_a_full_parse(national: str, prefix: str) ->
     assert _phone_by_shortcut(prefix + national) == _phone_by_full_parse(prefix + national)
 
 
+def test_phone_facts_are_learnt_again_without_a_parse_once_forgotten() -> None:
+    """The facts of an E.164 mobile are kept apart from the normaliser's memo and cleared on their own;
+    asked again, they come from the shortcut and still equal the full parse."""
+    from hub import identifiers
+
+    rng = random.Random(5)
+    numbers = [f"+86{start}{rng.randrange(10**6):06d}" for start in range(13000, 20000, 7)]
+    clear_caches()
+    for text in numbers:
+        normalize_phone(text)
+    identifiers._PARSED.clear()
+    for text in numbers:
+        full = _phone_by_full_parse(text)
+        assert (phone_kind(text), is_shared_line(text)) == ((full[1], full[2]) if full else ("other", False)), text
+
+
 def test_e164_mobile_shortcut_ignores_the_region() -> None:
     """+86 names the country, so the default region does not matter; a national number is read in it."""
     assert normalize_phone("+8613800138000", "US").value == "+8613800138000"
