@@ -177,8 +177,7 @@ def _prepare(raw: str) -> str:
 # --- phone -------------------------------------------------------------------------------------------
 
 
-def _parse_phone(raw: str, region: str | None) -> PhoneNumber | None:
-    compact = _PHONE_SEPARATORS.sub("", _prepare(raw))
+def _parse_phone(compact: str, region: str | None) -> PhoneNumber | None:
     if not _PHONE_COMPACT.fullmatch(compact):
         return None
     try:
@@ -186,6 +185,15 @@ def _parse_phone(raw: str, region: str | None) -> PhoneNumber | None:
     except NumberParseException:
         return None
     return parsed if phonenumbers.is_valid_number(parsed) else None
+
+
+def _cn_national_mobile(compact: str, region: str | None) -> str | None:
+    """The 11 national digits when `compact` can take the Chinese mobile shortcut (see `_CN_MOBILE`):
+    written nationally and read in CN, or after +86 whatever the region."""
+    mobile = _CN_MOBILE.fullmatch(compact)
+    if mobile is None or not (region == "CN" or compact.startswith("+")):
+        return None
+    return mobile.group(1)
 
 
 def normalize_phone(raw: str, region: str = "CN") -> Normalized:
@@ -204,27 +212,27 @@ def _normalize_phone(raw: str, region: str) -> Normalized:
     prepared = _prepare(raw)
     if not prepared:
         return _invalid("empty")
-    mobile = _CN_MOBILE.fullmatch(_PHONE_SEPARATORS.sub("", prepared))
-    if mobile is not None and (region == "CN" or mobile.group(0).startswith("+")):
-        return _cn_mobile(mobile.group(1))
-    parsed = _parse_phone(raw, region)
+    compact = _PHONE_SEPARATORS.sub("", prepared)
+    national = _cn_national_mobile(compact, region)
+    if national is not None:
+        return _cn_mobile(national)
+    parsed = _parse_phone(compact, region)
     if parsed is None:
         return _invalid("invalid_phone")
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    _remember_parse(e164, parsed)
+    if e164 not in _PARSED:
+        _remember(e164, (*_classify(parsed), phonenumbers.national_significant_number(parsed)))
     return _valid(e164)
 
 
 def _cn_mobile(national: str) -> Normalized:
-    """The shortcut for an 11-digit Chinese mobile (see `_CN_MOBILE`): one type lookup, no parse."""
+    """The shortcut for an 11-digit Chinese mobile: one type lookup, no parse."""
     number_type = phonenumbers.number_type(PhoneNumber(country_code=86, national_number=int(national)))
     if number_type == PhoneNumberType.UNKNOWN:
         return _invalid("invalid_phone")
     e164 = "+86" + national
     if e164 not in _PARSED:
-        if len(_PARSED) >= CACHE_SIZE:
-            _PARSED.clear()
-        _PARSED[e164] = (_KINDS.get(number_type, "other"), number_type in _SHARED_TYPES, national)
+        _remember(e164, (*_type_facts(number_type), national))
     return _valid(e164)
 
 
@@ -234,12 +242,10 @@ def _cn_mobile(national: str) -> Normalized:
 _PARSED: dict[str, tuple[str, bool, str]] = {}
 
 
-def _remember_parse(e164: str, parsed: PhoneNumber) -> None:
-    if e164 in _PARSED:
-        return
+def _remember(e164: str, facts: tuple[str, bool, str]) -> None:
     if len(_PARSED) >= CACHE_SIZE:
         _PARSED.clear()
-    _PARSED[e164] = (*_classify(parsed), phonenumbers.national_significant_number(parsed))
+    _PARSED[e164] = facts
 
 
 def _is_cn_service_line(parsed: PhoneNumber) -> bool:
@@ -265,19 +271,24 @@ def is_shared_line(e164: str) -> bool:
 def _phone_facts(e164: str) -> tuple[str, bool]:
     """(kind, shared) from one parse: the resolver asks both of every phone."""
     known = _PARSED.get(e164)
-    if known is None and e164.startswith("+") and (mobile := _CN_MOBILE.fullmatch(e164)) is not None:
-        _cn_mobile(mobile.group(1))  # forgotten when _PARSED was last cleared: learn it again, no parse
-        known = _PARSED.get(e164)
-    if known is not None:
-        return known[0], known[1]
-    parsed = _parse_phone(e164, "CN")
-    return ("other", False) if parsed is None else _classify(parsed)
+    if known is None:  # not normalised here, or forgotten since: a mobile is learnt again without a parse
+        compact = _PHONE_SEPARATORS.sub("", _prepare(e164))
+        national = _cn_national_mobile(compact, "CN")
+        if national is None:
+            parsed = _parse_phone(compact, "CN")
+            return ("other", False) if parsed is None else _classify(parsed)
+        _cn_mobile(national)
+        known = _PARSED.get("+86" + national, ("other", False, ""))  # nothing kept: not a valid number
+    return known[0], known[1]
 
 
 def _classify(parsed: PhoneNumber) -> tuple[str, bool]:
-    number_type = phonenumbers.number_type(parsed)
     if _is_cn_service_line(parsed):
         return "toll_free", True
+    return _type_facts(phonenumbers.number_type(parsed))
+
+
+def _type_facts(number_type: int) -> tuple[str, bool]:
     return _KINDS.get(number_type, "other"), number_type in _SHARED_TYPES
 
 
