@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base, BigIntPK, Timestamps, UUIDPk
@@ -68,13 +68,22 @@ class RawEvent(Base):
 
 
 class EventRow(Base):
-    """A stored UnifiedEvent. `seq` orders the feed; `data` is the event as JSON."""
+    """A stored UnifiedEvent. `seq` orders the feed; `data` is the event as JSON.
+
+    `txid` (PostgreSQL only; NULL on SQLite) is the id of the transaction that stored the row. On
+    PostgreSQL `seq` values are handed out before commit, so a later `seq` can be visible while an earlier
+    one is still uncommitted; the feed orders by (txid, seq) and only reads rows of transactions older than
+    every running one (identity/api_events.py). SQLite runs one writer at a time, so `seq` alone is safe.
+    """
 
     __tablename__ = "events"
     __table_args__ = (
         UniqueConstraint("source_id", "source_event_id"),
         Index("ix_events_customer_occurred", "customer_id", "occurred_at"),
         Index("ix_events_type_seq", "type", "seq"),
+        # Partial: SQLite never sets txid, so there the index stays empty and costs inserts nothing.
+        Index("ix_events_txid_seq", "txid", "seq", postgresql_where=text("txid IS NOT NULL"),
+              sqlite_where=text("txid IS NOT NULL")),
     )
 
     seq: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -92,6 +101,7 @@ class EventRow(Base):
     customer_id: Mapped[uuid.UUID | None] = mapped_column()
     account_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
     data: Mapped[dict[str, Any]] = mapped_column()
+    txid: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class QuarantineRow(UUIDPk, Base):

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -266,7 +266,8 @@ def _insert_events(session: Session, events: list[tuple[UnifiedEvent, int | None
     if not events:
         return
     now = utcnow()
-    session.connection().execute(_EVENT_INSERT, [
+    conn = session.connection()
+    conn.execute(_EVENT_INSERT_PG if conn.dialect.name == "postgresql" else _EVENT_INSERT, [
         {
             "id": event.id, "type": event.type, "source": event.source, "source_id": event.source_id,
             "source_event_id": event.source_event_id, "raw_event_id": raw_event_id,
@@ -287,6 +288,8 @@ def _after_stored(hub: Hub, session: Session, event: UnifiedEvent) -> None:
 
 
 _EVENT_INSERT = insert(EventRow.__table__)
+# The storing transaction's id, which the feed needs to read in commit-safe order (see EventRow).
+_EVENT_INSERT_PG = insert(EventRow.__table__).values(txid=func.txid_current())
 
 
 def _stored_ids(

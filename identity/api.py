@@ -47,7 +47,7 @@ def encode_cursor(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> dict[str, Any]:
+def decode_cursor(cursor: str, param: str = "cursor") -> dict[str, Any]:
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if not isinstance(data, dict):
@@ -55,7 +55,7 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
         return data
     except (ValueError, TypeError) as exc:
         raise InvalidRequest("invalid cursor", code="invalid_cursor",
-                             details=[{"field": "cursor", "message": "pass back a next_cursor unchanged"}]) from exc
+                             details=[{"field": param, "message": "pass back a next_cursor unchanged"}]) from exc
 
 
 def event_out(row: EventRow) -> UnifiedEvent:

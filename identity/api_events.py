@@ -1,7 +1,8 @@
 """The event feed (contract "Event feed"): every stored event in storage order, with an opaque cursor.
 
 A read-only view of the kernel's events table. It lives here rather than in hub/ because it is part of
-the customer-facing read API this package serves; the cursor is the row's `seq`, so it is stable.
+the customer-facing read API this package serves. The cursor is the last row's `seq` (and on PostgreSQL its
+`txid`, see hub.models.EventRow), so it is stable and never skips an event that commits late.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
+from sqlalchemy import Select, func, literal, select, tuple_
 
 from hub.api import AdminDep, HubDep
 from hub.errors import InvalidRequest, NotFound
@@ -28,23 +29,44 @@ def event_feed(
     hub: HubDep, after: str | None = None, types: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
 ) -> dict[str, Any]:
-    stmt = select(EventRow)
-    last = 0
-    if after:
-        try:
-            last = int(decode_cursor(after)["s"])
-        except (KeyError, ValueError, TypeError) as exc:
-            raise InvalidRequest("invalid cursor", code="invalid_cursor") from exc
-        stmt = stmt.where(EventRow.seq > last)
+    position = _position(after)
     wanted = [t.strip() for t in (types or "").split(",") if t.strip()]
-    if wanted:
-        stmt = stmt.where(EventRow.type.in_(wanted))
     with hub.sessions() as session:
-        rows = list(session.scalars(stmt.order_by(EventRow.seq).limit(limit)))
+        postgres = session.get_bind().dialect.name == "postgresql"
+        stmt = _after_pg(position) if postgres else select(EventRow).where(EventRow.seq > position[1])
+        if wanted:
+            stmt = stmt.where(EventRow.type.in_(wanted))
+        rows = list(session.scalars(stmt.limit(limit)))
     if rows:
-        last = rows[-1].seq
+        position = (rows[-1].txid or 0, rows[-1].seq)
     # Always a cursor: a consumer at the end of the feed polls again with it and gets only newer events.
-    return {"items": [event_out(r) for r in rows], "next_cursor": encode_cursor({"s": last})}
+    cursor = {"x": position[0], "s": position[1]} if position[0] else {"s": position[1]}
+    return {"items": [event_out(r) for r in rows], "next_cursor": encode_cursor(cursor)}
+
+
+def _position(after: str | None) -> tuple[int, int]:
+    """(txid, seq) of the last event a consumer has; a cursor without `x` is (0, seq)."""
+    if not after:
+        return 0, 0
+    cursor = decode_cursor(after, param="after")
+    try:
+        return int(cursor.get("x", 0)), int(cursor["s"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise InvalidRequest("invalid cursor", code="invalid_cursor",
+                             details=[{"field": "after", "message": "pass back a next_cursor unchanged"}]) from exc
+
+
+def _after_pg(position: tuple[int, int]) -> Select[tuple[EventRow]]:
+    """Events after `position` in (txid, seq) order, stored by transactions older than every running one.
+
+    Every transaction with an id below the snapshot's xmin has ended, so no event can appear later at or
+    before the last one returned: the cursor never skips an event that commits late (see EventRow).
+    """
+    horizon = select(func.txid_snapshot_xmin(func.txid_current_snapshot())).scalar_subquery()
+    return (select(EventRow)
+            .where(tuple_(EventRow.txid, EventRow.seq) > tuple_(literal(position[0]), literal(position[1])),
+                   EventRow.txid < horizon)
+            .order_by(EventRow.txid, EventRow.seq))
 
 
 @router.get("/events/{event_id}")

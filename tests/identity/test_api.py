@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from hub.pipeline import store_drafts
 from hub.runtime import Hub
 from tests.helpers import ADMIN, client_for
 from tests.identity.conftest import draft, ingest
@@ -159,3 +160,27 @@ def test_event_feed_cursor_and_types(quiet_hub: Hub, client: TestClient) -> None
     assert one["customer_id"] == str(rows[0].customer_id) and one["identities"][0]["value"] == "p0@example.com"
     assert client.get(f"/v1/events/{rows[0].customer_id}", headers=ADMIN).status_code == 404
     assert client.get("/v1/events?after=notacursor", headers=ADMIN).status_code == 422
+
+
+def test_event_feed_cursor_never_skips_an_event_that_commits_late(quiet_hub: Hub, client: TestClient) -> None:
+    """A slow transaction took an earlier seq than one that committed first: the stored cursor still finds it."""
+    if quiet_hub.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writer at a time: a later seq cannot commit first")
+    slow = quiet_hub.sessions()
+    slow.begin()
+    try:
+        store_drafts(quiet_hub, slow, [draft(("phone", "13912340001"))], source="pos", source_id=None)
+        slow.flush()
+        with quiet_hub.transaction() as fast:
+            store_drafts(quiet_hub, fast, [draft(("phone", "13912340002"))], source="pos", source_id=None)
+        first = client.get("/v1/events", headers=ADMIN).json()
+        slow.commit()
+    finally:
+        slow.close()
+    second = client.get("/v1/events", params={"after": first["next_cursor"]}, headers=ADMIN).json()
+    seen = [e["identities"][0]["value"] for e in first["items"] + second["items"]]
+    assert sorted(seen) == ["+8613912340001", "+8613912340002"]  # each event exactly once
+    everything = client.get("/v1/events", headers=ADMIN).json()
+    assert [e["id"] for e in everything["items"]] == [e["id"] for e in first["items"] + second["items"]]
+    again = client.get("/v1/events", params={"after": second["next_cursor"]}, headers=ADMIN).json()
+    assert again["items"] == [] and again["next_cursor"] == second["next_cursor"]
