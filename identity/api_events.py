@@ -11,7 +11,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from sqlalchemy import Select, func, literal, select, tuple_
+from sqlalchemy import Select, literal, literal_column, select, tuple_
 
 from hub.api import AdminDep, HubDep
 from hub.errors import InvalidRequest, NotFound
@@ -56,19 +56,6 @@ def _position(after: str | None) -> tuple[int, int]:
                              details=[{"field": "after", "message": "pass back a next_cursor unchanged"}]) from exc
 
 
-def _after_pg(position: tuple[int, int]) -> Select[tuple[EventRow]]:
-    """Events after `position` in (txid, seq) order, stored by transactions older than every running one.
-
-    Every transaction with an id below the snapshot's xmin has ended, so no event can appear later at or
-    before the last one returned: the cursor never skips an event that commits late (see EventRow).
-    """
-    horizon = select(func.txid_snapshot_xmin(func.txid_current_snapshot())).scalar_subquery()
-    return (select(EventRow)
-            .where(tuple_(EventRow.txid, EventRow.seq) > tuple_(literal(position[0]), literal(position[1])),
-                   EventRow.txid < horizon)
-            .order_by(EventRow.txid, EventRow.seq))
-
-
 @router.get("/events/{event_id}")
 def get_event(event_id: uuid.UUID, hub: HubDep) -> UnifiedEvent:
     with hub.sessions() as session:
@@ -76,3 +63,25 @@ def get_event(event_id: uuid.UUID, hub: HubDep) -> UnifiedEvent:
         if row is None:
             raise NotFound(f"no event {event_id}", code="event_not_found")
         return event_out(row)
+
+
+def _after_pg(position: tuple[int, int]) -> Select[tuple[EventRow]]:
+    """Events after `position` in (txid, seq) order, stored by transactions older than any still running here.
+
+    Transaction ids are cluster-wide, so the snapshot also lists transactions of other databases; those are
+    left out when pg_stat_activity says so (anything unknown counts as ours, which only delays). Every
+    transaction of this database below the horizon has ended, so no event can later appear at or before the
+    last one returned: the cursor never skips an event that commits late (see EventRow).
+    """
+    return (select(EventRow)
+            .where(tuple_(EventRow.txid, EventRow.seq) > tuple_(literal(position[0]), literal(position[1])),
+                   EventRow.txid < _HORIZON)
+            .order_by(EventRow.txid, EventRow.seq))
+
+
+_HORIZON = literal_column("""(SELECT coalesce(
+    (SELECT min(xid) FROM txid_snapshot_xip(txid_current_snapshot()) AS xid
+     WHERE xid % 4294967296 NOT IN (
+       SELECT backend_xid::text::bigint FROM pg_stat_activity
+       WHERE backend_xid IS NOT NULL AND datid <> (SELECT oid FROM pg_database WHERE datname = current_database()))),
+    txid_snapshot_xmax(txid_current_snapshot())))""")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
 
 from hub.pipeline import store_drafts
 from hub.runtime import Hub
+from tests.conftest import PG_ADMIN_URL
 from tests.helpers import ADMIN, client_for
 from tests.identity.conftest import draft, ingest
 
@@ -184,3 +186,19 @@ def test_event_feed_cursor_never_skips_an_event_that_commits_late(quiet_hub: Hub
     assert [e["id"] for e in everything["items"]] == [e["id"] for e in first["items"] + second["items"]]
     again = client.get("/v1/events", params={"after": second["next_cursor"]}, headers=ADMIN).json()
     assert again["items"] == [] and again["next_cursor"] == second["next_cursor"]
+
+
+def test_event_feed_is_not_held_back_by_a_transaction_in_another_database(quiet_hub: Hub, client: TestClient) -> None:
+    """Transaction ids are cluster-wide: a long transaction elsewhere on the server must not hide our events."""
+    if quiet_hub.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only")
+    elsewhere = create_engine(PG_ADMIN_URL)
+    try:
+        with elsewhere.connect() as conn:
+            conn.execute(text("SELECT txid_current()"))  # holds a transaction id, writes nothing
+            rows = ingest(quiet_hub, draft(("phone", "13912340003")), draft(("phone", "13912340004")))
+            page = client.get("/v1/events", headers=ADMIN).json()
+            assert [e["id"] for e in page["items"]] == [str(r.id) for r in rows]
+            conn.rollback()
+    finally:
+        elsewhere.dispose()
