@@ -57,7 +57,7 @@ def store_summary(hub: Hub, session: Session, job: AsrJob, data: dict[str, Any])
         occurred_at=call.occurred_at, identities=identities, transcript=transcript, summary=summary,
         extras={"asr_job_id": str(job.id), "audio_duration_s": data.get("AudioDuration"), "extractor": extractor,
                 "direction": job.direction},
-        issues=issues,
+        issues=issues, customer_id=call.customer_id,
     )
     store_internal(hub, session, [draft], source=SUMMARY_SOURCE)
     job.summary_event_id = session.scalars(

@@ -10,6 +10,7 @@ a quality issue, so a Hunyuan outage never loses a call's summary.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
@@ -133,8 +134,10 @@ def summarized_draft(
     summary: dict[str, Any],
     extras: Mapping[str, Any] | None = None,
     issues: list[QualityIssue] | None = None,
+    customer_id: uuid.UUID | None = None,
 ) -> EventDraft:
-    """The `call.summarized` event: linked to the call, carrying the call's identities."""
+    """The `call.summarized` event: linked to the call, carrying the call's identities and customer (the only
+    link when the call's number was masked)."""
     properties: dict[str, Any] = {
         "call_event_id": call_event_id,
         "asr_task_id": task_id,
@@ -149,4 +152,5 @@ def summarized_draft(
         identities=identities,
         properties=properties,
         quality=Quality(issues=issues or []),
+        customer_hint=customer_id,
     )

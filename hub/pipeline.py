@@ -331,6 +331,7 @@ def prepare_event(
         source_event_id=draft.source_event_id,
         occurred_at=draft.occurred_at,
         received_at=received_at,
+        customer_id=draft.customer_hint if source_id is None else None,
         identities=identities,
         campaign=draft.campaign if draft.campaign and not draft.campaign.is_empty() else None,
         properties=properties,

@@ -111,6 +111,9 @@ class EventDraft(Schema):
     properties: dict[str, Any] = Field(default_factory=dict)
     traits: dict[str, Any] = Field(default_factory=dict)
     quality: Quality = Field(default_factory=Quality)
+    # For a hub-made event about a customer it cannot identify by identifiers (the summary of a call whose
+    # number was masked): the customer of the event it was made from. Ignored on events from a source.
+    customer_hint: uuid.UUID | None = None
 
 
 class UnifiedEvent(Schema):

@@ -69,9 +69,30 @@ def resolve(
     # merges are buffered and written before anything reads those tables (identity.pending), and history,
     # traits, last_seen and memberships are written in bulk at commit (store.write_deferred).
     with session.no_autoflush:
-        customer_id = _resolve_person(session, event, person, rules) if person else None
+        if person:
+            customer_id: uuid.UUID | None = _resolve_person(session, event, person, rules)
+        elif accounts:
+            customer_id = None  # a company's event with no contact (contract §4: the only null customer_id)
+        else:
+            customer_id = _unidentified(session, event)
         account_id = resolve_account(session, event, accounts, customer_id) if accounts else None
     return customer_id, account_id
+
+
+def _unidentified(session: Session, event: UnifiedEvent) -> uuid.UUID:
+    """An event with no usable identifier (a masked call, a walk-in sale, only placeholders).
+
+    It still belongs to someone: the customer of the event it was made from (`customer_hint`, followed
+    through merges), else a customer of its own. That one holds no identifier, so nothing ever joins it.
+    """
+    now = utcnow()
+    hinted = store.surviving(session, event.customer_id) if event.customer_id is not None else None
+    if hinted is None:
+        return store.new_customer(session, now, _with_activity(store.blank_customer(now), event)).id
+    (customer,) = store.lock_customers(session, [hinted.id])
+    _with_activity(customer, event).updated_at = now
+    store.defer_activity(session, customer)
+    return customer.id
 
 
 def _key(ident: Identity) -> tuple[str, str]:

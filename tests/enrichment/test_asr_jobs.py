@@ -133,6 +133,20 @@ def test_callback_path_end_to_end(ahub: Hub, cloud: FakeTencentCloud) -> None:
     assert again.json() == {"code": 0, "message": "success"} and len(summaries(ahub)) == 1
 
 
+def test_summary_of_a_masked_call_belongs_to_the_calls_customer(ahub: Hub, cloud: FakeTencentCloud) -> None:
+    """A masked number leaves the call without identities; its summary still lands on the call's customer."""
+    asr = AsrFake(cloud, statuses=("success",), sentences=sentences_for(INBOUND_CALL, "inbound"))
+    masked = call_draft(direction="inbound").model_copy(update={"identities": []})
+    store_call(ahub, masked)
+    job = drive(ahub, "submitted")
+    asr.post_callback(job.task_id, url=f"/hooks/asr/{job.callback_token}", client=client_for(ahub))
+    drive(ahub, "done")
+    [summary] = summaries(ahub)
+    call = call_event(ahub)
+    assert call.customer_id is not None and summary.customer_id == call.customer_id
+    assert summary.data["identities"] == []
+
+
 def test_polling_path_with_backoff(ahub: Hub, cloud: FakeTencentCloud) -> None:
     asr = AsrFake(cloud, statuses=("waiting", "doing", "doing", "success"))
     store_call(ahub, call_draft(direction="outbound"))

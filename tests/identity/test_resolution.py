@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import select
 
-from hub.models import EventRow
+from hub.models import EventRow, SourceRow
+from hub.pipeline import store_drafts
 from hub.runtime import Hub
 from identity.models import AccountMemberRow, CustomerRow, HistoryRow, IdentityRow
 from tests.identity.conftest import T0, customer_of, draft, ingest
@@ -82,7 +85,10 @@ def test_placeholders_are_never_matched(quiet_hub: Hub) -> None:
     c = customer_of(quiet_hub, draft(("phone", "13800000000"), ("email", "c@example.com")))  # configured extra
     d = customer_of(quiet_hub, draft(("phone", "13800000000"), ("email", "d@example.com")))
     assert len({a, b, c, d}) == 4
-    assert customer_of(quiet_hub, draft(("email", "null"))) is None
+    # Only placeholders: each event gets a customer of its own, with no identifier to join anyone by.
+    e = customer_of(quiet_hub, draft(("email", "null")))
+    f = customer_of(quiet_hub, draft(("email", "null")))
+    assert e is not None and f is not None and len({a, b, c, d, e, f}) == 6
     with quiet_hub.sessions() as s:
         assert not s.scalars(select(IdentityRow).where(IdentityRow.type == "phone")).all()
 
@@ -152,3 +158,44 @@ def test_traits_latest_non_empty_wins_with_source_and_time(quiet_hub: Hub) -> No
                               "event_id": str(row.id)}
     got = customer(quiet_hub, row.customer_id)
     assert got.last_activity_at == T0.replace(day=9) and got.last_source == "douyin"
+
+
+def test_an_event_without_identifiers_still_belongs_to_a_customer(quiet_hub: Hub) -> None:
+    """Contract §4: customer_id is null only for an event that carries account identifiers alone."""
+    masked = customer_of(quiet_hub, draft(type="call.completed", traits={"name": "来电客户"}))
+    walk_in = customer_of(quiet_hub, draft(("pos_member_id", "-1"), type="purchase.completed"))
+    assert masked is not None and walk_in is not None and masked != walk_in
+    assert customer(quiet_hub, masked).traits["name"]["value"] == "来电客户"
+    with quiet_hub.sessions() as s:
+        assert not s.scalars(select(IdentityRow).where(IdentityRow.customer_id.in_([masked, walk_in]))).all()
+    (order,) = ingest(quiet_hub, draft(("erp_customer_code", "C-9"), type="order.created"))
+    assert order.customer_id is None and order.account_id is not None
+
+
+def test_a_hub_made_event_without_identifiers_follows_its_customer_hint(quiet_hub: Hub) -> None:
+    """The summary of a masked call belongs to the call's customer, also after that customer was merged."""
+    call = customer_of(quiet_hub, draft(type="call.completed"))
+    other = customer_of(quiet_hub, draft(("phone", "13912345678")))
+    summary = draft(type="call.summarized").model_copy(update={"customer_hint": call})
+    (row,) = ingest(quiet_hub, summary, source="enrichment")
+    assert row.customer_id == call
+    with quiet_hub.transaction() as session:  # the call's customer is merged away
+        session.get(CustomerRow, call).merged_into = other
+    later = draft(type="call.summarized").model_copy(update={"customer_hint": call})
+    (row,) = ingest(quiet_hub, later, source="enrichment")
+    assert row.customer_id == other
+    # A hint on an event from an inbound source is ignored: platforms cannot pick customers.
+    with quiet_hub.transaction() as session:
+        store_drafts(quiet_hub, session, [draft(type="call.completed").model_copy(update={"customer_hint": other})],
+                     source="pos", source_id=source_id(quiet_hub))
+    with quiet_hub.sessions() as session:
+        latest = session.scalars(select(EventRow).order_by(EventRow.seq.desc())).first()
+    assert latest is not None and latest.customer_id not in (None, other)
+
+
+def source_id(hub: Hub) -> uuid.UUID:
+    with hub.transaction() as session:
+        row = SourceRow(connector="pos", name="pos-test", config_sealed="")
+        session.add(row)
+        session.flush()
+        return row.id
