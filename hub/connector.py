@@ -160,6 +160,16 @@ class Connector:
     def event_count(self, request: InboundRequest, config: Any) -> int:
         return 1
 
+    def event_keys(self, request: InboundRequest, config: Any) -> list[tuple[str, str]] | None:
+        """Per event, in body order (repeats kept): (its `source_event_id`, its dedup key when sent alone).
+
+        Lets the inbound edge answer `duplicates` per event, not per request: an event the hub
+        already stored for this source, or still holds in a pending request of its own, counts as
+        seen even inside a new batch. None (the default) when the ids are only known after parse():
+        the whole request then counts as new or as a redelivery.
+        """
+        return None
+
     def ack(self, request: InboundRequest, config: Any, *, accepted: int, duplicates: int) -> Reply:
         return Reply(200, {"accepted": accepted, "duplicates": duplicates})
 

@@ -52,6 +52,14 @@ def read_items(body: bytes, max_events: int = MAX_EVENTS) -> list[dict[str, Any]
     return items
 
 
+def items_of(request: InboundRequest) -> list[dict[str, Any]]:
+    """`read_items` once per request: dedup_key, event_count and event_keys share one JSON parse."""
+    items: list[dict[str, Any]] | None = request.memo.get("push_items")
+    if items is None:
+        items = request.memo["push_items"] = read_items(request.body)
+    return items
+
+
 def event_id_of(item: dict[str, Any]) -> str | None:
     value = item.get("event_id")
     if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
@@ -59,11 +67,26 @@ def event_id_of(item: dict[str, Any]) -> str | None:
     return str(value).strip()
 
 
-def dedup_key(body: bytes) -> str:
+def dedup_key(body: bytes, items: list[dict[str, Any]] | None = None) -> str:
     """`event:<id>` for one event, `events:<sha256 of sorted ids>` for an array; a body hash without ids."""
-    ids = [event_id_of(item) for item in read_items(body)]
+    ids = [event_id_of(item) for item in (read_items(body) if items is None else items)]
     if any(i is None for i in ids):
         return "sha256:" + hashlib.sha256(body).hexdigest()
     if len(ids) == 1:
         return f"event:{ids[0]}"
     return "events:" + hashlib.sha256("\n".join(sorted(str(i) for i in ids)).encode()).hexdigest()
+
+
+def event_keys(items: list[dict[str, Any]]) -> list[tuple[str, str]] | None:
+    """(source_event_id, `event:<id>`) per item — see `Connector.event_keys`; None if an item has no usable id.
+
+    The source_event_id is `event_id` as the payload models read it (an integer as text, a string
+    as is), while the dedup key strips it, exactly as `dedup_key` does for a lone event.
+    """
+    keys = []
+    for item in items:
+        lone = event_id_of(item)
+        if lone is None:
+            return None  # such an item is quarantined by parse(); the request answers as a whole
+        keys.append((str(item["event_id"]), f"event:{lone}"))
+    return keys

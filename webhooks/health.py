@@ -87,7 +87,12 @@ def _by_source(session: Session, stmt: Any) -> dict[uuid.UUID, Any]:
 
 
 def source_health(session: Session, now: datetime | None = None) -> list[dict[str, Any]]:
-    """Per source, last hour. Duplicates are the `duplicate` rows the raw writer logs in inbound_rejections."""
+    """Per source, last hour, in requests (received = accepted + duplicates + rejected).
+
+    Duplicates are the `duplicate` rows the raw writer logs in inbound_rejections: redelivered requests. Seen
+    events inside a new request (what its reply counts as `duplicates`) are `raw_events.events_duplicate`,
+    reported per event by the quality report; mixing them in here would break the sum above.
+    """
     now = now or utcnow()
     since = now - WINDOW
     accepted = _by_source(session, select(RawEvent.source_id, func.count())
@@ -98,25 +103,28 @@ def source_health(session: Session, now: datetime | None = None) -> list[dict[st
                                 .where(RawEvent.status == RAW_PENDING).group_by(RawEvent.source_id))
     quarantined = _by_source(session, select(QuarantineRow.source_id, func.count())
                              .where(QuarantineRow.created_at >= since).group_by(QuarantineRow.source_id))
+    # Every logged request counts as received, refused ones included: a source whose platform only ever fails
+    # the signature check must still show when it last called. Not limited to the hour, like `last_raw`; one
+    # correlated max per source reads the end of ix_inbound_rejections_source_at, not the whole log.
+    last_logged = _by_source(session, select(
+        SourceRow.id,
+        select(func.max(InboundRejection.at)).where(InboundRejection.source_id == SourceRow.id).scalar_subquery(),
+    ))
     rejections: dict[uuid.UUID, dict[str, int]] = {}
-    last_rejection: dict[uuid.UUID, datetime] = {}
-    for sid, code, status_code, n, last in session.execute(
-        select(InboundRejection.source_id, InboundRejection.code, InboundRejection.status_code, func.count(),
-               func.max(InboundRejection.at))
+    for sid, code, status_code, n in session.execute(
+        select(InboundRejection.source_id, InboundRejection.code, InboundRejection.status_code, func.count())
         .where(InboundRejection.at >= since)
         .group_by(InboundRejection.source_id, InboundRejection.code, InboundRejection.status_code)
     ).all():
         bucket = rejections.setdefault(sid, {"duplicate": 0, "auth": 0, "other": 0})
         kind = "duplicate" if code == "duplicate" else "auth" if status_code == 401 else "other"
         bucket[kind] += int(n)
-        if code == "duplicate":
-            last_rejection[sid] = max(last, last_rejection.get(sid, last))
     items = []
     for source in session.scalars(select(SourceRow).order_by(SourceRow.created_at)).all():
         sid = source.id
         rej = rejections.get(sid, {"duplicate": 0, "auth": 0, "other": 0})
         n_accepted = int(accepted.get(sid, 0))
-        lasts = [t for t in (last_raw.get(sid), last_rejection.get(sid)) if t is not None]
+        lasts = [t for t in (last_raw.get(sid), last_logged.get(sid)) if t is not None]
         pending_since = oldest_pending.get(sid)
         items.append({
             "source_id": sid, "connector": source.connector, "name": source.name, "enabled": source.enabled,

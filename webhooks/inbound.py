@@ -3,6 +3,12 @@
 Everything slow (parsing, identity, delivery) happens after the answer, from the
 stored raw request, so a platform's retry timer never fires because we were busy.
 
+One read may follow the store: when a connector names its events' ids up front
+(`Connector.event_keys`, POS and ERP), a *new* request is answered per event — one
+indexed lookup finds which of them the source has seen. It runs for a lone event too:
+an event first sent inside a batch and then re-sent alone has a new request key, and
+only this lookup tells the sender it is a duplicate. A redelivered request needs no read.
+
 Two entries share one core (`accept`): a raw ASGI app on the hot path for UUID source
 ids (registered with `register_hot_routes`, it skips FastAPI's router and middleware
 stack, which cost more than the work itself), and an API route that answers every other
@@ -11,6 +17,7 @@ stack, which cost more than the work itself), and an API route that answers ever
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -20,11 +27,13 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from sqlalchemy import bindparam, literal_column, select, union_all
 
 from hub import metrics
 from hub.connector import InboundRequest, Reply
 from hub.errors import HubError, NotFound, PayloadError, PayloadTooLarge, VerificationError
 from hub.ingest import RawSubmission, Rejection
+from hub.models import RAW_PENDING, EventRow, RawEvent
 from hub.runtime import Hub
 
 log = logging.getLogger(__name__)
@@ -72,6 +81,7 @@ async def accept(
             return handshake
         dedup_key = connector.dedup_key(inbound, config)
         count = connector.event_count(inbound, config)
+        keys = connector.event_keys(inbound, config)
     except HubError as err:
         if isinstance(err, VerificationError | PayloadError | PayloadTooLarge):
             hub.writer.reject(Rejection(source.id, err.status_code, err.code))
@@ -79,7 +89,7 @@ async def accept(
         return connector.error_reply(inbound, err)
     submission = RawSubmission(source.id, dedup_key[:300], inbound.to_record(), inbound.body, count)
     try:
-        _, is_new = await hub.writer.submit(submission)
+        raw_id, is_new = await hub.writer.submit(submission)
     except Exception:  # nothing was stored: a 5xx makes the platform retry later
         log.exception("could not store an inbound request for source %s", source.id)
         metrics.INGEST_REQUESTS.labels(connector.name, "storage_unavailable").inc()
@@ -87,8 +97,52 @@ async def accept(
                           "details": None}}
         return Reply(503, body)
     metrics.INGEST_REQUESTS.labels(connector.name, "accepted" if is_new else "duplicate").inc()
+    accepted, duplicates = (count, 0) if is_new else (0, count)
+    if is_new and keys and raw_id is not None:
+        accepted, duplicates = await _count_per_event(hub, source.id, raw_id, keys, count)
     metrics.INGEST_LATENCY.labels(connector.name).observe(time.perf_counter() - started)
-    return connector.ack(inbound, config, accepted=count if is_new else 0, duplicates=0 if is_new else count)
+    return connector.ack(inbound, config, accepted=accepted, duplicates=duplicates)
+
+
+# ---------------------------------------------------------------- per-event duplicates of a new request
+
+# Built once (its compiled form is cached). Rows: events this source already stored under one of the ids (kind 0),
+# and pending requests that hold one of the events alone, not parsed into events yet (kind 1). One statement: one
+# round trip and one snapshot, so a request handled meanwhile is seen in exactly one of the halves.
+_SEEN = union_all(
+    select(EventRow.source_event_id, EventRow.raw_event_id, literal_column("0")).where(
+        EventRow.source_id == bindparam("source_id"), EventRow.source_event_id.in_(bindparam("ids", expanding=True))),
+    select(RawEvent.dedup_key, RawEvent.id, literal_column("1")).where(
+        RawEvent.source_id == bindparam("source_id"), RawEvent.dedup_key.in_(bindparam("keys", expanding=True)),
+        RawEvent.status == RAW_PENDING),
+)
+
+
+def seen_counts(hub: Hub, source_id: uuid.UUID, raw_id: int, keys: list[tuple[str, str]]) -> tuple[int, int]:
+    """(accepted, duplicates) of the newly stored request `raw_id`, counted per event (contract §3).
+
+    Seen: stored for this source by another request, pending alone in another request, or repeated earlier in
+    this body. The request's own row is left out: the pipeline may already have stored its events. Not seen:
+    an event pending inside another *batch* (its key hashes all ids); the pipeline still stores it once.
+    """
+    ids = list(dict.fromkeys(sei for sei, _ in keys))
+    lone = list(dict.fromkeys(key[:300] for _, key in keys))
+    with hub.engine.connect() as conn:
+        rows = conn.execute(_SEEN, {"source_id": source_id, "ids": ids, "keys": lone}).all()
+    seen = {(kind, value) for value, row_raw_id, kind in rows if row_raw_id != raw_id}
+    new = {sei for sei, key in keys if (0, sei) not in seen and (1, key[:300]) not in seen}
+    return len(new), len(keys) - len(new)
+
+
+async def _count_per_event(
+    hub: Hub, source_id: uuid.UUID, raw_id: int, keys: list[tuple[str, str]], count: int
+) -> tuple[int, int]:
+    """`seen_counts` off the event loop; the request is stored already, so a failed lookup still answers 200."""
+    try:
+        return await asyncio.to_thread(seen_counts, hub, source_id, raw_id, keys)
+    except Exception:
+        log.exception("could not count already-seen events of raw event %s", raw_id)
+        return count, 0
 
 
 # ---------------------------------------------------------------- the hot path (raw ASGI)

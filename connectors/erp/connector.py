@@ -52,10 +52,19 @@ class ErpConnector(Connector):
         push.verify_signature(request, config.secret.get_secret_value())
 
     def dedup_key(self, request: InboundRequest, config: ErpConfig) -> str:
-        return push.dedup_key(request.body)
+        return push.dedup_key(request.body, push.items_of(request))
 
     def event_count(self, request: InboundRequest, config: ErpConfig) -> int:
-        return len(push.read_items(request.body))
+        return len(push.items_of(request))
+
+    def event_keys(self, request: InboundRequest, config: ErpConfig) -> list[tuple[str, str]] | None:
+        """A pushed order is stored under its `event_id` (mapping.to_draft), so the ids are known up front.
+
+        A request marked as pulled gets its ids from parse() (`pulled_event_id`): answered as a whole.
+        """
+        if request.header(PULLED_MARKER) is not None:
+            return None
+        return push.event_keys(push.items_of(request))
 
     # ------------------------------------------------------------- pipeline
     def parse(self, request: InboundRequest, config: ErpConfig, ctx: ParseContext) -> list[EventDraft]:

@@ -24,10 +24,14 @@ class PosConnector(Connector):
         push.verify_signature(request, config.secret.get_secret_value())
 
     def dedup_key(self, request: InboundRequest, config: PosConfig) -> str:
-        return push.dedup_key(request.body)
+        return push.dedup_key(request.body, push.items_of(request))
 
     def event_count(self, request: InboundRequest, config: PosConfig) -> int:
-        return len(push.read_items(request.body))
+        return len(push.items_of(request))
+
+    def event_keys(self, request: InboundRequest, config: PosConfig) -> list[tuple[str, str]] | None:
+        """Each event is stored under its `event_id` (mapping.to_draft), so the ids are known up front."""
+        return push.event_keys(push.items_of(request))
 
     def parse(self, request: InboundRequest, config: PosConfig, ctx: ParseContext) -> list[EventDraft]:
         try:

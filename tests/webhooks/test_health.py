@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
 
+from hub.models import InboundRejection
 from hub.runtime import Hub
+from hub.schemas import utcnow
 from tests.helpers import ADMIN, add_source, basic, client_for, jbody, wait_processed
 from tests.webhooks.conftest import Receiver, add_endpoint, draft, make_due, settle, store
-from webhooks.health import endpoint_status
+from webhooks.health import endpoint_status, source_status
 
 KEY = "write-key-123456"
 
@@ -63,6 +69,45 @@ def test_source_health_counts(shub: Hub) -> None:
     assert item["source_id"] == sid and item["connector"] == "web"
     assert (item["received_1h"], item["accepted_1h"], item["duplicates_1h"], item["rejected_auth_1h"]) == (3, 1, 1, 1)
     assert item["quarantined_1h"] == 0 and item["processing_lag_s"] == 0 and item["last_received_at"]
+
+
+def _source_item(client: Any, sid: str, until: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The source's health item once `until` holds (the rejection log is written off the request path)."""
+    deadline = time.monotonic() + 5
+    while True:
+        item = next(i for i in client.get("/v1/health/sources", headers=ADMIN).json()["items"] if i["source_id"] == sid)
+        if until(item) or time.monotonic() > deadline:
+            return dict(item)
+        time.sleep(0.05)
+
+
+def test_last_received_at_counts_refused_requests(shub: Hub) -> None:
+    client = client_for(shub)
+    sid = add_source(client, "web", "site", {"write_key": KEY})
+    before = utcnow()
+    assert client.post(f"/hooks/{sid}/v1/track", content=b"{}", headers=basic("wrong-key-000")).status_code == 401
+    item = _source_item(client, sid, lambda i: i["rejected_auth_1h"] == 1)
+    assert (item["received_1h"], item["accepted_1h"], item["rejected_auth_1h"]) == (1, 0, 1)
+    assert item["last_received_at"] is not None
+    assert datetime.fromisoformat(item["last_received_at"]) >= before
+    assert source_status(item | {"enabled": True, "processing_lag_s": 0}) == "failing"
+
+
+def test_last_received_at_is_the_latest_request_of_any_outcome_and_age(shub: Hub) -> None:
+    client = client_for(shub)
+    sid = add_source(client, "web", "site", {"write_key": KEY})
+    long_ago = utcnow() - timedelta(hours=3)
+    with shub.transaction() as session:  # refused long before the health window
+        session.add(InboundRejection(source_id=uuid.UUID(sid), status_code=400, code="invalid_json", at=long_ago))
+    item = _source_item(client, sid, lambda i: True)
+    assert item["received_1h"] == 0 and datetime.fromisoformat(item["last_received_at"]) == long_ago
+    body = jbody({"type": "track", "event": "x", "userId": "u-1", "messageId": "m-1"})
+    assert client.post(f"/hooks/{sid}/v1/track", content=body, headers=basic(KEY)).status_code == 200
+    accepted_at = datetime.fromisoformat(_source_item(client, sid, lambda i: True)["last_received_at"])
+    assert accepted_at > long_ago
+    assert client.post(f"/hooks/{sid}/v1/track", content=body, headers=basic("wrong-key-000")).status_code == 401
+    item = _source_item(client, sid, lambda i: i["rejected_auth_1h"] == 1)
+    assert datetime.fromisoformat(item["last_received_at"]) > accepted_at
 
 
 def test_metrics_need_the_token_unless_public(hub_factory, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]

@@ -5,8 +5,13 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from sqlalchemy import select
 
-from hub.models import QuarantineRow
+from hub.ingest import pending_raw_ids
+from hub.models import EventRow, QuarantineRow
+from hub.pipeline import process_raw
+from hub.push import sign
+from hub.runtime import Hub
 from tests.helpers import add_source, basic, client_for, count_events, jbody, raw_rows, wait_processed
 
 KEY = "write-key-123456"
@@ -48,6 +53,7 @@ def test_redelivery_gets_same_status_and_creates_no_second_event(web) -> None:  
 
 
 def test_same_message_inside_a_new_batch_is_not_stored_twice(web) -> None:  # type: ignore[no-untyped-def]
+    # `web` does not name its events' ids before parse (no Connector.event_keys): the reply counts the request.
     hub, client, sid = web
     client.post(f"/hooks/{sid}/v1/track", content=_track("m-9"), headers=basic(KEY))
     batch = jbody({"batch": [{"type": "track", "event": "A", "userId": "u-1", "messageId": "m-9"},
@@ -119,3 +125,121 @@ def test_storage_failure_is_a_503_naming_the_problem_and_nothing_is_acknowledged
     monkeypatch.undo()
     assert client.post(f"/hooks/{sid}/v1/track", content=_track("m-503"), headers=basic(KEY)).json() == {
         "accepted": 1, "duplicates": 0}
+
+
+# ---------------------------------------------------------------- per-event duplicates (POS push, contract §3/§9)
+
+POS_SECRET = "pos-secret-0123456789"
+
+
+def _pos_event(event_id: str | int) -> dict[str, object]:
+    return {"event_id": event_id, "type": "purchase", "member_card_no": "M1", "order_no": f"O-{event_id}",
+            "amount": 10, "paid_at": "2026-03-05 12:00:00"}
+
+
+@pytest.fixture
+def pos(any_hub):  # type: ignore[no-untyped-def]
+    client = client_for(any_hub)
+    source_id = add_source(client, "pos", "store", {"secret": POS_SECRET})
+
+    def post(payload: object) -> dict[str, int]:
+        body = jbody(payload)
+        resp = client.post(f"/hooks/{source_id}", content=body,
+                           headers={"content-type": "application/json", "x-hub-signature-256": sign(body, POS_SECRET)})
+        assert resp.status_code == 200, resp.text
+        return dict(resp.json())
+
+    return any_hub, post
+
+
+def _stored_ids(hub: Hub) -> list[str]:
+    with hub.sessions() as s:
+        return sorted(s.scalars(select(EventRow.source_event_id)))
+
+
+def test_a_batch_counts_an_event_stored_earlier_as_a_duplicate(pos) -> None:  # type: ignore[no-untyped-def]
+    hub, post = pos
+    assert post(_pos_event("A")) == {"accepted": 1, "duplicates": 0}
+    wait_processed(hub)
+    assert post([_pos_event("A"), _pos_event("B")]) == {"accepted": 1, "duplicates": 1}
+    wait_processed(hub)
+    assert _stored_ids(hub) == ["A", "B"]
+    assert [r.body for r in raw_rows(hub)][-1] == jbody([_pos_event("A"), _pos_event("B")])  # kept whole
+
+
+def test_a_batch_counts_an_event_still_pending_alone_as_a_duplicate(pos, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    hub, post = pos
+    monkeypatch.setattr("hub.ingest.enqueue", lambda *_a, **_k: None)  # nothing is processed: rows stay pending
+    assert post(_pos_event("A")) == {"accepted": 1, "duplicates": 0}
+    assert post([_pos_event("A"), _pos_event("B")]) == {"accepted": 1, "duplicates": 1}
+    assert _stored_ids(hub) == [] and [r.status for r in raw_rows(hub)] == ["pending", "pending"]
+    monkeypatch.undo()
+    for raw_id in pending_raw_ids(hub):
+        process_raw(raw_id)
+    assert _stored_ids(hub) == ["A", "B"]
+
+
+def test_a_redelivered_batch_is_all_duplicates(pos) -> None:  # type: ignore[no-untyped-def]
+    hub, post = pos
+    batch = [_pos_event("A"), _pos_event("B")]
+    assert post(batch) == {"accepted": 2, "duplicates": 0}
+    assert post(batch) == {"accepted": 0, "duplicates": 2}
+    wait_processed(hub)
+    assert _stored_ids(hub) == ["A", "B"] and len(raw_rows(hub)) == 1
+
+
+def test_an_id_repeated_inside_one_batch_counts_once(pos) -> None:  # type: ignore[no-untyped-def]
+    hub, post = pos
+    assert post([_pos_event("A"), _pos_event("A"), _pos_event(7)]) == {"accepted": 2, "duplicates": 1}
+    wait_processed(hub)
+    assert _stored_ids(hub) == ["7", "A"]
+    assert raw_rows(hub)[0].events_duplicate == 1  # the pipeline agrees with the reply
+
+
+def test_a_lone_event_sent_earlier_inside_a_batch_is_a_duplicate(pos) -> None:  # type: ignore[no-untyped-def]
+    hub, post = pos
+    assert post([_pos_event("A"), _pos_event("B")]) == {"accepted": 2, "duplicates": 0}
+    wait_processed(hub)
+    assert post(_pos_event("B")) == {"accepted": 0, "duplicates": 1}  # a new request key, an old event
+    assert post(_pos_event("B")) == {"accepted": 0, "duplicates": 1}  # a redelivery
+    assert post(_pos_event("C")) == {"accepted": 1, "duplicates": 0}
+    wait_processed(hub)
+    assert _stored_ids(hub) == ["A", "B", "C"]
+
+
+def test_a_lone_event_sent_twice_is_one_duplicate(pos) -> None:  # type: ignore[no-untyped-def]
+    hub, post = pos
+    assert post(_pos_event("A")) == {"accepted": 1, "duplicates": 0}
+    assert post(_pos_event("A")) == {"accepted": 0, "duplicates": 1}
+    wait_processed(hub)
+    assert _stored_ids(hub) == ["A"]
+
+
+def test_a_redelivery_needs_no_lookup_and_a_failed_lookup_still_answers(pos, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    hub, post = pos
+    calls: list[int] = []
+
+    def broken(_hub: Hub, _sid: uuid.UUID, raw_id: int, _keys: object) -> tuple[int, int]:
+        calls.append(raw_id)
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr("webhooks.inbound.seen_counts", broken)
+    assert post([_pos_event("A"), _pos_event("B")]) == {"accepted": 2, "duplicates": 0}  # stored: still 200
+    assert post([_pos_event("A"), _pos_event("B")]) == {"accepted": 0, "duplicates": 2}
+    assert len(calls) == 1  # only the new request looked
+
+
+def test_events_the_request_itself_already_stored_are_not_its_duplicates(pos, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    hub, post = pos
+    from webhooks import inbound
+
+    original = inbound.seen_counts
+
+    def processed_first(hub_: Hub, sid: uuid.UUID, raw_id: int, keys: list[tuple[str, str]]) -> tuple[int, int]:
+        process_raw(raw_id)  # the pipeline wins the race against the lookup
+        return original(hub_, sid, raw_id, keys)
+
+    monkeypatch.setattr("webhooks.inbound.seen_counts", processed_first)
+    assert post([_pos_event("A"), _pos_event("B")]) == {"accepted": 2, "duplicates": 0}
+    assert post(_pos_event("C")) == {"accepted": 1, "duplicates": 0}
+    assert _stored_ids(hub) == ["A", "B", "C"]

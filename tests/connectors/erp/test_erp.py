@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import select
 
 from connectors.erp import ErpConnector
-from hub.connector import ParseContext
+from connectors.erp.connector import PULLED_MARKER
+from hub.connector import InboundRequest, ParseContext
 from hub.models import EventRow
 from hub.runtime import Hub
 from hub.schemas import utcnow
@@ -95,3 +96,30 @@ def test_an_array_dedupes_on_its_sorted_event_ids() -> None:
     key_ba = connector.dedup_key(sign(jbody([b, a]), {"secret": SECRET}), config)
     assert key_ab == key_ba and key_ab.startswith("events:")
     assert [d.source_event_id for d in _parse([a, b])] == ["x-1", "x-2"]
+
+
+def test_a_batch_answers_per_event_and_stores_each_order_once(hub: Hub) -> None:
+    client = client_for(hub)
+    sid = add_source(client, "erp", "erp", {"secret": SECRET})
+    a, b = {**ORDER, "event_id": "x-1"}, {**ORDER, "event_id": "x-2", "order_no": "SO-2"}
+    assert _post(client, sid, jbody(a)).json() == {"accepted": 1, "duplicates": 0}
+    wait_processed(hub)
+    assert _post(client, sid, jbody([a, b])).json() == {"accepted": 1, "duplicates": 1}
+    assert _post(client, sid, jbody([a, b])).json() == {"accepted": 0, "duplicates": 2}
+    wait_processed(hub)
+    assert sorted(e["source_event_id"] for e in _events(hub)) == ["x-1", "x-2"]
+
+
+def test_event_keys_name_the_stored_ids_and_their_lone_dedup_keys() -> None:
+    connector = ErpConnector()
+    config = connector.validate_config({"secret": SECRET})
+    body = jbody([{**ORDER, "event_id": 42}, {**ORDER, "event_id": "x-2"}])
+    request = sign(body, {"secret": SECRET})
+    assert connector.event_keys(request, config) == [("42", "event:42"), ("x-2", "event:x-2")]
+    assert [d.source_event_id for d in _parse([{**ORDER, "event_id": 42}])] == ["42"]  # what parse() stores
+    lone = sign(jbody({**ORDER, "event_id": "x-1"}), {"secret": SECRET})
+    assert connector.event_keys(lone, config) == [("x-1", connector.dedup_key(lone, config))]
+    no_id = sign(jbody([{**ORDER, "event_id": "x-1"}, {**ORDER, "event_id": None}]), {"secret": SECRET})
+    assert connector.event_keys(no_id, config) is None  # answered as a whole, as before
+    pulled = InboundRequest("POST", body, {**request.headers, PULLED_MARKER: "orders"})
+    assert connector.event_keys(pulled, config) is None  # parse() gives pulled orders other ids
