@@ -5,31 +5,74 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import click
+from sqlalchemy import exc as sa_exc
 
 from hub.errors import HubError
 from hub.gcpolicy import settle_gc
-from hub.runtime import Hub, get_hub
+from hub.runtime import Hub, current_hub, get_hub
 from hub.settings import Settings, get_settings
 
 
+class DatabaseUnusable(Exception):
+    """The configured database URL cannot even be turned into an engine (bad URL, unknown dialect)."""
+
+
+def _database_problem(exc: BaseException) -> str | None:
+    """One line naming the database and what is wrong with it, or None when `exc` is not a database problem.
+
+    Connection-level failures (unreachable server, unopenable or corrupt file, bad URL) are an operator's
+    problem, not a bug: they get a message instead of a traceback. Constraint or SQL errors stay tracebacks.
+    """
+    if isinstance(exc, DatabaseUnusable):
+        reason = str(exc.__cause__ or exc)
+    elif isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)) or type(exc) is sa_exc.DatabaseError:
+        reason = str(getattr(exc, "orig", None) or exc)
+    else:
+        return None
+    hub = current_hub()
+    try:
+        where = _redact((hub.settings if hub else get_settings()).database_url)
+    except Exception:  # the URL itself may be what is broken
+        where = "(the configured URL)"
+    return f"database {where} is unreachable or unusable: {' '.join(reason.split())}"
+
+
+def _fail(message: str, details: Any = None) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    for item in details if isinstance(details, list) else []:
+        if isinstance(item, dict) and item.get("message"):
+            click.echo(f"  {item.get('field') or 'request'}: {item['message']}", err=True)
+    sys.exit(1)
+
+
 class HubGroup(click.Group):
-    """Turns HubErrors into a message on stderr and exit code 1 (usage errors stay 2)."""
+    """Turns HubErrors and database failures into a message on stderr and exit code 1 (usage errors stay 2).
+
+    Anything else is a bug and keeps its traceback; with --verbose a database failure shows its traceback too.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except HubError as exc:
-            click.echo(f"error: {exc.message}", err=True)
-            sys.exit(1)
+            _fail(exc.message, exc.details)
+        except (DatabaseUnusable, sa_exc.DBAPIError) as exc:
+            problem = _database_problem(exc)
+            if problem is None:
+                raise
+            if ctx.params.get("verbose"):
+                traceback.print_exc()
+            _fail(problem)
 
 
 @click.group(cls=HubGroup)
-@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
+@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level; show tracebacks of database failures.")
 def cli(verbose: bool) -> None:
     """crmhub: one customer journey across Douyin, Xiaohongshu, the call centre, POS, ERP and more."""
     logging.basicConfig(
@@ -38,10 +81,29 @@ def cli(verbose: bool) -> None:
 
 
 def hub_for_cli(migrate: bool = True) -> Hub:
-    hub = get_hub()
+    try:
+        hub = get_hub()
+    except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError) as exc:  # only the engine is built from SQLAlchemy args
+        raise DatabaseUnusable(str(exc)) from exc
     if migrate:
         hub.migrate()
     return hub
+
+
+def echo_json(data: Any) -> None:
+    """What `--json` prints: the API's JSON, indented, non-ASCII kept readable."""
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def echo_result(as_json: bool, data: Any, text: str) -> None:
+    """`--json` prints the API's answer; otherwise a line for people."""
+    if as_json:
+        echo_json(data)
+    else:
+        click.echo(text)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the JSON the API returns.")
 
 
 @cli.command()
@@ -143,12 +205,13 @@ def replay(source_id: uuid.UUID | None, since: datetime | None, statuses: tuple[
 
 @cli.group()
 def sources() -> None:
-    """List, add and disable sources (enabled connector instances)."""
+    """List, show, add, change, enable, disable and delete sources (enabled connector instances)."""
 
 
 @sources.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def sources_list(as_json: bool) -> None:
+    """Every source, oldest first (--json: a list of what GET /v1/sources/{id} shows)."""
     from sqlalchemy import select
 
     from hub.api import source_view
@@ -166,30 +229,102 @@ def sources_list(as_json: bool) -> None:
         )
 
 
-@sources.command("add")
-@click.argument("connector")
-@click.argument("name")
-@click.option("--config", "config_json", default="{}", help="The connector's config as JSON.")
-def sources_add(connector: str, name: str, config_json: str) -> None:
-    from hub.api import create_source
-    from hub.schemas import SourceCreate
-
+def _config_arg(config_json: str) -> dict[str, Any]:
+    """--config must be a JSON object: anything else is a usage error (exit 2), not a traceback."""
     try:
         config = json.loads(config_json)
     except ValueError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--config") from exc
-    view = create_source(hub_for_cli(), SourceCreate(connector=connector, name=name, config=config))
-    click.echo(f"created {view.connector} source {view.name}\n  id: {view.id}\n  webhook URL: {view.webhook_url}")
+    if not isinstance(config, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--config")
+    return config
+
+
+def _echo_source(view: Any, as_json: bool, headline: str | None = None) -> None:
+    if as_json:
+        echo_json(view.model_dump(mode="json"))
+        return
+    if headline:
+        click.echo(headline)
+    state = "enabled" if view.enabled else "disabled"
+    click.echo(f"  id: {view.id}\n  connector: {view.connector}\n  name: {view.name}\n  state: {state}\n"
+               f"  webhook URL: {view.webhook_url}\n  created: {view.created_at.isoformat()}\n"
+               f"  config: {json.dumps(view.config, ensure_ascii=False, sort_keys=True)}")
+
+
+@sources.command("show")
+@click.argument("source_id", type=click.UUID)
+@json_option
+def sources_show(source_id: uuid.UUID, as_json: bool) -> None:
+    """One source, as GET /v1/sources/{id} shows it (secrets masked)."""
+    from hub.api import get_source
+
+    view = get_source(source_id, hub_for_cli())
+    _echo_source(view, as_json, f"{view.connector} source {view.name}")
+
+
+@sources.command("add")
+@click.argument("connector")
+@click.argument("name")
+@click.option("--config", "config_json", default="{}", help="The connector's config as JSON.")
+@json_option
+def sources_add(connector: str, name: str, config_json: str, as_json: bool) -> None:
+    """Enable CONNECTOR as a new source NAME; prints its webhook URL."""
+    from hub.api import create_source
+    from hub.schemas import SourceCreate
+
+    view = create_source(hub_for_cli(), SourceCreate(connector=connector, name=name, config=_config_arg(config_json)))
+    echo_result(as_json, view.model_dump(mode="json"),
+                f"created {view.connector} source {view.name}\n  id: {view.id}\n  webhook URL: {view.webhook_url}")
+
+
+def _update_source(source_id: uuid.UUID, **change: Any) -> Any:
+    from hub.api import update_source
+    from hub.schemas import SourceUpdate
+
+    return update_source(hub_for_cli(), source_id, SourceUpdate(**change))
+
+
+@sources.command("update")
+@click.argument("source_id", type=click.UUID)
+@click.option("--config", "config_json", required=True,
+              help="Config keys to change, as a JSON object (merged into the stored config, then validated).")
+@json_option
+def sources_update(source_id: uuid.UUID, config_json: str, as_json: bool) -> None:
+    """Change a source's config, as PATCH /v1/sources/{id} does."""
+    view = _update_source(source_id, config=_config_arg(config_json))
+    _echo_source(view, as_json, f"updated {view.name}")
+
+
+@sources.command("enable")
+@click.argument("source_id", type=click.UUID)
+@json_option
+def sources_enable(source_id: uuid.UUID, as_json: bool) -> None:
+    """Accept requests on the source's webhook URL again."""
+    view = _update_source(source_id, enabled=True)
+    echo_result(as_json, view.model_dump(mode="json"), f"enabled {view.name}")
 
 
 @sources.command("disable")
 @click.argument("source_id", type=click.UUID)
-def sources_disable(source_id: uuid.UUID) -> None:
-    from hub.api import update_source
-    from hub.schemas import SourceUpdate
+@json_option
+def sources_disable(source_id: uuid.UUID, as_json: bool) -> None:
+    """Answer 404 on the source's webhook URL; nothing stored is lost."""
+    view = _update_source(source_id, enabled=False)
+    echo_result(as_json, view.model_dump(mode="json"), f"disabled {view.name}")
 
-    view = update_source(hub_for_cli(), source_id, SourceUpdate(enabled=False))
-    click.echo(f"disabled {view.name}")
+
+@sources.command("delete")
+@click.argument("source_id", type=click.UUID)
+@json_option
+def sources_delete(source_id: uuid.UUID, as_json: bool) -> None:
+    """Delete a source, as DELETE /v1/sources/{id} does (its webhook URL stops answering)."""
+    from hub.api import delete_source, get_source
+
+    hub = hub_for_cli()
+    view = get_source(source_id, hub)
+    delete_source(source_id, hub)
+    echo_result(as_json, {"id": str(view.id), "deleted": True}, f"deleted {view.name} ({view.id})")
 
 
 @cli.command()

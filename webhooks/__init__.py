@@ -10,11 +10,19 @@ from fastapi import APIRouter
 from hub import hookimpl
 
 if TYPE_CHECKING:
+    import click
     from sqlalchemy.orm import Session
 
     from hub.schemas import UnifiedEvent
 
-__all__ = ["event_stored", "events_prepared", "register_hot_routes", "register_routes", "register_schedules"]
+__all__ = [
+    "event_stored",
+    "events_prepared",
+    "register_commands",
+    "register_hot_routes",
+    "register_routes",
+    "register_schedules",
+]
 
 
 @hookimpl(trylast=True)  # the /hooks/{source_id} catch-all must come after specific /hooks/… routes
@@ -54,3 +62,10 @@ def register_schedules(schedule: Callable[[str, float], None]) -> None:
     from webhooks import delivery
 
     schedule(delivery.SWEEP_TASK, delivery.SWEEP_EVERY_S)
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    from webhooks.cli import endpoints
+
+    cli.add_command(endpoints)

@@ -1,0 +1,166 @@
+"""`crmhub sources …` (contract §2) and how the CLI reports errors: exit 1 with a message, 2 for usage."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from hub.cli import cli
+from hub.models import SourceRow
+from hub.runtime import Hub, current_hub, set_hub
+from hub.settings import get_settings
+from tests.helpers import ADMIN, add_source, client_for
+
+KEY = "write-key-0123456789"
+UNKNOWN = "00000000-0000-0000-0000-000000000000"
+
+
+@pytest.fixture
+def run(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """Invoke `crmhub …` against the test's hub (temporary SQLite)."""
+    monkeypatch.setattr("hub.cli.hub_for_cli", lambda migrate=True: hub)
+    return lambda *args: CliRunner().invoke(cli, list(args))
+
+
+def ok_json(run: Callable[..., Result], *args: str) -> Any:
+    result = run(*args, "--json")
+    assert result.exit_code == 0, result.output + result.stderr
+    return json.loads(result.stdout)
+
+
+def test_show_enable_disable_update_delete(hub: Hub, run: Callable[..., Result]) -> None:
+    client = client_for(hub)
+    sid = add_source(client, "web", "site", {"write_key": KEY})
+
+    assert ok_json(run, "sources", "show", sid) == client.get(f"/v1/sources/{sid}", headers=ADMIN).json()
+    shown = run("sources", "show", sid)
+    assert shown.exit_code == 0 and f"/hooks/{sid}" in shown.stdout and "site" in shown.stdout
+    assert KEY not in shown.stdout and "********" in shown.stdout  # secrets masked, as in the API
+
+    assert run("sources", "disable", sid).stdout.strip() == "disabled site"  # unchanged behaviour
+    assert client.get(f"/v1/sources/{sid}", headers=ADMIN).json()["enabled"] is False
+    enabled = ok_json(run, "sources", "enable", sid)
+    assert enabled == client.get(f"/v1/sources/{sid}", headers=ADMIN).json() and enabled["enabled"] is True
+    assert run("sources", "enable", sid).stdout.strip() == "enabled site"
+
+    updated = run("sources", "update", sid, "--config", json.dumps({"write_key": "another-key-98765"}))
+    assert updated.exit_code == 0 and "updated site" in updated.stdout
+    with hub.sessions() as session:
+        stored = hub.box.open(session.get(SourceRow, uuid.UUID(sid)).config_sealed)
+    assert stored["write_key"] == "another-key-98765"  # merged, validated and sealed as PATCH does
+
+    deleted = run("sources", "delete", sid)
+    assert deleted.exit_code == 0 and f"deleted site ({sid})" in deleted.stdout
+    assert client.get(f"/v1/sources/{sid}", headers=ADMIN).status_code == 404
+
+
+def test_add_and_list_json(hub: Hub, run: Callable[..., Result]) -> None:
+    created = ok_json(run, "sources", "add", "web", "site", "--config", json.dumps({"write_key": KEY}))
+    assert created["connector"] == "web" and created["webhook_url"].endswith(f"/hooks/{created['id']}")
+    text = run("sources", "add", "web", "shop", "--config", json.dumps({"write_key": KEY}))
+    assert text.exit_code == 0 and text.stdout.startswith("created web source shop")
+    assert [s["name"] for s in ok_json(run, "sources", "list")] == ["site", "shop"]
+
+
+def test_invalid_config_is_exit_1_naming_the_field(hub: Hub, run: Callable[..., Result]) -> None:
+    sid = add_source(client_for(hub), "web", "site", {"write_key": KEY})
+    bad = run("sources", "update", sid, "--config", '{"write_key": "short"}')
+    assert bad.exit_code == 1 and bad.stdout == ""
+    assert "error: invalid config for connector 'web': write_key" in bad.stderr
+    assert "  write_key: " in bad.stderr  # the API's details, one per line
+    unknown = run("sources", "add", "nosuch", "x")
+    assert unknown.exit_code == 1 and "unknown connector 'nosuch'" in unknown.stderr
+
+
+@pytest.mark.parametrize("command", ["show", "enable", "disable", "delete"])
+def test_unknown_id_is_exit_1(run: Callable[..., Result], command: str) -> None:
+    result = run("sources", command, UNKNOWN)
+    assert result.exit_code == 1 and result.stderr.strip() == f"error: no source {UNKNOWN}"
+
+
+def test_unknown_id_on_update_is_exit_1(run: Callable[..., Result]) -> None:
+    result = run("sources", "update", UNKNOWN, "--config", "{}")
+    assert result.exit_code == 1 and f"no source {UNKNOWN}" in result.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["sources", "show"],
+    ["sources", "show", "not-a-uuid"],
+    ["sources", "update", UNKNOWN],                       # --config is required
+    ["sources", "update", UNKNOWN, "--config", "{nope"],
+    ["sources", "update", UNKNOWN, "--config", "[1, 2]"],  # not an object
+    ["sources", "add", "web", "x", "--config", '"text"'],
+    ["sources", "frobnicate"],
+])
+def test_usage_errors_exit_2(run: Callable[..., Result], args: list[str]) -> None:
+    result = run(*args)
+    assert result.exit_code == 2, result.output + result.stderr
+    assert "Error:" in result.stderr
+
+
+# ---------------------------------------------------------------- an unreachable or unusable database
+
+
+@pytest.fixture
+def env_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
+    """Point the real `hub_for_cli()` at a database URL through the environment, as an operator would."""
+    previous = current_hub()
+    set_hub(None)
+
+    def use(url: str) -> None:
+        monkeypatch.setenv("CRMHUB_DATABASE_URL", url)
+        monkeypatch.setenv("CRMHUB_DATA_DIR", str(tmp_path / "data"))
+        monkeypatch.setenv("CRMHUB_BROKER_URL", "")
+        get_settings.cache_clear()
+
+    yield use
+    made = current_hub()
+    if made is not None:
+        made.engine.dispose()
+    set_hub(previous)
+    get_settings.cache_clear()
+
+
+@pytest.mark.parametrize(("url", "shown", "reason"), [
+    ("sqlite:///{tmp}/missing-dir/hub.db", "sqlite:///{tmp}/missing-dir/hub.db", "unable to open database file"),
+    ("postgresql+psycopg://crm:s3cret@127.0.0.1:1/crm", "postgresql+psycopg://crm:***@127.0.0.1:1/crm",
+     "Connection refused"),
+    ("nosuchdb://x", "nosuchdb://x", "Can't load plugin"),
+    ("not a url", "(the configured URL)", "Could not parse"),
+])
+def test_unusable_database_is_one_line_and_exit_1(env_db: Callable[[str], None], tmp_path: Path, url: str,
+                                                  shown: str, reason: str) -> None:
+    env_db(url.format(tmp=tmp_path))
+    for args in (["sources", "list"], ["quality", "report"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1, result.output + result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+        assert lines[0].startswith(f"error: database {shown.format(tmp=tmp_path)} is unreachable or unusable: ")
+        assert reason in lines[0] and "s3cret" not in lines[0]
+
+
+def test_corrupt_database_file_and_verbose_traceback(env_db: Callable[[str], None], tmp_path: Path) -> None:
+    db = tmp_path / "hub.db"
+    db.write_bytes(b"this is not a database, just some bytes" * 100)
+    env_db(f"sqlite:///{db}")
+    quiet = CliRunner().invoke(cli, ["sources", "list"])
+    assert quiet.exit_code == 1 and quiet.stderr.strip().endswith("file is not a database")
+    verbose = CliRunner().invoke(cli, ["--verbose", "sources", "list"])
+    assert verbose.exit_code == 1 and "Traceback (most recent call last)" in verbose.stderr
+    assert verbose.stderr.strip().splitlines()[-1].startswith("error: database ")
+
+
+def test_a_genuine_bug_keeps_its_traceback(run: Callable[..., Result], monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("hub.api.get_source", broken)
+    result = run("sources", "show", UNKNOWN)
+    assert isinstance(result.exception, RuntimeError) and result.exit_code == 1

@@ -1,0 +1,177 @@
+"""`crmhub endpoints …` (contract §2): the endpoints API from a shell, same rules, exit codes 0 / 1 / 2."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import select, update
+
+from hub.runtime import Hub
+from tests.helpers import ADMIN, client_for
+from tests.webhooks.conftest import Receiver, draft, settle, store
+from webhooks.models import MSG_FAILED, EndpointRow, MessageRow
+
+UNKNOWN = "00000000-0000-0000-0000-000000000000"
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch) -> Callable[[Hub], click.Group]:
+    """The root group with the webhooks plugin's commands, running against the test's hub (temporary SQLite)."""
+    from hub.cli import cli as root
+    from webhooks import register_commands
+
+    register_commands(cli=root)
+
+    def use(hub: Hub) -> click.Group:
+        monkeypatch.setattr("hub.cli.hub_for_cli", lambda migrate=True: hub)
+        return root
+
+    return use
+
+
+def run(group: click.Group, *args: str) -> Result:
+    return CliRunner().invoke(group, list(args))
+
+
+def ok_json(group: click.Group, *args: str) -> Any:
+    result = run(group, *args, "--json")
+    assert result.exit_code == 0, result.output + result.stderr
+    return json.loads(result.stdout)
+
+
+def test_add_list_show_update_delete(shub: Hub, receiver: Receiver, cli: Callable[[Hub], click.Group]) -> None:
+    group = cli(shub)
+    added = run(group, "endpoints", "add", receiver.url, "--type", "lead.submitted", "--type", "call.completed",
+                "--description", "CRM [core]")
+    assert added.exit_code == 0, added.output + added.stderr
+    secret = next(line.split()[-1] for line in added.stdout.splitlines() if "secret:" in line)
+    assert secret.startswith("whsec_") and "shown only now" in added.stdout
+    with shub.sessions() as s:
+        row = s.scalars(select(EndpointRow)).one()
+    assert shub.box.open_str(row.secret_sealed) == secret  # the secret printed is the one that signs
+    eid = str(row.id)
+    assert row.event_types == ["lead.submitted", "call.completed"] and row.description == "CRM [core]"
+
+    listed = run(group, "endpoints", "list")
+    assert listed.exit_code == 0 and eid in listed.stdout and receiver.url in listed.stdout
+    assert "CRM [core]" in listed.stdout and "whsec_" not in listed.stdout  # no rich markup eaten, no secret
+
+    # --json is exactly what the API answers
+    api_list = client_for(shub).get("/v1/endpoints", headers=ADMIN).json()
+    assert ok_json(group, "endpoints", "list") == api_list
+    assert ok_json(group, "endpoints", "show", eid) == client_for(shub).get(f"/v1/endpoints/{eid}",
+                                                                             headers=ADMIN).json()
+    shown = run(group, "endpoints", "show", eid)
+    assert shown.exit_code == 0 and "lead.submitted, call.completed" in shown.stdout and "whsec_" not in shown.stdout
+
+    changed = ok_json(group, "endpoints", "update", eid, "--disable", "--type", "*", "--url", receiver.url + "/v2")
+    assert changed["enabled"] is False and changed["event_types"] == ["*"] and changed["url"].endswith("/v2")
+    assert changed["disabled_reason"] == "disabled by an operator"
+    assert "enabled" in run(group, "endpoints", "update", eid, "--enable").stdout
+
+    deleted = run(group, "endpoints", "delete", eid)
+    assert deleted.exit_code == 0 and f"deleted endpoint {eid}" in deleted.stdout
+    assert ok_json(group, "endpoints", "list") == {"items": []}
+    assert run(group, "endpoints", "list").stdout.strip() == "no endpoints"
+
+
+def test_add_defaults_to_every_type_and_prints_the_secret_once(shub: Hub, receiver: Receiver,
+                                                               cli: Callable[[Hub], click.Group]) -> None:
+    group = cli(shub)
+    created = ok_json(group, "endpoints", "add", receiver.url, "--rate-limit", "5")
+    assert created["event_types"] == ["*"] and created["secret"].startswith("whsec_")
+    assert created["rate_limit"] == 5.0 and created["enabled"] is True
+    assert "secret" not in ok_json(group, "endpoints", "show", created["id"])
+    rotated = ok_json(group, "endpoints", "rotate-secret", created["id"], "--overlap-hours", "0")
+    assert rotated["secret"].startswith("whsec_") and rotated["secret"] != created["secret"]
+    assert "previous_secret_expires_at" in rotated
+    text = run(group, "endpoints", "rotate-secret", created["id"])
+    assert text.exit_code == 0 and "whsec_" in text.stdout and "keeps signing until" in text.stdout
+
+
+def test_private_url_is_refused_exit_1_with_the_reason(hub_factory: Callable[..., Hub],
+                                                       cli: Callable[[Hub], click.Group]) -> None:
+    hub = hub_factory(allow_private_endpoints=False)
+    group = cli(hub)
+    refused = run(group, "endpoints", "add", "http://127.0.0.1:9/hook")
+    assert refused.exit_code == 1 and refused.stdout == ""
+    assert "loopback address 127.0.0.1" in refused.stderr and "CRMHUB_ALLOW_PRIVATE_ENDPOINTS=true" in refused.stderr
+    assert ok_json(group, "endpoints", "list") == {"items": []}
+    # the same rule on a URL change; a public literal address needs no DNS and nothing is sent to it
+    created = ok_json(group, "endpoints", "add", "https://93.184.215.14/hook")
+    moved = run(group, "endpoints", "update", created["id"], "--url", "http://10.1.2.3/x")
+    assert moved.exit_code == 1 and "private address 10.1.2.3" in moved.stderr
+    assert ok_json(group, "endpoints", "show", created["id"])["url"] == "https://93.184.215.14/hook"
+    bad_scheme = run(group, "endpoints", "add", "ftp://203.0.113.9/x")
+    assert bad_scheme.exit_code == 1 and "http or https" in bad_scheme.stderr
+
+
+@pytest.mark.parametrize("command", [["show"], ["update", "--disable"], ["delete"], ["rotate-secret"], ["health"],
+                                     ["messages"], ["replay", "--status", "failed"]])
+def test_unknown_id_is_exit_1_with_a_message(shub: Hub, cli: Callable[[Hub], click.Group], command: list[str]) -> None:
+    result = run(cli(shub), "endpoints", command[0], UNKNOWN, *command[1:])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip() == f"error: no endpoint {UNKNOWN}"
+    shub.start()  # update and replay stop the hub they were given; the fixture stops it again
+
+
+@pytest.mark.parametrize("args", [
+    ["endpoints", "add"],                                         # URL missing
+    ["endpoints", "show", "not-a-uuid"],
+    ["endpoints", "update", UNKNOWN],                             # nothing to change
+    ["endpoints", "replay", UNKNOWN],                             # neither --since nor --status
+    ["endpoints", "replay", UNKNOWN, "--status", "failed", "--since", "2026-01-01"],
+    ["endpoints", "messages", UNKNOWN, "--status", "bogus"],
+    ["endpoints", "add", "https://93.184.215.14/hook", "--rate-limit", "0"],
+    ["endpoints", "add", "https://93.184.215.14/" + "x" * 2000],  # over the API's URL limit
+    ["endpoints", "frobnicate"],
+])
+def test_usage_errors_exit_2(shub: Hub, cli: Callable[[Hub], click.Group], args: list[str]) -> None:
+    result = run(cli(shub), *args)
+    assert result.exit_code == 2, result.output + result.stderr
+    assert "Usage:" in result.stderr or "Error:" in result.stderr
+    with shub.sessions() as s:
+        assert s.scalars(select(EndpointRow)).first() is None
+
+
+def test_health_messages_and_replay(shub: Hub, receiver: Receiver, cli: Callable[[Hub], click.Group]) -> None:
+    group = cli(shub)
+    eid = ok_json(group, "endpoints", "add", receiver.url)["id"]
+    store(shub, draft("e1"), draft("e2", phone="+8613900139000"))
+    settle(shub)
+    assert len(receiver.ok()) == 2
+
+    health = ok_json(group, "endpoints", "health", eid)
+    assert health == client_for(shub).get(f"/v1/endpoints/{eid}/health", headers=ADMIN).json()
+    assert health["status"] == "healthy" and health["success_rate_1h"] == 1.0 and health["pending"] == 0
+    text = run(group, "endpoints", "health", eid)
+    assert text.exit_code == 0 and "healthy" in text.stdout and "100.0% of 2" in text.stdout
+
+    with shub.transaction() as s:  # as if the first message had exhausted its retries
+        first = s.scalars(select(MessageRow.id).order_by(MessageRow.occurred_at)).first()
+        s.execute(update(MessageRow).where(MessageRow.id == first).values(status=MSG_FAILED))
+    failed_id = str(first)
+    failed = ok_json(group, "endpoints", "messages", eid, "--status", "failed")
+    assert [m["id"] for m in failed["items"]] == [failed_id] and failed["items"][0]["attempts"][0]["status_code"] == 200
+    assert failed == client_for(shub).get(f"/v1/endpoints/{eid}/messages?status=failed", headers=ADMIN).json()
+    table = run(group, "endpoints", "messages", eid)
+    assert table.exit_code == 0 and failed_id in table.stdout and "lead.submitted" in table.stdout
+
+    replayed = run(group, "endpoints", "replay", eid, "--status", "failed")
+    assert replayed.exit_code == 0 and "queued 1 message(s)" in replayed.stdout
+    assert len(receiver.ok()) == 3  # sent by the command itself before it exited
+    assert receiver.ok()[-1].headers["webhook-id"] == failed_id  # a replay keeps the webhook-id
+    assert ok_json(group, "endpoints", "messages", eid, "--status", "failed") == {"items": []}
+    assert ok_json(group, "endpoints", "replay", eid, "--since", "2000-01-01") == {"queued": 2}
+    assert len(receiver.ok()) == 5
+    assert run(group, "endpoints", "messages", eid, "--status", "failed").stdout.strip() == "no failed messages"
+
+    run(group, "endpoints", "update", eid, "--disable")
+    refused = run(group, "endpoints", "replay", eid, "--status", "failed")
+    assert refused.exit_code == 1 and "is disabled; enable it before replaying" in refused.stderr
+    shub.start()
