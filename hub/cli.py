@@ -301,8 +301,7 @@ def sources_update(source_id: uuid.UUID, config_json: str, as_json: bool) -> Non
 @json_option
 def sources_enable(source_id: uuid.UUID, as_json: bool) -> None:
     """Accept requests on the source's webhook URL again."""
-    view = _update_source(source_id, enabled=True)
-    echo_result(as_json, view.model_dump(mode="json"), f"enabled {view.name}")
+    _set_enabled(source_id, True, as_json)
 
 
 @sources.command("disable")
@@ -310,8 +309,12 @@ def sources_enable(source_id: uuid.UUID, as_json: bool) -> None:
 @json_option
 def sources_disable(source_id: uuid.UUID, as_json: bool) -> None:
     """Answer 404 on the source's webhook URL; nothing stored is lost."""
-    view = _update_source(source_id, enabled=False)
-    echo_result(as_json, view.model_dump(mode="json"), f"disabled {view.name}")
+    _set_enabled(source_id, False, as_json)
+
+
+def _set_enabled(source_id: uuid.UUID, enabled: bool, as_json: bool) -> None:
+    view = _update_source(source_id, enabled=enabled)
+    echo_result(as_json, view.model_dump(mode="json"), f"{'enabled' if enabled else 'disabled'} {view.name}")
 
 
 @sources.command("delete")

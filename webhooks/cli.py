@@ -112,6 +112,14 @@ def _show(endpoint: dict[str, Any], headline: str) -> None:
         click.echo("  (shown only now: store it where the receiver verifies signatures)")
 
 
+def _answer(endpoint: dict[str, Any], as_json: bool, headline: str) -> None:
+    """One endpoint as the API's JSON, or as a summary under `headline`."""
+    if as_json:
+        _echo_json(endpoint)
+    else:
+        _show(endpoint, headline)
+
+
 @click.group()
 def endpoints() -> None:
     """Outbound endpoints (the CRM core's webhook subscriptions): add, change, health, messages, replay."""
@@ -143,10 +151,7 @@ def add(url: str, event_types: tuple[str, ...], description: str, rate_limit: fl
     body = _body(api.EndpointCreate, url=url, event_types=list(event_types) or ["*"], description=description,
                  rate_limit=rate_limit)
     data = api.create_endpoint(body, _hub())
-    if as_json:
-        _echo_json(data)
-    else:
-        _show(data, f"created endpoint {data['id']}")
+    _answer(data, as_json, f"created endpoint {data['id']}")
 
 
 @endpoints.command("show")
@@ -155,10 +160,7 @@ def add(url: str, event_types: tuple[str, ...], description: str, rate_limit: fl
 def show(endpoint_id: uuid.UUID, as_json: bool) -> None:
     """One endpoint (without its secret)."""
     data = api.get_endpoint(endpoint_id, _hub())
-    if as_json:
-        _echo_json(data)
-    else:
-        _show(data, f"endpoint {data['id']}")
+    _answer(data, as_json, f"endpoint {data['id']}")
 
 
 @endpoints.command("update")
@@ -181,10 +183,7 @@ def update(endpoint_id: uuid.UUID, url: str | None, event_types: tuple[str, ...]
     body = _body(api.EndpointUpdate, **change)
     with _running(_hub()) as hub:
         data = api.patch_endpoint(endpoint_id, body, hub)
-    if as_json:
-        _echo_json(data)
-    else:
-        _show(data, f"updated endpoint {data['id']}")
+    _answer(data, as_json, f"updated endpoint {data['id']}")
 
 
 @endpoints.command("delete")
