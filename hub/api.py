@@ -189,7 +189,9 @@ def update_source(hub: Hub, source_id: uuid.UUID, body: SourceUpdate) -> Source:
             row.name = body.name
         if body.config is not None:
             connector = hub.connectors.get(row.connector)
-            merged = {**hub.box.open(row.config_sealed), **body.config}
+            # a key a later version removed is dropped here; a key in the request must be known
+            stored = {k: v for k, v in hub.box.open(row.config_sealed).items() if k in connector.config_keys()}
+            merged = {**stored, **body.config}
             config = dump_config(connector.validate_config(merged))
             row.config_sealed = hub.box.seal(config)
             row.config_public = _public_part(connector, config)

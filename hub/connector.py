@@ -125,16 +125,38 @@ class Connector:
     config_model: ClassVar[type[BaseModel]]
 
     # ------------------------------------------------------------- config
-    def validate_config(self, raw: Mapping[str, Any]) -> BaseModel:
+    def validate_config(self, raw: Mapping[str, Any], *, allow_unknown: bool = False) -> BaseModel:
+        """The typed config, or a 422 naming each bad field.
+
+        A key the connector does not know (a typo such as `base_ur`) is refused when a source is created or
+        updated; a stored config is read with `allow_unknown=True`, so removing a setting in a later version
+        does not disable the sources that had it.
+        """
+        problems: list[dict[str, Any]] = []
+        if not allow_unknown:
+            known = self.config_keys()
+            problems = [{"field": str(key), "message": "unknown config key"} for key in raw if key not in known]
         try:
-            return self.config_model.model_validate(dict(raw))
+            model = self.config_model.model_validate(dict(raw))
         except ValidationError as exc:
-            fields = [".".join(str(p) for p in err["loc"]) for err in exc.errors()]
+            problems += [{"field": ".".join(str(p) for p in err["loc"]) or "config", "message": err["msg"]}
+                         for err in exc.errors()]
+            model = None
+        if problems:
             raise InvalidRequest(
-                f"invalid config for connector {self.name!r}: {', '.join(fields) or 'config'}",
-                code="invalid_config",
-                details=[{"field": f, "message": e["msg"]} for f, e in zip(fields, exc.errors(), strict=True)],
-            ) from exc
+                f"invalid config for connector {self.name!r}: {', '.join(p['field'] for p in problems)}",
+                code="invalid_config", details=problems,
+            )
+        assert model is not None
+        return model
+
+    def config_keys(self) -> set[str]:
+        """Every key the config accepts: field names and their aliases."""
+        keys: set[str] = set()
+        for name, info in self.config_model.model_fields.items():
+            keys.add(name)
+            keys.update(alias for alias in (info.alias, info.validation_alias) if isinstance(alias, str))
+        return keys
 
     def config_schema(self) -> dict[str, Any]:
         return self.config_model.model_json_schema()
@@ -228,7 +250,10 @@ class ConnectorRegistry:
         try:
             return self._by_name[name]
         except KeyError:
-            raise InvalidRequest(f"unknown connector {name!r}", code="unknown_connector") from None
+            raise InvalidRequest(
+                f"unknown connector {name!r}", code="unknown_connector",
+                details=[{"field": "connector", "message": f"known: {', '.join(sorted(self._by_name))}"}],
+            ) from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name

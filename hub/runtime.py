@@ -122,7 +122,7 @@ class Hub:
 
     def _activate(self, row: SourceRow) -> ActiveSource:
         connector = self.connectors.get(row.connector)
-        config = connector.validate_config(self.box.open(row.config_sealed))
+        config = connector.validate_config(self.box.open(row.config_sealed), allow_unknown=True)
         return ActiveSource(row.id, row.name, connector, config, row.enabled)
 
     def forget_source(self, source_id: uuid.UUID) -> None:

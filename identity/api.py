@@ -15,7 +15,6 @@ from sqlalchemy import and_, or_, select
 from hub.api import AdminDep, HubDep
 from hub.errors import InvalidRequest, NotFound
 from hub.models import EventRow
-from hub.pipeline import store_internal
 from hub.schemas import Identity, Schema, UnifiedEvent
 from identity import store
 from identity.split import split_customer
@@ -113,9 +112,7 @@ def customer_history(customer_id: uuid.UUID, hub: HubDep) -> dict[str, list[Hist
 @router.post("/customers/{customer_id}/split", status_code=201)
 def split_route(customer_id: uuid.UUID, body: SplitRequest, hub: HubDep) -> CustomerView:
     with hub.transaction() as session:
-        new, draft = split_customer(session, customer_id, body.identities, body.reason)
-        store_internal(hub, session, [draft], source=store.SOURCE)
-        return customer_view(session, new)
+        return customer_view(session, split_customer(hub, session, customer_id, body.identities, body.reason))
 
 
 @router.get("/accounts")

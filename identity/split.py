@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 from hub.errors import InvalidRequest
 from hub.ids import new_id
 from hub.models import EventRow
-from hub.pipeline import reassign_events
+from hub.pipeline import reassign_events, store_internal
+from hub.runtime import Hub
 from hub.schemas import EventDraft, Identity, utcnow
 from identity import sql, store
 from identity.models import AccountMemberRow, CustomerRow, IdentityRow, SplitPairRow
@@ -26,9 +27,9 @@ __all__ = ["split_customer"]
 
 
 def split_customer(
-    session: Session, customer_id: uuid.UUID, identities: list[Identity], reason: str
-) -> tuple[CustomerRow, EventDraft]:
-    """Split; returns the new customer and the `customer.split` event for the caller to store."""
+    hub: Hub, session: Session, customer_id: uuid.UUID, identities: list[Identity], reason: str
+) -> CustomerRow:
+    """Split; stores the `customer.split` event and names it as each history entry's evidence."""
     original = get_customer(session, customer_id)
     original = store.lock_customers(session, [original.id])[0]
     wanted = {(i.type, i.value) for i in (parse_identity(f"{i.type}:{i.value}") for i in identities)}
@@ -57,15 +58,20 @@ def split_customer(
     for account_id in {e.account_id for e in moved if e.account_id is not None}:
         sql.insert_ignore(session, AccountMemberRow, {"account_id": account_id, "customer_id": new.id, "since": now})
     session.add(SplitPairRow(customer_a=original.id, customer_b=new.id, at=now))
-    for row in moving:
-        store.record(session, "split", reason, [original.id, new.id], Identity(type=row.type, value=row.value))
     draft = EventDraft(
         type="customer.split", source_event_id=f"split:{new.id}", occurred_at=now,
         properties={"customer_id": str(original.id), "new_customer_id": str(new.id), "reason": reason,
                     "identities": [{"type": t, "value": v} for t, v in sorted(wanted)], "events_moved": len(moved)},
     )
     session.flush()
-    return new, store.own(session, draft, original.id)
+    store_internal(hub, session, [store.own(session, draft, original.id)], source=store.SOURCE)
+    event_id = session.scalars(select(EventRow.id).where(
+        EventRow.source == store.SOURCE, EventRow.source_id.is_(None),
+        EventRow.source_event_id == draft.source_event_id)).one()
+    for row in moving:
+        store.record(session, "split", reason, [original.id, new.id], Identity(type=row.type, value=row.value),
+                     event_id=event_id, at=now)
+    return new
 
 
 def _events_through(

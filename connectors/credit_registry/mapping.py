@@ -31,12 +31,17 @@ def from_qichacha(uscc: str, r: dict[str, Any], today: date) -> dict[str, Any]:
                   penalties=as_count(r.get("PenaltyCount")), today=today)
 
 
+NO_CAPITAL: dict[str, Any] = {"amount": None, "currency": None, "text": None}
+
+
 def _props(uscc: str, *, name: Any, legal: Any, registered: dict[str, Any] | None, paid_in: dict[str, Any] | None,
            insured: int | None, status_text: Any, established: str | None, penalties: int | None,
            today: date) -> dict[str, Any]:
     status = parse_status(status_text)
     return {
-        "uscc": uscc, "name": name, "legal_representative": legal, "registered_capital": registered,
+        "uscc": uscc, "name": name, "legal_representative": legal,
+        # contract §6: registered_capital is always an object; paid_in_capital may be null
+        "registered_capital": registered or NO_CAPITAL.copy(),
         "paid_in_capital": paid_in, "insured_employees": insured, "status": status,
         "status_text": status_text if isinstance(status_text, str) else None, "established_on": established,
         "penalties": penalties, "risk_level": risk_level(status, penalties, established, insured, today),

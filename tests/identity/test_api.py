@@ -84,10 +84,12 @@ def test_split_moves_identities_and_events_and_sticks(quiet_hub: Hub, client: Te
     assert {e["id"] for e in moved} == {str(b.id), str(b2.id)}  # the joint event stays: it carries m1 too
     assert all(e["customer_id"] == new["id"] for e in moved)
     kept = client.get(f"/v1/customers/{cid}/events", headers=ADMIN).json()["items"]
-    assert str(joint.id) in {e["id"] for e in kept} and "customer.split" in {e["type"] for e in kept}
+    assert str(joint.id) in {e["id"] for e in kept}
+    (split_event,) = [e for e in kept if e["type"] == "customer.split"]
     for who in (cid, new["id"]):
         hist = client.get(f"/v1/customers/{who}/history", headers=ADMIN).json()["items"]
         assert hist[0]["action"] == "split" and hist[0]["reason"] == "two people"
+        assert hist[0]["event_id"] == split_event["id"]  # the evidence: the stored customer.split event
     # The same evidence again does not re-merge what an operator split.
     (again,) = ingest(quiet_hub, draft(("pos_member_id", "m1"), ("email", "b@example.com")))
     assert str(again.customer_id) == cid

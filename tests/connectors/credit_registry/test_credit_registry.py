@@ -71,6 +71,18 @@ def test_qichacha_lookup_signs_with_md5_token_and_timespan() -> None:
     assert props["established_on"] == "2000-02-24" and props["insured_employees"] is None
 
 
+def test_a_registry_without_capital_still_gives_the_contract_object() -> None:
+    bare = {k: v for k, v in QCC_RESULT.items() if k != "RegistCapi"}
+
+    def qichacha_bare(request: httpx.Request) -> httpx.Response:
+        qichacha(request)  # same signature checks
+        return httpx.Response(200, json={"Status": "200", "Message": "查询成功", "Result": bare})
+
+    props = _lookup(qichacha_bare, {"provider": "qichacha", "app_key": QCC_KEY, "secret_key": QCC_SECRET})
+    assert props["registered_capital"] == {"amount": None, "currency": None, "text": None}
+    assert props["paid_in_capital"] is None
+
+
 def test_wrong_credentials_raise_a_clear_auth_error() -> None:
     with pytest.raises(RegistryAuthError, match="300009") as tyc:
         _lookup(tianyancha, {"provider": "tianyancha", "token": "wrong"})

@@ -1,0 +1,47 @@
+"""`POST/PATCH /v1/sources` (contract §3): an unknown connector or a bad config is a 422 naming the field."""
+
+from __future__ import annotations
+
+import uuid
+
+from hub.models import SourceRow
+from hub.runtime import Hub
+from tests.helpers import ADMIN, add_source, client_for
+
+KEY = "write-key-0123456789"
+ERP = {"base_url": "http://127.0.0.1:9/", "app_key": "k", "app_secret": "s"}
+
+
+def _fields(resp_json: dict) -> list[str]:  # type: ignore[type-arg]
+    return [d["field"] for d in resp_json["error"]["details"]]
+
+
+def test_unknown_connector_is_422_naming_connector(hub: Hub) -> None:
+    resp = client_for(hub).post("/v1/sources", headers=ADMIN, json={"connector": "nosuch", "name": "x", "config": {}})
+    assert resp.status_code == 422 and resp.json()["error"]["code"] == "unknown_connector"
+    assert _fields(resp.json()) == ["connector"] and "web" in resp.json()["error"]["details"][0]["message"]
+
+
+def test_a_misspelt_config_key_is_refused_not_ignored(hub: Hub) -> None:
+    client = client_for(hub)
+    resp = client.post("/v1/sources", headers=ADMIN,
+                       json={"connector": "web", "name": "site", "config": {"write_key": KEY, "write_kye": "x"}})
+    assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid_config"
+    assert _fields(resp.json()) == ["write_kye"]
+    sid = add_source(client, "web", "site", {"write_key": KEY})
+    patched = client.patch(f"/v1/sources/{sid}", headers=ADMIN, json={"config": {"writekey": KEY}})
+    assert patched.status_code == 422 and _fields(patched.json()) == ["writekey"]
+
+
+def test_a_stored_key_a_later_version_dropped_does_not_break_the_source(hub: Hub) -> None:
+    client = client_for(hub)
+    sid = add_source(client, "web", "site", {"write_key": KEY})
+    with hub.transaction() as session:
+        row = session.get(SourceRow, uuid.UUID(sid))
+        assert row is not None
+        row.config_sealed = hub.box.seal({**hub.box.open(row.config_sealed), "retired_setting": 1})
+    hub.forget_source(row.id)
+    assert client.post(f"/hooks/{sid}/v1/track", auth=(KEY, ""),
+                       json={"userId": "u1", "event": "Viewed"}).status_code == 200
+    renamed = client.patch(f"/v1/sources/{sid}", headers=ADMIN, json={"config": {"write_key": KEY + "x"}})
+    assert renamed.status_code == 200, renamed.text
