@@ -203,133 +203,6 @@ def replay(source_id: uuid.UUID | None, since: datetime | None, statuses: tuple[
     click.echo(f"replayed {count} raw request(s)")
 
 
-@cli.group()
-def sources() -> None:
-    """List, show, add, change, enable, disable and delete sources (enabled connector instances)."""
-
-
-@sources.command("list")
-@click.option("--json", "as_json", is_flag=True)
-def sources_list(as_json: bool) -> None:
-    """Every source, oldest first (--json: a list of what GET /v1/sources/{id} shows)."""
-    from sqlalchemy import select
-
-    from hub.api import source_view
-    from hub.models import SourceRow
-
-    hub = hub_for_cli()
-    with hub.sessions() as session:
-        views = [source_view(hub, r) for r in session.scalars(select(SourceRow).order_by(SourceRow.created_at))]
-    if as_json:
-        click.echo(json.dumps([v.model_dump(mode="json") for v in views], ensure_ascii=False, indent=2))
-        return
-    for v in views:
-        click.echo(
-            f"{v.id}  {v.connector:<16} {v.name:<24} {'enabled' if v.enabled else 'disabled':<9} {v.webhook_url}"
-        )
-
-
-def _config_arg(config_json: str) -> dict[str, Any]:
-    """--config must be a JSON object: anything else is a usage error (exit 2), not a traceback."""
-    try:
-        config = json.loads(config_json)
-    except ValueError as exc:
-        raise click.BadParameter(f"not JSON: {exc}", param_hint="--config") from exc
-    if not isinstance(config, dict):
-        raise click.BadParameter("must be a JSON object", param_hint="--config")
-    return config
-
-
-def _echo_source(view: Any, as_json: bool, headline: str | None = None) -> None:
-    if as_json:
-        echo_json(view.model_dump(mode="json"))
-        return
-    if headline:
-        click.echo(headline)
-    state = "enabled" if view.enabled else "disabled"
-    click.echo(f"  id: {view.id}\n  connector: {view.connector}\n  name: {view.name}\n  state: {state}\n"
-               f"  webhook URL: {view.webhook_url}\n  created: {view.created_at.isoformat()}\n"
-               f"  config: {json.dumps(view.config, ensure_ascii=False, sort_keys=True)}")
-
-
-@sources.command("show")
-@click.argument("source_id", type=click.UUID)
-@json_option
-def sources_show(source_id: uuid.UUID, as_json: bool) -> None:
-    """One source, as GET /v1/sources/{id} shows it (secrets masked)."""
-    from hub.api import get_source
-
-    view = get_source(source_id, hub_for_cli())
-    _echo_source(view, as_json, f"{view.connector} source {view.name}")
-
-
-@sources.command("add")
-@click.argument("connector")
-@click.argument("name")
-@click.option("--config", "config_json", default="{}", help="The connector's config as JSON.")
-@json_option
-def sources_add(connector: str, name: str, config_json: str, as_json: bool) -> None:
-    """Enable CONNECTOR as a new source NAME; prints its webhook URL."""
-    from hub.api import create_source
-    from hub.schemas import SourceCreate
-
-    view = create_source(hub_for_cli(), SourceCreate(connector=connector, name=name, config=_config_arg(config_json)))
-    echo_result(as_json, view.model_dump(mode="json"),
-                f"created {view.connector} source {view.name}\n  id: {view.id}\n  webhook URL: {view.webhook_url}")
-
-
-def _update_source(source_id: uuid.UUID, **change: Any) -> Any:
-    from hub.api import update_source
-    from hub.schemas import SourceUpdate
-
-    return update_source(hub_for_cli(), source_id, SourceUpdate(**change))
-
-
-@sources.command("update")
-@click.argument("source_id", type=click.UUID)
-@click.option("--config", "config_json", required=True,
-              help="Config keys to change, as a JSON object (merged into the stored config, then validated).")
-@json_option
-def sources_update(source_id: uuid.UUID, config_json: str, as_json: bool) -> None:
-    """Change a source's config, as PATCH /v1/sources/{id} does."""
-    view = _update_source(source_id, config=_config_arg(config_json))
-    _echo_source(view, as_json, f"updated {view.name}")
-
-
-@sources.command("enable")
-@click.argument("source_id", type=click.UUID)
-@json_option
-def sources_enable(source_id: uuid.UUID, as_json: bool) -> None:
-    """Accept requests on the source's webhook URL again."""
-    _set_enabled(source_id, True, as_json)
-
-
-@sources.command("disable")
-@click.argument("source_id", type=click.UUID)
-@json_option
-def sources_disable(source_id: uuid.UUID, as_json: bool) -> None:
-    """Answer 404 on the source's webhook URL; nothing stored is lost."""
-    _set_enabled(source_id, False, as_json)
-
-
-def _set_enabled(source_id: uuid.UUID, enabled: bool, as_json: bool) -> None:
-    view = _update_source(source_id, enabled=enabled)
-    echo_result(as_json, view.model_dump(mode="json"), f"{'enabled' if enabled else 'disabled'} {view.name}")
-
-
-@sources.command("delete")
-@click.argument("source_id", type=click.UUID)
-@json_option
-def sources_delete(source_id: uuid.UUID, as_json: bool) -> None:
-    """Delete a source, as DELETE /v1/sources/{id} does (its webhook URL stops answering)."""
-    from hub.api import delete_source, get_source
-
-    hub = hub_for_cli()
-    view = get_source(source_id, hub)
-    delete_source(source_id, hub)
-    echo_result(as_json, {"id": str(view.id), "deleted": True}, f"deleted {view.name} ({view.id})")
-
-
 @cli.command()
 @click.option(
     "--dir",
@@ -426,6 +299,11 @@ def build_cli() -> click.Group:
         logging.getLogger(__name__).warning("plugin loading failed: %s", exc)
     pm.hook.register_commands(cli=cli)
     return cli
+
+
+from hub.cli_sources import sources  # noqa: E402  (it uses the helpers above)
+
+cli.add_command(sources)
 
 
 def main() -> None:
