@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import traceback
@@ -90,20 +89,6 @@ def hub_for_cli(migrate: bool = True) -> Hub:
     return hub
 
 
-def echo_json(data: Any) -> None:
-    """What `--json` prints: the API's JSON, indented, non-ASCII kept readable."""
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
-
-
-def echo_result(as_json: bool, data: Any, text: str) -> None:
-    """`--json` prints the API's answer; otherwise a line for people."""
-    if as_json:
-        echo_json(data)
-    else:
-        click.echo(text)
-
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print the JSON the API returns.")
 
 
 @cli.command()
@@ -301,7 +286,7 @@ def build_cli() -> click.Group:
     return cli
 
 
-from hub.cli_sources import sources  # noqa: E402  (it uses the helpers above)
+from hub.cli_sources import sources  # noqa: E402  (needs `cli` defined: it is added to it)
 
 cli.add_command(sources)
 

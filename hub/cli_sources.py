@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from hub.cli import echo_json, echo_result, json_option
+from hub.cli_output import echo_json, echo_result, json_option
 from hub.runtime import Hub
 
 __all__ = ["sources"]

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from hub.cli_output import echo_json
 from hub.runtime import Hub
 from webhooks import api
 from webhooks.models import MESSAGE_STATUSES
@@ -40,8 +41,6 @@ def _hub() -> Hub:
 
 def _echo_json(data: Any) -> None:
     """Serialised as FastAPI serialises a route's answer (pydantic, JSON mode: nested times too): the API's JSON."""
-    from hub.cli import echo_json
-
     echo_json(_JSON.dump_python(data, mode="json"))
 
 

@@ -1,0 +1,26 @@
+"""What every `crmhub` command prints: `--json` gives the API's JSON, otherwise a line for people."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+__all__ = ["echo_json", "echo_result", "json_option"]
+
+
+def echo_json(data: Any) -> None:
+    """What `--json` prints: the API's JSON, indented, non-ASCII kept readable."""
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def echo_result(as_json: bool, data: Any, text: str) -> None:
+    """`--json` prints the API's answer; otherwise a line for people."""
+    if as_json:
+        echo_json(data)
+    else:
+        click.echo(text)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the JSON the API returns.")
