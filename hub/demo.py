@@ -14,6 +14,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,9 @@ class DemoSource:
     name: str
     config: dict[str, Any]
     requests: Callable[[], list[DemoRequest]]
+    # A platform the hub calls out to (a credit registry) cannot be reached from the demo: `stand_in` starts a
+    # local stand-in on 127.0.0.1 for the demo's duration and yields the config that points the source at it.
+    stand_in: Callable[[], AbstractContextManager[dict[str, Any]]] | None = None
 
 
 def _free_port() -> int:
@@ -76,8 +80,9 @@ def run_demo(workdir: str | None = None, console: Console | None = None) -> dict
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_up(base)
-        with httpx.Client(base_url=base, headers={"authorization": f"Bearer {token}"}, timeout=30) as client:
-            report = _feed(hub, client, console)
+        with (httpx.Client(base_url=base, headers={"authorization": f"Bearer {token}"}, timeout=30) as client,
+              ExitStack() as stand_ins):
+            report = _feed(hub, client, console, stand_ins)
             hub.runner.join(timeout=120)
             _print_view(hub, client, console, report)
     finally:
@@ -107,19 +112,20 @@ def _wait_up(base: str) -> None:
     raise RuntimeError("the demo server did not start")
 
 
-def _feed(hub: Any, client: httpx.Client, console: Console) -> dict[str, Any]:
+def _feed(hub: Any, client: httpx.Client, console: Console, stand_ins: ExitStack) -> dict[str, Any]:
     demo_sources: list[DemoSource] = [s for group in hub.pm.hook.demo_sources() for s in (group or [])]
     planned: list[tuple[float, str, DemoRequest]] = []
     existing = {s["name"]: s for s in client.get("/v1/sources").json()["items"]}
     for demo in demo_sources:
         if demo.connector not in hub.connectors:
             continue
-        if demo.name in existing:
+        config = {**demo.config, **(stand_ins.enter_context(demo.stand_in()) if demo.stand_in else {})}
+        if demo.name in existing:  # a second run: the stand-in has a new port
             source_id = existing[demo.name]["id"]
+            if demo.stand_in:
+                client.patch(f"/v1/sources/{source_id}", json={"config": config}).raise_for_status()
         else:
-            resp = client.post(
-                "/v1/sources", json={"connector": demo.connector, "name": demo.name, "config": demo.config}
-            )
+            resp = client.post("/v1/sources", json={"connector": demo.connector, "name": demo.name, "config": config})
             resp.raise_for_status()
             source_id = resp.json()["id"]
         for req in demo.requests():
@@ -174,6 +180,25 @@ def _print_view(hub: Any, client: httpx.Client, console: Console, report: dict[s
         idents = ", ".join(f"{i['type']}:{i['value']}" for i in survivors[customer_id].get("identities", []))
         n_sources = len({e["source"] for e in events})
         console.print(Panel(table, title=f"customer {customer_id} · {n_sources} sources", subtitle=idents[:160]))
+    shown = dict.fromkeys(a["id"] for c in ranked[:3] for a in survivors[c].get("accounts") or [])
+    report["accounts"] = [_print_account(client, console, account_id) for account_id in shown]
+
+
+def _print_account(client: httpx.Client, console: Console, account_id: str) -> dict[str, Any]:
+    """A company the customers above belong to, with what the credit registry said about it."""
+    account = client.get(f"/v1/accounts/{account_id}").json()
+    uscc = next((i["value"] for i in account.get("identities", []) if i["type"] == "uscc"), "—")
+    profile = account.get("profile")
+    lines = [f"USCC {uscc} · {len(account.get('members', []))} contact(s) in the hub"]
+    if profile:
+        capital = (profile.get("registered_capital") or {}).get("text") or "—"
+        lines.append(f"registry: {profile.get('status')} (risk {profile.get('risk_level')}), legal representative "
+                     f"{profile.get('legal_representative') or '—'}, registered capital {capital}, established "
+                     f"{profile.get('established_on') or '—'}")
+    else:
+        lines.append("registry: no profile (no credit_registry source, or the lookup failed)")
+    console.print(Panel("\n".join(lines), title=f"account {account.get('name') or account_id}"))
+    return dict(account)
 
 
 def _journey(client: httpx.Client, customer_id: str) -> list[dict[str, Any]]:

@@ -1,6 +1,7 @@
 """`credit_registry`: company profiles by USCC from Tianyancha or Qichacha, normalised to contract §6.
 
-No `demo_sources`: a lookup is a paid call to the internet, which `crmhub demo` never makes.
+`crmhub demo` points a source at a local stand-in for Tianyancha (`demo.py`): a real lookup is a paid call
+to the internet, which the demo never makes.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hub import Connector, hookimpl
+from hub.demo import DemoSource
 
 from .connector import CreditRegistryConfig, CreditRegistryConnector
 from .mapping import profile_event
@@ -19,6 +21,7 @@ __all__ = [
     "CreditRegistryConnector",
     "CreditRegistryError",
     "RegistryAuthError",
+    "demo_sources",
     "profile_event",
     "register_connectors",
 ]
@@ -27,3 +30,10 @@ __all__ = [
 @hookimpl
 def register_connectors(register: Callable[[Connector], None]) -> None:
     register(CreditRegistryConnector())
+
+
+@hookimpl
+def demo_sources() -> list[DemoSource]:
+    from .demo import demo_sources as sources
+
+    return sources()
