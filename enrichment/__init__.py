@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import click
@@ -19,6 +20,7 @@ from hub import hookimpl
 from hub.schemas import UnifiedEvent
 
 __all__ = [
+    "demo_stand_ins",
     "event_stored",
     "events_prepared",
     "register_commands",
@@ -75,3 +77,10 @@ def register_extractors(register: Callable[[str, Callable[[Any], Any]], None]) -
     from enrichment.summarize import builtin_extractors
 
     builtin_extractors(register)
+
+
+@hookimpl
+def demo_stand_ins() -> list[Callable[[], AbstractContextManager[dict[str, Any]]]]:
+    from enrichment.demo import asr_stand_in
+
+    return [asr_stand_in]

@@ -60,9 +60,7 @@ def run_demo(workdir: str | None = None, console: Console | None = None) -> dict
         os.chdir(workdir)
     port = _free_port()
     os.environ.setdefault("CRMHUB_PUBLIC_URL", f"http://127.0.0.1:{port}")
-    import uvicorn
-
-    from hub.app import create_app
+    from hub.plugins import load_plugins, make_plugin_manager
     from hub.runtime import Hub
     from hub.settings import Settings
 
@@ -71,23 +69,15 @@ def run_demo(workdir: str | None = None, console: Console | None = None) -> dict
         console.print("[yellow]CRMHUB_BROKER_URL is set; the demo uses the embedded in-process runtime.[/]")
         settings = settings.model_copy(update={"broker_url": ""})
     settings = settings.model_copy(update={"public_url": f"http://127.0.0.1:{port}"})
-    hub = Hub(settings)
-    hub.migrate()
-    token = settings.resolved_admin_token()[0]
-    server = uvicorn.Server(uvicorn.Config(create_app(hub), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_up(base)
-        with (httpx.Client(base_url=base, headers={"authorization": f"Bearer {token}"}, timeout=30) as client,
-              ExitStack() as stand_ins):
-            report = _feed(hub, client, console, stand_ins)
-            hub.runner.join(timeout=120)
-            _print_view(hub, client, console, report)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    pm = make_plugin_manager()
+    load_plugins(pm, settings.load_plugins)
+    with ExitStack() as stand_ins:
+        # services the hub calls out to (ASR) are local stand-ins, whatever the environment configures
+        for start in (f for group in pm.hook.demo_stand_ins() for f in (group or [])):
+            settings = settings.model_copy(update=stand_ins.enter_context(start()))
+        hub = Hub(settings, pm=pm)
+        hub.migrate()
+        report = _serve_and_feed(hub, port, console, stand_ins)
     console.print(
         f"\nDatabase: [bold]{_redact(settings.database_url)}[/]. Run [bold]crmhub serve[/] to explore the API "
         f"(admin token in {settings.data_dir / 'admin.token'})."
@@ -95,6 +85,34 @@ def run_demo(workdir: str | None = None, console: Console | None = None) -> dict
     return report
 
 
+def _serve_and_feed(hub: Any, port: int, console: Console, stand_ins: ExitStack) -> dict[str, Any]:
+    import uvicorn
+
+    from hub.app import create_app
+
+    token = hub.settings.resolved_admin_token()[0]
+    server = uvicorn.Server(uvicorn.Config(create_app(hub), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_up(base)
+        with httpx.Client(base_url=base, headers={"authorization": f"Bearer {token}"}, timeout=30) as client:
+            report = _feed(hub, client, console, stand_ins)
+            _settle(hub)
+            _print_view(hub, client, console, report)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+    return report
+
+
+def _settle(hub: Any, rounds: int = 5) -> None:
+    """Run the work the story started, including what waits on a timer (an ASR poll is due in 10 s)."""
+    for _ in range(rounds):
+        hub.runner.join(timeout=120)
+        if not hub.runner.run_due_timers():
+            return
 def _redact(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -215,8 +233,17 @@ def _local(when: str) -> str:
 def _detail(data: dict[str, Any]) -> str:
     """One human line per event: what a rep would want to see in the journey."""
     props = data.get("properties") or {}
+    summary = props.get("summary")
+    if data.get("type") == "call.summarized" and isinstance(summary, dict):  # contract §10: the four facts
+        budget = (summary.get("budget") or {}).get("text")
+        competitors = "、".join(summary.get("competitors") or [])
+        facts = [summary.get("course"), budget and f"预算{budget}", summary.get("decision_role"),
+                 competitors and f"比较过{competitors}"]
+        return " · ".join(str(f) for f in facts if f)
     if data.get("type", "").startswith("call.") and props.get("duration_s") is not None:
         return f"{props.get('direction', '')} call, {props['duration_s']} s".strip()
+    if data.get("type") == "call.recording_available" and props.get("participant"):
+        return f"{props['participant']} leg recording"
     for key in ("text", "summary_line", "order_no", "event", "name"):
         value = props.get(key)
         if isinstance(value, str | int | float) and str(value).strip():

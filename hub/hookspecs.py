@@ -7,6 +7,7 @@ register (connectors, routers, commands). Specs grow by adding arguments only.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -134,4 +135,13 @@ def demo_sources() -> list[DemoSource] | None:
     """Sources and realistic, correctly signed requests for `crmhub demo` (no network, no servers).
 
     :return: the demo sources this package contributes.
+    """
+
+
+@hookspec
+def demo_stand_ins() -> list[Callable[[], AbstractContextManager[dict[str, Any]]]] | None:
+    """Local stand-ins, for `crmhub demo` only, of services the hub reaches through its settings (Tencent
+    Cloud ASR): each starts a server on 127.0.0.1 and yields the settings that point the hub at it.
+
+    :return: context-manager factories, entered before the demo's hub is built and left after it.
     """

@@ -101,14 +101,19 @@ class InProcessRunner:
             time.sleep(0.01)
         return False
 
-    def run_due_timers(self) -> None:
-        """Move every delayed task to the queue now (tests use it to skip waiting)."""
+    def run_due_timers(self) -> int:
+        """Move every delayed task to the queue now (tests and `crmhub demo` use it to skip waiting).
+
+        Periodic schedules stay on their timers. Returns how many tasks were moved.
+        """
+        periodic = {n for n, _ in self._periodic}
         with self._timer_lock:
-            items, self._timers = self._timers, []
+            items = [t for t in self._timers if t[2] not in periodic]
+            self._timers = [t for t in self._timers if t[2] in periodic]
+            heapq.heapify(self._timers)
         for _, _, name, args, attempt in items:
-            if name in {n for n, _ in self._periodic}:
-                continue
             self.enqueue(name, args, attempt=attempt)
+        return len(items)
 
     # ---------------------------------------------------------------- threads
     def _work(self) -> None:

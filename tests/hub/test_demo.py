@@ -1,7 +1,9 @@
-"""`crmhub demo` end to end, as the README's first command runs it: a fresh directory, no servers."""
+"""`crmhub demo` end to end, as the README's first command runs it (a fresh directory, no servers), and the
+local stand-ins it uses for the services the hub calls out to."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -14,6 +16,9 @@ import pytest
 
 from connectors.credit_registry import CompanyNotFound, CreditRegistryConnector, RegistryAuthError
 from connectors.credit_registry.demo import TOKEN, tianyancha_stand_in
+from enrichment.asr import AsrClient, AsrRejected, SubmitRequest
+from enrichment.demo import asr_stand_in
+from tests.conftest import make_settings
 
 USCC = "9144030071526726XG"
 
@@ -36,8 +41,16 @@ def test_demo_feeds_every_platform_and_shows_the_customer_and_company(tmp_path: 
     with sqlite3.connect(tmp_path / "crmhub.db") as db:
         sources = {row[0] for row in db.execute("SELECT DISTINCT source FROM events")}
         profiles = db.execute("SELECT count(*) FROM events WHERE type = 'company.profile.updated'").fetchone()[0]
+        summaries = [json.loads(row[0]) for row in
+                     db.execute("SELECT data FROM events WHERE type = 'call.summarized'")]
     assert {"douyin", "xiaohongshu", "callcenter", "pos", "erp", "credit_registry"} <= sources
     assert profiles == 1
+    # the call went through the ASR stand-in: the four facts are in the customer's journey
+    (summary,) = [s["properties"]["summary"] for s in summaries]
+    assert summary == {"course": "Python", "budget": {"min": 10000, "max": 15000, "currency": "CNY",
+                                                      "text": "一万到一万五"},
+                       "decision_role": "本人决策", "competitors": ["达内", "黑马程序员"]}
+    assert "预算一万到一万五" in run.stdout
     again = _demo(tmp_path)  # a second run re-points the registry source at the new stand-in; nothing doubles
     assert again.returncode == 0 and "registry: active (risk low)" in again.stdout, again.stdout + again.stderr
     with sqlite3.connect(tmp_path / "crmhub.db") as db:
@@ -54,3 +67,21 @@ def test_the_registry_stand_in_checks_what_tianyancha_checks() -> None:
             connector.lookup(wrong, USCC, http)
         with pytest.raises(CompanyNotFound):
             connector.lookup(good, "91110000802100433B", http)
+
+
+def test_the_asr_stand_in_checks_what_tencent_checks(tmp_path: Path) -> None:
+    """The real SDK client against the stand-in: signed requests work, a wrong key or a missing field fails."""
+    with asr_stand_in() as overrides:
+        settings = make_settings(tmp_path, **overrides)
+        client = AsrClient(settings)
+        request = SubmitRequest(url="https://ccc.example.cn/rec/a.mp3", callback_url=None)
+        task_id = client.create_task(request)
+        data = client.describe(task_id)
+        assert data["Status"] == 2 and [s["SpeakerId"] for s in data["ResultDetail"]][:2] == [1, 0]
+        forged = AsrClient(make_settings(tmp_path, **{**overrides, "tencentcloud_secret_key": "not-the-key"}))
+        with pytest.raises(AsrRejected, match="AuthFailure.SignatureFailure"):
+            forged.create_task(request)
+        with pytest.raises(AsrRejected, match="MissingParameter"):
+            client.create_task(SubmitRequest(url="", callback_url=None))
+        with pytest.raises(AsrRejected, match="NoSuchTask"):
+            client.describe(task_id + 1)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +97,16 @@ class Recorder:
     @hookimpl
     def demo_sources(self) -> list[DemoSource]:
         return [DemoSource("echo", "echo-demo", {}, lambda: [DemoRequest(b"{}")])]
+
+    @hookimpl
+    def demo_stand_ins(self) -> list[Callable[[], AbstractContextManager[dict[str, Any]]]]:
+        @contextmanager
+        def echo_stand_in() -> Iterator[dict[str, Any]]:
+            self.calls.append(("stand_in", "started"))
+            yield {"asr_endpoint": "127.0.0.1:9"}
+            self.calls.append(("stand_in", "stopped"))
+
+        return [echo_stand_in]
 
 
 @pytest.fixture
@@ -194,3 +206,11 @@ def test_hook_demo_sources(plugged: Any) -> None:
     groups = hub.pm.hook.demo_sources()
     sources = [s for g in groups for s in g]
     assert [s.name for s in sources] == ["echo-demo"] and sources[0].requests()[0].body == b"{}"
+
+
+def test_hook_demo_stand_ins(plugged: Any) -> None:
+    hub, recorder = plugged
+    (start,) = [f for g in hub.pm.hook.demo_stand_ins() for f in g]
+    with start() as overrides:
+        assert overrides == {"asr_endpoint": "127.0.0.1:9"} and recorder.calls == [("stand_in", "started")]
+    assert recorder.calls[-1] == ("stand_in", "stopped")
