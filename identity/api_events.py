@@ -33,7 +33,9 @@ def event_feed(
     wanted = [t.strip() for t in (types or "").split(",") if t.strip()]
     with hub.sessions() as session:
         postgres = session.get_bind().dialect.name == "postgresql"
-        stmt = _after_pg(position) if postgres else select(EventRow).where(EventRow.seq > position[1])
+        # Explicit order on both: with a type filter the database may walk the index on type instead.
+        stmt = (_after_pg(position) if postgres
+                else select(EventRow).where(EventRow.seq > position[1]).order_by(EventRow.seq))
         if wanted:
             stmt = stmt.where(EventRow.type.in_(wanted))
         rows = list(session.scalars(stmt.limit(limit)))
@@ -57,9 +59,14 @@ def _position(after: str | None) -> tuple[int, int]:
 
 
 @router.get("/events/{event_id}")
-def get_event(event_id: uuid.UUID, hub: HubDep) -> UnifiedEvent:
+def get_event(event_id: str, hub: HubDep) -> UnifiedEvent:
+    """One event; an id that is not a UUID names no event, so it is a 404 like any other unknown id."""
+    try:
+        wanted = uuid.UUID(event_id)
+    except ValueError:
+        raise NotFound(f"no event {event_id}", code="event_not_found") from None
     with hub.sessions() as session:
-        row = session.scalars(select(EventRow).where(EventRow.id == event_id)).first()
+        row = session.scalars(select(EventRow).where(EventRow.id == wanted)).first()
         if row is None:
             raise NotFound(f"no event {event_id}", code="event_not_found")
         return event_out(row)
