@@ -42,7 +42,8 @@ def run_import_command(
     settle_gc()
     try:
         with Progress(TextColumn("[bold]importing[/] {task.description}"), BarColumn(), TaskProgressColumn(),
-                      TimeRemainingColumn(), console=console, transient=True) as bar:
+                      TimeRemainingColumn(), console=console, transient=True,
+                      disable=not console.is_terminal) as bar:  # a log gets no bar (and no stray blank line)
             task_id = bar.add_task(Path(file).name, total=None)
             report = run_import(hub, file, source_name=source_name, dry_run=dry_run, overrides=overrides,
                                 batch_rows=batch_size,
@@ -63,6 +64,7 @@ def _summary(report: dict[str, Any], target: Path) -> str:
     lines = [
         f"{'dry run: ' if report['dry_run'] else ''}{report['rows']} rows in {report['seconds']:.1f}s — "
         f"imported {report['imported']}, quarantined {report['quarantined']}, duplicates {report['duplicates']}",
+        "customers: none created or matched in a dry run" if report["customers_created"] is None else
         f"customers created {report['customers_created']}, matched {report['customers_matched']}",
         f"issues: {issues}; merged cells {report['merged_cells']}; BOM {'yes' if report['bom'] else 'no'}",
     ]

@@ -7,6 +7,7 @@ trailing bracketed note (`手机号(必填)`). An explicit mapping (`--map 座�
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -61,13 +62,25 @@ def header_score(cells: Sequence[object]) -> int:
 
 
 def validate_overrides(overrides: Mapping[str, str]) -> dict[str, str]:
-    """`{header: field}`; the field is a known one, `ignore`, or a snake_case name kept as an extra trait."""
+    """`{header: field}`; the field is a known one (or one of its synonyms, `电话` → phone), `ignore`, or a
+    snake_case name kept as an extra trait.
+
+    A name one typo away from a known field (`phon`) is refused rather than kept as a trait: 30,000 rows
+    imported without their phone identity cannot be fixed by importing the file again (it is a duplicate).
+    """
     out: dict[str, str] = {}
     for header, field in overrides.items():
         target = field.strip().lower()
-        if target != IGNORE and target not in FIELDS and not _FIELD_NAME.fullmatch(target):
-            raise ValueError(f"--map {header}={field}: field must be one of {', '.join(sorted(FIELDS))}, "
-                             f"'{IGNORE}', or a snake_case name")
+        if target != IGNORE and target not in FIELDS:
+            target = guess_field(target) or target
+        if target != IGNORE and target not in FIELDS:
+            near = difflib.get_close_matches(target, [*FIELDS, IGNORE], n=1, cutoff=0.8)
+            if near:
+                raise ValueError(f"--map {header}={field}: unknown field {field!r}; did you mean {near[0]!r}? "
+                                 "(for a custom trait, pick a name that is not this close to a field)")
+            if not _FIELD_NAME.fullmatch(target):
+                raise ValueError(f"--map {header}={field}: field must be one of {', '.join(sorted(FIELDS))}, "
+                                 f"'{IGNORE}', or a snake_case name")
         out[normalise_header(header)] = target
     return out
 

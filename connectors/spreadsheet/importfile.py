@@ -16,7 +16,7 @@ from typing import Any
 
 from .csvfile import CsvSheet
 from .errors import FileUnreadable
-from .headers import header_score, map_columns
+from .headers import header_score, map_columns, validate_overrides
 from .mapping import RowOutcome, analyse_row
 from .xlsx import XlsxSheet
 
@@ -45,6 +45,9 @@ class ImportFile:
     blank_rows: int = 0
 
     def __post_init__(self) -> None:
+        validate_overrides(self.overrides)  # a bad --map fails before the file is read (ValueError)
+        if os.path.isdir(self.path):
+            raise FileUnreadable(f"{self.path} is a directory; import one .xlsx or .csv file at a time")
         if not os.path.isfile(self.path):
             raise FileUnreadable(f"no such file: {self.path}")
         self.name = os.path.basename(self.path)

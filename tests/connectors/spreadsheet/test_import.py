@@ -98,6 +98,11 @@ def test_cli_import_writes_the_report_and_exit_codes(cli_hub: Hub, tmp_path: Pat
     assert missing.exit_code == 1 and "no such file" in missing.output
     bad_map = CliRunner().invoke(cli, ["import", str(path), "--map", "nonsense"])
     assert bad_map.exit_code == 2
+    bad_field = CliRunner().invoke(cli, ["import", str(path), "--map", "手机号=phon"])
+    assert bad_field.exit_code == 1 and isinstance(bad_field.exception, SystemExit)  # a message, no traceback
+    assert bad_field.output.startswith("error: --map 手机号=phon") and "did you mean 'phone'" in bad_field.output
+    folder = CliRunner().invoke(cli, ["import", str(tmp_path)])
+    assert folder.exit_code == 1 and "is a directory" in folder.output
     (tmp_path / "junk.xlsx").write_bytes(b"junk")
     assert CliRunner().invoke(cli, ["import", str(tmp_path / "junk.xlsx")]).exit_code == 1
     assert CliRunner().invoke(cli, ["import"]).exit_code == 2

@@ -61,6 +61,16 @@ def test_map_overrides_win_and_unknown_columns_are_kept() -> None:
         map_columns(["a"], {"a": "Not A Field!"})
 
 
+def test_map_field_may_be_a_synonym_but_not_a_near_miss() -> None:
+    """`电话` names the phone field; `phon` is a typo, refused with a suggestion instead of kept as a trait."""
+    assert map_columns(["座机"], {"座机": "电话"})[0] == {0: "phone"}
+    assert map_columns(["座机"], {"座机": "Phone"})[0] == {0: "phone"}
+    assert map_columns(["来源"], {"来源": "lead_channel"})[0] == {0: "lead_channel"}
+    for typo, suggestion in (("phon", "phone"), ("emial", "email"), ("ignor", "ignore")):
+        with pytest.raises(ValueError, match=f"did you mean '{suggestion}'"):
+            map_columns(["座机"], {"座机": typo})
+
+
 def test_header_row_found_below_a_title_and_blank_rows_skipped(tmp_path: Path) -> None:
     path = write_xlsx(tmp_path / "t.xlsx", [*ROWS, [None] * 6, ROWS[1]], title="2023 客户名单", merges=("A1:F1",))
     opened = ImportFile(str(path))
