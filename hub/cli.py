@@ -10,12 +10,13 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 import click
+from pydantic import ValidationError
 from sqlalchemy import exc as sa_exc
 
 from hub.errors import HubError
 from hub.gcpolicy import settle_gc
 from hub.runtime import Hub, current_hub, get_hub
-from hub.settings import Settings, get_settings
+from hub.settings import Settings, describe_invalid, get_settings
 
 
 class DatabaseUnusable(Exception):
@@ -61,6 +62,10 @@ class HubGroup(click.Group):
             return super().invoke(ctx)
         except HubError as exc:
             _fail(exc.message, exc.details)
+        except ValidationError as exc:
+            if exc.title != Settings.__name__:
+                raise  # any other model failing validation here is a bug
+            _fail(describe_invalid(exc))
         except (DatabaseUnusable, sa_exc.DBAPIError) as exc:
             problem = _database_problem(exc)
             if problem is None:
@@ -101,6 +106,9 @@ def serve(host: str, port: int) -> None:
     from hub.app import create_app
 
     settings = get_settings()
+    if "public_url" not in settings.model_fields_set:  # callback URLs handed to platforms must reach this server
+        reach = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        settings.public_url = f"http://{f'[{reach}]' if ':' in reach else reach}:{port}"
     hub = hub_for_cli()
     token, created = settings.resolved_admin_token()
     if created:
@@ -276,7 +284,10 @@ def build_cli() -> click.Group:
     """The root group with every plugin's commands added."""
     from hub.plugins import load_plugins, make_plugin_manager
 
-    settings: Settings = get_settings()
+    try:
+        settings: Settings = get_settings()
+    except ValidationError as exc:  # before any command runs, so HubGroup cannot turn it into a message
+        _fail(describe_invalid(exc))
     pm = make_plugin_manager()
     try:
         load_plugins(pm, settings.load_plugins)

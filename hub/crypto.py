@@ -9,11 +9,16 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from hub.errors import SecretUnreadable
+
 
 class SecretBox:
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, *, key_origin: str = "CRMHUB_SECRET_KEY") -> None:
         derived = hashlib.sha256(key.encode()).digest()
         self._fernet = Fernet(base64.urlsafe_b64encode(derived))
+        self._unreadable = (f"cannot decrypt a stored secret with the key from {key_origin}: the database was "
+                            "written with another key (is CRMHUB_SECRET_KEY or CRMHUB_DATA_DIR not the one used "
+                            "before?)")
 
     def seal(self, data: Any) -> str:
         return self._fernet.encrypt(json.dumps(data, ensure_ascii=False).encode()).decode()
@@ -22,7 +27,7 @@ class SecretBox:
         try:
             return json.loads(self._fernet.decrypt(token.encode()))
         except InvalidToken as exc:
-            raise RuntimeError("cannot decrypt a stored secret: CRMHUB_SECRET_KEY changed?") from exc
+            raise SecretUnreadable(self._unreadable) from exc
 
     def seal_str(self, value: str) -> str:
         return self._fernet.encrypt(value.encode()).decode()
@@ -31,4 +36,4 @@ class SecretBox:
         try:
             return self._fernet.decrypt(token.encode()).decode()
         except InvalidToken as exc:
-            raise RuntimeError("cannot decrypt a stored secret: CRMHUB_SECRET_KEY changed?") from exc
+            raise SecretUnreadable(self._unreadable) from exc

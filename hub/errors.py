@@ -81,3 +81,10 @@ class QuarantineError(HubError):
 class RetryableError(HubError):
     status_code = 503
     code = "retryable"
+
+
+class SecretUnreadable(HubError):
+    """A stored secret does not open with this hub's key: the key or the data dir is not the one it was sealed in."""
+
+    status_code = 500
+    code = "secret_unreadable"

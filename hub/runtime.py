@@ -64,7 +64,9 @@ class Hub:
         self.pm = pm
         self.connectors = ConnectorRegistry()
         self.connectors.collect(pm.hook.register_connectors)
-        self.box = SecretBox(settings.resolved_secret_key())
+        # The origin names a variable, never a path: the message can reach an HTTP caller.
+        self.box = SecretBox(settings.resolved_secret_key(), key_origin="CRMHUB_SECRET_KEY" if settings.secret_key
+                             else "secret.key in CRMHUB_DATA_DIR")
         self.schedules: list[tuple[str, float]] = [
             ("hub.pipeline.requeue_pending", settings.requeue_every_s), ("hub.pull.pull_due", PULL_SWEEP_EVERY_S)
         ]

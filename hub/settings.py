@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import difflib
+import logging
+import os
+import re
 import secrets
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_RETRY_SCHEDULE = "0,5,300,1800,7200,18000,36000,36000"
+ENV_PREFIX = "CRMHUB_"
+# Variables of this project's own tests and benchmarks, not settings: never reported as unknown.
+_NOT_SETTINGS = ("CRMHUB_TEST_", "CRMHUB_BENCH_")
+_NUMBER = re.compile(r"\d+(\.\d+)?")
+_LIMIT = re.compile(r"[a-z][a-z0-9_]*\s*=\s*\d+")
+
+log = logging.getLogger(__name__)
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CRMHUB_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore")
 
     database_url: str = "sqlite:///./crmhub.db"
     broker_url: str = ""
@@ -47,6 +59,24 @@ class Settings(BaseSettings):
     broker_key_prefix: str = ""  # lets several hubs (or test runs) share one Redis
     requeue_after_s: float = 60.0  # pending raw rows older than this are re-enqueued by the sweep
     requeue_every_s: float = 60.0
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _delays_are_seconds(cls, value: str) -> str:
+        """Checked at startup: a bad schedule would otherwise fail every delivery, one at a time, much later."""
+        items = [x.strip() for x in value.split(",") if x.strip()]
+        bad = [x for x in items if not _NUMBER.fullmatch(x)]
+        if bad:
+            raise ValueError(f"comma-separated seconds, e.g. {DEFAULT_RETRY_SCHEDULE}; not a number: {', '.join(bad)}")
+        return value
+
+    @field_validator("identity_limits")
+    @classmethod
+    def _limits_are_pairs(cls, value: str) -> str:
+        bad = [p.strip() for p in value.split(",") if p.strip() and not _LIMIT.fullmatch(p.strip())]
+        if bad:
+            raise ValueError(f"comma-separated TYPE=N pairs, e.g. web_user_id=1,email=3; not one: {', '.join(bad)}")
+        return value
 
     @property
     def retry_delays(self) -> list[float]:
@@ -88,6 +118,35 @@ def _read_or_create(path: Path, make: object) -> str:
     return str(value)
 
 
+def unknown_env_names(environ: Mapping[str, str]) -> list[str]:
+    """`CRMHUB_*` variables that name no setting, each with the setting it was probably meant to be.
+
+    pydantic-settings ignores them, so a misspelt CRMHUB_DATABSE_URL would silently leave the hub on SQLite.
+    """
+    known = [ENV_PREFIX + name.upper() for name in Settings.model_fields]
+    out = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if upper.startswith(ENV_PREFIX) and upper not in known and not upper.startswith(_NOT_SETTINGS):
+            near = difflib.get_close_matches(upper, known, n=1, cutoff=0.75)
+            out.append(f"{name} (did you mean {near[0]}?)" if near else name)
+    return out
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """One line naming each bad setting by its environment variable, its value and what it should be."""
+    parts = []
+    for error in exc.errors():
+        name = ENV_PREFIX + str(error["loc"][0]).upper() if error.get("loc") else "a setting"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"{name}={error.get('input')!r}: {message}")
+    return "invalid setting " + "; ".join(parts)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The process's settings; unknown CRMHUB_ variables are logged once, as a likely typo."""
+    settings = Settings()
+    for name in unknown_env_names(os.environ):
+        log.warning("ignoring unknown setting %s", name)
+    return settings

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from hub.cli import cli
+from hub.cli import build_cli, cli
 from hub.models import SourceRow
 from hub.runtime import Hub, current_hub, set_hub
-from hub.settings import get_settings
+from hub.settings import get_settings, unknown_env_names
 from tests.helpers import ADMIN, add_source, client_for
 
 KEY = "write-key-0123456789"
@@ -164,3 +164,90 @@ def test_a_genuine_bug_keeps_its_traceback(run: Callable[..., Result], monkeypat
     monkeypatch.setattr("hub.api.get_source", broken)
     result = run("sources", "show", UNKNOWN)
     assert isinstance(result.exception, RuntimeError) and result.exit_code == 1
+
+
+# ---------------------------------------------------------------- settings an operator got wrong
+
+
+@pytest.mark.parametrize(("name", "value", "says"), [
+    ("CRMHUB_ALLOW_PRIVATE_ENDPOINTS", "yes-please", "valid boolean"),
+    ("CRMHUB_MAX_BODY_BYTES", "1MB", "valid integer"),
+    ("CRMHUB_RETRY_SCHEDULE", "0,5,abc", "not a number: abc"),
+    ("CRMHUB_IDENTITY_LIMITS", "email:3", "TYPE=N pairs"),
+])
+def test_an_invalid_setting_is_one_line_and_exit_1(env_db: Callable[[str], None], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch, name: str, value: str,
+                                                   says: str) -> None:
+    env_db(f"sqlite:///{tmp_path}/hub.db")
+    monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    result = CliRunner().invoke(cli, ["sources", "list"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: invalid setting {name}={value!r}: ") and says in line
+    with pytest.raises(SystemExit) as exited:  # the same when the settings are first read to load plugins
+        build_cli()
+    assert exited.value.code == 1
+
+
+def test_a_misspelt_setting_is_reported_with_a_suggestion(monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    assert unknown_env_names({"CRMHUB_DATABSE_URL": "x", "CRMHUB_TEST_PG": "1", "CRMHUB_NOPE": "1", "PATH": "/"}) \
+        == ["CRMHUB_DATABSE_URL (did you mean CRMHUB_DATABASE_URL?)", "CRMHUB_NOPE"]
+    monkeypatch.setenv("CRMHUB_PUBLIK_URL", "http://127.0.0.1:9000")
+    get_settings.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger="hub.settings"):
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+    assert "ignoring unknown setting CRMHUB_PUBLIK_URL (did you mean CRMHUB_PUBLIC_URL?)" in caplog.text
+
+
+def test_a_wrong_data_dir_is_one_line_naming_the_key(env_db: Callable[[str], None], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    env_db(f"sqlite:///{tmp_path}/hub.db")
+    added = CliRunner().invoke(cli, ["sources", "add", "pos", "till", "--config",
+                                     json.dumps({"secret": "s" * 32}), "--json"])
+    assert added.exit_code == 0, added.output
+    source_id = json.loads(added.stdout)["id"]
+    made = current_hub()
+    assert made is not None
+    made.engine.dispose()
+    set_hub(None)
+    monkeypatch.setenv("CRMHUB_DATA_DIR", str(tmp_path / "another-data-dir"))  # so another generated secret.key
+    get_settings.cache_clear()
+    result = CliRunner().invoke(cli, ["sources", "update", source_id, "--config", '{"secret": "%s"}' % ("t" * 32)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: cannot decrypt a stored secret") and "CRMHUB_DATA_DIR" in line
+
+
+@pytest.mark.parametrize(("args", "public_url"), [
+    (["--port", "9123"], "http://127.0.0.1:9123"),
+    (["--host", "0.0.0.0", "--port", "9124"], "http://127.0.0.1:9124"),
+    (["--host", "::1", "--port", "9125"], "http://[::1]:9125"),
+])
+def test_serve_defaults_public_url_to_where_it_listens(env_db: Callable[[str], None], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch, args: list[str],
+                                                       public_url: str) -> None:
+    """Webhook and ASR callback URLs must reach this server when CRMHUB_PUBLIC_URL is not set."""
+    env_db(f"sqlite:///{tmp_path}/hub.db")
+    monkeypatch.delenv("CRMHUB_PUBLIC_URL", raising=False)
+    get_settings.cache_clear()
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: seen.update(kw, url=current_hub().settings.public_base()))
+    result = CliRunner().invoke(cli, ["serve", *args])
+    assert result.exit_code == 0, result.output
+    assert seen["url"] == public_url and seen["port"] == int(args[-1])
+
+
+def test_serve_keeps_an_explicit_public_url(env_db: Callable[[str], None], tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    env_db(f"sqlite:///{tmp_path}/hub.db")
+    monkeypatch.setenv("CRMHUB_PUBLIC_URL", "https://hub.example.com")
+    get_settings.cache_clear()
+    seen: dict[str, str] = {}
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: seen.update(url=current_hub().settings.public_base()))
+    assert CliRunner().invoke(cli, ["serve", "--port", "9126"]).exit_code == 0
+    assert seen["url"] == "https://hub.example.com"
