@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import Field
 from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
 
 from hub.api import AdminDep, HubDep
 from hub.errors import InvalidRequest, NotFound
@@ -31,7 +33,7 @@ from identity.views import (
     parse_identity,
 )
 
-__all__ = ["decode_cursor", "encode_cursor", "event_out", "router"]
+__all__ = ["decode_cursor", "encode_cursor", "events_out", "router"]
 
 router = APIRouter(prefix="/v1", dependencies=[AdminDep])
 MAX_LIMIT = 500
@@ -57,11 +59,20 @@ def decode_cursor(cursor: str, param: str = "cursor") -> dict[str, Any]:
                              details=[{"field": param, "message": "pass back a next_cursor unchanged"}]) from exc
 
 
-def event_out(row: EventRow) -> UnifiedEvent:
-    """The stored event, with the customer/account columns (a split may have re-pointed them)."""
-    event = UnifiedEvent.model_validate(row.data)
-    event.customer_id, event.account_id = row.customer_id, row.account_id
-    return event
+def events_out(session: Session, rows: Sequence[EventRow]) -> list[UnifiedEvent]:
+    """Stored events as the API shows them, each naming its customer as it is now.
+
+    A split re-points the rows themselves; a merge leaves them (merging stays cheap) and is resolved here,
+    so a journey or a backfill never names a customer that was merged away (one query per page).
+    """
+    current = store.survivors_of(session, (r.customer_id for r in rows))
+    out = []
+    for row in rows:
+        event = UnifiedEvent.model_validate(row.data)
+        event.customer_id = current.get(row.customer_id, row.customer_id) if row.customer_id else None
+        event.account_id = row.account_id
+        out.append(event)
+    return out
 
 
 @router.get("/customers")
@@ -95,10 +106,11 @@ def customer_events(
                 raise InvalidRequest("invalid cursor", code="invalid_cursor") from exc
             stmt = stmt.where(or_(EventRow.occurred_at > at, and_(EventRow.occurred_at == at, EventRow.seq > seq)))
         rows = list(session.scalars(stmt.order_by(EventRow.occurred_at, EventRow.seq).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = events_out(session, rows)
     next_cursor = encode_cursor({"t": rows[-1].occurred_at.isoformat(), "s": rows[-1].seq}) if more else None
-    return {"items": [event_out(r) for r in rows], "next_cursor": next_cursor}
+    return {"items": items, "next_cursor": next_cursor}
 
 
 @router.get("/customers/{customer_id}/history")

@@ -17,7 +17,7 @@ from hub.api import AdminDep, HubDep
 from hub.errors import InvalidRequest, NotFound
 from hub.models import EventRow
 from hub.schemas import UnifiedEvent
-from identity.api import MAX_LIMIT, decode_cursor, encode_cursor, event_out
+from identity.api import MAX_LIMIT, decode_cursor, encode_cursor, events_out
 
 __all__ = ["router"]
 
@@ -39,11 +39,12 @@ def event_feed(
         if wanted:
             stmt = stmt.where(EventRow.type.in_(wanted))
         rows = list(session.scalars(stmt.limit(limit)))
+        items = events_out(session, rows)
     if rows:
         position = (rows[-1].txid or 0, rows[-1].seq)
     # Always a cursor: a consumer at the end of the feed polls again with it and gets only newer events.
     cursor = {"x": position[0], "s": position[1]} if position[0] else {"s": position[1]}
-    return {"items": [event_out(r) for r in rows], "next_cursor": encode_cursor(cursor)}
+    return {"items": items, "next_cursor": encode_cursor(cursor)}
 
 
 def _position(after: str | None) -> tuple[int, int]:
@@ -69,7 +70,7 @@ def get_event(event_id: str, hub: HubDep) -> UnifiedEvent:
         row = session.scalars(select(EventRow).where(EventRow.id == wanted)).first()
         if row is None:
             raise NotFound(f"no event {event_id}", code="event_not_found")
-        return event_out(row)
+        return events_out(session, [row])[0]
 
 
 def _after_pg(position: tuple[int, int]) -> Select[tuple[EventRow]]:

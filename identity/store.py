@@ -210,6 +210,16 @@ def surviving(session: Session, customer_id: uuid.UUID) -> CustomerRow | None:
     return row
 
 
+def survivors_of(session: Session, customer_ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, uuid.UUID]:
+    """Merged-away id → its survivor, for those of `customer_ids` that were merged (chains are flattened)."""
+    ids = {i for i in customer_ids if i is not None}
+    if not ids:
+        return {}
+    stmt = select(CustomerRow.id, CustomerRow.merged_into).where(CustomerRow.id.in_(ids),
+                                                                 CustomerRow.merged_into.is_not(None))
+    return {old: new for old, new in session.execute(stmt)}
+
+
 def merged_from(session: Session, customer_id: uuid.UUID) -> list[uuid.UUID]:
     stmt = select(CustomerRow.id).where(CustomerRow.merged_into == customer_id).order_by(CustomerRow.created_at)
     return list(session.scalars(stmt))

@@ -68,6 +68,22 @@ def test_profile_merged_id_history_and_journey(quiet_hub: Hub, client: TestClien
     assert client.get("/v1/customers/00000000-0000-0000-0000-000000000000", headers=ADMIN).status_code == 404
 
 
+def test_events_name_the_surviving_customer_after_a_merge(quiet_hub: Hub, client: TestClient) -> None:
+    """Merging leaves event rows alone; every read of them names the survivor, not the merged-away id."""
+    (a,) = ingest(quiet_hub, draft(("douyin_open_id", "m1")), source="douyin")
+    (b,) = ingest(quiet_hub, draft(("xhs_user_id", "m2")), source="xiaohongshu")
+    ingest(quiet_hub, draft(("douyin_open_id", "m1"), ("xhs_user_id", "m2")), source="douyin")
+    survivor, gone = str(a.customer_id), str(b.customer_id)
+    assert survivor != gone
+    feed = client.get("/v1/events", headers=ADMIN).json()["items"]
+    assert len(feed) == 4 and {e["customer_id"] for e in feed} == {survivor}  # 3 messages + customer.merged
+    assert client.get(f"/v1/events/{b.id}", headers=ADMIN).json()["customer_id"] == survivor
+    journey = client.get(f"/v1/customers/{gone}/events", headers=ADMIN).json()["items"]
+    assert [e["id"] for e in journey] == [e["id"] for e in feed] and {e["customer_id"] for e in journey} == {survivor}
+    merged = next(e for e in feed if e["type"] == "customer.merged")
+    assert merged["properties"]["merged_customer_ids"] == [gone]  # the mapping a CRM core follows stays intact
+
+
 def test_split_moves_identities_and_events_and_sticks(quiet_hub: Hub, client: TestClient) -> None:
     (a,) = ingest(quiet_hub, draft(("pos_member_id", "m1"), traits={"name": "甲"}))
     (b,) = ingest(quiet_hub, draft(("email", "b@example.com"), traits={"name": "乙"}))
