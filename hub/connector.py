@@ -139,7 +139,7 @@ class Connector:
         try:
             model = self.config_model.model_validate(dict(raw))
         except ValidationError as exc:
-            problems += [{"field": ".".join(str(p) for p in err["loc"]) or "config", "message": err["msg"]}
+            problems += [{"field": ".".join(str(p) for p in err["loc"]) or "config", "message": _config_message(err)}
                          for err in exc.errors()]
             model = None
         if problems:
@@ -260,3 +260,13 @@ class ConnectorRegistry:
 
     def __iter__(self) -> Iterator[Connector]:
         return iter(sorted(self._by_name.values(), key=lambda c: c.name))
+
+
+def _config_message(err: Any) -> str:
+    """pydantic's message, except that a secret's length is in characters (SecretStr reports "items")."""
+    ctx = err.get("ctx") or {}
+    if err.get("type") == "too_short" and isinstance(err.get("input"), (str, SecretStr)):
+        return f"at least {ctx.get('min_length')} characters, not {ctx.get('actual_length')}"
+    if err.get("type") == "too_long" and isinstance(err.get("input"), (str, SecretStr)):
+        return f"at most {ctx.get('max_length')} characters, not {ctx.get('actual_length')}"
+    return str(err["msg"])

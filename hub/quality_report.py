@@ -51,6 +51,7 @@ def build_report(hub: Hub, *, since: datetime | None = None, source_id: Any = No
                 present.update(record.keys())
         duplicates, received = _duplicates(session, since, source_id)
         quarantine = _quarantine_counts(session, since, source_id)
+        rejected = _quarantined_issue_codes(session, since, source_id)
     return {
         "since": since.isoformat(),
         "generated_at": utcnow().isoformat(),
@@ -62,7 +63,8 @@ def build_report(hub: Hub, *, since: datetime | None = None, source_id: Any = No
         "abnormal_char_rate": _rate(abnormal, events),
         "abnormal_char_events": abnormal,
         "issues": dict(sorted(codes.items())),
-        "invalid_identifiers": {code: codes.get(code, 0) for code in INVALID_CODES},
+        # Bad identifiers count wherever they were seen: a row quarantined for having no valid phone has one too.
+        "invalid_identifiers": {code: codes.get(code, 0) + rejected.get(code, 0) for code in INVALID_CODES},
         "quarantine": quarantine,
         "quarantined": sum(quarantine.values()),
     }
@@ -88,6 +90,20 @@ def _quarantine_counts(session: Any, since: datetime, source_id: Any) -> dict[st
         stmt = stmt.where(QuarantineRow.source_id == source_id)
     return {reason: int(n) for reason, n in session.execute(stmt.group_by(QuarantineRow.reason).order_by(
         QuarantineRow.reason))}
+
+
+def _quarantined_issue_codes(session: Any, since: datetime, source_id: Any) -> Counter[str]:
+    """Issue codes of quarantined inputs that kept their issues (import rows do: `payload.item.issues`)."""
+    stmt = select(QuarantineRow.payload).where(QuarantineRow.created_at >= since)
+    if source_id is not None:
+        stmt = stmt.where(QuarantineRow.source_id == source_id)
+    codes: Counter[str] = Counter()
+    for payload in session.scalars(stmt.execution_options(yield_per=_SCAN_CHUNK)):
+        item = payload.get("item") if isinstance(payload, dict) else None
+        issues = item.get("issues") if isinstance(item, dict) else None
+        found = {i.get("code") for i in issues or () if isinstance(i, dict)}
+        codes.update(c for c in found if isinstance(c, str))
+    return codes
 
 
 def quarantined_rows(hub: Hub, *, since: datetime | None = None, source_id: Any = None,

@@ -20,7 +20,7 @@ from hub.errors import QuarantineError, VerificationError
 
 from .headers import validate_overrides
 from .importfile import BODY_FORMAT, DEFAULT_BATCH_ROWS, ImportFile
-from .mapping import RowOutcome, analyse_row, quarantine_payload, to_draft
+from .mapping import RowOutcome, analyse_row, quarantine_detail, quarantine_payload, to_draft
 
 _MEMO_BATCHES = 4
 
@@ -77,7 +77,7 @@ class SpreadsheetConnector(Connector):
         drafts = []
         for raw, outcome in zip(body["rows"], outcomes, strict=True):
             if outcome.quarantined:
-                ctx.quarantine(outcome.reasons[0], f"row {outcome.row}: {', '.join(outcome.reasons)}",
+                ctx.quarantine(outcome.reasons[0], quarantine_detail(outcome, headers=headers, fields=fields),
                                quarantine_payload(outcome, file=file, headers=headers, cells=raw[1]))
             else:
                 drafts.append(to_draft(outcome, file=file, received_at=ctx.received_at))

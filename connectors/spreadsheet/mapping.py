@@ -176,3 +176,23 @@ def quarantine_payload(out: RowOutcome, *, file: str, headers: Sequence[str], ce
     values = {str(h): cells[i] for i, h in enumerate(headers) if i < len(cells) and cells[i] not in (None, "")}
     return {"file": file, "row": out.row, "reasons": list(out.reasons), "values": values,
             "issues": [i.model_dump(mode="json") for i in out.issues]}
+
+
+def quarantine_detail(out: RowOutcome, *, headers: Sequence[str], fields: Sequence[str | None]) -> str:
+    """`row 2: formula_residue in 手机号` — each reason with the columns behind it, so a person can fix the row."""
+    column = {name: str(headers[i]) for i, name in enumerate(fields) if name and i < len(headers)}
+    parts = []
+    for reason in out.reasons:
+        if reason == "formula_residue":
+            tainted = [column.get(n, n) for n in dict.fromkeys(f for f in fields if f) if n in out.tainted
+                       and n in KEY_FIELDS]
+            parts.append(f"formula_residue in {', '.join(tainted)}")
+        elif reason == "no_person_identity":
+            left_out = [i.detail for i in out.issues if i.field in ("identities.phone", "identities.email")]
+            columns = [column[n] for n in ("phone", "email") if n in column]
+            where = f" in {', '.join(columns)}" if columns else " (the file has no phone or email column)"
+            parts.append(f"no_person_identity: no usable phone or email{where}"
+                         + (f"; {'; '.join(left_out)}" if left_out else ""))
+        else:
+            parts.append(reason)
+    return f"row {out.row}: " + "; ".join(parts)

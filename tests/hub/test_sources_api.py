@@ -33,6 +33,13 @@ def test_a_misspelt_config_key_is_refused_not_ignored(hub: Hub) -> None:
     assert patched.status_code == 422 and _fields(patched.json()) == ["writekey"]
 
 
+def test_a_short_secret_is_measured_in_characters(hub: Hub) -> None:
+    resp = client_for(hub).post("/v1/sources", headers=ADMIN,
+                                json={"connector": "pos", "name": "till", "config": {"secret": "short"}})
+    assert resp.status_code == 422
+    assert resp.json()["error"]["details"] == [{"field": "secret", "message": "at least 16 characters, not 5"}]
+
+
 def test_a_stored_key_a_later_version_dropped_does_not_break_the_source(hub: Hub) -> None:
     client = client_for(hub)
     sid = add_source(client, "web", "site", {"write_key": KEY})

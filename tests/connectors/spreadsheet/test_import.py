@@ -49,9 +49,13 @@ def test_import_report_pipeline_and_idempotent_reimport(hub: Hub, tmp_path: Path
     assert count_events(hub, type="record.imported") == 2
     with hub.sessions() as s:
         reasons = sorted(s.scalars(select(QuarantineRow.reason)))
+        details = sorted(s.scalars(select(QuarantineRow.detail)))
         source = s.scalars(select(SourceRow).where(SourceRow.name == "import")).one()
         data = s.scalars(select(EventRow.data).where(EventRow.type == "record.imported")).all()
     assert reasons == ["formula_residue", "no_person_identity"] and source.connector == "spreadsheet"
+    assert details == ["row 3: formula_residue in 客户名称",  # each reason names the column to fix
+                       "row 5: no_person_identity: no usable phone or email in 手机号, 邮箱; phone '12345' left out; "
+                       "email 'bad@' left out"]
     first = next(d for d in data if d["properties"]["row"] == 2)
     assert first["properties"]["record"]["name"] == "张三"
     assert {i["code"] for i in first["quality"]["issues"]} >= {"invisible_chars_removed"}

@@ -41,6 +41,16 @@ def test_report_counts(imported: Hub) -> None:
     assert report["duplicate_rate"] == pytest.approx(1 / 3, abs=1e-3)
 
 
+def test_invalid_identifiers_count_quarantined_rows_too(hub: Hub, tmp_path: Path) -> None:
+    """A row quarantined because its only phone is invalid still has an invalid phone to report."""
+    rows = [HEADER, ["腾讯科技", "张三", "12345", None, None, None],
+            ["阿里巴巴", "王五", "13700137000", None, None, None]]
+    run_import(hub, str(write_csv(tmp_path / "p.csv", rows)))
+    report = build_report(hub)
+    assert report["quarantine"] == {"no_person_identity": 1} and report["events"] == 1
+    assert report["invalid_identifiers"]["invalid_phone"] == 1
+
+
 def test_api_requires_token_and_returns_the_report(imported: Hub) -> None:
     client = client_for(imported)
     assert client.get("/v1/quality").status_code == 401
