@@ -16,8 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_RETRY_SCHEDULE = "0,5,300,1800,7200,18000,36000,36000"
 ENV_PREFIX = "CRMHUB_"
-# Variables of this project's own tests and benchmarks, not settings: never reported as unknown.
-_NOT_SETTINGS = ("CRMHUB_TEST_", "CRMHUB_BENCH_")
+# Variables of this project's own tests, benchmarks and scripts/demo, not settings: never reported as unknown.
+_NOT_SETTINGS = ("CRMHUB_TEST_", "CRMHUB_BENCH_", "CRMHUB_DEMO_DIR")
 _NUMBER = re.compile(r"\d+(\.\d+)?")
 _LIMIT = re.compile(r"[a-z][a-z0-9_]*\s*=\s*\d+")
 
