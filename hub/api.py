@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select, text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub.connector import dump_config, public_config
+from hub.connector import dump_config, keep_masked_secrets, public_config, refuse_masked_secrets
 from hub.errors import HubError, InvalidRequest, NotFound, Unauthorized
 from hub.models import SourceRow
 from hub.runtime import Hub
@@ -129,6 +129,7 @@ def source_view(hub: Hub, row: SourceRow) -> Source:
 
 def create_source(hub: Hub, body: SourceCreate) -> Source:
     connector = hub.connectors.get(body.connector)
+    refuse_masked_secrets(connector, body.config)
     model = connector.validate_config(body.config)
     config = dump_config(model)
     with hub.transaction() as session:
@@ -191,7 +192,7 @@ def update_source(hub: Hub, source_id: uuid.UUID, body: SourceUpdate) -> Source:
             connector = hub.connectors.get(row.connector)
             # a key a later version removed is dropped here; a key in the request must be known
             stored = {k: v for k, v in hub.box.open(row.config_sealed).items() if k in connector.config_keys()}
-            merged = {**stored, **body.config}
+            merged = {**stored, **keep_masked_secrets(connector, body.config)}
             config = dump_config(connector.validate_config(merged))
             row.config_sealed = hub.box.seal(config)
             row.config_public = _public_part(connector, config)

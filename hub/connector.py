@@ -210,10 +210,30 @@ def _is_secret(annotation: Any) -> bool:
     return SecretStr in getattr(annotation, "__args__", ())
 
 
+SECRET_MASK = "********"
+
+
 def public_config(connector: Connector, config: Mapping[str, Any]) -> dict[str, Any]:
-    """A config as the API may show it: secret fields masked, never echoed."""
+    """A config as the API may show it: a set secret is the mask, an unset one null; never the secret itself."""
     secrets_ = connector.secret_fields()
-    return {k: ("********" if k in secrets_ and v else v) for k, v in config.items()}
+    return {k: ((SECRET_MASK if v else None) if k in secrets_ else v) for k, v in config.items()}
+
+
+def keep_masked_secrets(connector: Connector, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """`changes` without secret fields that were sent back as the mask: a client that PATCHes what it was
+    shown keeps the stored secret instead of replacing it with the mask (every webhook would then fail)."""
+    secrets_ = connector.secret_fields()
+    return {k: v for k, v in changes.items() if not (k in secrets_ and v == SECRET_MASK)}
+
+
+def refuse_masked_secrets(connector: Connector, config: Mapping[str, Any]) -> None:
+    """A new source has no stored secret for the mask to stand for: it is a copy-paste mistake, not a secret."""
+    masked = [k for k in connector.secret_fields() if config.get(k) == SECRET_MASK]
+    if masked:
+        raise InvalidRequest(f"invalid config for connector {connector.name!r}: {', '.join(masked)}",
+                             code="invalid_config",
+                             details=[{"field": k, "message": f"{SECRET_MASK!r} is the mask the API shows; "
+                                       "send the secret itself"} for k in masked])
 
 
 def dump_config(model: BaseModel) -> dict[str, Any]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
+from hub import push
+from hub.connector import SECRET_MASK
 from hub.models import SourceRow
 from hub.runtime import Hub
 from tests.helpers import ADMIN, add_source, client_for
@@ -52,3 +55,35 @@ def test_a_stored_key_a_later_version_dropped_does_not_break_the_source(hub: Hub
                        json={"userId": "u1", "event": "Viewed"}).status_code == 200
     renamed = client.patch(f"/v1/sources/{sid}", headers=ADMIN, json={"config": {"write_key": KEY + "x"}})
     assert renamed.status_code == 200, renamed.text
+
+
+def test_patching_back_what_get_showed_keeps_the_secret(hub: Hub) -> None:
+    """GET masks secrets; a client that PATCHes the config it was shown must not replace them with the mask."""
+    client = client_for(hub)
+    secret = "pos-secret-0123456789"
+    sid = add_source(client, "pos", "till", {"secret": secret})
+    shown = client.get(f"/v1/sources/{sid}", headers=ADMIN).json()["config"]
+    assert shown == {"secret": SECRET_MASK}
+    assert client.patch(f"/v1/sources/{sid}", headers=ADMIN, json={"config": shown}).status_code == 200
+    body = json.dumps({"event_id": "sale-1", "type": "purchase.completed", "member_card": "M1",
+                       "phone": "13800138000", "amount": 10, "currency": "CNY",
+                       "occurred_at": "2026-12-01T10:00:00+08:00"}).encode()
+    signed = {"content-type": "application/json", push.SIGNATURE_HEADER: push.sign(body, secret)}
+    assert client.post(f"/hooks/{sid}", content=body, headers=signed).status_code == 200
+    with hub.sessions() as session:
+        row = session.get(SourceRow, uuid.UUID(sid))
+        assert row is not None and hub.box.open(row.config_sealed)["secret"] == secret
+
+
+def test_an_unset_secret_shows_as_null_and_the_mask_is_no_new_secret(hub: Hub) -> None:
+    client = client_for(hub)
+    sid = add_source(client, "douyin", "dy", {"client_key": "ck", "client_secret": "cs-0123456789"})
+    shown = client.get(f"/v1/sources/{sid}", headers=ADMIN).json()["config"]
+    assert shown["client_secret"] == SECRET_MASK and shown["webhook_secret"] is None
+    assert client.patch(f"/v1/sources/{sid}", headers=ADMIN, json={"config": shown}).status_code == 200
+    masked = client.post("/v1/sources", headers=ADMIN,
+                         json={"connector": "pos", "name": "copy", "config": {"secret": SECRET_MASK * 3}})
+    assert masked.status_code == 201  # only the exact mask is refused: a secret may contain asterisks
+    copied = client.post("/v1/sources", headers=ADMIN,
+                         json={"connector": "callcenter", "name": "tccc", "config": {"password": SECRET_MASK}})
+    assert copied.status_code == 422 and _fields(copied.json()) == ["password"]
