@@ -13,13 +13,14 @@ from typing import Any
 
 import httpx
 import pluggy
+from sqlalchemy import exc as sa_exc, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.connector import Connector, ConnectorRegistry
 from hub.crypto import SecretBox
 from hub.db import make_engine, make_sessionmaker, transaction
-from hub.errors import NotFound
+from hub.errors import NotFound, SecretUnreadable
 from hub.models import SourceRow
 from hub.plugins import load_plugins, make_plugin_manager
 from hub.settings import Settings, get_settings
@@ -64,9 +65,7 @@ class Hub:
         self.pm = pm
         self.connectors = ConnectorRegistry()
         self.connectors.collect(pm.hook.register_connectors)
-        # The origin names a variable, never a path: the message can reach an HTTP caller.
-        self.box = SecretBox(settings.resolved_secret_key(), key_origin="CRMHUB_SECRET_KEY" if settings.secret_key
-                             else "secret.key in CRMHUB_DATA_DIR")
+        self.box = self._secret_box()
         self.schedules: list[tuple[str, float]] = [
             ("hub.pipeline.requeue_pending", settings.requeue_every_s), ("hub.pull.pull_due", PULL_SWEEP_EVERY_S)
         ]
@@ -77,6 +76,30 @@ class Hub:
         self._cache_lock = threading.Lock()
         self._writer: Any = None
         self._http: httpx.Client | None = None
+
+    def _secret_box(self) -> SecretBox:
+        """The key that seals connector and endpoint secrets: CRMHUB_SECRET_KEY, else the data dir's secret.key.
+
+        A data dir without secret.key gets a new one, unless the database already holds sources: they were
+        sealed with another key, and a second key would leave them unreadable (a CLI run from another
+        directory, with the default relative data dir, did exactly that).
+        """
+        settings = self.settings
+        if not settings.secret_key and not settings.secret_key_file().exists() and self._has_sources():
+            raise SecretUnreadable(
+                f"CRMHUB_DATA_DIR={settings.data_dir.resolve()} holds no secret.key, but the database's sources were "
+                "sealed with one: point CRMHUB_DATA_DIR at the data dir used before, or set CRMHUB_SECRET_KEY",
+                code="secret_key_missing")
+        # The origin names a variable, never a path: an unreadable secret's message can reach an HTTP caller.
+        return SecretBox(settings.resolved_secret_key(),
+                         key_origin="CRMHUB_SECRET_KEY" if settings.secret_key else "secret.key in CRMHUB_DATA_DIR")
+
+    def _has_sources(self) -> bool:
+        try:
+            with self.sessions() as session:
+                return session.scalar(select(SourceRow.id).limit(1)) is not None
+        except sa_exc.DBAPIError:  # no tables yet (not migrated) or no database: nothing sealed to protect
+            return False
 
     def _default_runner(self) -> Any:
         if self.settings.broker_url:

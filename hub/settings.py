@@ -93,11 +93,14 @@ class Settings(BaseSettings):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return self.data_dir / name
 
+    def secret_key_file(self) -> Path:
+        return self.data_dir / "secret.key"
+
     def resolved_secret_key(self) -> str:
         """CRMHUB_SECRET_KEY, else a key generated once into the data dir (0600)."""
         if self.secret_key:
             return self.secret_key
-        return _read_or_create(self._data_file("secret.key"), lambda: secrets.token_urlsafe(32))
+        return _read_or_create(self._data_file(self.secret_key_file().name), lambda: secrets.token_urlsafe(32))
 
     def resolved_admin_token(self) -> tuple[str, bool]:
         """CRMHUB_ADMIN_TOKEN, else one generated into the data dir. Returns (token, newly_created)."""

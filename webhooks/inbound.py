@@ -70,6 +70,10 @@ async def accept(
         source = hub.active_source(uuid.UUID(source_id))
     except (ValueError, NotFound):
         return Reply(404, NotFound(f"no enabled source {source_id!r}", code="source_not_found").to_body())
+    except HubError:  # e.g. a config sealed with another key: the operator must act; the platform retries later
+        log.exception("source %s cannot be loaded", source_id)
+        return Reply(503, {"error": {"code": "source_unavailable", "details": None,
+                                     "message": "this source's configuration cannot be read now; retry later"}})
     connector, config = source.connector, source.config
     inbound: InboundRequest | None = None
     try:

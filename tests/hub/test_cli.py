@@ -204,20 +204,35 @@ def test_a_misspelt_setting_is_reported_with_a_suggestion(monkeypatch: pytest.Mo
     assert "ignoring unknown setting CRMHUB_PUBLIK_URL (did you mean CRMHUB_PUBLIC_URL?)" in caplog.text
 
 
-def test_a_wrong_data_dir_is_one_line_naming_the_key(env_db: Callable[[str], None], tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_wrong_data_dir_or_key_is_one_line_and_no_second_key_is_made(env_db: Callable[[str], None],
+                                                                       tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second data dir must not get a fresh secret.key: the sources already stored could never be read."""
     env_db(f"sqlite:///{tmp_path}/hub.db")
     added = CliRunner().invoke(cli, ["sources", "add", "pos", "till", "--config",
                                      json.dumps({"secret": "s" * 32}), "--json"])
     assert added.exit_code == 0, added.output
     source_id = json.loads(added.stdout)["id"]
-    made = current_hub()
-    assert made is not None
-    made.engine.dispose()
-    set_hub(None)
-    monkeypatch.setenv("CRMHUB_DATA_DIR", str(tmp_path / "another-data-dir"))  # so another generated secret.key
-    get_settings.cache_clear()
-    result = CliRunner().invoke(cli, ["sources", "update", source_id, "--config", '{"secret": "%s"}' % ("t" * 32)])
+
+    def fresh_cli(data_dir: Path) -> Result:
+        made = current_hub()
+        if made is not None:
+            made.engine.dispose()
+        set_hub(None)
+        monkeypatch.setenv("CRMHUB_DATA_DIR", str(data_dir))
+        get_settings.cache_clear()
+        return CliRunner().invoke(cli, ["sources", "update", source_id, "--config", json.dumps({"secret": "t" * 32})])
+
+    elsewhere = tmp_path / "another-data-dir"
+    result = fresh_cli(elsewhere)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: CRMHUB_DATA_DIR={elsewhere} holds no secret.key") and "used before" in line
+    assert not (elsewhere / "secret.key").exists()
+
+    elsewhere.mkdir()
+    (elsewhere / "secret.key").write_text("some-other-key\n")
+    result = fresh_cli(elsewhere)
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: cannot decrypt a stored secret") and "CRMHUB_DATA_DIR" in line

@@ -7,8 +7,9 @@ import uuid
 import pytest
 from sqlalchemy import select
 
+from hub.crypto import SecretBox
 from hub.ingest import pending_raw_ids
-from hub.models import EventRow, QuarantineRow
+from hub.models import EventRow, QuarantineRow, SourceRow
 from hub.pipeline import process_raw
 from hub.push import sign
 from hub.runtime import Hub
@@ -125,6 +126,20 @@ def test_storage_failure_is_a_503_naming_the_problem_and_nothing_is_acknowledged
     monkeypatch.undo()
     assert client.post(f"/hooks/{sid}/v1/track", content=_track("m-503"), headers=basic(KEY)).json() == {
         "accepted": 1, "duplicates": 0}
+
+
+
+def test_a_source_whose_config_cannot_be_read_is_a_503_in_json(web) -> None:  # type: ignore[no-untyped-def]
+    """Sealed with another key (a wrong CRMHUB_SECRET_KEY): JSON naming the problem, and the platform retries."""
+    hub, client, sid = web
+    with hub.transaction() as session:
+        row = session.get(SourceRow, uuid.UUID(sid))
+        assert row is not None
+        row.config_sealed = SecretBox("another key").seal({"write_key": KEY})
+    hub.forget_source(uuid.UUID(sid))
+    resp = client.post(f"/hooks/{sid}/v1/track", content=_track("m-key"), headers=basic(KEY))
+    assert resp.status_code == 503 and resp.json()["error"]["code"] == "source_unavailable"
+    assert raw_rows(hub) == []
 
 
 # ---------------------------------------------------------------- per-event duplicates (POS push, contract §3/§9)
