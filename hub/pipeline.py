@@ -238,6 +238,9 @@ def store_draft(
 
 
 def _resolve(hub: Hub, session: Session, event: UnifiedEvent) -> None:
+    if not event.about_a_person:
+        event.customer_id = event.account_id = None
+        return
     resolved = hub.pm.hook.resolve_identity(event=event, session=session)
     if resolved is not None:
         event.customer_id, event.account_id = resolved
@@ -337,6 +340,7 @@ def prepare_event(
         properties=properties,
         traits=traits,
         quality={"issues": _dedupe_issues(issues)},
+        about_a_person=draft.about_a_person,
     )
 
 

@@ -135,6 +135,6 @@ def daily() -> int:
     hub = get_hub()
     report = build_report(hub)
     draft = EventDraft(type="quality.report", source_event_id=f"quality.report:{utcnow().date().isoformat()}",
-                       occurred_at=utcnow(), properties=report)
+                       occurred_at=utcnow(), properties=report, about_a_person=False)
     with hub.transaction() as session:
         return store_internal(hub, session, [draft], source="hub")

@@ -114,6 +114,9 @@ class EventDraft(Schema):
     # For a hub-made event about a customer it cannot identify by identifiers (the summary of a call whose
     # number was masked): the customer of the event it was made from. Ignored on events from a source.
     customer_hint: uuid.UUID | None = None
+    # False for an event about no person (a data-health report, a disabled endpoint, a WeCom tag-library
+    # change): it gets no customer. Otherwise every event belongs to someone (contract §4).
+    about_a_person: bool = True
 
 
 class UnifiedEvent(Schema):
@@ -133,6 +136,7 @@ class UnifiedEvent(Schema):
     properties: dict[str, Any] = Field(default_factory=dict)
     quality: Quality = Field(default_factory=Quality)
     traits: dict[str, Any] = Field(default_factory=dict, exclude=True)
+    about_a_person: bool = Field(default=True, exclude=True)  # EventDraft.about_a_person; not stored
 
 
 class SourceCreate(Schema):

@@ -306,6 +306,7 @@ def disable_endpoint(hub: Hub, session: Session, endpoint: EndpointRow, reason: 
     draft = EventDraft(
         type="endpoint.disabled", source_event_id=f"endpoint.disabled:{endpoint.id}:{now.isoformat()}",
         occurred_at=now, properties={"endpoint_id": str(endpoint.id), "url": endpoint.url, "reason": reason},
+        about_a_person=False,
     )
     store_internal(hub, session, [draft], source="webhooks")
     log.warning("endpoint %s disabled: %s", endpoint.id, reason)

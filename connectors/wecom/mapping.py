@@ -67,4 +67,5 @@ def event_to_draft(event: dict[str, str], event_id: str, received_at: datetime) 
     identities = [Identity(type="wecom_external_userid", value=external)] if external else []
     campaign = state_campaign(event.get("State")) if kind == "contact.added" else None
     return EventDraft(type=kind, source_event_id=event_id, occurred_at=occurred_at(event, received_at),
-                      identities=identities, campaign=campaign, properties=properties)
+                      identities=identities, campaign=campaign, properties=properties,
+                      about_a_person=kind != "wecom.tag_changed")  # a tag-library change concerns no customer

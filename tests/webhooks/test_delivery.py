@@ -147,6 +147,7 @@ def test_endpoint_disabled_event_reaches_other_subscribers(shub: Hub, receiver: 
     types = [r.json["type"] for r in receiver.ok()]
     assert types == ["endpoint.disabled"]
     assert receiver.ok()[0].json["data"]["properties"]["reason"].startswith("the receiver answered 410")
+    assert receiver.ok()[0].json["data"]["customer_id"] is None  # an operational event is about no customer
 
 
 def test_rotation_sends_both_signatures_during_overlap(shub: Hub, receiver: Receiver) -> None:

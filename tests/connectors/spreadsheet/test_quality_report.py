@@ -63,6 +63,7 @@ def test_daily_task_stores_one_quality_report_event_per_day(imported: Hub) -> No
     assert daily() == 1
     assert daily() == 0
     assert count_events(imported, type="quality.report") == 1
+    assert count_events(imported, type="quality.report", customer_id=None) == 1  # no customer made up for it
     assert ("hub.quality_report.daily", 86400.0) in imported.schedules
 
 

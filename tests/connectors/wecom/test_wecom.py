@@ -7,12 +7,14 @@ import uuid
 from dataclasses import replace
 
 import pytest
+from sqlalchemy import func, select
 
 from connectors.wecom import WeComConnector, aes_key, decrypt, encrypt
 from hub.connector import InboundRequest, ParseContext
 from hub.errors import InvalidRequest, PayloadError, VerificationError
 from hub.runtime import Hub
 from hub.schemas import EventDraft, utcnow
+from identity.models import CustomerRow
 from tests.connectors.wecom.acceptance import CONFIG, CORP_ID, FIXTURES, envelope, sign, sign_echo
 from tests.helpers import add_source, client_for, count_events, wait_processed
 
@@ -171,5 +173,12 @@ def test_end_to_end_over_http(hub: Hub) -> None:
     assert bad.status_code == 401
     forged = envelope(encrypt(aes_key(CONFIG["encoding_aes_key"]), b"<xml/>", CORP_ID))
     assert client.post(f"/hooks/{source_id}", content=forged, params=dict(request.query)).status_code == 401
+    tag = sign((FIXTURES / "change_external_tag_create.xml").read_bytes(), live)
+    assert client.post(f"/hooks/{source_id}", content=tag.body, params=dict(tag.query),
+                       headers={"content-type": "text/xml"}).status_code == 200
     wait_processed(hub)
     assert count_events(hub, source="wecom", type="contact.added") == 1
+    # A tag-library change concerns no customer: stored, with no customer made up for it.
+    assert count_events(hub, type="wecom.tag_changed", customer_id=None) == 1
+    with hub.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(CustomerRow)) == 1
