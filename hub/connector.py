@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Protocol
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from hub.errors import HubError, InvalidRequest, PayloadError, VerificationError
+from hub.errors import HubError, InvalidRequest, UnreadableBody, VerificationError
 from hub.schemas import EventDraft
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class InboundRequest:
         try:
             return json.loads(self.body)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise PayloadError(f"body is not valid JSON: {exc}", code="invalid_json") from exc
+            raise UnreadableBody(f"body is not valid JSON: {exc}", code="invalid_json") from exc
 
     def to_record(self) -> dict[str, Any]:
         return {"method": self.method, "headers": dict(self.headers), "query": dict(self.query), "path": self.path}

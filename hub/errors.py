@@ -58,8 +58,22 @@ class VerificationError(HubError):
 
 
 class PayloadError(HubError):
+    """A body the connector cannot read as a platform message.
+
+    Raised while a request is answered, after its signature verified, it means "readable, but not a message
+    I can normalise": the edge stores the request anyway and the pipeline quarantines it with this code, so
+    the platform gets 2xx and stops retrying (contract §3). Only `UnreadableBody` is answered 400.
+    """
+
     status_code = 400
     code = "bad_payload"
+
+
+class UnreadableBody(PayloadError):
+    """400, nothing stored: the bytes are not the format at all (not JSON, XML or gzip), or the request breaks
+    the platform's protocol (an unknown endpoint or method, a size or count limit)."""
+
+    code = "unreadable_body"
 
 
 class PayloadTooLarge(HubError):

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from hub import metrics
 from hub.connector import InboundRequest, ParseContext
 from hub.db import JSONText
-from hub.errors import QuarantineError, RetryableError
+from hub.errors import PayloadError, QuarantineError, RetryableError
 from hub.identifiers import normalize_identity
 from hub.ids import new_id
 from hub.models import (
@@ -105,9 +105,10 @@ def _process(hub: Hub, session: Session, raw_id: int) -> str:
     raw.attempts += 1
     try:
         drafts = source.connector.parse(request, source.config, ctx)
-    except QuarantineError as exc:
-        quarantine(session, source.id, raw.id, exc.reason, exc.message, _raw_payload(raw), exc.details)
-        raw.status, raw.error, raw.handled_at = RAW_QUARANTINED, exc.reason, utcnow()
+    except (QuarantineError, PayloadError) as exc:  # a PayloadError here: stored because it verified, unreadable
+        reason = exc.reason if isinstance(exc, QuarantineError) else exc.code
+        quarantine(session, source.id, raw.id, reason, exc.message, _raw_payload(raw), exc.details)
+        raw.status, raw.error, raw.handled_at = RAW_QUARANTINED, reason, utcnow()
         metrics.EVENTS_QUARANTINED.labels(source.connector.name).inc()
         return RAW_QUARANTINED
     for reason, detail, payload in ctx.quarantined:

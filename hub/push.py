@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from hub.connector import InboundRequest
-from hub.errors import PayloadError, VerificationError
+from hub.errors import PayloadError, UnreadableBody, VerificationError
 
 SIGNATURE_HEADER = "x-hub-signature-256"
 MAX_EVENTS = 500
@@ -43,10 +43,10 @@ def read_items(body: bytes, max_events: int = MAX_EVENTS) -> list[dict[str, Any]
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise PayloadError(f"body is not valid JSON: {exc}", code="invalid_json") from exc
+        raise UnreadableBody(f"body is not valid JSON: {exc}", code="invalid_json") from exc
     items = data if isinstance(data, list) else [data]
     if not items or len(items) > max_events:
-        raise PayloadError(f"send 1 to {max_events} events", code="bad_event_count")
+        raise UnreadableBody(f"send 1 to {max_events} events", code="bad_event_count")
     if not all(isinstance(item, dict) for item in items):
         raise PayloadError("every event must be a JSON object", code="invalid_event")
     return items

@@ -18,6 +18,7 @@ stack, which cost more than the work itself), and an API route that answers ever
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 import uuid
@@ -31,7 +32,7 @@ from sqlalchemy import bindparam, literal_column, select, union_all
 
 from hub import metrics
 from hub.connector import InboundRequest, Reply
-from hub.errors import HubError, NotFound, PayloadError, PayloadTooLarge, VerificationError
+from hub.errors import HubError, NotFound, PayloadError, PayloadTooLarge, UnreadableBody, VerificationError
 from hub.ingest import RawSubmission, Rejection
 from hub.models import RAW_PENDING, EventRow, RawEvent
 from hub.runtime import Hub
@@ -83,9 +84,7 @@ async def accept(
         handshake = connector.handshake(inbound, config)
         if handshake is not None:
             return handshake
-        dedup_key = connector.dedup_key(inbound, config)
-        count = connector.event_count(inbound, config)
-        keys = connector.event_keys(inbound, config)
+        dedup_key, count, keys = _request_keys(connector, inbound, config)
     except HubError as err:
         if isinstance(err, VerificationError | PayloadError | PayloadTooLarge):
             hub.writer.reject(Rejection(source.id, err.status_code, err.code))
@@ -106,6 +105,23 @@ async def accept(
         accepted, duplicates = await _count_per_event(hub, source.id, raw_id, keys, count)
     metrics.INGEST_LATENCY.labels(connector.name).observe(time.perf_counter() - started)
     return connector.ack(inbound, config, accepted=accepted, duplicates=duplicates)
+
+
+def _request_keys(connector: Any, inbound: InboundRequest, config: Any) -> tuple[str, int, Any]:
+    """(dedup key, event count, per-event keys) of a verified request.
+
+    A body that is readable but no message the connector can normalise (a JSON object without the
+    platform's fields) is still stored, under its digest and with no events, so the pipeline quarantines
+    it with the reason and the platform gets 2xx (contract §3). Only an `UnreadableBody` is refused.
+    """
+    try:
+        return (connector.dedup_key(inbound, config), connector.event_count(inbound, config),
+                connector.event_keys(inbound, config))
+    except UnreadableBody:
+        raise
+    except PayloadError as err:
+        log.warning("%s: verified request kept for quarantine: %s (%s)", connector.name, err.message, err.code)
+        return "unrecognised:sha256:" + hashlib.sha256(inbound.body).hexdigest(), 0, None
 
 
 # ---------------------------------------------------------------- per-event duplicates of a new request

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from hub.errors import PayloadError
+from hub.errors import PayloadError, UnreadableBody
 
 ACTIONS = ("cdr", "record")
 
@@ -65,7 +65,7 @@ class TcccRecord(_Tccc):
 def action_of(query: Any) -> str:
     action = str(query.get("action") or "").lower()
     if action not in ACTIONS:
-        raise PayloadError(f"unknown TCCC push action {action!r}; configure ?action=cdr or ?action=record",
+        raise UnreadableBody(f"unknown TCCC push action {action!r}; configure ?action=cdr or ?action=record",
                            code="unknown_action")
     return action
 
@@ -74,7 +74,7 @@ def read_object(body: bytes) -> dict[str, Any]:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise PayloadError(f"body is not valid JSON: {exc}", code="invalid_json") from exc
+        raise UnreadableBody(f"body is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(data, dict):
         raise PayloadError("a TCCC push body is one JSON object", code="invalid_event")
     return data

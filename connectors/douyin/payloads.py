@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hub.connector import InboundRequest
-from hub.errors import PayloadError
+from hub.errors import PayloadError, UnreadableBody
 
 
 def _as_object(value: Any) -> dict[str, Any]:
@@ -98,7 +98,7 @@ def read_envelope(body: bytes) -> Envelope:
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise PayloadError(f"body is not valid JSON: {exc}", code="invalid_json") from exc
+        raise UnreadableBody(f"body is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(doc, dict):
         raise PayloadError("body must be a JSON object", code="invalid_body")
     try:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, SecretStr
 
 from hub import Connector, EventDraft, InboundRequest, ParseContext
 from hub.connector import basic_credentials
-from hub.errors import PayloadError, QuarantineError, VerificationError
+from hub.errors import PayloadError, QuarantineError, UnreadableBody, VerificationError
 
 from .mapping import message_to_draft
 from .payloads import CALLS, decode_body, message_id, read_messages
@@ -33,12 +33,12 @@ class WebConnector(Connector):
         path = request.path.strip("/")
         call = path.removeprefix("v1/") if path.startswith("v1/") else (path or "batch")
         if call not in (*CALLS, "batch"):
-            raise PayloadError(
+            raise UnreadableBody(
                 f"unknown endpoint {path!r}; use /v1/identify, track, page, screen, group, alias or batch",
                 code="unknown_endpoint",
             )
         if request.method != "POST":
-            raise PayloadError("use POST", code="method_not_allowed")
+            raise UnreadableBody("use POST", code="method_not_allowed")
         return call
 
     def _messages(self, request: InboundRequest) -> list[object]:

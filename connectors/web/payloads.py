@@ -8,7 +8,7 @@ import json
 import zlib
 from typing import Any
 
-from hub.errors import PayloadError
+from hub.errors import PayloadError, UnreadableBody
 
 MAX_EVENT_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
@@ -22,9 +22,9 @@ def decode_body(body: bytes, content_encoding: str | None) -> bytes:
     try:
         data = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(body, MAX_DECOMPRESSED_BYTES + 1)
     except (zlib.error, gzip.BadGzipFile) as exc:
-        raise PayloadError(f"body is not valid gzip: {exc}", code="invalid_gzip") from exc
+        raise UnreadableBody(f"body is not valid gzip: {exc}", code="invalid_gzip") from exc
     if len(data) > MAX_DECOMPRESSED_BYTES:
-        raise PayloadError("decompressed body is too large", code="batch_too_large")
+        raise UnreadableBody("decompressed body is too large", code="batch_too_large")
     return data
 
 
@@ -33,12 +33,12 @@ def read_messages(raw: bytes, call: str) -> list[Any]:
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise PayloadError(f"body is not valid JSON: {exc}", code="invalid_json") from exc
+        raise UnreadableBody(f"body is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(doc, dict):
         raise PayloadError("body must be a JSON object", code="invalid_body")
     if call == "batch":
         if len(raw) > MAX_BATCH_BYTES:
-            raise PayloadError(f"batch of {len(raw)} bytes exceeds {MAX_BATCH_BYTES}", code="batch_too_large")
+            raise UnreadableBody(f"batch of {len(raw)} bytes exceeds {MAX_BATCH_BYTES}", code="batch_too_large")
         batch = doc.get("batch")
         if not isinstance(batch, list):
             raise PayloadError("batch must be a list of messages", code="invalid_batch")
@@ -48,13 +48,13 @@ def read_messages(raw: bytes, call: str) -> list[Any]:
             # A batch no larger than one message's limit cannot hold an oversized message.
             size = len(json.dumps(item, ensure_ascii=False, default=str).encode()) if len(raw) > MAX_EVENT_BYTES else 0
             if size > MAX_EVENT_BYTES:
-                raise PayloadError(f"a message of {size} bytes exceeds {MAX_EVENT_BYTES}", code="message_too_large")
+                raise UnreadableBody(f"a message of {size} bytes exceeds {MAX_EVENT_BYTES}", code="message_too_large")
             if context and isinstance(item, dict):
                 item = {**item, "context": {**context, **(item.get("context") or {})}}
             messages.append(item)
         return messages
     if len(raw) > MAX_EVENT_BYTES:
-        raise PayloadError(f"message of {len(raw)} bytes exceeds {MAX_EVENT_BYTES}", code="message_too_large")
+        raise UnreadableBody(f"message of {len(raw)} bytes exceeds {MAX_EVENT_BYTES}", code="message_too_large")
     return [{**doc, "type": doc.get("type") or call}]
 
 

@@ -7,7 +7,7 @@ import time
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from hub import Connector, EventDraft, InboundRequest, ParseContext, Reply
-from hub.errors import PayloadError, QuarantineError, VerificationError
+from hub.errors import PayloadError, QuarantineError, UnreadableBody, VerificationError
 
 from .crypto import aes_key, check_signature, decrypt
 from .mapping import event_to_draft
@@ -51,7 +51,9 @@ class WeComConnector(Connector):
             return _query(request, "echostr")
         try:
             return encrypted_field(request.body)
-        except PayloadError as exc:
+        except UnreadableBody:
+            raise  # not XML at all: 400 (contract §3)
+        except PayloadError as exc:  # XML without the signed <Encrypt>: nothing to verify
             raise VerificationError(exc.message, code=exc.code) from exc
 
     def verify(self, request: InboundRequest, config: WeComConfig) -> None:
@@ -77,7 +79,11 @@ class WeComConnector(Connector):
             plain = decrypt(config.key(), self._encrypted(request), config.receive_ids())
         except VerificationError as exc:
             raise PayloadError(exc.message, code=exc.code) from exc
-        return parse_xml(plain)
+        try:
+            return parse_xml(plain)
+        except UnreadableBody as exc:  # the envelope verified: what it carries is quarantined, not refused
+            raise PayloadError(f"the decrypted message {exc.message[0].lower()}{exc.message[1:]}",
+                               code=exc.code) from exc
 
     def dedup_key(self, request: InboundRequest, config: WeComConfig) -> str:
         return event_key(self._event(request, config))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import xml.etree.ElementTree as ET
 
-from hub.errors import PayloadError
+from hub.errors import PayloadError, UnreadableBody
 
 MAX_XML_BYTES = 256 * 1024
 
@@ -17,13 +17,13 @@ MAX_XML_BYTES = 256 * 1024
 def parse_xml(raw: bytes) -> dict[str, str]:
     """`<xml><A>x</A>…</xml>` → {"A": "x"} (first level only; CDATA unwrapped)."""
     if len(raw) > MAX_XML_BYTES:
-        raise PayloadError("XML body is too large", code="body_too_large")
+        raise UnreadableBody("XML body is too large", code="body_too_large")
     if b"<!DOCTYPE" in raw.upper() or b"<!ENTITY" in raw.upper():
-        raise PayloadError("XML with a DOCTYPE or ENTITY is refused", code="invalid_xml")
+        raise UnreadableBody("XML with a DOCTYPE or ENTITY is refused", code="invalid_xml")
     try:
         root = ET.fromstring(raw)
     except (ET.ParseError, ValueError) as exc:
-        raise PayloadError(f"body is not valid XML: {exc}", code="invalid_xml") from exc
+        raise UnreadableBody(f"body is not valid XML: {exc}", code="invalid_xml") from exc
     return {child.tag: (child.text or "").strip() for child in root}
 
 

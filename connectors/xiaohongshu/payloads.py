@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hub.errors import PayloadError
+from hub.errors import PayloadError, UnreadableBody
 
 
 def _text(value: Any) -> str | None:
@@ -97,7 +97,7 @@ def read_push(body: bytes) -> LeadPush:
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise PayloadError(f"body is not valid JSON: {exc}", code="invalid_json") from exc
+        raise UnreadableBody(f"body is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), dict):
         raise PayloadError("a lead push is a JSON object with a 'data' object", code="invalid_body")
     try:

@@ -181,3 +181,39 @@ def test_arbitrary_bytes_only_raise_hub_errors(name: str, junk: bytes) -> None:
         connector.parse(request, config, ctx())
     except ALLOWED:
         return
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("body", [b'{"unexpected": 1}', b'{"event": "x", "data": {}, "batch": {}}'])
+def test_a_verified_body_that_is_no_platform_message_is_kept_and_quarantined(name: str, body: bytes,
+                                                                             hub: Any) -> None:
+    """Contract §3: only an unparseable body is a 400. A verified JSON object without the platform's fields
+    is stored and answered 2xx (so the platform stops retrying), then quarantined with the reason (or, where
+    the connector keeps unknown messages, e.g. Douyin's `douyin.<event>`, stored as an event)."""
+    from hub.models import QuarantineRow, RawEvent
+    from tests.helpers import add_source, client_for, count_events, wait_processed
+
+    case = CASES[name]
+    connector = case.connector()
+    config = _config(case, case.good_config)
+    request = case.sign(body, case.good_config)
+    try:
+        connector.verify(request, config)
+    except VerificationError:
+        pytest.skip(f"{name} takes no pushes")
+    if connector.handshake(request, config) is not None:
+        pytest.skip(f"{name} answers this body as a handshake")
+    client = client_for(hub)
+    source_id = add_source(client, connector.name, f"odd-{name}", case.good_config)
+    path = f"/hooks/{source_id}" + (f"/{request.path.lstrip('/')}" if request.path else "")
+    resp = client.request(request.method, path, content=request.body, headers=dict(request.headers),
+                          params=dict(request.query))
+    assert 200 <= resp.status_code < 300, resp.text
+    wait_processed(hub)
+    with hub.sessions() as session:
+        raws = session.query(RawEvent).filter(RawEvent.source_id == uuid.UUID(source_id)).all()
+        reasons = [q.reason for q in session.query(QuarantineRow).filter(
+            QuarantineRow.source_id == uuid.UUID(source_id))]
+    assert len(raws) == 1 and raws[0].body == request.body  # kept, byte for byte
+    events = count_events(hub, source_id=uuid.UUID(source_id))
+    assert (events > 0) != bool(reasons), (events, reasons)  # it became events or a quarantine row: never nothing

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from connectors.wecom import WeComConnector, aes_key, decrypt, encrypt
 from hub.connector import InboundRequest, ParseContext
-from hub.errors import InvalidRequest, PayloadError, VerificationError
+from hub.errors import InvalidRequest, PayloadError, UnreadableBody, VerificationError
 from hub.runtime import Hub
 from hub.schemas import EventDraft, utcnow
 from identity.models import CustomerRow
@@ -145,11 +145,12 @@ def test_dedup_key_is_stable_and_event_specific() -> None:
 
 def test_entity_declarations_are_refused() -> None:
     bomb = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><xml><Encrypt>&a;</Encrypt></xml>'
-    with pytest.raises(VerificationError):
+    with pytest.raises(UnreadableBody):  # 400 before any signature check: the XML is never expanded
         connector.verify(InboundRequest("POST", bomb, {}, {"msg_signature": "x", "timestamp": "1", "nonce": "1"}),
                          config)
-    with pytest.raises(PayloadError):
+    with pytest.raises(PayloadError) as inner:  # inside a verified envelope: kept and quarantined, never expanded
         connector.dedup_key(sign(bomb, CONFIG), config)
+    assert not isinstance(inner.value, UnreadableBody) and inner.value.code == "invalid_xml"
 
 
 def test_end_to_end_over_http(hub: Hub) -> None:
