@@ -43,16 +43,25 @@ def require_admin(request: Request) -> None:
 AdminDep = Depends(require_admin)
 
 
+def _validation_detail(err: Any) -> dict[str, str]:
+    if err.get("type") == "json_invalid":  # FastAPI names the position (`body.0`): say what is wrong instead
+        return {"field": "body", "message": f"body is not valid JSON: {(err.get('ctx') or {}).get('error', '')}"}
+    return {"field": ".".join(str(p) for p in err["loc"] if p != "body"), "message": err["msg"]}
+
+
 def install_error_handlers(app: Any) -> None:
     async def hub_error(_: Request, exc: HubError) -> JSONResponse:
         headers = {"www-authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
         return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
 
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = [
-            {"field": ".".join(str(p) for p in err["loc"] if p != "body"), "message": err["msg"]}
-            for err in exc.errors()
-        ]
+        errors = exc.errors()
+        unknown = [e for e in errors if e.get("type") == "uuid_parsing" and tuple(e["loc"][:1]) == ("path",)]
+        if unknown and len(unknown) == len(errors):  # `/v1/endpoints/abc` names no endpoint: 404, as for any id
+            name = str(unknown[0]["loc"][-1]).removesuffix("_id")
+            return JSONResponse(NotFound(f"no {name} {unknown[0].get('input')!r}", code=f"{name}_not_found").to_body(),
+                                status_code=404)
+        details = [_validation_detail(err) for err in errors]
         names = ", ".join(d["field"] or "body" for d in details)
         body = {"error": {"code": "validation_error", "message": f"invalid request: {names}", "details": details}}
         return JSONResponse(body, status_code=422)

@@ -98,13 +98,14 @@ def hub_for_cli(migrate: bool = True) -> Hub:
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 def serve(host: str, port: int) -> None:
     """Run the HTTP API (migrations are applied first)."""
     import uvicorn
 
     from hub.app import create_app
 
+    _check_can_listen(host, port)
     settings = get_settings()
     if "public_url" not in settings.model_fields_set:  # callback URLs handed to platforms must reach this server
         reach = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
@@ -118,6 +119,20 @@ def serve(host: str, port: int) -> None:
     app = create_app(hub)
     settle_gc()  # everything loaded so far lives as long as the process: keep it out of the GC's scans
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """A taken port is an operator's problem: say so (exit 1) before migrating, not after uvicorn's exit 3."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is no clash
+            probe.bind(address)
+    except OSError as exc:
+        raise HubError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", code="cannot_listen") from exc
 
 
 def _redact(url: str) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, String, TypeDecorator, event
 from sqlalchemy.engine import Engine, create_engine
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import Uuid
 
@@ -106,6 +107,13 @@ def _json_serializer(value: Any) -> str:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    try:
+        return _make_engine(url, **kwargs)
+    except ImportError as exc:  # a dialect whose driver is not installed (mysql:// without mysqlclient)
+        raise ArgumentError(f"no database driver installed for this URL: {exc}") from exc
+
+
+def _make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("json_serializer", _json_serializer)  # SQLAlchemy's default is json.dumps
     if url.startswith("sqlite"):
         connect_args = {"check_same_thread": False, "timeout": 30}

@@ -14,6 +14,8 @@ from pathlib import Path
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hub.errors import HubError
+
 DEFAULT_RETRY_SCHEDULE = "0,5,300,1800,7200,18000,36000,36000"
 ENV_PREFIX = "CRMHUB_"
 # Variables of this project's own tests, benchmarks and scripts/demo, not settings: never reported as unknown.
@@ -90,7 +92,11 @@ class Settings(BaseSettings):
         return self.public_url.rstrip("/")
 
     def _data_file(self, name: str, make: bool = True) -> Path:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # an operator's path, not a bug: one line, not a traceback
+            raise HubError(f"cannot use CRMHUB_DATA_DIR={self.data_dir}: {exc.strerror or exc}",
+                           code="data_dir_unusable") from exc
         return self.data_dir / name
 
     def secret_key_file(self) -> Path:

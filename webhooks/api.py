@@ -260,12 +260,17 @@ def get_source_health(hub: HubDep) -> dict[str, Any]:
 
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, datetime):
-            out[key] = value.isoformat()
-        elif isinstance(value, uuid.UUID):
-            out[key] = str(value)
-        else:
-            out[key] = value
-    return out
+    """Times as `isoformat()` (`+00:00`, like every other time the API shows), ids as text, nested too."""
+    return {key: _json_value(value) for key, value in data.items()}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dict):
+        return _jsonable(value)
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    return value

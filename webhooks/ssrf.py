@@ -44,7 +44,8 @@ def check_url(url: str, *, allow_private: bool) -> list[str]:
     """Validate `url` and return the addresses its host resolves to. UnsafeURL (422) names the problem."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
-        raise UnsafeURL(f"endpoint URL scheme must be http or https, not {parts.scheme or 'empty'!r}",
+        found = f"not {parts.scheme!r}" if parts.scheme else f"and {url!r} has none (e.g. https://crm.example.com/hooks)"
+        raise UnsafeURL(f"endpoint URL must start with http:// or https://, {found}",
                         details=[{"field": "url", "message": "only http and https"}])
     if not parts.hostname:
         raise UnsafeURL("endpoint URL has no host", details=[{"field": "url", "message": "no host"}])

@@ -132,6 +132,7 @@ def env_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable
     ("postgresql+psycopg://crm:s3cret@127.0.0.1:1/crm", "postgresql+psycopg://crm:***@127.0.0.1:1/crm",
      "Connection refused"),
     ("nosuchdb://x", "nosuchdb://x", "Can't load plugin"),
+    ("mysql://crm:s3cret@127.0.0.1:1/crm", "mysql://crm:***@127.0.0.1:1/crm", "no database driver installed"),
     ("not a url", "(the configured URL)", "Could not parse"),
 ])
 def test_unusable_database_is_one_line_and_exit_1(env_db: Callable[[str], None], tmp_path: Path, url: str,
@@ -266,3 +267,32 @@ def test_serve_keeps_an_explicit_public_url(env_db: Callable[[str], None], tmp_p
     monkeypatch.setattr("uvicorn.run", lambda app, **kw: seen.update(url=current_hub().settings.public_base()))
     assert CliRunner().invoke(cli, ["serve", "--port", "9126"]).exit_code == 0
     assert seen["url"] == "https://hub.example.com"
+
+
+def test_serve_refuses_a_port_out_of_range_or_taken(env_db: Callable[[str], None], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    env_db(f"sqlite:///{tmp_path}/hub.db")
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: pytest.fail("must not start"))
+    assert CliRunner().invoke(cli, ["serve", "--port", "99999"]).exit_code == 2
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["serve", "--port", str(port)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert result.stderr.strip() == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
+def test_an_unusable_data_dir_is_one_line(env_db: Callable[[str], None], tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    env_db(f"sqlite:///{tmp_path}/hub.db")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("CRMHUB_DATA_DIR", str(blocker / "data"))
+    get_settings.cache_clear()
+    result = CliRunner().invoke(cli, ["sources", "list"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: cannot use CRMHUB_DATA_DIR={blocker / 'data'}: ")

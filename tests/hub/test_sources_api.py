@@ -87,3 +87,15 @@ def test_an_unset_secret_shows_as_null_and_the_mask_is_no_new_secret(hub: Hub) -
     copied = client.post("/v1/sources", headers=ADMIN,
                          json={"connector": "callcenter", "name": "tccc", "config": {"password": SECRET_MASK}})
     assert copied.status_code == 422 and _fields(copied.json()) == ["password"]
+
+
+def test_a_malformed_id_is_a_404_and_a_non_json_body_is_named(hub: Hub) -> None:
+    client = client_for(hub)
+    for path, code in (("/v1/sources/abc", "source_not_found"), ("/v1/endpoints/abc", "endpoint_not_found"),
+                       ("/v1/customers/abc", "customer_not_found"), ("/v1/events/abc", "event_not_found")):
+        resp = client.get(path, headers=ADMIN)
+        assert resp.status_code == 404 and resp.json()["error"]["code"] == code, (path, resp.text)
+    resp = client.post("/v1/sources", headers={**ADMIN, "content-type": "application/json"}, content=b"{nope")
+    assert resp.status_code == 422
+    (detail,) = resp.json()["error"]["details"]
+    assert detail["field"] == "body" and detail["message"].startswith("body is not valid JSON")

@@ -108,7 +108,7 @@ def test_private_url_is_refused_exit_1_with_the_reason(hub_factory: Callable[...
     assert moved.exit_code == 1 and "private address 10.1.2.3" in moved.stderr
     assert ok_json(group, "endpoints", "show", created["id"])["url"] == "https://93.184.215.14/hook"
     bad_scheme = run(group, "endpoints", "add", "ftp://203.0.113.9/x")
-    assert bad_scheme.exit_code == 1 and "http or https" in bad_scheme.stderr
+    assert bad_scheme.exit_code == 1 and "http:// or https://" in bad_scheme.stderr
 
 
 @pytest.mark.parametrize("command", [["show"], ["update", "--disable"], ["delete"], ["rotate-secret"], ["health"],

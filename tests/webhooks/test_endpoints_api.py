@@ -56,8 +56,9 @@ def test_admin_token_required(shub: Hub) -> None:
         ("http://[::ffff:10.0.0.1]/x", "private"),
         ("http://224.0.0.1/x", "multicast"),
         ("http://240.0.0.1/x", "reserved"),
-        ("ftp://203.0.113.9/x", "http or https"),
-        ("file:///etc/passwd", "http or https"),
+        ("ftp://203.0.113.9/x", "http:// or https://, not 'ftp'"),
+        ("file:///etc/passwd", "http:// or https://, not 'file'"),
+        ("notaurl", "'notaurl' has none"),
     ],
 )
 def test_ssrf_guard_refuses_with_422_naming_the_problem(hub_factory, url: str, problem: str) -> None:  # type: ignore[no-untyped-def]

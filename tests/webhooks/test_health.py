@@ -49,6 +49,8 @@ def test_endpoint_health_tracks_failures_and_recovery(shub: Hub, receiver: Recei
     msgs = client.get(f"/v1/endpoints/{eid}/messages", headers=ADMIN).json()["items"]
     assert len(msgs) == 2 and all(len(m["attempts"]) == 2 for m in msgs)
     assert {a["status_code"] for m in msgs for a in m["attempts"]} == {500, 200}
+    times = [a["at"] for m in msgs for a in m["attempts"]] + [m["created_at"] for m in msgs]
+    assert all(t.endswith("+00:00") for t in times), times  # one time format across the API
 
 
 def test_source_health_counts(shub: Hub) -> None:
