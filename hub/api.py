@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.connector import dump_config, keep_masked_secrets, public_config, refuse_masked_secrets
@@ -142,12 +143,7 @@ def create_source(hub: Hub, body: SourceCreate) -> Source:
     model = connector.validate_config(body.config)
     config = dump_config(model)
     with hub.transaction() as session:
-        if session.scalars(select(SourceRow.id).where(SourceRow.name == body.name)).first():
-            raise InvalidRequest(
-                f"a source named {body.name!r} exists",
-                code="duplicate_name",
-                details=[{"field": "name", "message": "already used"}],
-            )
+        _require_free_name(session, body.name)
         row = SourceRow(
             connector=connector.name,
             name=body.name,
@@ -158,6 +154,13 @@ def create_source(hub: Hub, body: SourceCreate) -> Source:
         session.add(row)
         session.flush()
         return source_view(hub, row)
+
+
+def _require_free_name(session: Session, name: str) -> None:
+    """Source names are unique (the import command and the CLI find sources by name)."""
+    if session.scalars(select(SourceRow.id).where(SourceRow.name == name)).first():
+        raise InvalidRequest(f"a source named {name!r} exists", code="duplicate_name",
+                             details=[{"field": "name", "message": "already used"}])
 
 
 def _public_part(connector: Any, config: dict[str, Any]) -> dict[str, Any]:
@@ -195,7 +198,8 @@ def update_source(hub: Hub, source_id: uuid.UUID, body: SourceUpdate) -> Source:
         row = _get_source(session, source_id)
         if body.enabled is not None:
             row.enabled = body.enabled
-        if body.name is not None:
+        if body.name is not None and body.name != row.name:
+            _require_free_name(session, body.name)
             row.name = body.name
         if body.config is not None:
             connector = hub.connectors.get(row.connector)

@@ -309,10 +309,11 @@ def build_cli() -> click.Group:
     except Exception as exc:  # a broken plugin must not take the CLI down
         logging.getLogger(__name__).warning("plugin loading failed: %s", exc)
     pm.hook.register_commands(cli=cli)
+    describe_connectors(pm)
     return cli
 
 
-from hub.cli_sources import sources  # noqa: E402  (needs `cli` defined: it is added to it)
+from hub.cli_sources import describe_connectors, sources  # noqa: E402  (needs `cli` defined: it is added to it)
 
 cli.add_command(sources)
 

@@ -99,6 +99,20 @@ def sources_add(connector: str, name: str, config_json: str, as_json: bool) -> N
                 f"created {view.connector} source {view.name}\n  id: {view.id}\n  webhook URL: {view.webhook_url}")
 
 
+def describe_connectors(pm: Any) -> None:
+    """List the installed connectors and their required config keys under `crmhub sources add --help`."""
+    from hub.connector import ConnectorRegistry
+
+    registry = ConnectorRegistry()
+    registry.collect(pm.hook.register_connectors)
+    lines = []
+    for connector in registry:
+        required = [k for k, f in connector.config_model.model_fields.items() if f.is_required()]
+        lines.append(f"  {connector.name:<16}{', '.join(required) or '(no required keys)'}")
+    # \b keeps click from rewrapping the list into one paragraph.
+    sources_add.epilog = "\b\nConnectors and their required --config keys:\n" + "\n".join(lines)
+
+
 def _update_source(source_id: uuid.UUID, **change: Any) -> Any:
     from hub.api import update_source
     from hub.schemas import SourceUpdate
@@ -108,12 +122,16 @@ def _update_source(source_id: uuid.UUID, **change: Any) -> Any:
 
 @sources.command("update")
 @click.argument("source_id", type=click.UUID)
-@click.option("--config", "config_json", required=True,
+@click.option("--config", "config_json", default=None,
               help="Config keys to change, as a JSON object (merged into the stored config, then validated).")
+@click.option("--name", default=None, help="A new name for the source.")
 @json_option
-def sources_update(source_id: uuid.UUID, config_json: str, as_json: bool) -> None:
-    """Change a source's config, as PATCH /v1/sources/{id} does."""
-    view = _update_source(source_id, config=_config_arg(config_json))
+def sources_update(source_id: uuid.UUID, config_json: str | None, name: str | None, as_json: bool) -> None:
+    """Change a source's config or name, as PATCH /v1/sources/{id} does."""
+    if config_json is None and name is None:
+        raise click.UsageError("give --config, --name or both")
+    view = _update_source(source_id, name=name,
+                          config=_config_arg(config_json) if config_json is not None else None)
     _echo_source(view, as_json, f"updated {view.name}")
 
 

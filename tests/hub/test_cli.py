@@ -55,8 +55,15 @@ def test_show_enable_disable_update_delete(hub: Hub, run: Callable[..., Result])
         stored = hub.box.open(session.get(SourceRow, uuid.UUID(sid)).config_sealed)
     assert stored["write_key"] == "another-key-98765"  # merged, validated and sealed as PATCH does
 
+    renamed = run("sources", "update", sid, "--name", "shop")
+    assert renamed.exit_code == 0 and "updated shop" in renamed.stdout
+    run("sources", "add", "web", "blog", "--config", json.dumps({"write_key": KEY}))
+    taken = run("sources", "update", sid, "--name", "blog")  # names are unique: a 422 naming it, not a 500
+    assert taken.exit_code == 1 and "a source named 'blog' exists" in taken.stderr
+    assert run("sources", "update", sid).exit_code == 2
+
     deleted = run("sources", "delete", sid)
-    assert deleted.exit_code == 0 and f"deleted site ({sid})" in deleted.stdout
+    assert deleted.exit_code == 0 and f"deleted shop ({sid})" in deleted.stdout
     assert client.get(f"/v1/sources/{sid}", headers=ADMIN).status_code == 404
 
 
@@ -296,3 +303,11 @@ def test_an_unusable_data_dir_is_one_line(env_db: Callable[[str], None], tmp_pat
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"error: cannot use CRMHUB_DATA_DIR={blocker / 'data'}: ")
+
+
+def test_sources_add_help_lists_the_connectors_and_their_required_keys() -> None:
+    shown = CliRunner().invoke(build_cli(), ["sources", "add", "--help"])
+    assert shown.exit_code == 0
+    lines = {line.split()[0]: line.split(None, 1)[1] for line in shown.output.splitlines()[-12:]
+             if line.startswith("    ")}
+    assert lines["pos"] == "secret" and lines["wecom"] == "corp_id, token, encoding_aes_key"

@@ -99,3 +99,12 @@ def test_a_malformed_id_is_a_404_and_a_non_json_body_is_named(hub: Hub) -> None:
     assert resp.status_code == 422
     (detail,) = resp.json()["error"]["details"]
     assert detail["field"] == "body" and detail["message"].startswith("body is not valid JSON")
+
+
+def test_renaming_onto_a_taken_name_is_a_422(hub: Hub) -> None:
+    client = client_for(hub)
+    first = add_source(client, "web", "site", {"write_key": KEY})
+    add_source(client, "web", "blog", {"write_key": KEY})
+    resp = client.patch(f"/v1/sources/{first}", headers=ADMIN, json={"name": "blog"})
+    assert resp.status_code == 422 and resp.json()["error"]["code"] == "duplicate_name"
+    assert client.patch(f"/v1/sources/{first}", headers=ADMIN, json={"name": "site"}).status_code == 200
