@@ -23,6 +23,8 @@ from webhooks.models import MSG_FAILED, MSG_PENDING, AttemptRow, EndpointRow, Me
 FAILING_STREAK = 5
 DEGRADED_BELOW = 0.95
 WINDOW = timedelta(hours=1)
+HANDSHAKE = "handshake"  # inbound_rejections code of an answered verification request (Douyin, WeCom GET)
+_KINDS = ("duplicate", "auth", "other", HANDSHAKE)
 STATUS_ORDER = {"failing": 0, "disabled": 1, "degraded": 2, "healthy": 3}
 
 
@@ -116,23 +118,24 @@ def source_health(session: Session, now: datetime | None = None) -> list[dict[st
         .where(InboundRejection.at >= since)
         .group_by(InboundRejection.source_id, InboundRejection.code, InboundRejection.status_code)
     ).all():
-        bucket = rejections.setdefault(sid, {"duplicate": 0, "auth": 0, "other": 0})
-        kind = "duplicate" if code == "duplicate" else "auth" if status_code == 401 else "other"
+        bucket = rejections.setdefault(sid, dict.fromkeys(_KINDS, 0))
+        kind = code if code in ("duplicate", HANDSHAKE) else "auth" if status_code == 401 else "other"
         bucket[kind] += int(n)
     items = []
     for source in session.scalars(select(SourceRow).order_by(SourceRow.created_at)).all():
         sid = source.id
-        rej = rejections.get(sid, {"duplicate": 0, "auth": 0, "other": 0})
+        rej = rejections.get(sid, dict.fromkeys(_KINDS, 0))
         n_accepted = int(accepted.get(sid, 0))
         lasts = [t for t in (last_raw.get(sid), last_logged.get(sid)) if t is not None]
         pending_since = oldest_pending.get(sid)
         items.append({
             "source_id": sid, "connector": source.connector, "name": source.name, "enabled": source.enabled,
-            "received_1h": n_accepted + rej["duplicate"] + rej["auth"] + rej["other"],
+            "received_1h": n_accepted + sum(rej.values()),
             "accepted_1h": n_accepted,
             "duplicates_1h": rej["duplicate"],
             "rejected_auth_1h": rej["auth"],
             "rejected_other_1h": rej["other"],
+            "handshakes_1h": rej[HANDSHAKE],
             "quarantined_1h": int(quarantined.get(sid, 0)),
             "last_received_at": max(lasts) if lasts else None,
             "processing_lag_s": round(max(0.0, (now - pending_since).total_seconds()), 3) if pending_since else 0.0,

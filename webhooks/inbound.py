@@ -36,6 +36,7 @@ from hub.errors import HubError, NotFound, PayloadError, PayloadTooLarge, Unread
 from hub.ingest import RawSubmission, Rejection
 from hub.models import RAW_PENDING, EventRow, RawEvent
 from hub.runtime import Hub
+from webhooks.health import HANDSHAKE
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -82,7 +83,8 @@ async def accept(
         inbound = InboundRequest(method=method, body=raw, path=path, headers=headers, query=query)
         connector.verify(inbound, config)
         handshake = connector.handshake(inbound, config)
-        if handshake is not None:
+        if handshake is not None:  # logged like a refusal, so source health counts every request it received
+            hub.writer.reject(Rejection(source.id, handshake.status, HANDSHAKE))
             return handshake
         dedup_key, count, keys = _request_keys(connector, inbound, config)
     except HubError as err:

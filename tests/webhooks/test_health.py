@@ -153,3 +153,19 @@ def test_ops_auth_and_replay_button(hub_factory, receiver: Receiver) -> None:  #
     assert resp.status_code == 303 and "replayed+1" in resp.headers["location"]
     settle(hub)
     assert len(receiver.ok()) == 1
+
+
+def test_a_verification_handshake_counts_as_received(shub: Hub) -> None:
+    """Douyin's verify_webhook is answered without storing anything; health still counts the request."""
+    from connectors.douyin.connector import signature
+
+    client = client_for(shub)
+    sid = add_source(client, "douyin", "dy", {"client_key": "ck", "client_secret": "cs-0123456789"})
+    body = jbody({"event": "verify_webhook", "client_key": "ck", "content": {"challenge": 12345}})
+    resp = client.post(f"/hooks/{sid}", content=body,
+                       headers={"x-douyin-signature": signature(b"cs-0123456789", body),
+                                "content-type": "application/json"})
+    assert resp.json() == {"challenge": 12345}
+    item = _source_item(client, sid, lambda i: i["received_1h"] > 0)
+    assert (item["received_1h"], item["handshakes_1h"], item["accepted_1h"], item["rejected_other_1h"]) == (1, 1, 0, 0)
+    assert item["last_received_at"] is not None
