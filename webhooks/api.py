@@ -16,6 +16,7 @@ from hub.errors import Conflict, InvalidRequest, NotFound
 from hub.runtime import Hub
 from hub.schemas import Schema, utcnow
 from webhooks.delivery import requeue
+from webhooks.event_types import event_type_warnings
 from webhooks.health import endpoint_health, source_health
 from webhooks.models import MESSAGE_STATUSES, MSG_FAILED, AttemptRow, EndpointRow, MessageRow
 from webhooks.signing import generate_secret
@@ -103,7 +104,7 @@ def create_endpoint(body: EndpointCreate, hub: HubDep) -> dict[str, Any]:
                           enabled=True, rate_limit=body.rate_limit, secret_sealed=hub.box.seal_str(secret))
         session.add(row)
         session.flush()
-        return _dump(_view(row, secret))
+        return {**_dump(_view(row, secret)), "warnings": event_type_warnings(session, body.event_types)}
 
 
 @router.get("/endpoints")
@@ -137,7 +138,7 @@ def patch_endpoint(endpoint_id: uuid.UUID, body: EndpointUpdate, hub: HubDep) ->
                 row.failing_since = None
                 _resume(session, row)
         session.flush()
-        return _dump(_view(row))
+        return {**_dump(_view(row)), "warnings": event_type_warnings(session, body.event_types or [])}
 
 
 def _resume(session: Session, row: EndpointRow) -> None:

@@ -117,6 +117,8 @@ def _answer(endpoint: dict[str, Any], as_json: bool, headline: str) -> None:
         _echo_json(endpoint)
     else:
         _show(endpoint, headline)
+        for warning in endpoint.get("warnings") or []:
+            click.echo(f"warning: {warning['message']}", err=True)
 
 
 @click.group()

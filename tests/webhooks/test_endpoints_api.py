@@ -27,6 +27,17 @@ def test_crud_never_echoes_the_secret_after_create(shub: Hub, receiver: Receiver
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "endpoint_not_found"
 
 
+def test_a_subscription_to_an_unknown_type_is_kept_with_a_warning(shub: Hub, receiver: Receiver) -> None:
+    """Contract §4 says more types may come, so a typo cannot be refused; it must not pass silently either."""
+    created = add_endpoint(shub, receiver.url, event_types=["lead.submited", "lead.submitted", "douyin.gift", "*"])
+    assert created["event_types"] == ["lead.submited", "lead.submitted", "douyin.gift", "*"]
+    assert created["warnings"] == [{"field": "event_types", "message": "no 'lead.submited' event has been stored "
+                                    "and the hub documents no such type; did you mean 'lead.submitted'?"}]
+    patched = client_for(shub).patch(f"/v1/endpoints/{created['id']}", json={"event_types": ["order.created"]},
+                                     headers=ADMIN).json()
+    assert patched["warnings"] == []
+
+
 def test_secret_is_stored_encrypted(shub: Hub, receiver: Receiver) -> None:
     from sqlalchemy import select
 
