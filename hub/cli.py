@@ -194,8 +194,11 @@ def _celery_app() -> Any:
     show_default=True,
 )
 def replay(source_id: uuid.UUID | None, since: datetime | None, statuses: tuple[str, ...]) -> None:
-    """Re-run processing of stored raw requests (failed by default) from their original bytes."""
-    from hub.pipeline import replay as do_replay
+    """Re-run processing of stored raw requests (failed by default) from their original bytes.
+
+    Exits 1 when a replayed request failed again, naming its error.
+    """
+    from hub.pipeline import replay_outcomes, replay_raw
 
     hub = hub_for_cli()
     if since is not None and since.tzinfo is None:
@@ -204,11 +207,19 @@ def replay(source_id: uuid.UUID | None, since: datetime | None, statuses: tuple[
         since = since.replace(tzinfo=utcnow().tzinfo)
     hub.start()
     try:
-        count = do_replay(hub, source_id=source_id, since=since, statuses=statuses)
+        ids = replay_raw(hub, source_id=source_id, since=since, statuses=statuses)
         hub.runner.join(timeout=600)
+        counts, errors = replay_outcomes(hub, ids)
     finally:
         hub.stop()
-    click.echo(f"replayed {count} raw request(s)")
+    outcome = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    click.echo(f"replayed {len(ids)} raw request(s)" + (f": {outcome}" if outcome else ""))
+    if counts.get("pending"):
+        click.echo("pending requests are processed by the workers; run this again later to see how they ended")
+    for raw_id, error in errors[:5]:
+        click.echo(f"  failed again {raw_id}: {error[:200]}", err=True)
+    if errors:
+        raise SystemExit(1)
 
 
 @cli.command()

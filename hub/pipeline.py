@@ -38,6 +38,7 @@ from hub.orders import enforce_formal_order_rule
 from hub.quality import clean_fields
 from hub.runtime import Hub, get_hub
 from hub.schemas import EventDraft, Identity, QualityIssue, UnifiedEvent, utcnow
+from hub.values import plausible_time
 from hub.tasks import enqueue, task
 
 log = logging.getLogger(__name__)
@@ -327,13 +328,18 @@ def prepare_event(
     issues += prop_issues + trait_issues
     enforce_formal_order_rule(source, properties, issues)
     identities = normalise_identities(draft.identities, issues)
+    occurred_at = draft.occurred_at
+    if not plausible_time(occurred_at):
+        issues.append(QualityIssue(field="occurred_at", code="invalid_time",
+                                   detail=f"{str(occurred_at)[:40]!r} implausible; received time used"))
+        occurred_at = received_at
     return UnifiedEvent(
         id=new_id(),
         type=draft.type,
         source=source,
         source_id=source_id,
         source_event_id=draft.source_event_id,
-        occurred_at=draft.occurred_at,
+        occurred_at=occurred_at,
         received_at=received_at,
         customer_id=draft.customer_hint if source_id is None else None,
         identities=identities,
@@ -449,6 +455,32 @@ def replay(
     statuses: Iterable[str] = (RAW_FAILED,),
 ) -> int:
     """Reset matching raw rows to pending and enqueue them; returns how many."""
+    return len(replay_raw(hub, source_id=source_id, since=since, statuses=statuses))
+
+
+def replay_outcomes(hub: Hub, ids: list[uuid.UUID]) -> tuple[dict[str, int], list[tuple[uuid.UUID, str]]]:
+    """How replayed rows ended (count per status) and the errors of those that failed again."""
+    counts: dict[str, int] = {}
+    errors: list[tuple[uuid.UUID, str]] = []
+    with hub.sessions() as session:
+        for chunk in _chunks(ids, 500):
+            for raw_id, status, error in session.execute(
+                select(RawEvent.id, RawEvent.status, RawEvent.error).where(RawEvent.id.in_(chunk))
+            ):
+                counts[status] = counts.get(status, 0) + 1
+                if status == RAW_FAILED:
+                    errors.append((raw_id, error or ""))
+    return counts, errors
+
+
+def replay_raw(
+    hub: Hub,
+    *,
+    source_id: uuid.UUID | None = None,
+    since: datetime | None = None,
+    statuses: Iterable[str] = (RAW_FAILED,),
+) -> list[uuid.UUID]:
+    """Reset matching raw rows to pending and enqueue them; returns their ids."""
     statuses = list(statuses)
     with hub.transaction() as session:
         stmt = select(RawEvent.id).where(RawEvent.status.in_(statuses))
@@ -467,7 +499,7 @@ def replay(
                     )
     for raw_id in ids:
         enqueue("hub.pipeline.process_raw", raw_id)
-    return len(ids)
+    return ids
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:

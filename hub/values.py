@@ -18,6 +18,9 @@ _EPOCH_MS_FROM = 10**11  # larger epoch values are milliseconds (10**11 s is the
 _AMOUNT_NOISE = re.compile(r"[\s,，_]|^(?:CNY|RMB|¥|￥)|(?:元|CNY|RMB)$", re.IGNORECASE)
 _AMOUNT_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 MAX_AMOUNT = Decimal(10) ** 15
+# A platform's time outside these bounds is residue ("0001-01-01", "9999-12-31"), not an instant it meant.
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(3000, 1, 1, tzinfo=UTC)
 
 
 def from_epoch(value: float) -> datetime:
@@ -26,25 +29,42 @@ def from_epoch(value: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC).astimezone(CHINA_TZ)
 
 
+def plausible_time(when: datetime) -> bool:
+    """True for an aware time between 1970 and 3000 that converts to UTC (what the database stores).
+
+    Year-1 and year-9999 placeholders overflow that conversion; one such time must not fail a batch.
+    """
+    if when.tzinfo is None:
+        return False
+    try:
+        return EARLIEST_TIME <= when.astimezone(UTC) < LATEST_TIME
+    except (OverflowError, ValueError):
+        return False
+
+
 def parse_platform_time(value: object) -> datetime | None:
     """An epoch number, digit string or ISO/RFC 3339 text → aware datetime; naive text is Asia/Shanghai.
 
-    Returns None for anything else (including out-of-range values), never raises.
+    Returns None for anything else (including out-of-range and implausible times), never raises.
     """
     try:
         if isinstance(value, bool) or value is None:
             return None
         if isinstance(value, int | float):
-            return from_epoch(float(value)) if value > 0 else None
+            when = from_epoch(float(value)) if value > 0 else None
+            return when if when is not None and plausible_time(when) else None
         if not isinstance(value, str) or not value.strip():
             return None
         text = value.strip()
         if text.isdigit():
-            return from_epoch(float(text)) if int(text) > 0 else None
+            when = from_epoch(float(text)) if int(text) > 0 else None
+            return when if when is not None and plausible_time(when) else None
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("/", "-"))
     except (ValueError, OverflowError, OSError):
         return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=CHINA_TZ)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=CHINA_TZ)
+    return parsed if plausible_time(parsed) else None
 
 
 def time_or_received(value: object, field: str, received_at: datetime, issues: list[QualityIssue]) -> datetime:

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from hub.campaign import campaign_from_url, merge_campaign
 from hub.errors import QuarantineError
 from hub.schemas import Campaign, EventDraft, Identity
+from hub.values import plausible_time
 
 from .payloads import LeadPush
 
@@ -52,10 +53,12 @@ def submitted_at(push: LeadPush, received_at: datetime) -> datetime:
     if raw:
         for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S"):
             try:
-                # Stored as UTC: the same instant, and safe on databases that keep no zone (SQLite).
-                return datetime.strptime(raw, fmt).replace(tzinfo=SHANGHAI).astimezone(UTC)
+                local = datetime.strptime(raw, fmt).replace(tzinfo=SHANGHAI)
             except ValueError:
                 continue
+            # Stored as UTC: the same instant, and safe on databases that keep no zone (SQLite). A year-1
+            # placeholder cannot convert; it goes on as sent and the pipeline flags it (invalid_time).
+            return local.astimezone(UTC) if plausible_time(local) else local
     if push.timestamp and push.timestamp > 0:
         seconds = push.timestamp / 1000 if push.timestamp > 1e11 else push.timestamp
         try:

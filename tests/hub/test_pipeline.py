@@ -129,3 +129,32 @@ def test_json_serializer_passes_json_text_through_and_dumps_the_rest() -> None:
     assert _json_serializer(JSONText('{"a":"雅思"}')) == '{"a":"雅思"}'
     assert type(_json_serializer(JSONText("[]"))) is str
     assert json.loads(_json_serializer({"a": [1, "雅思", None]})) == {"a": [1, "雅思", None]}
+
+
+def test_cli_replay_says_how_each_request_ended_and_fails_when_one_failed_again(
+    source: tuple[Hub, str], monkeypatch: Any
+) -> None:
+    from click.testing import CliRunner
+
+    from hub.cli import cli
+
+    hub, sid = source
+    raw_id = _submit(hub, sid, _msg("cli-1"))
+    connector = hub.connectors.get("web")
+
+    def boom(*_: Any) -> Any:
+        raise RuntimeError("downstream exploded")
+
+    monkeypatch.setattr("hub.cli.hub_for_cli", lambda migrate=True: hub)
+    with monkeypatch.context() as patch:
+        patch.setattr(connector, "parse", boom)
+        assert process_raw(raw_id) == "failed"
+        again = CliRunner().invoke(cli, ["replay"])
+    assert again.exit_code == 1, again.output
+    assert "replayed 1 raw request(s): 1 failed" in again.stdout
+    assert f"failed again {raw_id}" in again.stderr and "downstream exploded" in again.stderr
+
+    fixed = CliRunner().invoke(cli, ["replay"])
+    assert fixed.exit_code == 0, fixed.output
+    assert fixed.stdout.strip() == "replayed 1 raw request(s): 1 handled"
+    assert count_events(hub) == 1

@@ -114,3 +114,34 @@ def test_amount_round_trips_through_its_text_forms(value: Decimal) -> None:
 def test_amount_parser_never_raises(text: str) -> None:
     result = parse_amount(text)
     assert result is None or result.is_finite()
+
+
+def test_a_placeholder_time_is_a_quality_issue_and_the_batch_is_kept(hub: Hub) -> None:
+    """A year-1 `paid_at` (ERP "no date" residue) used to overflow when stored and fail the whole batch."""
+    client = client_for(hub)
+    sid = add_source(client, "pos", "store", {"secret": SECRET})
+    body = jbody([{"event_id": "pos-zero-1", "type": "purchase", "member_card_no": "M1", "amount": 10,
+                   "paid_at": "0001-01-01 00:00:00"},
+                  {"event_id": "pos-zero-2", "type": "purchase", "member_card_no": "M2", "amount": 20,
+                   "paid_at": "9999-12-31T23:59:59-05:00"},
+                  {"event_id": "pos-ok-3", "type": "purchase", "member_card_no": "M3", "amount": 30,
+                   "paid_at": "2026-03-05 12:00:00"}])
+    assert _post(client, sid, body).json() == {"accepted": 3, "duplicates": 0}
+    wait_processed(hub)
+    events = {e["source_event_id"]: e for e in _events(hub)}
+    assert set(events) == {"pos-zero-1", "pos-zero-2", "pos-ok-3"}
+    for key in ("pos-zero-1", "pos-zero-2"):
+        issues = events[key]["quality"]["issues"]
+        assert {"field": "paid_at", "code": "invalid_time"} in [{k: i[k] for k in ("field", "code")} for i in issues]
+        assert events[key]["occurred_at"] == events[key]["received_at"]
+    assert events["pos-ok-3"]["occurred_at"].startswith("2026-03-05T12:00:00")
+
+
+@given(st.datetimes(timezones=st.timezones()))
+def test_platform_times_parse_to_storable_instants_or_none(when: Any) -> None:
+    """Whatever the text says, a parsed time converts to UTC (what the database stores) or is refused."""
+    from hub.values import parse_platform_time
+
+    for text in (when.isoformat(), when.replace(tzinfo=None).isoformat(sep=" ")):
+        parsed = parse_platform_time(text)
+        assert parsed is None or parsed.astimezone(__import__("datetime").UTC).year >= 1970

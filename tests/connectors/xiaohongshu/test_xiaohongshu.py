@@ -47,6 +47,14 @@ def test_lead_push_becomes_lead_submitted() -> None:
     assert draft.properties["form"]["wechat"] == "zhangwei_88"
 
 
+def test_a_year_one_submitted_time_reaches_the_pipeline_instead_of_raising() -> None:
+    """`0001-01-01 00:00:00` cannot convert to UTC; it used to raise OverflowError and fail the request."""
+    push = json.loads((FIXTURES / "lead_push.json").read_bytes())
+    push["data"]["submitted_time"] = "0001-01-01 00:00:00"
+    draft = parse_body(json.dumps(push).encode())
+    assert draft.occurred_at.year == 1  # the pipeline replaces it with the received time, as invalid_time
+
+
 def test_campaign_merges_explicit_ids_with_the_landing_url() -> None:
     campaign = parse_body((FIXTURES / "lead_push.json").read_bytes()).campaign
     assert campaign is not None
