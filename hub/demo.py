@@ -68,6 +68,12 @@ def run_demo(workdir: str | None = None, console: Console | None = None) -> dict
     if settings.broker_url:
         console.print("[yellow]CRMHUB_BROKER_URL is set; the demo uses the embedded in-process runtime.[/]")
         settings = settings.model_copy(update={"broker_url": ""})
+    embedded = Settings.model_fields["database_url"].default  # a SQLite file in the demo's directory
+    if settings.database_url != embedded:
+        # The demo writes a made-up story; it must never land in the database an integrator configured.
+        console.print(f"[yellow]CRMHUB_DATABASE_URL is set; the demo keeps its story in its own embedded database "
+                      f"({Path('crmhub.db').resolve()}) and leaves {_redact(settings.database_url)} untouched.[/]")
+        settings = settings.model_copy(update={"database_url": embedded})
     settings = settings.model_copy(update={"public_url": f"http://127.0.0.1:{port}"})
     pm = make_plugin_manager()
     load_plugins(pm, settings.load_plugins)
@@ -79,8 +85,8 @@ def run_demo(workdir: str | None = None, console: Console | None = None) -> dict
         hub.migrate()
         report = _serve_and_feed(hub, port, console, stand_ins)
     console.print(
-        f"\nDatabase: [bold]{_redact(settings.database_url)}[/]. Run [bold]crmhub serve[/] to explore the API "
-        f"(admin token in {settings.data_dir / 'admin.token'})."
+        f"\nDatabase: [bold]{Path('crmhub.db').resolve()}[/]. Run [bold]crmhub serve[/] in {Path.cwd()} to explore "
+        f"the API (admin token in {(settings.data_dir / 'admin.token').resolve()})."
     )
     return report
 

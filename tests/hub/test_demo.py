@@ -23,9 +23,9 @@ from tests.conftest import make_settings
 USCC = "9144030071526726XG"
 
 
-def _demo(workdir: Path) -> subprocess.CompletedProcess[str]:
+def _demo(workdir: Path, **settings: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRMHUB_")}
-    env.update(CRMHUB_DATA_DIR=str(workdir / "data"), COLUMNS="120")
+    env.update(CRMHUB_DATA_DIR=str(workdir / "data"), COLUMNS="120", **settings)
     return subprocess.run([sys.executable, "-m", "hub", "demo"], cwd=workdir, env=env, capture_output=True,
                           text=True, timeout=300, check=False)
 
@@ -51,8 +51,14 @@ def test_demo_feeds_every_platform_and_shows_the_customer_and_company(tmp_path: 
                                                       "text": "一万到一万五"},
                        "decision_role": "本人决策", "competitors": ["达内", "黑马程序员"]}
     assert "预算一万到一万五" in run.stdout
-    again = _demo(tmp_path)  # a second run re-points the registry source at the new stand-in; nothing doubles
+    # A second run re-points the registry source at the new stand-in; nothing doubles. The database the
+    # environment names is an integrator's: the demo's made-up story never goes there.
+    theirs = tmp_path / "theirs" / "production.db"
+    theirs.parent.mkdir()
+    again = _demo(tmp_path, CRMHUB_DATABASE_URL=f"sqlite:///{theirs}")
     assert again.returncode == 0 and "registry: active (risk low)" in again.stdout, again.stdout + again.stderr
+    assert "CRMHUB_DATABASE_URL is set; the demo keeps its story in its own embedded database" in again.stdout
+    assert not theirs.exists()
     with sqlite3.connect(tmp_path / "crmhub.db") as db:
         assert db.execute("SELECT count(*) FROM events WHERE type = 'company.profile.updated'").fetchone()[0] == 1
 
