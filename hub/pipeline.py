@@ -38,8 +38,8 @@ from hub.orders import enforce_formal_order_rule
 from hub.quality import clean_fields
 from hub.runtime import Hub, get_hub
 from hub.schemas import EventDraft, Identity, QualityIssue, UnifiedEvent, utcnow
-from hub.values import plausible_time
 from hub.tasks import enqueue, task
+from hub.values import plausible_time
 
 log = logging.getLogger(__name__)
 

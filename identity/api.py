@@ -6,7 +6,7 @@ import base64
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -33,7 +33,7 @@ from identity.views import (
     parse_identity,
 )
 
-__all__ = ["decode_cursor", "encode_cursor", "events_out", "router"]
+__all__ = ["cursor_int", "decode_cursor", "encode_cursor", "events_out", "router"]
 
 router = APIRouter(prefix="/v1", dependencies=[AdminDep])
 MAX_LIMIT = 500
@@ -48,6 +48,11 @@ def encode_cursor(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
+def invalid_cursor(param: str) -> InvalidRequest:
+    return InvalidRequest("invalid cursor", code="invalid_cursor",
+                          details=[{"field": param, "message": "pass back a next_cursor unchanged"}])
+
+
 def decode_cursor(cursor: str, param: str = "cursor") -> dict[str, Any]:
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
@@ -55,8 +60,28 @@ def decode_cursor(cursor: str, param: str = "cursor") -> dict[str, Any]:
             raise ValueError("not an object")
         return data
     except (ValueError, TypeError) as exc:
-        raise InvalidRequest("invalid cursor", code="invalid_cursor",
-                             details=[{"field": param, "message": "pass back a next_cursor unchanged"}]) from exc
+        raise invalid_cursor(param) from exc
+
+
+def cursor_int(data: dict[str, Any], key: str, param: str, default: int | None = None) -> int:
+    """A position number from a cursor: an integer the database can compare (0 … 2**63-1), else 422."""
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise invalid_cursor(param)
+    return value
+
+
+def cursor_time(data: dict[str, Any], key: str, param: str) -> datetime:
+    """A time from a cursor: ISO text with its offset (as next_cursor carries it), else 422."""
+    value = data.get(key)
+    try:
+        at = datetime.fromisoformat(value) if isinstance(value, str) else None
+        if at is None or at.tzinfo is None:
+            raise ValueError("not an aware time")
+        at.astimezone(UTC)  # a time the database can store; year 1 at +08:00 cannot
+    except (ValueError, OverflowError) as exc:
+        raise invalid_cursor(param) from exc
+    return at
 
 
 def events_out(session: Session, rows: Sequence[EventRow]) -> list[UnifiedEvent]:
@@ -100,10 +125,7 @@ def customer_events(
         stmt = select(EventRow).where(EventRow.customer_id.in_(ids))
         if cursor:
             data = decode_cursor(cursor)
-            try:
-                at, seq = datetime.fromisoformat(data["t"]), int(data["s"])
-            except (KeyError, ValueError, TypeError) as exc:
-                raise InvalidRequest("invalid cursor", code="invalid_cursor") from exc
+            at, seq = cursor_time(data, "t", "cursor"), cursor_int(data, "s", "cursor")
             stmt = stmt.where(or_(EventRow.occurred_at > at, and_(EventRow.occurred_at == at, EventRow.seq > seq)))
         rows = list(session.scalars(stmt.order_by(EventRow.occurred_at, EventRow.seq).limit(limit + 1)))
         more = len(rows) > limit

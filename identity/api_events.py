@@ -14,10 +14,10 @@ from fastapi import APIRouter, Query
 from sqlalchemy import Select, literal, literal_column, select, tuple_
 
 from hub.api import AdminDep, HubDep
-from hub.errors import InvalidRequest, NotFound
+from hub.errors import NotFound
 from hub.models import EventRow
 from hub.schemas import UnifiedEvent
-from identity.api import MAX_LIMIT, decode_cursor, encode_cursor, events_out
+from identity.api import MAX_LIMIT, cursor_int, decode_cursor, encode_cursor, events_out
 
 __all__ = ["router"]
 
@@ -52,11 +52,7 @@ def _position(after: str | None) -> tuple[int, int]:
     if not after:
         return 0, 0
     cursor = decode_cursor(after, param="after")
-    try:
-        return int(cursor.get("x", 0)), int(cursor["s"])
-    except (KeyError, ValueError, TypeError) as exc:
-        raise InvalidRequest("invalid cursor", code="invalid_cursor",
-                             details=[{"field": "after", "message": "pass back a next_cursor unchanged"}]) from exc
+    return cursor_int(cursor, "x", "after", default=0), cursor_int(cursor, "s", "after")
 
 
 @router.get("/events/{event_id}")

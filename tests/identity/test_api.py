@@ -239,3 +239,38 @@ def test_event_feed_is_not_held_back_by_a_transaction_in_another_database(quiet_
             conn.rollback()
     finally:
         elsewhere.dispose()
+
+
+def _tampered(data: object) -> str:
+    import base64
+    import json
+
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("cursor", [
+    {"t": "2026-01-25T14:22:00", "s": 1},  # no offset: cannot be compared with stored times
+    {"t": "2026-01-25", "s": 1},
+    {"t": "0001-01-01T00:00:00+08:00", "s": 1},  # no UTC equivalent
+    {"t": "2026-01-25T14:22:00+08:00", "s": 2**63},
+    {"t": "2026-01-25T14:22:00+08:00", "s": -1},
+    {"t": "2026-01-25T14:22:00+08:00", "s": 1.5},
+    {"t": "2026-01-25T14:22:00+08:00", "s": True},
+    {"t": 20260125, "s": 1},
+    {"s": 1},
+])
+def test_a_tampered_journey_cursor_is_422_not_500(quiet_hub: Hub, client: TestClient, cursor: object) -> None:
+    (row,) = ingest(quiet_hub, draft(("email", "journey@example.com")))
+    got = client.get(f"/v1/customers/{row.customer_id}/events", params={"cursor": _tampered(cursor)}, headers=ADMIN)
+    assert got.status_code == 422 and got.json()["error"]["code"] == "invalid_cursor", got.text
+
+
+@pytest.mark.parametrize("raw", ['{"s": 1e400}', '{"s": 1e18}', '{"s": 99999999999999999999}',
+                                 '{"x": 99999999999999999999, "s": 1}', '{"x": "5", "s": 1}', '{"s": null}',
+                                 '{"x": -3, "s": 1}'])
+def test_a_tampered_feed_cursor_is_422_not_500(quiet_hub: Hub, client: TestClient, raw: str) -> None:
+    import base64
+
+    after = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    got = client.get("/v1/events", params={"after": after}, headers=ADMIN)
+    assert got.status_code == 422 and got.json()["error"]["code"] == "invalid_cursor", got.text
