@@ -31,6 +31,7 @@ from fastapi.responses import Response
 from sqlalchemy import bindparam, literal_column, select, union_all
 
 from hub import metrics
+from hub.bodies import read_limited
 from hub.connector import InboundRequest, Reply
 from hub.errors import HubError, NotFound, PayloadError, PayloadTooLarge, UnreadableBody, VerificationError
 from hub.ingest import RawSubmission, Rejection
@@ -42,18 +43,6 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 HOOK_METHODS = ["GET", "POST", "PUT"]
-
-
-async def _read_body(declared: str | None, chunks: AsyncIterator[bytes], limit: int) -> bytes:
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"body of {declared} bytes exceeds the {limit}-byte limit")
-    parts, size = [], 0
-    async for chunk in chunks:
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body exceeds the {limit}-byte limit")
-        parts.append(chunk)
-    return b"".join(parts)
 
 
 async def accept(
@@ -79,7 +68,7 @@ async def accept(
     connector, config = source.connector, source.config
     inbound: InboundRequest | None = None
     try:
-        raw = await _read_body(headers.get("content-length"), body, hub.settings.max_body_bytes)
+        raw = await read_limited(headers.get("content-length"), body, hub.settings.max_body_bytes)
         inbound = InboundRequest(method=method, body=raw, path=path, headers=headers, query=query)
         connector.verify(inbound, config)
         handshake = connector.handshake(inbound, config)

@@ -133,6 +133,24 @@ def test_callback_path_end_to_end(ahub: Hub, cloud: FakeTencentCloud) -> None:
     assert again.json() == {"code": 0, "message": "success"} and len(summaries(ahub)) == 1
 
 
+def test_an_oversized_callback_is_413_before_it_is_read(ahub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The callback is unauthenticated but for its URL token: its size must not be the sender's choice."""
+    monkeypatch.setattr("enrichment.routes.MAX_CALLBACK_BYTES", 1000)
+    client = client_for(ahub)
+    declared = client.post("/hooks/asr/any-token", content=b"code=0&requestId=1&" + b"x" * 2000,
+                           headers={"content-type": "application/x-www-form-urlencoded"})
+    assert declared.status_code == 413 and declared.json()["error"]["code"] == "payload_too_large"
+
+    def chunks() -> Iterator[bytes]:  # chunked: no Content-Length to refuse up front
+        for _ in range(5):
+            yield b"x" * 400
+
+    streamed = client.post("/hooks/asr/any-token", content=chunks())
+    assert streamed.status_code == 413 and "1000-byte limit" in streamed.json()["error"]["message"]
+    small = client.post("/hooks/asr/any-token", content=b"code=0&requestId=1")
+    assert small.status_code == 404 and small.json()["error"]["code"] == "asr_job_not_found"
+
+
 def test_summary_of_a_masked_call_belongs_to_the_calls_customer(ahub: Hub, cloud: FakeTencentCloud) -> None:
     """A masked number leaves the call without identities; its summary still lands on the call's customer."""
     asr = AsrFake(cloud, statuses=("success",), sentences=sentences_for(INBOUND_CALL, "inbound"))
