@@ -16,7 +16,7 @@ from typing import Any
 from hub.errors import InvalidRequest
 from hub.quality import neutralise_cell
 
-__all__ = ["safe_cell", "write_table"]
+__all__ = ["check_export_target", "safe_cell", "write_table"]
 
 
 def safe_cell(value: Any) -> Any:
@@ -26,15 +26,30 @@ def safe_cell(value: Any) -> Any:
     return neutralise_cell(value)
 
 
-def write_table(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
-    """Write `rows` under `header` to `path` (.csv or .xlsx by suffix); returns the number of rows."""
+def check_export_target(path: str | Path) -> Path:
+    """The export file, refused up front (before a long query) when it cannot be written as .csv or .xlsx."""
     target = Path(path)
     suffix = target.suffix.lower()
-    if suffix == ".csv":
-        return _write_csv(target, header, rows)
-    if suffix == ".xlsx":
+    if suffix not in (".csv", ".xlsx"):
+        raise InvalidRequest(f"export to .csv or .xlsx, not {suffix or 'no suffix'!r}", code="unsupported_format")
+    if target.is_dir():
+        raise InvalidRequest(f"cannot export to {target}: it is a directory", code="export_unwritable")
+    folder = target.parent
+    if not folder.is_dir():
+        problem = f"{folder} is not a folder" if folder.exists() else f"folder {folder} does not exist"
+        raise InvalidRequest(f"cannot export to {target}: {problem}", code="export_unwritable")
+    return target
+
+
+def write_table(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+    """Write `rows` under `header` to `path` (.csv or .xlsx by suffix); returns the number of rows."""
+    target = check_export_target(path)
+    try:
+        if target.suffix.lower() == ".csv":
+            return _write_csv(target, header, rows)
         return _write_xlsx(target, header, rows)
-    raise InvalidRequest(f"export to .csv or .xlsx, not {suffix or 'no suffix'!r}", code="unsupported_format")
+    except OSError as exc:  # permissions, a full disk: the operator's to fix, said in one line
+        raise InvalidRequest(f"cannot export to {target}: {exc.strerror or exc}", code="export_unwritable") from exc
 
 
 def _write_csv(target: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:

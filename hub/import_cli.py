@@ -75,9 +75,11 @@ def _summary(report: dict[str, Any], target: Path) -> str:
 
 def run_quality_command(hub: Hub, *, since: datetime | None, as_json: bool, limit: int,
                         export_path: str | None) -> None:
-    from hub.export import write_table
+    from hub.export import check_export_target, write_table
     from hub.quality_report import build_report, quarantined_rows
 
+    if export_path:
+        check_export_target(export_path)
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     report = build_report(hub, since=since)

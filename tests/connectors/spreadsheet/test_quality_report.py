@@ -83,6 +83,37 @@ def test_cli_quality_report_lists_and_exports_neutralised(imported: Hub, tmp_pat
     assert json.loads(as_json.output)["quarantined"] == 1
 
 
+@pytest.mark.parametrize(("where", "says", "code"), [
+    ("missing/q.csv", "does not exist", 1),
+    ("a-file/q.csv", "is not a folder", 1),
+    ("a-folder.csv", "is a directory", 2),  # click's own check: a usage error
+    ("q.txt", "export to .csv or .xlsx", 1),
+])
+def test_cli_export_to_an_unusable_path_is_one_line_before_the_report(
+    imported: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, says: str, code: int
+) -> None:
+    from hub.cli import cli
+
+    (tmp_path / "a-folder.csv").mkdir()
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setattr("hub.cli.hub_for_cli", lambda migrate=True: imported)
+    result = CliRunner().invoke(cli, ["quality", "report", "--export", str(tmp_path / where)])
+    assert result.exit_code == code, result.output
+    assert says in result.stderr and "Traceback" not in result.output
+    assert result.stdout == ""  # refused before the report is printed
+
+
+def test_export_that_fails_while_writing_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub.errors import InvalidRequest
+
+    def full_disk(*_: object, **__: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "open", full_disk)
+    with pytest.raises(InvalidRequest, match="No space left on device"):
+        write_table(tmp_path / "q.csv", ["a"], [["1"]])
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
 def test_export_neutralises_formula_cells(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"e{suffix}"
