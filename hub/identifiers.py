@@ -435,8 +435,10 @@ def _fake_digits(type: str, text: str) -> bool:
         digits = _national_digits(text)
         if len(digits) < 3:
             return False
-        # 13333333333: the first digit is a mobile/area prefix, the rest one repeated digit.
-        return _one_digit(digits) or _one_digit(digits[1:]) or _is_sequence(digits)
+        # 13333333333: the first digit is a mobile/area prefix, the rest one repeated digit. 13800000000: a
+        # mobile's three-digit network prefix, then eight of one digit (what a form gets to get past a check).
+        return (_one_digit(digits) or _one_digit(digits[1:]) or _is_sequence(digits)
+                or (len(digits) == 11 and digits[0] == "1" and _one_digit(digits[3:])))
     if not (text.isascii() and text.isdigit()) or len(text) < _MIN_FAKE_DIGITS:
         return False
     return _one_digit(text) or _is_sequence(text)
@@ -447,7 +449,8 @@ def is_placeholder(type: str, value: str, extra: Iterable[str] = ()) -> bool:
 
     Case-insensitive: zeros and dashes (`^[0-]*$`), the words in `DEFAULT_PLACEHOLDERS` and `extra`,
     one repeated digit and runs like 123456 (for phones on the national number: 13333333333,
-    +8611111111111, 12345678901; for other types only pure-digit values of 6+ digits).
+    +8611111111111, 12345678901, a mobile prefix then eight of one digit as in 13800000000; for other
+    types only pure-digit values of 6+ digits).
     """
     text = _fold(value) if isinstance(value, str) else _fold(str(value))
     if _ZEROS_AND_DASHES.fullmatch(text) or text in DEFAULT_PLACEHOLDERS:

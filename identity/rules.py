@@ -88,7 +88,7 @@ def parse_limits(text: str) -> dict[str, int]:
 
 
 def parse_placeholders(text: str) -> frozenset[str]:
-    """Configured placeholders, also in their normalised forms (`13800000000` blocks `+8613800000000`)."""
+    """Configured placeholders, also in their normalised forms (`13912340000` blocks `+8613912340000`)."""
     out: set[str] = set()
     for item in (p.strip() for p in text.split(",")):
         if item:

@@ -309,6 +309,8 @@ def test_normalize_identity_rejects_placeholders_on_request() -> None:
         ("phone", "12345678901"),
         ("phone", "+8612345678901"),
         ("phone", "98765432109"),
+        ("phone", "13800000000"),
+        ("phone", "+86 139 9999 9999"),
         ("pos_member_id", "111111"),
         ("erp_customer_code", "123456"),
         ("erp_customer_code", "0000"),
@@ -324,6 +326,8 @@ def test_is_placeholder(type_: str, value: str) -> None:
     [
         ("phone", "+8613800138000"),
         ("phone", "13800138000"),
+        ("phone", "13800000001"),
+        ("phone", "+861080000000"),  # a Beijing landline: the mobile rule does not apply
         ("phone", "+861012345678"),
         ("phone", "+864008001234"),
         ("email", "test@example.com"),

@@ -57,7 +57,7 @@ def customer_of(hub: Hub, *drafts: EventDraft, source: str = "pos") -> uuid.UUID
 def quiet_hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Hub]:
     """A hub with only the identity plugin and no background runner started, on SQLite and PostgreSQL."""
     url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
-    h = make_hub(make_settings(tmp_path, url, identity_placeholders="13800000000"), plugins="identity")
+    h = make_hub(make_settings(tmp_path, url, identity_placeholders="13912340000"), plugins="identity")
     yield h
     h.engine.dispose()
     set_hub(None)
