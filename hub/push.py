@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from hub.connector import InboundRequest
-from hub.errors import PayloadError, UnreadableBody, VerificationError
+from hub.errors import UnreadableBody, VerificationError
 
 SIGNATURE_HEADER = "x-hub-signature-256"
 MAX_EVENTS = 500
@@ -38,8 +38,12 @@ def verify_signature(request: InboundRequest, secret: str) -> None:
         raise VerificationError("X-Hub-Signature-256 does not match the body", code="bad_signature")
 
 
-def read_items(body: bytes, max_events: int = MAX_EVENTS) -> list[dict[str, Any]]:
-    """The body as a list of raw event objects; PayloadError (400) if it is not JSON objects."""
+def read_items(body: bytes, max_events: int = MAX_EVENTS) -> list[Any]:
+    """The body as a list of raw events; UnreadableBody (400) if it is not JSON or holds 0 or too many.
+
+    An item that is not an object stays in the list: `parse()` quarantines it alone, and the rest of the
+    batch goes on (one bad row of a till's export must not hold back the others).
+    """
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -47,27 +51,27 @@ def read_items(body: bytes, max_events: int = MAX_EVENTS) -> list[dict[str, Any]
     items = data if isinstance(data, list) else [data]
     if not items or len(items) > max_events:
         raise UnreadableBody(f"send 1 to {max_events} events", code="bad_event_count")
-    if not all(isinstance(item, dict) for item in items):
-        raise PayloadError("every event must be a JSON object", code="invalid_event")
     return items
 
 
-def items_of(request: InboundRequest) -> list[dict[str, Any]]:
+def items_of(request: InboundRequest) -> list[Any]:
     """`read_items` once per request: dedup_key, event_count and event_keys share one JSON parse."""
-    items: list[dict[str, Any]] | None = request.memo.get("push_items")
+    items: list[Any] | None = request.memo.get("push_items")
     if items is None:
         items = request.memo["push_items"] = read_items(request.body)
     return items
 
 
-def event_id_of(item: dict[str, Any]) -> str | None:
+def event_id_of(item: Any) -> str | None:
+    if not isinstance(item, dict):
+        return None
     value = item.get("event_id")
     if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
         return None
     return str(value).strip()
 
 
-def dedup_key(body: bytes, items: list[dict[str, Any]] | None = None) -> str:
+def dedup_key(body: bytes, items: list[Any] | None = None) -> str:
     """`event:<id>` for one event, `events:<sha256 of sorted ids>` for an array; a body hash without ids."""
     ids = [event_id_of(item) for item in (read_items(body) if items is None else items)]
     if any(i is None for i in ids):
@@ -77,7 +81,7 @@ def dedup_key(body: bytes, items: list[dict[str, Any]] | None = None) -> str:
     return "events:" + hashlib.sha256("\n".join(sorted(str(i) for i in ids)).encode()).hexdigest()
 
 
-def event_keys(items: list[dict[str, Any]]) -> list[tuple[str, str]] | None:
+def event_keys(items: list[Any]) -> list[tuple[str, str]] | None:
     """(source_event_id, `event:<id>`) per item — see `Connector.event_keys`; None if an item has no usable id.
 
     The source_event_id is `event_id` as the payload models read it (an integer as text, a string

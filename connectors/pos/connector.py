@@ -40,6 +40,9 @@ class PosConnector(Connector):
             raise QuarantineError(exc.code, exc.message) from exc
         drafts = []
         for item in items:
+            if not isinstance(item, dict):
+                ctx.quarantine("invalid_pos_event", f"event: a JSON object is needed, not {type(item).__name__}", item)
+                continue
             try:
                 event = PosEvent.model_validate(item)
             except ValidationError as exc:

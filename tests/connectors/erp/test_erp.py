@@ -123,3 +123,13 @@ def test_event_keys_name_the_stored_ids_and_their_lone_dedup_keys() -> None:
     assert connector.event_keys(no_id, config) is None  # answered as a whole, as before
     pulled = InboundRequest("POST", body, {**request.headers, PULLED_MARKER: "orders"})
     assert connector.event_keys(pulled, config) is None  # parse() gives pulled orders other ids
+
+
+def test_an_item_that_is_not_an_object_is_quarantined_alone() -> None:
+    connector = ErpConnector()
+    config = connector.validate_config({"secret": SECRET})
+    ctx = ParseContext(uuid.uuid4(), "t", utcnow(), MemoryState())
+    drafts = connector.parse(sign(jbody([ORDER, 7]), {"secret": SECRET}), config, ctx)
+    assert [d.source_event_id for d in drafts] == ["e-1"]
+    assert [(reason, detail) for reason, detail, _ in ctx.quarantined] == [
+        ("invalid_erp_order", "event: a JSON object is needed, not int")]

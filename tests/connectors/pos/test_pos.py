@@ -145,3 +145,21 @@ def test_platform_times_parse_to_storable_instants_or_none(when: Any) -> None:
     for text in (when.isoformat(), when.replace(tzinfo=None).isoformat(sep=" ")):
         parsed = parse_platform_time(text)
         assert parsed is None or parsed.astimezone(__import__("datetime").UTC).year >= 1970
+
+
+def test_an_item_that_is_not_an_object_is_quarantined_alone(hub: Hub) -> None:
+    """pos.md: quarantine is per item; a stray `null` or string in the array must not sink its neighbours."""
+    from hub.models import QuarantineRow
+
+    client = client_for(hub)
+    sid = add_source(client, "pos", "store", {"secret": SECRET})
+    body = jbody([{"event_id": "pos-fine-1", "type": "purchase", "member_card_no": "M9", "amount": 5},
+                  "pos-stray", None])
+    assert _post(client, sid, body).status_code == 200
+    wait_processed(hub)
+    assert [e["source_event_id"] for e in _events(hub)] == ["pos-fine-1"]
+    with hub.sessions() as s:
+        rows = list(s.scalars(select(QuarantineRow).order_by(QuarantineRow.id)))
+    assert [(r.reason, r.payload) for r in rows] == [("invalid_pos_event", {"item": "pos-stray"}),
+                                                     ("invalid_pos_event", {"item": None})]
+    assert "a JSON object is needed, not str" in rows[0].detail
