@@ -13,9 +13,10 @@ from hub.demo import DemoSource
 
 from .connector import CreditRegistryConfig, CreditRegistryConnector
 from .mapping import profile_event
-from .providers import CompanyNotFound, CreditRegistryError, RegistryAuthError
+from .providers import CompanyMismatch, CompanyNotFound, CreditRegistryError, RegistryAuthError
 
 __all__ = [
+    "CompanyMismatch",
     "CompanyNotFound",
     "CreditRegistryConfig",
     "CreditRegistryConnector",

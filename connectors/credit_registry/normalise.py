@@ -40,9 +40,10 @@ def parse_capital(text: Any, currency_hint: Any = None) -> dict[str, Any] | None
             value = value.quantize(Decimal("0.01"))
         except InvalidOperation:
             value = None
-        if value is not None:
-            amount = int(value) if value == value.to_integral_value() else float(value)
         rest = match.group(3)
+        # Digits after the number ("1e400万", "100-200万") mean it was not the whole amount: unreadable.
+        if value is not None and not any(ch.isdigit() for ch in rest):
+            amount = int(value) if value == value.to_integral_value() else float(value)
     currency = next((code for name, code in CURRENCIES if name in rest.upper() or name in rest), None)
     if currency is None and isinstance(currency_hint, str) and currency_hint.strip():
         currency = next((code for name, code in CURRENCIES if name in currency_hint.upper() or name in currency_hint),

@@ -49,6 +49,20 @@ class CompanyNotFound(CreditRegistryError):
     code = "company_not_found"
 
 
+class CompanyMismatch(CreditRegistryError):
+    """The registry answered with another company's record: its profile must not land on this account."""
+
+    code = "company_mismatch"
+
+
+def _same_company(provider: str, uscc: str, answered: Any) -> None:
+    """Refuse a record whose credit code names another company (a keyword search can match loosely)."""
+    if not isinstance(answered, str) or not answered.strip():
+        return  # not every answer carries the code (platforms.md §8): nothing to compare
+    if answered.strip().upper() != uscc:
+        raise CompanyMismatch(f"{provider} answered for {answered.strip()[:40]}, not for {uscc}", provider=provider)
+
+
 def _get(http: httpx.Client, provider: str, url: str, **kwargs: Any) -> Any:
     try:
         response = http.get(url, **kwargs)
@@ -60,25 +74,30 @@ def _get(http: httpx.Client, provider: str, url: str, **kwargs: Any) -> Any:
     if response.status_code == 429 or response.status_code >= 500:
         raise RetryableError(f"{provider} answered HTTP {response.status_code}")
     try:
-        return response.json()
+        data = response.json()
     except ValueError as exc:
         raise CreditRegistryError(f"{provider} did not answer JSON (HTTP {response.status_code})",
                                   provider=provider) from exc
+    if not isinstance(data, dict):
+        raise CreditRegistryError(f"{provider} answered a JSON {type(data).__name__}, not an object "
+                                  f"(HTTP {response.status_code})", provider=provider)
+    return data
 
 
 def tianyancha(config: CreditRegistryConfig, uscc: str, http: httpx.Client) -> dict[str, Any]:
     token = config.token.get_secret_value() if config.token else ""
     url = (config.base_url or TIANYANCHA_URL).rstrip("/") + TIANYANCHA_BASEINFO
     data = _get(http, "tianyancha", url, params={"keyword": uscc}, headers={"Authorization": token})
-    code = data.get("error_code") if isinstance(data, dict) else None
+    code = data.get("error_code")
     if code not in (0, "0"):
-        reason = str((data or {}).get("reason") or "no reason given") if isinstance(data, dict) else "bad answer"
+        reason = str(data.get("reason") or "no reason given")
         kind = (CompanyNotFound if _int(code) in TIANYANCHA_NOT_FOUND
                 else RegistryAuthError if _int(code) in TIANYANCHA_AUTH else CreditRegistryError)
         raise kind(f"tianyancha error {code}: {reason}", provider="tianyancha", provider_code=str(code))
     result = data.get("result")
     if not isinstance(result, dict):
         raise CompanyNotFound(f"tianyancha has no company {uscc}", provider="tianyancha")
+    _same_company("tianyancha", uscc, result.get("creditCode"))
     return result
 
 
@@ -92,15 +111,16 @@ def qichacha(config: CreditRegistryConfig, uscc: str, http: httpx.Client, now: f
     headers = {"Token": qichacha_token(config.app_key or "", timespan, secret), "Timespan": timespan}
     url = (config.base_url or QICHACHA_URL).rstrip("/") + QICHACHA_BASEINFO
     data = _get(http, "qichacha", url, params={"key": config.app_key, "keyword": uscc}, headers=headers)
-    status = str(data.get("Status")) if isinstance(data, dict) else None
+    status = str(data.get("Status"))
     if status != "200":
-        message = str((data or {}).get("Message") or "no message") if isinstance(data, dict) else "bad answer"
+        message = str(data.get("Message") or "no message")
         kind = (CompanyNotFound if status in QICHACHA_NOT_FOUND
                 else RegistryAuthError if status in QICHACHA_AUTH else CreditRegistryError)
         raise kind(f"qichacha status {status}: {message}", provider="qichacha", provider_code=status)
     result = data.get("Result")
     if not isinstance(result, dict):
         raise CompanyNotFound(f"qichacha has no company {uscc}", provider="qichacha")
+    _same_company("qichacha", uscc, result.get("CreditCode"))
     return result
 
 

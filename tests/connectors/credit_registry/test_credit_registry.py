@@ -151,3 +151,42 @@ def test_capital_strings_parse_to_amount_and_currency(value: Decimal, unit: tupl
 def test_capital_parser_never_raises(text: str) -> None:
     parsed = parse_capital(text)
     assert parsed is None or parsed["text"] == text.strip()
+
+
+@pytest.mark.parametrize("text", ["1e400万", "1e5万人民币", "100-200万", "50 000万"])
+def test_capital_that_is_not_one_plain_number_keeps_its_text_and_no_amount(text: str) -> None:
+    """`1e400万` used to read as 1 yuan: the regex took the leading digit and ignored the rest."""
+    assert parse_capital(text) == {"amount": None, "currency": "CNY", "text": text}
+
+
+def test_a_record_for_another_company_is_refused_not_stored_as_this_one() -> None:
+    """A loose keyword match returned someone else's record: its profile must not land on this account."""
+    from connectors.credit_registry.providers import CompanyMismatch
+
+    other = "91350100M000100Y43"
+
+    def tianyancha_other(request: httpx.Request) -> httpx.Response:
+        tianyancha(request)
+        return httpx.Response(200, json={"error_code": 0, "reason": "ok",
+                                         "result": {**TYC_RESULT, "creditCode": other}})
+
+    with pytest.raises(CompanyMismatch, match=f"answered for {other}, not for {USCC}"):
+        _lookup(tianyancha_other, {"provider": "tianyancha", "token": TYC_TOKEN})
+    lower = {**QCC_RESULT, "CreditCode": USCC.lower()}  # the same code in another case is the same company
+
+    def qichacha_lower(request: httpx.Request) -> httpx.Response:
+        qichacha(request)
+        return httpx.Response(200, json={"Status": "200", "Message": "查询成功", "Result": lower})
+
+    assert _lookup(qichacha_lower, {"provider": "qichacha", "app_key": QCC_KEY, "secret_key": QCC_SECRET})["uscc"] == USCC
+
+
+@pytest.mark.parametrize("answer", [[{"error_code": 0}], "ok", 7])
+def test_an_answer_that_is_not_an_object_names_what_came(answer: Any) -> None:
+    from connectors.credit_registry.providers import CreditRegistryError
+
+    def odd(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=answer)
+
+    with pytest.raises(CreditRegistryError, match=f"answered a JSON {type(answer).__name__}, not an object"):
+        _lookup(odd, {"provider": "tianyancha", "token": TYC_TOKEN})
