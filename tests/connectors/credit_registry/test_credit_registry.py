@@ -178,7 +178,8 @@ def test_a_record_for_another_company_is_refused_not_stored_as_this_one() -> Non
         qichacha(request)
         return httpx.Response(200, json={"Status": "200", "Message": "查询成功", "Result": lower})
 
-    assert _lookup(qichacha_lower, {"provider": "qichacha", "app_key": QCC_KEY, "secret_key": QCC_SECRET})["uscc"] == USCC
+    props = _lookup(qichacha_lower, {"provider": "qichacha", "app_key": QCC_KEY, "secret_key": QCC_SECRET})
+    assert props["uscc"] == USCC
 
 
 @pytest.mark.parametrize("answer", [[{"error_code": 0}], "ok", 7])
