@@ -21,7 +21,7 @@ from hub import metrics
 from hub.connector import InboundRequest, ParseContext
 from hub.db import JSONText
 from hub.errors import PayloadError, QuarantineError, RetryableError
-from hub.identifiers import normalize_identity
+from hub.identifiers import is_placeholder, normalize_identity
 from hub.ids import new_id
 from hub.models import (
     RAW_FAILED,
@@ -370,6 +370,10 @@ def normalise_identities(identities: Iterable[Identity], issues: list[QualityIss
         if key not in seen:
             seen.add(key)
             out.append(Identity(type=ident.type, value=result.value))
+            if is_placeholder(ident.type, result.value):
+                # Kept as the platform sent it, but never matched (contract §4): the data-health report counts it.
+                issues.append(QualityIssue(field=f"identities.{ident.type}", code="placeholder",
+                                           detail=f"{ident.type} {result.value[:64]!r} is a placeholder; not matched"))
     return out
 
 

@@ -79,6 +79,16 @@ def test_account_identifiers_never_merge_customers(quiet_hub: Hub) -> None:
     assert members == {alice, bob}
 
 
+def test_a_placeholder_on_an_event_is_a_quality_issue_the_report_counts(quiet_hub: Hub) -> None:
+    from hub.quality_report import build_report
+
+    (row,) = ingest(quiet_hub, draft(("phone", "13800000000"), ("email", "p@example.com")))
+    issues = row.data["quality"]["issues"]
+    assert [(i["field"], i["code"]) for i in issues] == [("identities.phone", "placeholder")]
+    assert {"type": "phone", "value": "+8613800000000"} in row.data["identities"]  # kept as sent, never matched
+    assert build_report(quiet_hub)["invalid_identifiers"]["placeholder"] == 1
+
+
 def test_placeholders_are_never_matched(quiet_hub: Hub) -> None:
     a = customer_of(quiet_hub, draft(("phone", "13333333333"), ("email", "a@example.com")))
     b = customer_of(quiet_hub, draft(("phone", "13333333333"), ("email", "b@example.com")))
