@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -462,10 +462,10 @@ def replay(
     return len(replay_raw(hub, source_id=source_id, since=since, statuses=statuses))
 
 
-def replay_outcomes(hub: Hub, ids: list[uuid.UUID]) -> tuple[dict[str, int], list[tuple[uuid.UUID, str]]]:
+def replay_outcomes(hub: Hub, ids: list[int]) -> tuple[dict[str, int], list[tuple[int, str]]]:
     """How replayed rows ended (count per status) and the errors of those that failed again."""
     counts: dict[str, int] = {}
-    errors: list[tuple[uuid.UUID, str]] = []
+    errors: list[tuple[int, str]] = []
     with hub.sessions() as session:
         for chunk in _chunks(ids, 500):
             for raw_id, status, error in session.execute(
@@ -483,11 +483,19 @@ def replay_raw(
     source_id: uuid.UUID | None = None,
     since: datetime | None = None,
     statuses: Iterable[str] = (RAW_FAILED,),
-) -> list[uuid.UUID]:
-    """Reset matching raw rows to pending and enqueue them; returns their ids."""
+) -> list[int]:
+    """Reset matching raw rows to pending and enqueue them; returns their ids.
+
+    "quarantined" also takes a handled batch with a quarantined item (one bad item of a POS array): running the
+    batch again stores nothing twice (events dedupe on their source ids) and retries only what was refused.
+    """
     statuses = list(statuses)
     with hub.transaction() as session:
-        stmt = select(RawEvent.id).where(RawEvent.status.in_(statuses))
+        wanted = RawEvent.status.in_(statuses)
+        if RAW_QUARANTINED in statuses:
+            with_items = select(QuarantineRow.raw_event_id).where(QuarantineRow.raw_event_id.is_not(None))
+            wanted = or_(wanted, and_(RawEvent.status == RAW_HANDLED, RawEvent.id.in_(with_items)))
+        stmt = select(RawEvent.id).where(wanted)
         if source_id is not None:
             stmt = stmt.where(RawEvent.source_id == source_id)
         if since is not None:

@@ -163,3 +163,40 @@ def test_an_item_that_is_not_an_object_is_quarantined_alone(hub: Hub) -> None:
     assert [(r.reason, r.payload) for r in rows] == [("invalid_pos_event", {"item": "pos-stray"}),
                                                      ("invalid_pos_event", {"item": None})]
     assert "a JSON object is needed, not str" in rows[0].detail
+
+
+def test_an_item_quarantined_in_a_handled_batch_can_be_replayed(hub: Hub, monkeypatch: Any) -> None:
+    """A rule since fixed refused one item of a batch: replaying quarantined requests retries only that item."""
+    from pydantic import field_validator
+
+    from connectors.pos.payloads import PosEvent
+    from hub.models import QuarantineRow, RawEvent
+    from hub.pipeline import replay
+
+    class NotYet(PosEvent):
+        @field_validator("event_id")
+        @classmethod
+        def _refuse_late(cls, value: str) -> str:
+            if value == "pos-late":
+                raise ValueError("refused by a rule since fixed")
+            return value
+
+    client = client_for(hub)
+    sid = add_source(client, "pos", "store", {"secret": SECRET})
+    body = jbody([{"event_id": "pos-early", "type": "purchase", "member_card_no": "M5", "amount": 5},
+                  {"event_id": "pos-late", "type": "purchase", "member_card_no": "M6", "amount": 6}])
+    with monkeypatch.context() as patch:
+        patch.setattr("connectors.pos.connector.PosEvent", NotYet)
+        assert _post(client, sid, body).status_code == 200
+        wait_processed(hub)
+    assert [e["source_event_id"] for e in _events(hub)] == ["pos-early"]
+    with hub.sessions() as s:
+        assert s.scalars(select(RawEvent.status)).one() == "handled"
+        assert s.scalars(select(QuarantineRow.reason)).all() == ["invalid_pos_event"]
+
+    assert replay(hub, statuses=["quarantined"]) == 1
+    wait_processed(hub)
+    assert sorted(e["source_event_id"] for e in _events(hub)) == ["pos-early", "pos-late"]  # nothing twice
+    with hub.sessions() as s:
+        assert s.scalars(select(QuarantineRow)).all() == []
+    assert replay(hub, statuses=["quarantined"]) == 0
