@@ -140,9 +140,8 @@ def _feed(hub: Any, client: httpx.Client, console: Console, stand_ins: ExitStack
     demo_sources: list[DemoSource] = [s for group in hub.pm.hook.demo_sources() for s in (group or [])]
     planned: list[tuple[float, str, DemoRequest]] = []
     existing = {s["name"]: s for s in client.get("/v1/sources").json()["items"]}
-    for demo in demo_sources:
-        if demo.connector not in hub.connectors:
-            continue
+    enabled = [demo for demo in demo_sources if demo.connector in hub.connectors]
+    for demo in enabled:
         config = {**demo.config, **(stand_ins.enter_context(demo.stand_in()) if demo.stand_in else {})}
         if demo.name in existing:  # a second run: the stand-in has a new port
             source_id = existing[demo.name]["id"]
@@ -163,8 +162,11 @@ def _feed(hub: Any, client: httpx.Client, console: Console, stand_ins: ExitStack
             resp = client.request(req.method, path, content=req.body, headers=req.headers, params=req.query)
             statuses[resp.status_code] += 1
             progress.advance(task)
+    senders = len({source_id for _, source_id, _ in planned})
+    called = len(enabled) - senders  # sources the hub calls out to (the credit registry) send nothing
     console.print(
-        f"Sent {len(planned)} requests from {len(demo_sources)} sources: "
+        f"Sent {len(planned)} requests from {senders} sources"
+        + (f" ({called} more the hub calls out to)" if called else "") + ": "
         + ", ".join(f"{n}× HTTP {code}" for code, n in sorted(statuses.items()))
     )
     return {"requests": len(planned), "statuses": dict(statuses)}
