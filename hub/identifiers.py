@@ -411,6 +411,8 @@ def _one_digit(digits: str) -> bool:
 
 
 def _is_sequence(digits: str) -> bool:
+    if len(digits) < 2 or (int(digits[1]) - int(digits[0])) % 10 not in (1, 9):
+        return False  # the first step already rules it out: nearly every real number, in ~0.3 µs, not ~3
     steps = {(int(b) - int(a)) % 10 for a, b in zip(digits, digits[1:], strict=False)}
     return steps in ({1}, {9})
 
@@ -452,12 +454,21 @@ def is_placeholder(type: str, value: str, extra: Iterable[str] = ()) -> bool:
     +8611111111111, 12345678901, a mobile prefix then eight of one digit as in 13800000000; for other
     types only pure-digit values of 6+ digits).
     """
-    text = _fold(value) if isinstance(value, str) else _fold(str(value))
-    if _ZEROS_AND_DASHES.fullmatch(text) or text in DEFAULT_PLACEHOLDERS:
+    text = value if isinstance(value, str) else str(value)
+    if _builtin_placeholder(type, text):
         return True
-    if any(text == _fold(item) for item in extra):
-        return True
-    return _fake_digits(type, text)
+    if not extra:  # an empty collection (the rules' usual case): nothing more to fold and compare
+        return False
+    folded = _fold(text)
+    return any(folded == _fold(item) for item in extra)
+
+
+@_memo
+def _builtin_placeholder(type: str, value: str) -> bool:
+    # Remembered whole: asked of every identity several times per event (the connector, the pipeline, the
+    # resolver's rules), and folding the value (invisibles, NFKC) cost ~2 µs of each ~3 µs call.
+    text = _fold(value)
+    return bool(_ZEROS_AND_DASHES.fullmatch(text) or text in DEFAULT_PLACEHOLDERS) or _fake_digits(type, text)
 
 
 def clear_caches() -> None:

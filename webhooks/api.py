@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
-from pydantic import Field, model_validator
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -28,19 +28,31 @@ DEFAULT_ROTATION_OVERLAP_H = 24.0
 MESSAGE_PAGE_MAX = 500
 
 
+# An empty type ("" or spaces) matches no event: the endpoint would silently receive nothing.
+EventType = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
 class EndpointCreate(Schema):
     url: str = Field(max_length=2000)
-    event_types: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    event_types: list[EventType] = Field(default_factory=lambda: ["*"], min_length=1)
     description: str = ""
     rate_limit: float | None = Field(default=None, gt=0, description="messages per second; null = unthrottled")
 
 
 class EndpointUpdate(Schema):
     url: str | None = Field(default=None, max_length=2000)
-    event_types: list[str] | None = Field(default=None, min_length=1)
+    event_types: list[EventType] | None = Field(default=None, min_length=1)
     enabled: bool | None = None
     description: str | None = None
-    rate_limit: float | None = Field(default=None, gt=0)
+    rate_limit: float | None = Field(default=None, gt=0)  # null: unthrottled
+
+    @field_validator("url", "event_types", "enabled", "description", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any, info: ValidationInfo) -> Any:
+        """Only `rate_limit` can be cleared; a null elsewhere would unsubscribe everything or break the row."""
+        if value is None:
+            raise ValueError(f"{info.field_name} cannot be null; leave it out to keep the current value")
+        return value
 
 
 class Endpoint(Schema):

@@ -56,10 +56,14 @@ _PUMPS = "webhooks.deliver_due"
 
 
 def create_messages(hub: Hub, event: UnifiedEvent, session: Session) -> int:
-    """`event_stored`: one pending message per enabled endpoint subscribed to the event's type."""
+    """`event_stored`: one pending message per endpoint subscribed to the event's type.
+
+    A disabled endpoint gets its messages too, held: nothing is claimed for it until it is re-enabled, and then
+    what arrived meanwhile goes out in order (docs/operations.md). Deleting the endpoint drops them.
+    """
     rows = session.info.get(BATCH_CACHE, {}).get(_ENDPOINTS_KEY)
     if rows is None:
-        rows = _enabled_endpoints(session)
+        rows = _subscribed_endpoints(session)
     wanted = [e for e in rows if e.subscribes(event.type)]
     if not wanted:
         return 0
@@ -72,7 +76,8 @@ def create_messages(hub: Hub, event: UnifiedEvent, session: Session) -> int:
             customer_id=event.customer_id, occurred_at=event.occurred_at, status=MSG_PENDING,
             next_attempt_at=now + timedelta(seconds=first_delay), created_at=now,
         ))
-        deliver_after_commit(session, endpoint.id, countdown=first_delay)
+        if endpoint.enabled:
+            deliver_after_commit(session, endpoint.id, countdown=first_delay)
     return len(wanted)
 
 
@@ -80,12 +85,12 @@ _ENDPOINTS_KEY = "webhooks_endpoints"
 
 
 def preload_endpoints(session: Session) -> None:
-    """`events_prepared`: the enabled endpoints once per batch rather than once per stored event."""
-    session.info[BATCH_CACHE][_ENDPOINTS_KEY] = _enabled_endpoints(session)
+    """`events_prepared`: the endpoints once per batch rather than once per stored event."""
+    session.info[BATCH_CACHE][_ENDPOINTS_KEY] = _subscribed_endpoints(session)
 
 
-def _enabled_endpoints(session: Session) -> list[EndpointRow]:
-    return list(session.scalars(select(EndpointRow).where(EndpointRow.enabled.is_(True))))
+def _subscribed_endpoints(session: Session) -> list[EndpointRow]:
+    return list(session.scalars(select(EndpointRow)))
 
 
 def deliver_after_commit(session: Session, endpoint_id: uuid.UUID, countdown: float = 0.0) -> None:

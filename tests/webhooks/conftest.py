@@ -44,6 +44,7 @@ class Received:
     body: bytes
     at: float
     status: int = 0
+    path: str = ""
 
     @property
     def json(self) -> Any:
@@ -77,7 +78,7 @@ def receiver() -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
-            rec = Received({k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
+            rec = Received({k.lower(): v for k, v in self.headers.items()}, body, time.monotonic(), path=self.path)
             with state.lock:
                 status, headers, payload = state.script(rec)
                 rec.status = status

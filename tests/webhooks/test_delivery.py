@@ -46,14 +46,21 @@ def test_delivered_signed_per_standard_webhooks(whub: Hub, receiver: Receiver) -
     assert attempt.response_excerpt == '{"ok":true}'
 
 
-def test_event_type_filter_and_disabled_endpoints_get_nothing(shub: Hub, receiver: Receiver) -> None:
+def test_event_type_filter_and_a_disabled_endpoint_holds_what_arrives_until_re_enabled(
+    shub: Hub, receiver: Receiver
+) -> None:
     add_endpoint(shub, receiver.url, event_types=["order.created"])
     other = add_endpoint(shub, receiver.url + "/2")
-    client_for(shub).patch(f"/v1/endpoints/{other['id']}", json={"enabled": False}, headers=ADMIN)
+    client = client_for(shub)
+    client.patch(f"/v1/endpoints/{other['id']}", json={"enabled": False}, headers=ADMIN)
     store(shub, draft("e-1", type="lead.submitted"), draft("e-2", type="order.created"))
     settle(shub)
-    assert [r.source_event_id for r in receiver.received] == ["e-2"]
-    assert len(_messages(shub)) == 1
+    assert [(r.path, r.source_event_id) for r in receiver.received] == [("/crm/hook", "e-2")]
+    held = [m for m in _messages(shub) if str(m.endpoint_id) == other["id"]]
+    assert [m.status for m in held] == ["pending", "pending"]  # nothing lost while it was off
+    client.patch(f"/v1/endpoints/{other['id']}", json={"enabled": True}, headers=ADMIN)
+    settle(shub)
+    assert [r.source_event_id for r in receiver.received if r.path == "/crm/hook/2"] == ["e-1", "e-2"]
 
 
 def test_retry_keeps_webhook_id_and_records_every_attempt(shub: Hub, receiver: Receiver) -> None:

@@ -38,6 +38,25 @@ def test_a_subscription_to_an_unknown_type_is_kept_with_a_warning(shub: Hub, rec
     assert patched["warnings"] == []
 
 
+@pytest.mark.parametrize("change", [{"event_types": None}, {"url": None}, {"description": None}, {"enabled": None},
+                                    {"event_types": [""]}, {"event_types": ["order.created", "  "]}])
+def test_a_patch_that_would_unsubscribe_everything_or_break_the_row_is_422(
+    shub: Hub, receiver: Receiver, change: dict[str, object]
+) -> None:
+    """`event_types: null` used to store [] (the endpoint silently got nothing); `url: null` was a 500."""
+    created = add_endpoint(shub, receiver.url, event_types=["order.created"])
+    client = client_for(shub)
+    got = client.patch(f"/v1/endpoints/{created['id']}", json=change, headers=ADMIN)
+    assert got.status_code == 422, got.text
+    assert got.json()["error"]["details"][0]["field"].startswith(next(iter(change)))
+    kept = client.get(f"/v1/endpoints/{created['id']}", headers=ADMIN).json()
+    assert kept["event_types"] == ["order.created"] and kept["url"] == receiver.url
+    cleared = client.patch(f"/v1/endpoints/{created['id']}", json={"rate_limit": None}, headers=ADMIN)
+    assert cleared.status_code == 200 and cleared.json()["rate_limit"] is None  # the one field null clears
+    empty = client.post("/v1/endpoints", json={"url": receiver.url, "event_types": [""]}, headers=ADMIN)
+    assert empty.status_code == 422
+
+
 def test_secret_is_stored_encrypted(shub: Hub, receiver: Receiver) -> None:
     from sqlalchemy import select
 
