@@ -189,13 +189,35 @@ def _join(prefix: str, key: object) -> str:
     return f"{prefix}.{key}" if prefix else str(key)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _storable_key(key: Any, path: str, issues: list[QualityIssue]) -> Any:
+    """A key the database's JSON can hold: a lone surrogate (`"a\\ud800"` in JSON) cannot be encoded as UTF-8.
+
+    Replaced by U+FFFD rather than removed, so two keys never collapse into one. Other characters of a key are
+    left alone: keys name the sender's fields and must stay recognisable.
+    """
+    if isinstance(key, str) and _SURROGATE.search(key):
+        fixed = _SURROGATE.sub("\ufffd", key)
+        issues.append(QualityIssue(field=_join(path, fixed), code="unencodable_chars_replaced",
+                                   detail="lone surrogate in a field name replaced by U+FFFD"))
+        return fixed
+    return key
+
+
 def _clean_value(value: Any, path: str, issues: list[QualityIssue]) -> Any:
     if isinstance(value, str):
         text, found = clean_text(value, path)
         issues.extend(found)
         return text
     if isinstance(value, Mapping):
-        return {key: _clean_value(item, _join(path, key), issues) for key, item in value.items()}
+        out = {}
+        for key, item in value.items():
+            if isinstance(key, str) and not key.isascii():  # an ASCII key cannot hold a surrogate
+                key = _storable_key(key, path, issues)
+            out[key] = _clean_value(item, _join(path, key), issues)
+        return out
     if isinstance(value, list | tuple):
         cleaned = [_clean_value(item, f"{path}[{index}]", issues) for index, item in enumerate(value)]
         return cleaned if isinstance(value, list) else tuple(cleaned)
@@ -205,10 +227,10 @@ def _clean_value(value: Any, path: str, issues: list[QualityIssue]) -> Any:
 def clean_fields(data: Mapping[str, Any], prefix: str = "") -> tuple[dict[str, Any], list[QualityIssue]]:
     """Clean every str in nested dicts and lists; issue fields are dotted paths (`items[0].name`).
 
-    Returns new containers; keys and non-str values are left as they are.
+    Returns new containers; non-str values are left as they are, and keys too, except a lone surrogate.
     """
     issues: list[QualityIssue] = []
-    cleaned = {key: _clean_value(value, _join(prefix, key), issues) for key, value in data.items()}
+    cleaned = _clean_value(data, prefix, issues)
     return cleaned, issues
 
 

@@ -158,3 +158,14 @@ def test_cli_replay_says_how_each_request_ended_and_fails_when_one_failed_again(
     assert fixed.exit_code == 0, fixed.output
     assert fixed.stdout.strip() == "replayed 1 raw request(s): 1 handled"
     assert count_events(hub) == 1
+
+
+def test_a_lone_surrogate_in_a_property_name_does_not_fail_the_event(source: tuple[Hub, str]) -> None:
+    """JSON may escape a lone surrogate ("\\ud800"); UTF-8 cannot encode it, so storing used to fail the request."""
+    hub, sid = source
+    raw_id = _submit(hub, sid, _msg("sur-1", properties={"a\ud800": 1}))
+    assert process_raw(raw_id) == "handled"
+    with hub.sessions() as s:
+        event = s.scalars(select(EventRow)).one()
+    assert event.data["properties"]["properties"] == {"a\ufffd": 1}
+    assert "unencodable_chars_replaced" in {i["code"] for i in event.data["quality"]["issues"]}

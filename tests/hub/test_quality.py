@@ -206,6 +206,14 @@ def test_clean_fields_prefix_and_field_rules_follow_the_last_segment() -> None:
     assert [issue.field for issue in issues] == ["properties.transcript[0].text", "properties.phone"]
 
 
+def test_a_lone_surrogate_in_a_key_is_replaced_so_the_event_can_be_stored() -> None:
+    """`{"a\\ud800": 1}` is valid JSON, but not encodable as UTF-8: it used to fail the event at storage."""
+    cleaned, issues = clean_fields({"a\ud800": 1, "ok": {"b\udfff": "x"}}, prefix="properties")
+    assert cleaned == {"a\ufffd": 1, "ok": {"b\ufffd": "x"}}
+    assert [(i.field, i.code) for i in issues] == [("properties.a\ufffd", "unencodable_chars_replaced"),
+                                                   ("properties.ok.b\ufffd", "unencodable_chars_replaced")]
+
+
 def test_clean_fields_empty() -> None:
     assert clean_fields({}) == ({}, [])
 
@@ -298,13 +306,18 @@ def test_fast_path_for_clean_text_agrees_with_every_step(raw: str, field: str) -
 @given(
     data=st.recursive(
         st.one_of(st.none(), st.integers(), st.booleans(), ANY_TEXT),
-        lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+        lambda children: st.lists(children, max_size=3)
+        | st.dictionaries(st.text(max_size=5) | st.text(st.characters(categories=["Cs", "Lo"]), max_size=3),
+                          children, max_size=3),
         max_leaves=12,
     )
 )
 def test_clean_fields_never_raises(data: object) -> None:
+    import json
+
     cleaned, issues = clean_fields({"root": data})
     assert all(issue.field.startswith("root") for issue in issues)
+    json.dumps(cleaned, ensure_ascii=False).encode("utf-8")  # storable: no lone surrogate, in values or keys
     again, issues_again = clean_fields(cleaned)
     assert again == cleaned
     assert not [issue for issue in issues_again if issue.code in CHANGE_CODES]
