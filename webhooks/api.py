@@ -69,6 +69,8 @@ class Endpoint(Schema):
 
 class RotateSecret(Schema):
     overlap_hours: float = Field(default=DEFAULT_ROTATION_OVERLAP_H, ge=0, le=24 * 30)
+    # Only one old secret signs alongside the new one: rotating again during an overlap stops the oldest at once.
+    force: bool = False
 
 
 class Replay(Schema):
@@ -173,10 +175,17 @@ def delete_endpoint(endpoint_id: uuid.UUID, hub: HubDep) -> Response:
 @router.post("/endpoints/{endpoint_id}/rotate-secret")
 def rotate_secret(endpoint_id: uuid.UUID, hub: HubDep, body: RotateSecret | None = None) -> dict[str, Any]:
     """New secret now; the old one keeps signing too (space-separated) for the overlap (default 24 h)."""
-    overlap = (body or RotateSecret()).overlap_hours
+    body = body or RotateSecret()
+    overlap = body.overlap_hours
     secret = generate_secret()
     with hub.transaction() as session:
         row = _get(session, endpoint_id)
+        still = row.previous_secret_expires_at
+        if row.previous_secret_sealed and still is not None and still > utcnow() and not body.force:
+            raise Conflict(f"the secret from before the last rotation still signs until {still.isoformat()}; "
+                           "rotating again would stop it now, breaking receivers that still verify with it. "
+                           'Wait, or pass {"force": true} (crmhub endpoints rotate-secret --force)',
+                           code="rotation_in_progress")
         row.previous_secret_sealed = row.secret_sealed
         row.previous_secret_expires_at = utcnow() + timedelta(hours=overlap)
         row.secret_sealed = hub.box.seal_str(secret)

@@ -203,10 +203,12 @@ def delete(endpoint_id: uuid.UUID, as_json: bool) -> None:
 @endpoint_id_arg
 @click.option("--overlap-hours", type=click.FloatRange(0, 24 * 30), default=api.DEFAULT_ROTATION_OVERLAP_H,
               show_default=True, help="How long the old secret keeps signing too (0: stop now).")
+@click.option("--force", is_flag=True,
+              help="Rotate even while an earlier rotation's overlap runs (its oldest secret stops at once).")
 @json_option
-def rotate_secret(endpoint_id: uuid.UUID, overlap_hours: float, as_json: bool) -> None:
+def rotate_secret(endpoint_id: uuid.UUID, overlap_hours: float, force: bool, as_json: bool) -> None:
     """A new signing secret (shown once); deliveries carry both signatures during the overlap."""
-    data = api.rotate_secret(endpoint_id, _hub(), _body(api.RotateSecret, overlap_hours=overlap_hours))
+    data = api.rotate_secret(endpoint_id, _hub(), _body(api.RotateSecret, overlap_hours=overlap_hours, force=force))
     if as_json:
         _echo_json(data)
         return

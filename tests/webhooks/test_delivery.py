@@ -169,6 +169,23 @@ def test_rotation_sends_both_signatures_during_overlap(shub: Hub, receiver: Rece
     Webhook(rotated["secret"]).verify(req.body, req.headers)
 
 
+def test_rotating_again_during_an_overlap_is_refused_unless_forced(shub: Hub, receiver: Receiver) -> None:
+    """Only one old secret signs alongside the new: a second rotation would silently drop the first one."""
+    endpoint = add_endpoint(shub, receiver.url)
+    client = client_for(shub)
+    url = f"/v1/endpoints/{endpoint['id']}/rotate-secret"
+    first = client.post(url, headers=ADMIN).json()
+    again = client.post(url, headers=ADMIN)
+    assert again.status_code == 409 and again.json()["error"]["code"] == "rotation_in_progress"
+    store(shub, draft("e-1"))
+    settle(shub)
+    req = receiver.received[0]
+    Webhook(endpoint["secret"]).verify(req.body, req.headers)  # the refused rotation changed nothing
+    Webhook(first["secret"]).verify(req.body, req.headers)
+    forced = client.post(url, json={"force": True}, headers=ADMIN)
+    assert forced.status_code == 200 and forced.json()["secret"] not in (first["secret"], endpoint["secret"])
+
+
 def test_rotation_with_zero_overlap_sends_only_the_new_signature(shub: Hub, receiver: Receiver) -> None:
     endpoint = add_endpoint(shub, receiver.url)
     rotated = client_for(shub).post(f"/v1/endpoints/{endpoint['id']}/rotate-secret", json={"overlap_hours": 0},
