@@ -169,18 +169,23 @@ def show(endpoint_id: uuid.UUID, as_json: bool) -> None:
 @click.option("--url", default=None, help="New URL (checked like a new endpoint's).")
 @click.option("--type", "event_types", multiple=True, metavar="TYPE", help="Replace the event types (repeatable).")
 @click.option("--description", default=None)
-@click.option("--rate-limit", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--rate-limit", type=click.FloatRange(min=0, min_open=True), default=None, help="Messages per second.")
+@click.option("--no-rate-limit", is_flag=True, help="Remove the rate limit (unthrottled).")
 @click.option("--enable/--disable", "enabled", default=None, help="Re-enabling sends what waited, in order.")
 @json_option
 def update(endpoint_id: uuid.UUID, url: str | None, event_types: tuple[str, ...], description: str | None,
-           rate_limit: float | None, enabled: bool | None, as_json: bool) -> None:
+           rate_limit: float | None, no_rate_limit: bool, enabled: bool | None, as_json: bool) -> None:
     """Change an endpoint, as PATCH /v1/endpoints/{id} does."""
+    if no_rate_limit and rate_limit is not None:
+        raise click.UsageError("give --rate-limit or --no-rate-limit, not both")
     change: dict[str, Any] = {"url": url, "event_types": list(event_types) or None, "description": description,
                               "rate_limit": rate_limit, "enabled": enabled}
     change = {k: v for k, v in change.items() if v is not None}
+    if no_rate_limit:
+        change["rate_limit"] = None  # PATCH's null: unthrottled
     if not change:
-        raise click.UsageError("nothing to change: give --url, --type, --description, --rate-limit, --enable "
-                               "or --disable")
+        raise click.UsageError("nothing to change: give --url, --type, --description, --rate-limit, "
+                               "--no-rate-limit, --enable or --disable")
     body = _body(api.EndpointUpdate, **change)
     with _running(_hub()) as hub:
         data = api.patch_endpoint(endpoint_id, body, hub)

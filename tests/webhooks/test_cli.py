@@ -92,6 +92,8 @@ def test_add_defaults_to_every_type_and_prints_the_secret_once(shub: Hub, receiv
     assert "previous_secret_expires_at" in rotated
     text = run(group, "endpoints", "rotate-secret", created["id"])
     assert text.exit_code == 0 and "whsec_" in text.stdout and "keeps signing until" in text.stdout
+    unthrottled = ok_json(group, "endpoints", "update", created["id"], "--no-rate-limit")
+    assert unthrottled["rate_limit"] is None
     refused = run(group, "endpoints", "rotate-secret", created["id"])  # the overlap just started
     assert refused.exit_code == 1 and "--force" in refused.stderr
     assert run(group, "endpoints", "rotate-secret", created["id"], "--force").exit_code == 0
