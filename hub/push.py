@@ -13,7 +13,7 @@ import hmac
 import json
 from typing import Any
 
-from hub.connector import InboundRequest
+from hub.connector import InboundRequest, ParseContext
 from hub.errors import UnreadableBody, VerificationError
 
 SIGNATURE_HEADER = "x-hub-signature-256"
@@ -52,6 +52,14 @@ def read_items(body: bytes, max_events: int = MAX_EVENTS) -> list[Any]:
     if not items or len(items) > max_events:
         raise UnreadableBody(f"send 1 to {max_events} events", code="bad_event_count")
     return items
+
+
+def as_object(item: Any, ctx: ParseContext, reason: str) -> dict[str, Any] | None:
+    """`item` if it is a JSON object; otherwise quarantined alone with `reason`, and None."""
+    if isinstance(item, dict):
+        return item
+    ctx.quarantine(reason, f"event: a JSON object is needed, not {type(item).__name__}", item)
+    return None
 
 
 def items_of(request: InboundRequest) -> list[Any]:

@@ -192,13 +192,13 @@ def _join(prefix: str, key: object) -> str:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _storable_key(key: Any, path: str, issues: list[QualityIssue]) -> Any:
+def _storable_key(key: str, path: str, issues: list[QualityIssue]) -> str:
     """A key the database's JSON can hold: a lone surrogate (`"a\\ud800"` in JSON) cannot be encoded as UTF-8.
 
     Replaced by U+FFFD rather than removed, so two keys never collapse into one. Other characters of a key are
     left alone: keys name the sender's fields and must stay recognisable.
     """
-    if isinstance(key, str) and _SURROGATE.search(key):
+    if _SURROGATE.search(key):
         fixed = _SURROGATE.sub("\ufffd", key)
         issues.append(QualityIssue(field=_join(path, fixed), code="unencodable_chars_replaced",
                                    detail="lone surrogate in a field name replaced by U+FFFD"))

@@ -47,24 +47,23 @@ def parse_platform_time(value: object) -> datetime | None:
 
     Returns None for anything else (including out-of-range and implausible times), never raises.
     """
+    parsed: datetime | None
     try:
         if isinstance(value, bool) or value is None:
             return None
         if isinstance(value, int | float):
-            when = from_epoch(float(value)) if value > 0 else None
-            return when if when is not None and plausible_time(when) else None
-        if not isinstance(value, str) or not value.strip():
+            parsed = from_epoch(float(value)) if value > 0 else None
+        elif not isinstance(value, str) or not value.strip():
             return None
-        text = value.strip()
-        if text.isdigit():
-            when = from_epoch(float(text)) if int(text) > 0 else None
-            return when if when is not None and plausible_time(when) else None
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("/", "-"))
+        elif value.strip().isdigit():
+            parsed = from_epoch(float(value)) if int(value) > 0 else None
+        else:
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("/", "-"))
     except (ValueError, OverflowError, OSError):
         return None
-    if parsed.tzinfo is None:
+    if parsed is not None and parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=CHINA_TZ)
-    return parsed if plausible_time(parsed) else None
+    return parsed if parsed is not None and plausible_time(parsed) else None
 
 
 def time_or_received(value: object, field: str, received_at: datetime, issues: list[QualityIssue]) -> datetime:

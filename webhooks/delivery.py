@@ -63,7 +63,7 @@ def create_messages(hub: Hub, event: UnifiedEvent, session: Session) -> int:
     """
     rows = session.info.get(BATCH_CACHE, {}).get(_ENDPOINTS_KEY)
     if rows is None:
-        rows = _subscribed_endpoints(session)
+        rows = _all_endpoints(session)
     wanted = [e for e in rows if e.subscribes(event.type)]
     if not wanted:
         return 0
@@ -86,10 +86,10 @@ _ENDPOINTS_KEY = "webhooks_endpoints"
 
 def preload_endpoints(session: Session) -> None:
     """`events_prepared`: the endpoints once per batch rather than once per stored event."""
-    session.info[BATCH_CACHE][_ENDPOINTS_KEY] = _subscribed_endpoints(session)
+    session.info[BATCH_CACHE][_ENDPOINTS_KEY] = _all_endpoints(session)
 
 
-def _subscribed_endpoints(session: Session) -> list[EndpointRow]:
+def _all_endpoints(session: Session) -> list[EndpointRow]:
     return list(session.scalars(select(EndpointRow)))
 
 

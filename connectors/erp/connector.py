@@ -84,9 +84,9 @@ class ErpConnector(Connector):
             raise QuarantineError(reason, detail)
         return drafts
 
-    def _one(self, item: Any, pulled: bool, ctx: ParseContext) -> EventDraft | None:
-        if not isinstance(item, dict):
-            ctx.quarantine("invalid_erp_order", f"event: a JSON object is needed, not {type(item).__name__}", item)
+    def _one(self, raw: Any, pulled: bool, ctx: ParseContext) -> EventDraft | None:
+        item = push.as_object(raw, ctx, "invalid_erp_order")
+        if item is None:
             return None
         key = f"order:{item.get('order_no')}"
         last = ctx.state.get(key) if item.get("order_no") else None

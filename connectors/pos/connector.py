@@ -40,8 +40,7 @@ class PosConnector(Connector):
             raise QuarantineError(exc.code, exc.message) from exc
         drafts = []
         for item in items:
-            if not isinstance(item, dict):
-                ctx.quarantine("invalid_pos_event", f"event: a JSON object is needed, not {type(item).__name__}", item)
+            if push.as_object(item, ctx, "invalid_pos_event") is None:
                 continue
             try:
                 event = PosEvent.model_validate(item)
