@@ -13,7 +13,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import wraps
+from functools import lru_cache, wraps
 from typing import Any
 
 import email_validator
@@ -34,6 +34,7 @@ __all__ = [
     "normalize_phone",
     "normalize_platform_id",
     "normalize_uscc",
+    "parse_placeholders",
     "phone_kind",
     "strip_invisible",
 ]
@@ -444,6 +445,18 @@ def _fake_digits(type: str, text: str) -> bool:
     if not (text.isascii() and text.isdigit()) or len(text) < _MIN_FAKE_DIGITS:
         return False
     return _one_digit(text) or _is_sequence(text)
+
+
+@lru_cache(maxsize=8)
+def parse_placeholders(text: str) -> frozenset[str]:
+    """Configured placeholders (`CRMHUB_IDENTITY_PLACEHOLDERS`, comma-separated), also in their normalised
+    forms (`13912340000` blocks `+8613912340000`). Remembered per setting: the pipeline asks per batch."""
+    out: set[str] = set()
+    for item in (p.strip() for p in text.split(",")):
+        if item:
+            out.add(item)
+            out.update(n.value for n in (normalize_phone(item), normalize_email(item)) if n.value)
+    return frozenset(out)
 
 
 def is_placeholder(type: str, value: str, extra: Iterable[str] = ()) -> bool:

@@ -21,7 +21,7 @@ from hub import metrics
 from hub.connector import InboundRequest, ParseContext
 from hub.db import JSONText
 from hub.errors import PayloadError, QuarantineError, RetryableError
-from hub.identifiers import is_placeholder, normalize_identity
+from hub.identifiers import is_placeholder, normalize_identity, parse_placeholders
 from hub.ids import new_id
 from hub.models import (
     RAW_FAILED,
@@ -189,12 +189,14 @@ def store_drafts(
     drafts = list(drafts)
     stored_ids = _stored_ids(session, source, source_id, [d.source_event_id for d in drafts])
     at = received_at or utcnow()
+    placeholders = _placeholders(hub)
     events: list[UnifiedEvent] = []
     for draft in drafts:
         if draft.source_event_id in stored_ids:
             continue
         stored_ids.add(draft.source_event_id)
-        events.append(prepare_event(draft, source=source, source_id=source_id, received_at=at))
+        events.append(prepare_event(draft, source=source, source_id=source_id, received_at=at,
+                                    placeholders=placeholders))
     duplicates = len(drafts) - len(events)
     stored = 0
     try:
@@ -232,11 +234,16 @@ def store_draft(
     """Store one draft (None if it was stored before)."""
     if _stored_ids(session, source, source_id, [draft.source_event_id]):
         return None
-    event = prepare_event(draft, source=source, source_id=source_id, received_at=received_at or utcnow())
+    event = prepare_event(draft, source=source, source_id=source_id, received_at=received_at or utcnow(),
+                          placeholders=_placeholders(hub))
     _resolve(hub, session, event)
     _insert_events(session, [(event, raw_event_id)])
     _after_stored(hub, session, event)
     return event
+
+
+def _placeholders(hub: Hub) -> frozenset[str]:
+    return parse_placeholders(hub.settings.identity_placeholders)
 
 
 def _resolve(hub: Hub, session: Session, event: UnifiedEvent) -> None:
@@ -260,7 +267,8 @@ def _resolve_emitted(hub: Hub, session: Session) -> list[UnifiedEvent]:
                 e.source == source and e.source_event_id == draft.source_event_id for e in out
             ):
                 continue
-            event = prepare_event(draft, source=source, source_id=None, received_at=utcnow())
+            event = prepare_event(draft, source=source, source_id=None, received_at=utcnow(),
+                                  placeholders=_placeholders(hub))
             _resolve(hub, session, event)
             out.append(event)
     return out
@@ -319,15 +327,19 @@ _STORED_FROM_KIND = _STORED.where(EventRow.source_id.is_(None), EventRow.source 
 
 
 def prepare_event(
-    draft: EventDraft, *, source: str, source_id: uuid.UUID | None, received_at: datetime
+    draft: EventDraft, *, source: str, source_id: uuid.UUID | None, received_at: datetime,
+    placeholders: frozenset[str] = frozenset(),
 ) -> UnifiedEvent:
-    """Clean every text field and normalise identities; each change becomes a quality issue."""
+    """Clean every text field and normalise identities; each change becomes a quality issue.
+
+    `placeholders`: the configured ones (`parse_placeholders`), flagged like the built-in ones.
+    """
     issues = list(draft.quality.issues)
     properties, prop_issues = clean_fields(draft.properties, prefix="properties")
     traits, trait_issues = clean_fields(draft.traits, prefix="traits")
     issues += prop_issues + trait_issues
     enforce_formal_order_rule(source, properties, issues)
-    identities = normalise_identities(draft.identities, issues)
+    identities = normalise_identities(draft.identities, issues, placeholders)
     occurred_at = draft.occurred_at
     if not plausible_time(occurred_at):
         issues.append(QualityIssue(field="occurred_at", code="invalid_time",
@@ -351,7 +363,9 @@ def prepare_event(
     )
 
 
-def normalise_identities(identities: Iterable[Identity], issues: list[QualityIssue]) -> list[Identity]:
+def normalise_identities(
+    identities: Iterable[Identity], issues: list[QualityIssue], placeholders: frozenset[str] = frozenset()
+) -> list[Identity]:
     out: list[Identity] = []
     seen: set[tuple[str, str]] = set()
     for ident in identities:
@@ -370,7 +384,7 @@ def normalise_identities(identities: Iterable[Identity], issues: list[QualityIss
         if key not in seen:
             seen.add(key)
             out.append(Identity(type=ident.type, value=result.value))
-            if is_placeholder(ident.type, result.value):
+            if is_placeholder(ident.type, result.value, placeholders):
                 # Kept as the platform sent it, but never matched (contract §4): the data-health report counts it.
                 issues.append(QualityIssue(field=f"identities.{ident.type}", code="placeholder",
                                            detail=f"{ident.type} {result.value[:64]!r} is a placeholder; not matched"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from hub.identifiers import is_placeholder, is_shared_line, normalize_email, normalize_phone, phone_kind
+from hub.identifiers import is_placeholder, is_shared_line, parse_placeholders, phone_kind
 from hub.schemas import ACCOUNT_IDENTITY_TYPES, PERSON_IDENTITY_TYPES, Identity
 from hub.settings import Settings
 
@@ -85,16 +85,6 @@ def parse_limits(text: str) -> dict[str, int]:
         if sep and name.strip() and number.strip().isdigit():
             limits[name.strip()] = max(1, int(number))
     return limits
-
-
-def parse_placeholders(text: str) -> frozenset[str]:
-    """Configured placeholders, also in their normalised forms (`13912340000` blocks `+8613912340000`)."""
-    out: set[str] = set()
-    for item in (p.strip() for p in text.split(",")):
-        if item:
-            out.add(item)
-            out.update(n.value for n in (normalize_phone(item), normalize_email(item)) if n.value)
-    return frozenset(out)
 
 
 def rules_from_settings(settings: Settings) -> Rules:

@@ -89,6 +89,13 @@ def test_a_placeholder_on_an_event_is_a_quality_issue_the_report_counts(quiet_hu
     assert build_report(quiet_hub)["invalid_identifiers"]["placeholder"] == 1
 
 
+def test_a_configured_placeholder_is_flagged_like_a_built_in_one(quiet_hub: Hub) -> None:
+    # quiet_hub configures CRMHUB_IDENTITY_PLACEHOLDERS=13912340000; the event sends it in E.164 form.
+    (row,) = ingest(quiet_hub, draft(("phone", "+86 139 1234 0000"), ("email", "q@example.com")))
+    issues = [(i["field"], i["code"]) for i in row.data["quality"]["issues"]]
+    assert issues == [("identities.phone", "placeholder")]
+
+
 def test_placeholders_are_never_matched(quiet_hub: Hub) -> None:
     a = customer_of(quiet_hub, draft(("phone", "13333333333"), ("email", "a@example.com")))
     b = customer_of(quiet_hub, draft(("phone", "13333333333"), ("email", "b@example.com")))
