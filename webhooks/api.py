@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
-from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -33,18 +33,34 @@ EventType = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1
 
 
 class EndpointCreate(Schema):
+    # A misspelt field (`event_type`) would otherwise be dropped silently: the endpoint subscribed to "*".
+    model_config = ConfigDict(extra="forbid")
+
     url: str = Field(max_length=2000)
     event_types: list[EventType] = Field(default_factory=lambda: ["*"], min_length=1)
     description: str = ""
     rate_limit: float | None = Field(default=None, gt=0, description="messages per second; null = unthrottled")
 
 
+# What a GET answers but a PATCH cannot change: accepted and ignored, so a client may send back what it read.
+_READ_ONLY = ("id", "created_at", "disabled_reason", "warnings")
+
+
 class EndpointUpdate(Schema):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is a 422, never a PATCH that changes nothing
+
     url: str | None = Field(default=None, max_length=2000)
     event_types: list[EventType] | None = Field(default=None, min_length=1)
     enabled: bool | None = None
     description: str | None = None
     rate_limit: float | None = Field(default=None, gt=0)  # null: unthrottled
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_read_only(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(k in data for k in _READ_ONLY):
+            data = {k: v for k, v in data.items() if k not in _READ_ONLY}
+        return data
 
     @field_validator("url", "event_types", "enabled", "description", mode="before")
     @classmethod

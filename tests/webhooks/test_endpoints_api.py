@@ -57,6 +57,23 @@ def test_a_patch_that_would_unsubscribe_everything_or_break_the_row_is_422(
     assert empty.status_code == 422
 
 
+def test_a_misspelt_field_is_422_but_what_a_get_returned_may_be_sent_back(shub: Hub, receiver: Receiver) -> None:
+    """Before, `{"event_type": [...]}` was dropped: a create subscribed to "*", a PATCH changed nothing."""
+    client = client_for(shub)
+    typo = client.post("/v1/endpoints", json={"url": receiver.url, "event_type": ["order.created"]}, headers=ADMIN)
+    assert typo.status_code == 422 and typo.json()["error"]["details"][0]["field"] == "event_type"
+    assert client.get("/v1/endpoints", headers=ADMIN).json()["items"] == []
+    created = add_endpoint(shub, receiver.url, event_types=["order.created"])
+    got = client.patch(f"/v1/endpoints/{created['id']}", json={"enable": False}, headers=ADMIN)
+    assert got.status_code == 422 and got.json()["error"]["details"][0]["field"] == "enable"
+    read = client.get(f"/v1/endpoints/{created['id']}", headers=ADMIN).json()
+    assert read["enabled"] is True
+    round_trip = client.patch(f"/v1/endpoints/{created['id']}", json={**read, "description": "CRM core"},
+                              headers=ADMIN)
+    assert round_trip.status_code == 200, round_trip.text
+    assert round_trip.json()["description"] == "CRM core" and round_trip.json()["id"] == created["id"]
+
+
 def test_secret_is_stored_encrypted(shub: Hub, receiver: Receiver) -> None:
     from sqlalchemy import select
 
