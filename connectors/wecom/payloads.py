@@ -48,9 +48,19 @@ def created_of(event: dict[str, str]) -> str:
 
 
 def event_key(event: dict[str, str]) -> str:
-    """Stable id for one WeCom event: corp, event, ChangeType, who, when (WeCom sends no message id)."""
+    """Stable id for one WeCom event: corp, event, ChangeType, who, when (WeCom's events carry no message id).
+
+    Then whichever of ChatId (a customer group), FromUserName (the sender of a message; `sys` for events)
+    and MsgId are present: without them two group changes, or two employees' messages, in the same second
+    would share one key and the second be dropped as a duplicate (platforms.md §6.1 dedupes on
+    FromUserName + CreateTime). Appended only when present, so the keys of other events are unchanged.
+    """
     parts = [corp_of(event), event_name(event), event.get("ChangeType", ""),
              event.get("ExternalUserID", "") or event.get("Id", ""), event.get("UserID", ""), created_of(event)]
-    if not any(parts[3:]):
+    if not any(parts[3:]) and not event.get("MsgId"):
         return "sha256:" + hashlib.sha256(repr(sorted(event.items())).encode()).hexdigest()
+    sender = event.get("FromUserName", "")
+    parts += [f"{name}={value}" for name, value in (("chat", event.get("ChatId", "")),
+                                                     ("from", "" if sender == "sys" else sender),
+                                                     ("msg", event.get("MsgId", ""))) if value]
     return "|".join(parts)[:300]

@@ -143,6 +143,23 @@ def test_dedup_key_is_stable_and_event_specific() -> None:
     assert add == f"{CORP_ID}|change_external_contact|add_external_contact|{EXTERNAL}|zhangsan|1772505000"
 
 
+def _xml(fields: dict[str, str]) -> bytes:
+    return ("<xml>" + "".join(f"<{k}><![CDATA[{v}]]></{k}>" for k, v in fields.items()) + "</xml>").encode()
+
+
+def test_events_that_differ_only_in_chat_sender_or_message_id_get_different_keys() -> None:
+    """Before, two group chats changed in the same second shared one key and the second was dropped."""
+    base = {"ToUserName": CORP_ID, "FromUserName": "sys", "CreateTime": "1772505000", "MsgType": "event"}
+    chats = [{**base, "Event": "change_external_chat", "ChatId": chat, "ChangeType": "update"}
+             for chat in ("wrOgQhDgAAMYQiS5ol9G7gK9JVAAAA", "wrOgQhDgAAMYQiS5ol9G7gK9JVBBBB")]
+    texts = [{**base, "FromUserName": user, "MsgType": "text", "Content": "hi", "MsgId": msg}
+             for user, msg in (("zhangsan", "7000000000000000001"), ("lisi", "7000000000000000002"))]
+    for pair in (chats, texts):
+        first, second = (connector.dedup_key(sign(_xml(fields), CONFIG), config) for fields in pair)
+        assert first != second
+        assert first == connector.dedup_key(sign(_xml(pair[0]), CONFIG), config)  # still stable
+
+
 def test_entity_declarations_are_refused() -> None:
     bomb = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><xml><Encrypt>&a;</Encrypt></xml>'
     with pytest.raises(UnreadableBody):  # 400 before any signature check: the XML is never expanded
