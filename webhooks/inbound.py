@@ -70,12 +70,15 @@ async def accept(
     try:
         raw = await read_limited(headers.get("content-length"), body, hub.settings.max_body_bytes)
         inbound = InboundRequest(method=method, body=raw, path=path, headers=headers, query=query)
-        connector.verify(inbound, config)
-        handshake = connector.handshake(inbound, config)
-        if handshake is not None:  # logged like a refusal, so source health counts every request it received
-            hub.writer.reject(Rejection(source.id, handshake.status, HANDSHAKE))
-            return handshake
-        dedup_key, count, keys = _request_keys(connector, inbound, config)
+        try:
+            connector.verify(inbound, config)
+            handshake = connector.handshake(inbound, config)
+            if handshake is not None:  # logged like a refusal, so source health counts every request it received
+                hub.writer.reject(Rejection(source.id, handshake.status, HANDSHAKE))
+                return handshake
+            dedup_key, count, keys = _request_keys(connector, inbound, config)
+        except RecursionError:  # json.loads of `[[[[…` well under the size limit: unreadable, not a 500
+            raise UnreadableBody("the body nests too deeply to be read", code="body_too_deep") from None
     except HubError as err:
         if isinstance(err, VerificationError | PayloadError | PayloadTooLarge):
             hub.writer.reject(Rejection(source.id, err.status_code, err.code))

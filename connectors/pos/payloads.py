@@ -17,6 +17,12 @@ class PosItem(BaseModel):
     qty: float | None = None
     price: Any = None
 
+    @field_validator("sku", mode="before")
+    @classmethod
+    def _sku_as_text(cls, value: Any) -> Any:
+        """A barcode sent as a JSON number (6901234567892) is still the item's code, not a reason to quarantine."""
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
 
 class PosEvent(BaseModel):
     """One POS event. Unknown fields are kept (extra="allow") and passed on as properties."""

@@ -50,7 +50,8 @@ def read_messages(raw: bytes, call: str) -> list[Any]:
             if size > MAX_EVENT_BYTES:
                 raise UnreadableBody(f"a message of {size} bytes exceeds {MAX_EVENT_BYTES}", code="message_too_large")
             if context and isinstance(item, dict):
-                item = {**item, "context": {**context, **(item.get("context") or {})}}
+                own = item.get("context")  # a message's own non-object context is the message's problem: kept as is
+                item = {**item, "context": {**context, **own} if isinstance(own, dict) else own or context}
             messages.append(item)
         return messages
     if len(raw) > MAX_EVENT_BYTES:

@@ -101,6 +101,16 @@ def test_unparseable_body_is_400_naming_the_problem(web) -> None:  # type: ignor
     assert raw_rows(hub) == []
 
 
+def test_a_body_nested_too_deeply_to_parse_is_400_naming_the_problem(web) -> None:  # type: ignore[no-untyped-def]
+    """200 KB of `[`: well under the size limit, but json.loads raised RecursionError, a 500 with no body."""
+    hub, client, sid = web
+    deep = b'{"batch":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    resp = client.post(f"/hooks/{sid}/v1/batch", content=deep, headers=basic(KEY))
+    assert resp.status_code == 400
+    assert resp.json()["error"]["code"] == "body_too_deep"
+    assert raw_rows(hub) == []
+
+
 def test_verified_but_unnormalisable_message_is_quarantined_and_acknowledged(web) -> None:  # type: ignore[no-untyped-def]
     hub, client, sid = web
     resp = client.post(f"/hooks/{sid}/v1/track", content=jbody({"type": "track", "event": "x", "messageId": "q1"}),

@@ -97,6 +97,17 @@ def test_an_invalid_item_is_quarantined_and_the_rest_kept() -> None:
     assert [q[0] for q in ctx.quarantined] == ["invalid_pos_event"]
 
 
+def test_a_barcode_sent_as_a_number_is_the_items_sku() -> None:
+    """A numeric `sku` used to quarantine the whole purchase (`items.0.sku: Input should be a valid string`)."""
+    connector = PosConnector()
+    config = connector.validate_config({"secret": SECRET})
+    body = json.dumps({"event_id": "e-1", "type": "purchase", "amount": 5,
+                       "items": [{"sku": 6901234567892, "name": "矿泉水", "qty": 1, "price": 5}]}).encode()
+    ctx = ParseContext(uuid.uuid4(), "t", utcnow(), MemoryState())
+    (draft,) = connector.parse(sign(body, {"secret": SECRET}), config, ctx)
+    assert draft.properties["items"][0]["sku"] == "6901234567892" and ctx.quarantined == []
+
+
 cents = st.decimals(min_value=Decimal("-1e12"), max_value=Decimal("1e12"), places=2, allow_nan=False)
 
 

@@ -61,6 +61,10 @@ bodies = st.one_of(
     st.binary(max_size=300),
     json_values.map(lambda v: json.dumps(v).encode()),
     st.lists(messages, max_size=4).map(lambda b: json.dumps({"batch": b}).encode()),
+    # A batch-wide context merged into each message's own, which may be anything (a string was a 500).
+    st.tuples(st.lists(messages, max_size=4), st.dictionaries(st.text(max_size=8), json_values, min_size=1,
+                                                              max_size=3)).map(
+        lambda bc: json.dumps({"batch": bc[0], "context": bc[1]}).encode()),
     messages.map(lambda m: json.dumps(m).encode()),
 )
 
@@ -78,3 +82,20 @@ def test_arbitrary_input_is_a_4xx_or_accepted_and_never_breaks_processing(hub: H
     with hub.sessions() as s:
         statuses = set(s.scalars(select(RawEvent.status)))
     assert statuses <= {"handled", "quarantined"}
+
+
+def test_a_message_context_that_is_not_an_object_does_not_break_a_batch_with_a_shared_context(hub: Hub) -> None:
+    """`{**context, **"x"}` raised a TypeError: a 500 with an empty body. Now the batch is accepted and the
+    message with the odd context is stored or quarantined, like any other malformed message."""
+    client = client_for(hub)
+    source_id = add_source(client, "web", "ctx", {"write_key": KEY})
+    body = {"context": {"page": {"url": "https://example.com/?utm_source=x"}},
+            "batch": [{"type": "track", "event": "A", "anonymousId": "a1", "messageId": "m1", "context": "oops"},
+                      {"type": "track", "event": "B", "anonymousId": "a1", "messageId": "m2", "context": ["x"]},
+                      {"type": "track", "event": "C", "anonymousId": "a1", "messageId": "m3"}]}
+    resp = client.post(f"/hooks/{source_id}/v1/batch", json=body, headers=basic(KEY))
+    assert resp.status_code == 200, resp.text
+    wait_processed(hub)
+    with hub.sessions() as s:
+        assert set(s.scalars(select(RawEvent.status))) <= {"handled", "quarantined"}
+        assert "m3" in set(s.scalars(select(EventRow.source_event_id)))
