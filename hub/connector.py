@@ -27,6 +27,15 @@ from hub.schemas import EventDraft
 log = logging.getLogger(__name__)
 
 
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+
+
+def _redacted(value: str) -> str:
+    """`Basic dXNlcjpwYXNz` → `Basic [redacted]`: the scheme stays, so ops can still see how it was sent."""
+    scheme, sep, _ = value.strip().partition(" ")
+    return f"{scheme} [redacted]" if sep else "[redacted]"
+
+
 @dataclass(frozen=True)
 class InboundRequest:
     """An inbound HTTP request exactly as received; what the raw-event store keeps."""
@@ -50,7 +59,10 @@ class InboundRequest:
             raise UnreadableBody(f"body is not valid JSON: {exc}", code="invalid_json") from exc
 
     def to_record(self) -> dict[str, Any]:
-        return {"method": self.method, "headers": dict(self.headers), "query": dict(self.query), "path": self.path}
+        """What the raw store keeps: everything but credentials (a TCCC password, a web write key), which were
+        checked at the door, are never needed again, and must not sit in clear in the database."""
+        headers = {k: _redacted(v) if k in CREDENTIAL_HEADERS else v for k, v in self.headers.items()}
+        return {"method": self.method, "headers": headers, "query": dict(self.query), "path": self.path}
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any], body: bytes) -> InboundRequest:

@@ -42,6 +42,16 @@ def test_valid_request_is_stored_once_and_processed(web) -> None:  # type: ignor
     assert count_events(hub, type="track") == 1
 
 
+def test_credentials_are_not_kept_in_the_raw_store(web) -> None:  # type: ignore[no-untyped-def]
+    """The write key (or a TCCC password) was stored in clear in raw_events.request; now only its scheme."""
+    hub, client, sid = web
+    assert client.post(f"/hooks/{sid}/v1/track", content=_track(), headers=basic(KEY)).status_code == 200
+    wait_processed(hub)
+    (raw,) = raw_rows(hub)
+    assert raw.request["headers"]["authorization"] == "Basic [redacted]"
+    assert count_events(hub) == 1
+
+
 def test_redelivery_gets_same_status_and_creates_no_second_event(web) -> None:  # type: ignore[no-untyped-def]
     hub, client, sid = web
     first = client.post(f"/hooks/{sid}/v1/track", content=_track(), headers=basic(KEY))
