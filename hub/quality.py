@@ -65,6 +65,9 @@ _CELL_REF = re.compile(r"\$?[A-Za-z]{1,3}\$?[0-9]+(?:$|[-+*/^&:,)!])")
 _ARITHMETIC = re.compile(r"\(*[0-9]+(?:\.[0-9]+)?\)*\s*[-+*/^&]\s*[(0-9$A-Za-z]")
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:,[0-9]{3})*(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?%?")
 _PHONE_LIKE = re.compile(r"[+-]?[0-9\s().\-]+")
+_PHONE_SEPARATOR = re.compile(r"[/,;，；、]")
+_ARITHMETIC_ONLY = re.compile(r"[0-9.\s()+\-*/^&%]+")
+_FORMULA_SYNTAX = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\s*\(|[A-Za-z]+\||!\$?[A-Za-z]")  # SUM(, cmd|, Sheet!A1
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)")
 _CELL_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -177,12 +180,24 @@ def looks_like_formula(value: str) -> bool:
         return False
     if text[0] == "=":
         return bool(_EQUALS_FORMULA.match(text))
-    if text[0] != "@" and _PHONE_LIKE.fullmatch(text) and sum(ch.isdigit() for ch in text) >= 7:
+    if text[0] != "@" and _phones(text):
         return False
     body = text[1:]
     if _FUNCTION.match(body):
         return True
-    return text[0] != "@" and bool(_CELL_REF.match(body) or _ARITHMETIC.match(body))
+    if text[0] == "@":
+        return False
+    if _CELL_REF.match(body):
+        return True
+    # Arithmetic is residue only when nothing but arithmetic follows (`-1+2`) or formula syntax does
+    # (`-2+3+cmd|' /C calc'!A0`); `-3-5人`, `-2023-01-05 回访`, `+86-10-62345678转801` are text.
+    return bool(_ARITHMETIC.match(body)) and bool(_ARITHMETIC_ONLY.fullmatch(text) or _FORMULA_SYNTAX.search(text))
+
+
+def _phones(text: str) -> bool:
+    """One phone number or several (`+86-138-0013-8000/139-0013-9000`), each of 7+ digits."""
+    parts = _PHONE_SEPARATOR.split(text)
+    return all(_PHONE_LIKE.fullmatch(p.strip()) and sum(ch.isdigit() for ch in p) >= 7 for p in parts)
 
 
 def _join(prefix: str, key: object) -> str:

@@ -123,6 +123,9 @@ def test_clean_text(field: str, raw: str, expected: str, expected_codes: list[st
         "=cmd|' /C calc'!A0",
         '+HYPERLINK("http://evil.example","click")',
         " =VLOOKUP(A2,Sheet2!A:B,2,0)",
+        "-2+3+cmd|' /C calc'!A0",
+        "+1-2",
+        "+86-138-0013-8000/1+1",
     ],
 )
 def test_looks_like_formula(value: str) -> None:
@@ -159,6 +162,12 @@ def test_looks_like_formula(value: str) -> None:
         "",
         "+V8 engine",
         "-abc",
+        # Phones with a second number or a note, and notes that begin with a dash, were residue (helper-20).
+        "+86-138-0013-8000/139-0013-9000",
+        "+86-138-0013-8001 (手机)",
+        "+86-10-62345678转801",
+        "-3-5人",
+        "-2023-01-05 回访",
     ],
 )
 def test_does_not_look_like_formula(value: str) -> None:
