@@ -29,6 +29,7 @@ IDENTITY_FIELDS = ("phone", "email", "uscc")
 ISSUE_KEYS = ("invisible_chars", "formula_residue", "invalid_phone", "invalid_email", "short_company_name",
               "invalid_uscc", "placeholder_identity")
 _SPLIT_MULTI = re.compile(r"[,，;；/、|\n]+")
+MULTI_VALUE_SEPARATOR = "; "  # joins the values of a field that several columns map to
 
 
 @dataclass
@@ -117,11 +118,21 @@ def _clean_cell(out: RowOutcome, name: str, raw: str, is_formula: bool, raw_ids:
     if not text:
         return
     if name.startswith("extra:"):
-        out.extra.setdefault(name[6:], text)
+        _keep(out.extra, name[6:], text)
         return
     if name in raw_ids and name not in out.tainted:
         raw_ids[name].append(text)
-    out.record.setdefault(name, text)
+    _keep(out.record, name, text)
+
+
+def _keep(values: dict[str, str], name: str, text: str) -> None:
+    """A second column for one field (手机 and 电话, two 备注) adds its value rather than losing it, so it
+    reaches the event and the row's id: two rows that differ only there are not duplicates."""
+    current = values.get(name)
+    if current is None:
+        values[name] = text
+    elif text not in current.split(MULTI_VALUE_SEPARATOR):
+        values[name] = current + MULTI_VALUE_SEPARATOR + text
 
 
 def _check_identities(out: RowOutcome, raw_ids: dict[str, list[str]]) -> None:

@@ -74,6 +74,21 @@ def test_rows_already_known_match_existing_customers(hub: Hub, tmp_path: Path) -
     assert (report["imported"], report["customers_created"], report["customers_matched"]) == (1, 0, 1)
 
 
+def test_two_columns_for_one_field_keep_both_values(hub: Hub, tmp_path: Path) -> None:
+    """The second 备注 (or 电话 next to 手机) was dropped, and so were rows differing only there (helper-20)."""
+    rows = [["客户名称", "联系人", "手机", "电话", "备注", "备注"],
+            ["腾讯科技", "张三", "13800138041", "13900139041", "r1", "r2"],
+            ["腾讯科技", "张三", "13800138041", None, "r1", "other"]]
+    report = run_import(hub, str(write_csv(tmp_path / "dup.csv", rows)))
+    assert (report["rows"], report["imported"], report["duplicates"]) == (2, 2, 0)
+    with hub.sessions() as s:
+        data = s.scalars(select(EventRow.data).where(EventRow.type == "record.imported")).all()
+    first = next(d for d in data if d["properties"]["row"] == 2)
+    kept = first["properties"]["extra"] | first["properties"]["record"]
+    assert "r1; r2" in kept.values() and kept["phone"] == "13800138041; 13900139041"
+    assert {"type": "phone", "value": "+8613900139041"} in first["identities"]
+
+
 def test_dry_run_changes_nothing(hub: Hub, tmp_path: Path) -> None:
     path = write_csv(tmp_path / "d.csv", ROWS, "utf-8-sig")
     report = run_import(hub, str(path), dry_run=True)
