@@ -44,10 +44,14 @@ def build_report(hub: Hub, *, since: datetime | None = None, source_id: Any = No
             found = {i.get("code") for i in (data.get("quality") or {}).get("issues", []) if isinstance(i, dict)}
             codes.update(c for c in found if isinstance(c, str))
             abnormal += bool(found & ABNORMAL_CODES)
-            record = (data.get("properties") or {}).get("record")
+            properties = data.get("properties") or {}
+            record = properties.get("record")
             if data.get("type") == "record.imported" and isinstance(record, dict):
                 records += 1
                 fields.update(record)
+                mapped = properties.get("fields")  # also the file's fields that are empty in this row
+                if isinstance(mapped, list):
+                    fields.update(f for f in mapped if isinstance(f, str))
                 present.update(record.keys())
         duplicates, received = _duplicates(session, since, source_id)
         quarantine = _quarantine_counts(session, since, source_id)

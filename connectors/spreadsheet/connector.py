@@ -75,12 +75,13 @@ class SpreadsheetConnector(Connector):
         if outcomes is None or len(outcomes) != len(body["rows"]):
             outcomes = [analyse_row(r[0], r[1], fields, r[2] if len(r) > 2 else ()) for r in body["rows"]]
         drafts = []
+        mapped = sorted({f for f in fields if f and not f.startswith("extra:")})
         for raw, outcome in zip(body["rows"], outcomes, strict=True):
             if outcome.quarantined:
                 ctx.quarantine(outcome.reasons[0], quarantine_detail(outcome, headers=headers, fields=fields),
                                quarantine_payload(outcome, file=file, headers=headers, cells=raw[1]))
             else:
-                drafts.append(to_draft(outcome, file=file, received_at=ctx.received_at))
+                drafts.append(to_draft(outcome, file=file, received_at=ctx.received_at, fields=mapped))
         return drafts
 
 

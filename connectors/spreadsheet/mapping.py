@@ -168,15 +168,20 @@ def row_id(record: dict[str, str], extra: dict[str, str]) -> str:
     return "row:" + hashlib.sha256(canonical.encode()).hexdigest()[:40]
 
 
-def to_draft(out: RowOutcome, *, file: str, received_at: datetime) -> EventDraft:
-    """The `record.imported` event of an accepted row. Traits leave out identifiers and tainted fields."""
+def to_draft(out: RowOutcome, *, file: str, received_at: datetime, fields: Sequence[str] = ()) -> EventDraft:
+    """The `record.imported` event of an accepted row. Traits leave out identifiers and tainted fields.
+
+    `fields`: the fields the file's columns map to, so the data-health report sees a field that is empty
+    in every row (`record` holds only the non-empty ones).
+    """
     traits = {k: v for k, v in out.record.items() if k not in IDENTITY_FIELDS and k not in out.tainted}
     return EventDraft(
         type=EVENT_TYPE,
         source_event_id=out.source_event_id,
         occurred_at=received_at,
         identities=list(out.identities),
-        properties={"file": file, "row": out.row, "record": dict(out.record), "extra": dict(out.extra)},
+        properties={"file": file, "row": out.row, "record": dict(out.record), "extra": dict(out.extra),
+                    "fields": list(fields)},
         traits=traits,
         quality=Quality(issues=list(out.issues)),
     )

@@ -38,6 +38,7 @@ def test_report_counts(imported: Hub) -> None:
     assert report["invalid_identifiers"]["invalid_email"] == 1
     assert report["abnormal_char_rate"] == 0.5
     assert report["empty_value_rate"]["email"] == 0.5 and report["empty_value_rate"]["phone"] == 0.0
+    assert report["empty_value_rate"]["uscc"] == 1.0  # empty in every row: it used to be left out
     assert report["duplicate_rate"] == pytest.approx(1 / 3, abs=1e-3)
 
 
