@@ -136,3 +136,11 @@ def test_cli_dry_run_writes_report_only(cli_hub: Hub, tmp_path: Path) -> None:
     report = json.loads(Path(str(path) + ".report.json").read_text(encoding="utf-8"))
     assert report["dry_run"] and report["rows"] == 5
     assert _count(cli_hub, EventRow) == 0
+
+
+def test_dry_run_row_keys_use_the_whole_id() -> None:
+    """The key took the id's last 8 hex characters (32 bits): different rows could count as duplicates."""
+    from hub.importer import _id_key
+
+    a, b = "row:" + "a" * 32 + "12345678", "row:" + "b" * 32 + "12345678"
+    assert _id_key(a) != _id_key(b) and _id_key(a) == _id_key(a) and _id_key(a) < 2**64
