@@ -19,7 +19,6 @@ from hub.schemas import EventDraft, utcnow
 from hub.tasks import task
 
 DAILY_TASK = "hub.quality_report.daily"
-DAILY_EVERY_S = 86400.0
 DEFAULT_WINDOW = timedelta(days=1)
 ABNORMAL_CODES = frozenset({"invisible_chars_removed", "formula_residue"})
 INVALID_CODES = ("invalid_phone", "invalid_email", "invalid_uscc", "placeholder")
@@ -133,12 +132,22 @@ def quarantined_rows(hub: Hub, *, since: datetime | None = None, source_id: Any 
 
 @task(DAILY_TASK, queue="ingest")
 def daily() -> int:
-    """Store today's report as a `quality.report` event (idempotent per UTC day) so endpoints receive it."""
+    """Store today's report as a `quality.report` event, once per UTC day, so endpoints receive it.
+
+    Run hourly (`QUALITY_REPORT_CHECK_S`), not every 24 h: a schedule's clock starts with the process, so a
+    hub restarted more often than daily never reached its first run. The first run of a day builds and
+    stores the report; the rest find it stored and stop after one indexed read.
+    """
     from hub.pipeline import store_internal
 
     hub = get_hub()
+    event_id = f"quality.report:{utcnow().date().isoformat()}"
+    with hub.sessions() as session:
+        if session.scalar(select(EventRow.seq).where(EventRow.source_id.is_(None), EventRow.source == "hub",
+                                                     EventRow.source_event_id == event_id)) is not None:
+            return 0
     report = build_report(hub)
-    draft = EventDraft(type="quality.report", source_event_id=f"quality.report:{utcnow().date().isoformat()}",
-                       occurred_at=utcnow(), properties=report, about_a_person=False)
+    draft = EventDraft(type="quality.report", source_event_id=event_id, occurred_at=utcnow(), properties=report,
+                       about_a_person=False)
     with hub.transaction() as session:
         return store_internal(hub, session, [draft], source="hub")

@@ -28,7 +28,7 @@ from hub.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 SOURCE_CACHE_TTL_S = 5.0
-QUALITY_REPORT_EVERY_S = 86400.0  # the daily data-health report (hub.quality_report.daily)
+QUALITY_REPORT_CHECK_S = 3600.0  # the daily data-health report: checked hourly, stored once per UTC day
 PULL_SWEEP_EVERY_S = 60.0  # how often hub.pull.pull_due looks for sources whose pull interval passed
 
 
@@ -69,7 +69,7 @@ class Hub:
         self.schedules: list[tuple[str, float]] = [
             ("hub.pipeline.requeue_pending", settings.requeue_every_s), ("hub.pull.pull_due", PULL_SWEEP_EVERY_S)
         ]
-        self.schedules.append(("hub.quality_report.daily", QUALITY_REPORT_EVERY_S))
+        self.schedules.append(("hub.quality_report.daily", QUALITY_REPORT_CHECK_S))
         pm.hook.register_schedules(schedule=lambda name, every: self.schedules.append((name, float(every))))
         self.runner = runner if runner is not None else self._default_runner()
         self._source_cache: dict[uuid.UUID, tuple[float, ActiveSource | None]] = {}

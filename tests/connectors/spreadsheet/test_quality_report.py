@@ -65,7 +65,19 @@ def test_daily_task_stores_one_quality_report_event_per_day(imported: Hub) -> No
     assert daily() == 0
     assert count_events(imported, type="quality.report") == 1
     assert count_events(imported, type="quality.report", customer_id=None) == 1  # no customer made up for it
-    assert ("hub.quality_report.daily", 86400.0) in imported.schedules
+    # Checked hourly: a 24 h interval restarts with the process, so a hub restarted daily never sent one.
+    assert ("hub.quality_report.daily", 3600.0) in imported.schedules
+
+
+def test_the_daily_check_does_not_rebuild_a_report_already_stored(imported: Hub,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    assert daily() == 1
+
+    def no_rebuild(*args: object, **kwargs: object) -> None:
+        raise AssertionError("today's report was built again")
+
+    monkeypatch.setattr("hub.quality_report.build_report", no_rebuild)
+    assert daily() == 0
 
 
 def test_cli_quality_report_lists_and_exports_neutralised(imported: Hub, tmp_path: Path,
