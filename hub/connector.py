@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -114,6 +114,15 @@ class KeyedState(Protocol):
     def set(self, key: str, value: Any) -> None: ...
 
 
+class SetAside(NamedTuple):
+    """One item `ParseContext.quarantine()` set aside."""
+
+    reason: str
+    detail: str
+    payload: Any
+    key: str | None = None
+
+
 @dataclass
 class ParseContext:
     source_id: uuid.UUID
@@ -122,11 +131,16 @@ class ParseContext:
     state: KeyedState
     http: httpx.Client | None = None
     log: logging.Logger = log
-    quarantined: list[tuple[str, str, Any]] = field(default_factory=list)
+    quarantined: list[SetAside] = field(default_factory=list)
 
-    def quarantine(self, reason: str, detail: str, payload: Any = None) -> None:
-        """Set one item of a multi-item request aside (kept with its reason); the rest goes on."""
-        self.quarantined.append((reason, detail, payload))
+    def quarantine(self, reason: str, detail: str, payload: Any = None, *, key: str | None = None) -> None:
+        """Set one item of a multi-item request aside (kept with its reason); the rest goes on.
+
+        `key`: the item's stable id (a spreadsheet row's content hash). An item already quarantined under the
+        same key for this source is not quarantined again when it comes back in another request (a re-import
+        whose batches shifted by one row).
+        """
+        self.quarantined.append(SetAside(reason, detail, payload, key))
 
 
 class Connector:

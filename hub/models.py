@@ -108,6 +108,7 @@ class QuarantineRow(UUIDPk, Base):
     """Input kept aside with the reason it could not be used (never silently dropped)."""
 
     __tablename__ = "quarantine"
+    __table_args__ = (Index("ix_quarantine_source_item", "source_id", "item_key"),)
 
     source_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"), index=True)
     raw_event_id: Mapped[int | None] = mapped_column(index=True)
@@ -115,6 +116,9 @@ class QuarantineRow(UUIDPk, Base):
     detail: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any] | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # The item's stable id when its connector gives one (`ParseContext.quarantine(key=…)`): set aside once per
+    # source, however many requests bring it back.
+    item_key: Mapped[str | None] = mapped_column(String(300))
 
 
 class InboundRejection(Base):

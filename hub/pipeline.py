@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from hub import metrics
-from hub.connector import InboundRequest, ParseContext
+from hub.connector import InboundRequest, ParseContext, SetAside
 from hub.db import JSONText
 from hub.errors import PayloadError, QuarantineError, RetryableError
 from hub.identifiers import is_placeholder, normalize_identity, parse_placeholders
@@ -112,8 +112,8 @@ def _process(hub: Hub, session: Session, raw_id: int) -> str:
         raw.status, raw.error, raw.handled_at = RAW_QUARANTINED, reason, utcnow()
         metrics.EVENTS_QUARANTINED.labels(source.connector.name).inc()
         return RAW_QUARANTINED
-    for reason, detail, payload in ctx.quarantined:
-        quarantine(session, source.id, raw.id, reason, detail, {"item": payload})
+    for item in _not_yet_quarantined(session, source.id, ctx.quarantined):
+        quarantine(session, source.id, raw.id, item.reason, item.detail, {"item": item.payload}, item_key=item.key)
         metrics.EVENTS_QUARANTINED.labels(source.connector.name).inc()
     stored, duplicates = store_drafts(
         hub,
@@ -159,12 +159,30 @@ def quarantine(
     detail: str | None,
     payload: dict[str, Any] | None,
     extra: Any = None,
+    item_key: str | None = None,
 ) -> None:
     if extra is not None and payload is not None:
         payload = {**payload, "details": extra}
-    session.add(
-        QuarantineRow(source_id=source_id, raw_event_id=raw_event_id, reason=reason, detail=detail, payload=payload)
-    )
+    session.add(QuarantineRow(source_id=source_id, raw_event_id=raw_event_id, reason=reason, detail=detail,
+                              payload=payload, item_key=item_key[:300] if item_key else None))
+
+
+def _not_yet_quarantined(session: Session, source_id: uuid.UUID, items: list[SetAside]) -> list[SetAside]:
+    """The items to quarantine: those without a key, and keyed ones not set aside for this source before
+    (by an earlier request, or earlier in this one). One query per 500 keys."""
+    keys = list(dict.fromkeys(i.key[:300] for i in items if i.key))
+    seen: set[str] = set()
+    for chunk in _chunks(keys, 500):
+        seen.update(k for k in session.scalars(select(QuarantineRow.item_key).where(
+            QuarantineRow.source_id == source_id, QuarantineRow.item_key.in_(chunk))) if k)
+    out = []
+    for item in items:
+        if item.key:
+            if item.key[:300] in seen:
+                continue
+            seen.add(item.key[:300])
+        out.append(item)
+    return out
 
 
 # ---------------------------------------------------------------- storing events

@@ -79,7 +79,7 @@ class ErpConnector(Connector):
             if draft is not None:
                 drafts.append(draft)
         if not drafts and ctx.quarantined and len(ctx.quarantined) == len(items):
-            reason, detail, _ = ctx.quarantined[0]
+            reason, detail = ctx.quarantined[0].reason, ctx.quarantined[0].detail
             ctx.quarantined.clear()
             raise QuarantineError(reason, detail)
         return drafts

@@ -49,7 +49,7 @@ class PosConnector(Connector):
                 continue
             drafts.append(to_draft(event, ctx.received_at))
         if not drafts and ctx.quarantined:
-            reason, detail, _ = ctx.quarantined[0]
+            reason, detail = ctx.quarantined[0].reason, ctx.quarantined[0].detail
             ctx.quarantined.clear()
             raise QuarantineError(reason, detail)
         return drafts

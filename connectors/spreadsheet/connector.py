@@ -79,7 +79,8 @@ class SpreadsheetConnector(Connector):
         for raw, outcome in zip(body["rows"], outcomes, strict=True):
             if outcome.quarantined:
                 ctx.quarantine(outcome.reasons[0], quarantine_detail(outcome, headers=headers, fields=fields),
-                               quarantine_payload(outcome, file=file, headers=headers, cells=raw[1]))
+                               quarantine_payload(outcome, file=file, headers=headers, cells=raw[1]),
+                               key=outcome.source_event_id)  # the row's content: a re-import adds none
             else:
                 drafts.append(to_draft(outcome, file=file, received_at=ctx.received_at, fields=mapped))
         return drafts

@@ -131,5 +131,5 @@ def test_an_item_that_is_not_an_object_is_quarantined_alone() -> None:
     ctx = ParseContext(uuid.uuid4(), "t", utcnow(), MemoryState())
     drafts = connector.parse(sign(jbody([ORDER, 7]), {"secret": SECRET}), config, ctx)
     assert [d.source_event_id for d in drafts] == ["e-1"]
-    assert [(reason, detail) for reason, detail, _ in ctx.quarantined] == [
+    assert [(q.reason, q.detail) for q in ctx.quarantined] == [
         ("invalid_erp_order", "event: a JSON object is needed, not int")]

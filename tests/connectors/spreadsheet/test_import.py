@@ -144,3 +144,19 @@ def test_dry_run_row_keys_use_the_whole_id() -> None:
 
     a, b = "row:" + "a" * 32 + "12345678", "row:" + "b" * 32 + "12345678"
     assert _id_key(a) != _id_key(b) and _id_key(a) == _id_key(a) and _id_key(a) < 2**64
+
+
+def test_a_reimport_whose_batches_shifted_quarantines_no_row_twice(hub: Hub, tmp_path: Path) -> None:
+    """One row inserted at the top moves every batch boundary: each new batch held the same bad rows, and
+    they were quarantined again (a 3,000-row file's 31 quarantine rows became 62; helper-20)."""
+    good = [[f"公司{i}有限公司", f"人{i}", f"1391234{i:04d}", None, None, None] for i in range(6)]
+    bad = [["=VLOOKUP(A2,Sheet2!A:B,2,0)", "坏", "13700137000", None, None, None],
+           ["某某科技有限公司", "无号", "12345", None, None, None]]
+    first = run_import(hub, str(write_csv(tmp_path / "a.csv", [HEADER, *good[:3], *bad, *good[3:]])), batch_rows=2)
+    assert first["quarantined"] == 2 and _count(hub, QuarantineRow) == 2
+    new_row = ["新公司有限公司", "新人", "13600136000", None, None, None]
+    again = run_import(hub, str(write_csv(tmp_path / "b.csv", [HEADER, new_row, *good[:3], *bad, *good[3:]])),
+                       batch_rows=2)
+    assert (again["imported"], again["quarantined"]) == (1, 2)  # the report still names the file's bad rows
+    assert _count(hub, QuarantineRow) == 2
+    assert count_events(hub, type="record.imported") == 7
