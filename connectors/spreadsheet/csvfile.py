@@ -2,7 +2,12 @@
 
 Why trial decoding first: Chinese Excel saves "CSV" as GBK, and a GBK file opened as UTF-8 fails within the first
 few Chinese characters, while UTF-8 text almost never decodes as valid GB18030 *and* valid UTF-8 at once. A
-1 MiB sample decides; charset-normalizer is the fallback for anything else. Rows are read lazily.
+1 MiB sample decides; a sample with a few bad bytes among many good multi-byte characters (a truncated
+character, a stray byte) is still that encoding. charset-normalizer is the fallback for anything else. Rows are
+read lazily.
+
+Only the delimiter is sniffed: the quote is always `"` (RFC 4180, Excel). Legacy exports keep Excel's `'` text
+marker (`'13800138001`), which the sniffer would take for a quote character, merging rows.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -17,15 +23,29 @@ from .errors import FileUnreadable
 
 SAMPLE_BYTES = 1 << 20
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_TRIALS = ("utf-8", "gb18030")
+_HANDFUL = 5  # bad sequences tolerated in any sample, however small
+_EVIDENCE = 10  # good non-ASCII characters needed per bad sequence
+_ASCII_RUNS = re.compile(r"[\x00-\x7f]+")
+_EXCEL_TEXT_MARK = re.compile(r"'([\d +-]*\d[\d +-]*)")
 csv.field_size_limit(16 * 1024 * 1024)
 
 
-def _decodes(sample: bytes, encoding: str) -> bool:
-    try:
-        codecs.getincrementaldecoder(encoding)().decode(sample, final=False)
-    except UnicodeDecodeError:
-        return False
-    return True
+def _decodes(sample: bytes, encoding: str, *, lenient: bool = False) -> bool:
+    """Whether `sample` is `encoding`; `lenient` allows ≤ 1 % (or a handful) of bad sequences when good
+    multi-byte characters outnumber them 10 to 1."""
+    text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(sample, final=False)
+    bad = text.count("\ufffd")
+    if not lenient or not bad:
+        return not bad
+    return bad <= max(_HANDFUL, len(text) // 100) and _evidence(text, encoding) >= _EVIDENCE * bad
+
+
+def _evidence(text: str, encoding: str) -> int:
+    """Decoded non-ASCII characters that back the guess. Latin-1 read as UTF-8 yields almost none; read as
+    GB18030 it pairs a high byte with an ASCII letter, which is never one of GB2312's common hanzi."""
+    wide = _ASCII_RUNS.sub("", text).replace("\ufffd", "")
+    return len(wide.encode("gb2312", errors="ignore")) // 2 if encoding == "gb18030" else len(wide)
 
 
 def detect_encoding(sample: bytes) -> tuple[str, bool]:
@@ -33,15 +53,32 @@ def detect_encoding(sample: bytes) -> tuple[str, bool]:
     for bom, encoding in _BOMS:
         if sample.startswith(bom):
             return encoding, True
-    for encoding in ("utf-8", "gb18030"):
-        if _decodes(sample, encoding):
-            return encoding, False
+    for lenient in (False, True):
+        for encoding in _TRIALS:
+            if _decodes(sample, encoding, lenient=lenient):
+                return encoding, False
     from charset_normalizer import from_bytes
 
     best = from_bytes(sample).best()
     if best is None:
         raise FileUnreadable("cannot tell the text encoding of this CSV file")
     return best.encoding, False
+
+
+def sniff_delimiter(text: str) -> str:
+    """`,` `;` tab or `|`; the sniffed quote character is ignored (see the module docstring)."""
+    try:
+        return csv.Sniffer().sniff(text, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def csv_cell(text: str) -> str | None:
+    """A cell's text, None if blank. Excel's leading `'` text marker is dropped before a phone-like value."""
+    if not text.strip():
+        return None
+    marked = _EXCEL_TEXT_MARK.fullmatch(text)
+    return marked.group(1) if marked else text
 
 
 class CsvSheet:
@@ -55,11 +92,7 @@ class CsvSheet:
             raise FileUnreadable(f"cannot read {path}: {exc.strerror or exc}") from exc
         self.encoding, self.bom = detect_encoding(sample)
         self.total_bytes = max(1, self._size())
-        text_sample = sample.decode(self.encoding, errors="replace")[: 64 * 1024]
-        try:
-            self.dialect: Any = csv.Sniffer().sniff(text_sample, delimiters=",;\t|")
-        except csv.Error:
-            self.dialect = csv.excel
+        self.delimiter = sniff_delimiter(sample.decode(self.encoding, errors="replace")[: 64 * 1024])
         self._raw.seek(0)
         self.replaced_rows = 0
 
@@ -75,10 +108,10 @@ class CsvSheet:
         text = io.TextIOWrapper(self._raw, encoding=self.encoding, errors="replace", newline="")
         index = -1
         try:
-            for index, cells in enumerate(csv.reader(text, self.dialect)):
+            for index, cells in enumerate(csv.reader(text, csv.excel, delimiter=self.delimiter)):
                 if any("\ufffd" in c for c in cells):
                     self.replaced_rows += 1
-                yield index, [c if c.strip() else None for c in cells], []
+                yield index, [csv_cell(c) for c in cells], []
         except csv.Error as exc:
             raise FileUnreadable(f"malformed CSV near record {index + 2}: {exc}") from exc
         finally:

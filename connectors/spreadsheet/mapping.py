@@ -30,6 +30,7 @@ ISSUE_KEYS = ("invisible_chars", "formula_residue", "invalid_phone", "invalid_em
               "invalid_uscc", "placeholder_identity")
 _SPLIT_MULTI = re.compile(r"[,，;；/、|\n]+")
 MULTI_VALUE_SEPARATOR = "; "  # joins the values of a field that several columns map to
+_FLOAT_DIGITS = re.compile(r"([0-9]+)\.0+")  # a phone as pandas writes a float column: 13800138058.0
 
 
 @dataclass
@@ -103,6 +104,8 @@ def analyse_row(
 def _clean_cell(out: RowOutcome, name: str, raw: str, is_formula: bool, raw_ids: dict[str, list[str]]) -> None:
     path = _path(name)
     text, found = clean_text(raw, path)
+    if name == "phone" and (digits := _FLOAT_DIGITS.fullmatch(text)):
+        text = digits.group(1)  # as the .xlsx path reads a float cell (cell_text), so the row id agrees too
     for issue in found:
         if issue.code == "invisible_chars_removed":
             out.problems.add("invisible_chars")

@@ -11,6 +11,7 @@ import re
 import zipfile
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
+from itertools import islice
 from typing import Any
 from xml.etree import ElementTree
 
@@ -92,6 +93,20 @@ def json_cell(value: Any) -> Any:
     return value
 
 
+def first_row_yielded(sheet: Any) -> int:
+    """The absolute index of the row `iter_rows()` yields first.
+
+    python-calamine 0.9 pads the empty rows above the used range (it starts at row 0); a build that starts at
+    the range yields exactly `height` rows. Counting tells them apart, so only a sheet whose data starts below
+    row 1 pays for a second pass.
+    """
+    top = (sheet.start or (0, 0))[0]
+    if top == 0:
+        return 0
+    padded = next(islice(sheet.iter_rows(), sheet.height, None), None) is not None
+    return 0 if padded else top
+
+
 class XlsxSheet:
     """The first worksheet's rows (0-based absolute row, cells with merges filled, formula columns)."""
 
@@ -106,7 +121,8 @@ class XlsxSheet:
         self.name = self.sheet.name
         self.other_sheets = list(self.workbook.sheet_names[1:])
         self.start = self.sheet.start or (0, 0)
-        self.total_rows = self.sheet.height
+        self.first_row = first_row_yielded(self.sheet)
+        self.total_rows = self.sheet.height + self.start[0] - self.first_row
         self.merged = list(self.sheet.merged_cell_ranges or [])
         self.formulas, self.unplaced_formulas = scan_formulas(path, 0)
         self.done = 0
@@ -115,16 +131,21 @@ class XlsxSheet:
     def formula_cells(self) -> int:
         return sum(len(cols) for cols in self.formulas.values()) + self.unplaced_formulas
 
+    def _absolute(self, values: list[Any]) -> list[Any]:
+        """A row's cells from column A: calamine 0.9 starts a row at the used range's first column (padding is
+        derived from the row's length, in case a build pads columns too)."""
+        lead = max(0, self.start[1] - (len(values) - self.sheet.width))
+        return [None] * lead + [json_cell(v) for v in values]
+
     def rows(self) -> Iterator[tuple[int, list[Any], list[int]]]:
-        first_row, first_col = self.start
         starting: dict[int, list[tuple[int, int, int]]] = {}
         for (r0, c0), (r1, c1) in self.merged:
             if (r0, c0) != (r1, c1):
                 starting.setdefault(r0, []).append((r1, c0, c1))
         active: list[tuple[int, int, int, Any]] = []
         for offset, values in enumerate(self.sheet.iter_rows()):
-            row = first_row + offset
-            cells = [None] * first_col + [json_cell(v) for v in values]
+            row = self.first_row + offset
+            cells = self._absolute(values)
             for r1, c0, c1 in starting.pop(row, ()):
                 active.append((r1, c0, c1, cells[c0] if c0 < len(cells) else None))
             active = [a for a in active if a[0] >= row]

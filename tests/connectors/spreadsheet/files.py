@@ -6,19 +6,22 @@ from pathlib import Path
 from typing import Any
 
 from openpyxl import Workbook
+from openpyxl.utils.cell import coordinate_to_tuple
 
 HEADER = ["客户名称", "联系人", "手机号", "邮箱", "统一社会信用代码", "城市"]
 GOOD_USCC = "91440300708461136T"
 
 
 def write_xlsx(path: Path, rows: list[list[Any]], *, title: str | None = None,
-               merges: tuple[str, ...] = ()) -> Path:
+               merges: tuple[str, ...] = (), origin: str = "A1") -> Path:
+    """`origin` is the top-left cell: a sheet whose used range starts below row 1 or right of column A."""
     wb = Workbook()
     ws = wb.active
-    if title:
-        ws.append([title])
-    for row in rows:
-        ws.append(row)
+    top, left = coordinate_to_tuple(origin)
+    for r, row in enumerate(([[title]] if title else []) + rows):
+        for c, value in enumerate(row):
+            if value is not None:
+                ws.cell(row=top + r, column=left + c, value=value)
     for ref in merges:
         ws.merge_cells(ref)
     wb.save(path)

@@ -160,3 +160,131 @@ def test_row_parser_never_raises_and_is_consistent(row: list[object], formulas: 
     for value in row:
         text = cell_text(value)
         assert text is None or isinstance(text, str)
+
+
+# ---------------------------------------------------------------- used range not at A1
+OFFSET_ROWS = [HEADER[:3],
+               ["腾讯科技", "张三", "13800138091"],
+               [None, "李四", "13800138092"],  # company merged down from the row above
+               ["阿里巴巴", "王五", "=VLOOKUP(B6,Sheet2!A:B,2,0)"]]
+
+
+def _offset_sheet(tmp_path: Path, origin: str) -> Path:
+    column = origin[0]
+    return write_xlsx(tmp_path / "o.xlsx", OFFSET_ROWS, origin=origin, merges=(f"{column}4:{column}5",))
+
+
+def _assert_offset_rows_line_up(opened: ImportFile) -> None:
+    first, second, third = _outcomes(opened)
+    assert [o.row for o in (first, second, third)] == [4, 5, 6]
+    assert first.record == {"company": "腾讯科技", "name": "张三", "phone": "13800138091"} and not first.reasons
+    assert second.record["company"] == "腾讯科技" and not second.reasons  # merged fill on its own row
+    assert third.tainted == {"phone"} and third.record["name"] == "王五"  # the formula flagged on its own row
+    assert "formula_residue" in third.reasons and "formula_residue" not in first.problems | second.problems
+
+
+@pytest.mark.parametrize("origin", ["A3", "C3"])
+def test_xlsx_rows_line_up_when_the_used_range_starts_below_a1(tmp_path: Path, origin: str) -> None:
+    _assert_offset_rows_line_up(ImportFile(str(_offset_sheet(tmp_path, origin))))
+
+
+class _RangeOnlyRows:
+    """A calamine sheet whose iter_rows() starts at the used range and pads the columns left of it: the
+    opposite of python-calamine 0.9 in both directions, so the reader must not assume either."""
+
+    def __init__(self, sheet: object) -> None:
+        self._sheet = sheet
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sheet, name)
+
+    def iter_rows(self) -> object:
+        rows = list(self._sheet.iter_rows())  # type: ignore[attr-defined]
+        left = self._sheet.start[1]  # type: ignore[attr-defined]
+        return iter([[""] * left + row for row in rows[len(rows) - self._sheet.height :]])  # type: ignore[attr-defined]
+
+
+def test_xlsx_rows_line_up_whatever_calamine_pads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from connectors.spreadsheet import xlsx
+
+    real = xlsx.CalamineWorkbook.get_sheet_by_index
+    monkeypatch.setattr(xlsx.CalamineWorkbook, "get_sheet_by_index", lambda wb, i: _RangeOnlyRows(real(wb, i)))
+    _assert_offset_rows_line_up(ImportFile(str(_offset_sheet(tmp_path, "C3"))))
+
+
+# ---------------------------------------------------------------- CSV quoting and Excel's apostrophe
+APOSTROPHE_ROWS = ["客户名称,联系人,手机号,邮箱,备注"] + [
+    f"公司{i}有限公司,人{i},'1380013816{i},u{i}@x.cn" for i in range(2)] + [
+    "公司X有限公司,人X,',x@x.cn"] + [f"公司{i}有限公司,人{i},'1380013816{i},u{i}@x.cn" for i in range(2, 6)] + [
+    '公司Q有限公司,"人 ""Q""",\'+86 138-0013-8169,q@x.cn,\'VIP\'']
+
+
+def test_csv_apostrophe_is_never_a_quote_character(tmp_path: Path) -> None:
+    """Legacy exports keep Excel's `'` text marker; the sniffer took it for the quote and merged rows."""
+    path = tmp_path / "a.csv"
+    path.write_text("\n".join(APOSTROPHE_ROWS) + "\n", encoding="utf-8")
+    outcomes = _outcomes(ImportFile(str(path)))
+    assert len(outcomes) == 8
+    assert outcomes[2].record["email"] == "x@x.cn" and outcomes[7].record["name"] == '人 "Q"'
+
+
+def test_csv_leading_apostrophe_before_a_phone_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text("\n".join(APOSTROPHE_ROWS) + "\n", encoding="utf-8")
+    outcomes = _outcomes(ImportFile(str(path)))
+    assert [o.record.get("phone") for o in outcomes] == [
+        "13800138160", "13800138161", "'", "13800138162", "13800138163", "13800138164", "13800138165",
+        "+86 138-0013-8169"]
+    assert outcomes[7].record["remark"] == "'VIP'"  # only a phone-like value loses the marker
+    assert all(o.identities for o in outcomes if o.record.get("phone") != "'")
+
+
+# ---------------------------------------------------------------- a few undecodable bytes
+_TEXT = "客户名称,联系人,手机号,邮箱,城市\n" + "".join(
+    f"腾讯科技{i},张三{i},1380013{i:04d},a{i}@x.cn,深圳\n" for i in range(50))
+
+
+@pytest.mark.parametrize(("encoding", "damage"), [
+    ("utf-8", b"Caf\xe9,x,13800130000,y@x.cn,z\n"),  # a stray Latin-1 byte
+    ("utf-8", "某公司".encode()[:-1] + b",x,13800130000,y@x.cn,z\n"),  # a truncated 3-byte character
+    ("gb18030", "某公司".encode("gbk")[:-1] + b",x,13800130000,y@x.cn,z\n"),  # a truncated 2-byte character
+    ("gb18030", b"\xff\n"),
+    ("gb18030", b"\x80\n"),  # cp936's euro sign, not GB18030
+])
+def test_csv_a_few_bad_bytes_become_replacement_characters(tmp_path: Path, encoding: str, damage: bytes) -> None:
+    path = tmp_path / "d.csv"
+    path.write_bytes(_TEXT.encode(encoding) + damage)
+    opened = ImportFile(str(path))
+    outcomes = _outcomes(opened)
+    assert [o.record["company"] for o in outcomes[:50]] == [f"腾讯科技{i}" for i in range(50)]
+    assert not any(o.reasons for o in outcomes[:50])
+    assert "\ufffd" in str(outcomes[50].record)
+    codes = {w["code"]: w["detail"] for w in opened.warnings}
+    assert codes["undecodable_bytes"].startswith("1 row(s)")
+    assert codes.get("encoding_detected", "utf-8") == encoding
+
+
+@pytest.mark.parametrize("row", [
+    ["Société Générale", "Zoë Noël", "Besançon à côté"],  # bad as UTF-8 and as GB18030
+    ["Müller", "Jürgen Schäfer", "Straße"],  # valid GB18030 (high byte + ASCII letter) until `ß,` below
+])
+def test_csv_latin1_is_not_read_as_damaged_utf8_or_gb18030(tmp_path: Path, row: list[str]) -> None:
+    """Latin-1 has no good multi-byte characters to outweigh its bad bytes, so charset-normalizer decides
+    (which single-byte code page it picks is its business, not this reader's)."""
+    rows = [["company", "name", "city", "phone"]] + [[f"{row[0]} {i}", *row[1:], f"1390013{i:04d}"]
+                                                     for i in range(60)] + [["Fuß", "x", "y", "13800138000"]]
+    opened = ImportFile(str(write_csv(tmp_path / "l.csv", rows, "latin-1")))
+    outcomes = _outcomes(opened)
+    assert opened.sheet.encoding not in ("utf-8", "gb18030") and len(outcomes) == 61
+    assert not any("\ufffd" in str(o.record) for o in outcomes)
+    assert "undecodable_bytes" not in {w["code"] for w in opened.warnings}
+
+
+def test_csv_phone_written_as_a_float_is_read_as_digits(tmp_path: Path) -> None:
+    """pandas writes a float phone column as `13800138058.0`; the .xlsx float path already drops the `.0`."""
+    rows = [[*HEADER[:3], "备注"], ["腾讯科技", "张三", "13800138058.0", "2.0"]]
+    [out] = _outcomes(ImportFile(str(write_csv(tmp_path / "p.csv", rows))))
+    assert [i.value for i in out.identities] == ["+8613800138058"] and not out.problems
+    assert out.record["phone"] == "13800138058" and out.record["remark"] == "2.0"  # only the phone column
+    assert out.source_event_id == analyse_row(2, ["腾讯科技", "张三", 13800138058.0, "2.0"],
+                                              ["company", "name", "phone", "remark"]).source_event_id
