@@ -159,7 +159,7 @@ class ImportFile:
                                       "formulas; their cached values were read and the cells flagged"})
             if sheet.other_sheets:
                 self.warnings.append({"code": "other_sheets_ignored",
-                                      "detail": "only the first sheet is imported; ignored: "
+                                      "detail": "only the first visible worksheet is imported; ignored: "
                                       + ", ".join(sheet.other_sheets)})
         else:
             if sheet.encoding not in ("utf-8", "utf-8-sig"):

@@ -15,7 +15,7 @@ from itertools import islice
 from typing import Any
 from xml.etree import ElementTree
 
-from python_calamine import CalamineError, CalamineWorkbook
+from python_calamine import CalamineError, CalamineWorkbook, SheetTypeEnum, SheetVisibleEnum
 
 from .errors import FileUnreadable
 
@@ -107,24 +107,34 @@ def first_row_yielded(sheet: Any) -> int:
     return 0 if padded else top
 
 
+def first_visible_worksheet(workbook: Any) -> int:
+    """The index of the sheet a person sees first when opening the file: hidden sheets (lookup tables, a
+    template's leftovers) and chart sheets are passed over. 0 when every sheet is hidden."""
+    for index, sheet in enumerate(workbook.sheets_metadata):
+        if sheet.visible == SheetVisibleEnum.Visible and sheet.typ == SheetTypeEnum.WorkSheet:
+            return index
+    return 0
+
+
 class XlsxSheet:
     """The first worksheet's rows (0-based absolute row, cells with merges filled, formula columns)."""
 
     def __init__(self, path: str) -> None:
         try:
             self.workbook = CalamineWorkbook.from_path(path)
-            self.sheet = self.workbook.get_sheet_by_index(0)
+            self.index = first_visible_worksheet(self.workbook)
+            self.sheet = self.workbook.get_sheet_by_index(self.index)
         except (CalamineError, OSError, ValueError) as exc:
             raise FileUnreadable(f"not a readable .xlsx workbook: {exc}") from exc
         except Exception as exc:  # python-calamine raises its own zip/xml errors
             raise FileUnreadable(f"not a readable .xlsx workbook: {exc}") from exc
         self.name = self.sheet.name
-        self.other_sheets = list(self.workbook.sheet_names[1:])
+        self.other_sheets = [n for i, n in enumerate(self.workbook.sheet_names) if i != self.index]
         self.start = self.sheet.start or (0, 0)
         self.first_row = first_row_yielded(self.sheet)
         self.total_rows = self.sheet.height + self.start[0] - self.first_row
         self.merged = list(self.sheet.merged_cell_ranges or [])
-        self.formulas, self.unplaced_formulas = scan_formulas(path, 0)
+        self.formulas, self.unplaced_formulas = scan_formulas(path, self.index)
         self.done = 0
 
     @property

@@ -288,3 +288,26 @@ def test_csv_phone_written_as_a_float_is_read_as_digits(tmp_path: Path) -> None:
     assert out.record["phone"] == "13800138058" and out.record["remark"] == "2.0"  # only the phone column
     assert out.source_event_id == analyse_row(2, ["腾讯科技", "张三", 13800138058.0, "2.0"],
                                               ["company", "name", "phone", "remark"]).source_event_id
+
+
+def test_xlsx_reads_the_first_visible_worksheet(tmp_path: Path) -> None:
+    """A hidden lookup sheet in front of the data used to be imported instead of it (0 rows; helper-20)."""
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    lookup = wb.active
+    lookup.title = "lookup"
+    lookup.append(["城市", "区号"])
+    lookup.append(["北京", "010"])
+    lookup.sheet_state = "hidden"
+    data = wb.create_sheet("客户")
+    for row in ROWS:
+        data.append(row)
+    data["F2"] = "=lookup!A2"  # a formula on the data sheet is found on the data sheet's XML
+    wb.save(tmp_path / "h.xlsx")
+    opened = ImportFile(str(tmp_path / "h.xlsx"))
+    outcomes = _outcomes(opened)
+    assert len(outcomes) == len(ROWS) - 1
+    ignored = "only the first visible worksheet is imported; ignored: lookup"
+    assert {"code": "other_sheets_ignored", "detail": ignored} in opened.warnings
+    assert "formula_residue" in outcomes[0].problems
