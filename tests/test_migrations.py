@@ -39,3 +39,39 @@ def test_migrations_match_models_on_sqlite(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_migrations_match_models_on_postgresql(pg_url: str) -> None:
     _check(pg_url)
+
+
+_MIGRATE = """
+import sys, time
+from sqlalchemy import create_engine
+from hub.migrate import upgrade
+start = float(sys.argv[2])
+while time.time() < start:  # all processes begin together, as docker-compose's api, worker and beat do
+    time.sleep(0.005)
+engine = create_engine(sys.argv[1])
+upgrade(engine)
+engine.dispose()
+"""
+
+
+def _migrate_at_once(url: str, processes: int = 3) -> None:
+    """serve, worker and beat each migrate at start: on an empty database two of three died (DuplicateTable)."""
+    import subprocess
+    import sys
+    import time
+
+    start = str(time.time() + 2.0)
+    procs = [subprocess.Popen([sys.executable, "-c", _MIGRATE, url, start], stderr=subprocess.PIPE)
+             for _ in range(processes)]
+    errors = [(p.wait(timeout=120), p.stderr.read().decode()[-800:] if p.stderr else "") for p in procs]
+    assert [code for code, _ in errors] == [0] * processes, errors
+    _check(url)
+
+
+def test_processes_migrating_an_empty_sqlite_database_at_once_all_succeed(tmp_path: Path) -> None:
+    _migrate_at_once(f"sqlite:///{tmp_path / 'race.db'}")
+
+
+@pytest.mark.postgres
+def test_processes_migrating_an_empty_postgresql_database_at_once_all_succeed(pg_url: str) -> None:
+    _migrate_at_once(pg_url)

@@ -134,6 +134,10 @@ def test_compose_file_matches_the_native_topology() -> None:
         env = services[name]["environment"]
         assert env["CRMHUB_DATABASE_URL"].startswith("postgresql+psycopg://")
         assert env["CRMHUB_BROKER_URL"].startswith("redis://")
+        assert services[name]["restart"] == "unless-stopped"  # a crash at start is retried, not left dead
+    assert "/healthz" in " ".join(services["api"]["healthcheck"]["test"])
+    for name in ("worker", "beat"):
+        assert services[name]["depends_on"] == {"api": {"condition": "service_healthy"}}
 
 
 def test_worker_killed_mid_processing_loses_nothing_and_duplicates_nothing(topology: Topology) -> None:
