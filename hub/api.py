@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import uuid
 from typing import Annotated, Any
 
@@ -18,6 +19,8 @@ from hub.errors import HubError, InvalidRequest, NotFound, Unauthorized
 from hub.models import SourceRow
 from hub.runtime import Hub
 from hub.schemas import ConnectorInfo, Source, SourceCreate, SourceUpdate
+
+log = logging.getLogger(__name__)
 
 
 def get_hub_dep(request: Request) -> Hub:
@@ -75,9 +78,18 @@ def install_error_handlers(app: Any) -> None:
             headers=getattr(exc, "headers", None),
         )
 
+    async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+        """A bug still answers in the contract's error shape (§3), not Starlette's plain-text page; the
+        traceback goes to the log, never to the client."""
+        log.error("unhandled error", exc_info=exc)
+        body = {"error": {"code": "internal_error", "details": None,
+                          "message": f"internal error ({type(exc).__name__}); the hub's log has the details"}}
+        return JSONResponse(body, status_code=500)
+
     app.add_exception_handler(HubError, hub_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)
 
 
 # ---------------------------------------------------------------- kernel routes

@@ -42,7 +42,12 @@ def resolve(host: str, port: int) -> list[str]:
 
 def check_url(url: str, *, allow_private: bool) -> list[str]:
     """Validate `url` and return the addresses its host resolves to. UnsafeURL (422) names the problem."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.hostname  # noqa: B018 - parsing `http://[zz]/` fails only here
+    except ValueError as exc:
+        raise UnsafeURL(f"endpoint URL {url[:200]!r} cannot be parsed: {exc}",
+                        details=[{"field": "url", "message": "not a URL"}]) from exc
     if parts.scheme not in ("http", "https"):
         found = f"not {parts.scheme!r}" if parts.scheme else f"and {url!r} has none (e.g. https://crm.example.com/hooks)"
         raise UnsafeURL(f"endpoint URL must start with http:// or https://, {found}",

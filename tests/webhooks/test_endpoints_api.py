@@ -143,3 +143,25 @@ def test_replay_validation(shub: Hub, receiver: Receiver) -> None:
     assert resp.status_code == 202 and resp.json() == {"queued": 0}
     bad = client.get(f"/v1/endpoints/{eid}/messages?status=weird", headers=ADMIN)
     assert bad.status_code == 422
+
+
+@pytest.mark.parametrize("url", ["http://[zz]/x", "http://[::1/x"])
+def test_a_url_that_cannot_be_parsed_is_422_not_a_500(shub: Hub, url: str) -> None:
+    got = client_for(shub).post("/v1/endpoints", json={"url": url}, headers=ADMIN)
+    assert got.status_code == 422 and got.json()["error"]["details"][0]["field"] == "url"
+
+
+def test_an_unexpected_error_still_answers_in_the_error_shape(shub: Hub) -> None:
+    from fastapi.testclient import TestClient
+
+    from hub.app import create_app
+
+    app = create_app(shub, manage_lifecycle=False)
+
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/v1/boom", boom)
+    got = TestClient(app, raise_server_exceptions=False).get("/v1/boom")
+    assert got.status_code == 500 and got.json()["error"]["code"] == "internal_error"
+    assert "a bug" not in got.text  # the traceback and message stay in the log
