@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.connector import dump_config, keep_masked_secrets, public_config, refuse_masked_secrets
-from hub.errors import HubError, InvalidRequest, NotFound, Unauthorized
+from hub.errors import HubError, InvalidRequest, NotFound, SecretUnreadable, Unauthorized
 from hub.models import SourceRow
 from hub.runtime import Hub
 from hub.schemas import ConnectorInfo, Source, SourceCreate, SourceUpdate
@@ -208,6 +208,9 @@ def get_source(source_id: uuid.UUID, hub: HubDep) -> Source:
 def update_source(hub: Hub, source_id: uuid.UUID, body: SourceUpdate) -> Source:
     with hub.transaction() as session:
         row = _get_source(session, source_id)
+        if body.connector is not None and body.connector != row.connector:
+            raise InvalidRequest(f"a source's connector cannot change ({row.connector!r}); create a new source",
+                                 details=[{"field": "connector", "message": "read-only"}])
         if body.enabled is not None:
             row.enabled = body.enabled
         if body.name is not None and body.name != row.name:
@@ -215,16 +218,32 @@ def update_source(hub: Hub, source_id: uuid.UUID, body: SourceUpdate) -> Source:
             row.name = body.name
         if body.config is not None:
             connector = hub.connectors.get(row.connector)
-            # a key a later version removed is dropped here; a key in the request must be known
-            stored = {k: v for k, v in hub.box.open(row.config_sealed).items() if k in connector.config_keys()}
-            merged = {**stored, **keep_masked_secrets(connector, body.config)}
-            config = dump_config(connector.validate_config(merged))
+            config = dump_config(connector.validate_config(_merged_config(hub, connector, row, body)))
             row.config_sealed = hub.box.seal(config)
             row.config_public = _public_part(connector, config)
         session.flush()
         view = source_view(hub, row)
     hub.forget_source(source_id)
     return view
+
+
+def _merged_config(hub: Hub, connector: Any, row: SourceRow, body: SourceUpdate) -> dict[str, Any]:
+    """The stored config with `body.config` over it; with `replace_config`, `body.config` alone.
+
+    A key a later version removed is dropped; a key in the request must be known. Replacing reads nothing
+    stored, which is how a source sealed with a lost CRMHUB_SECRET_KEY gets new secrets without being deleted
+    and re-added (that would change its webhook URL on every platform).
+    """
+    change = body.config or {}
+    if body.replace_config:
+        refuse_masked_secrets(connector, change)  # the mask would stand for the secret being replaced
+        return dict(change)
+    try:
+        stored = {k: v for k, v in hub.box.open(row.config_sealed).items() if k in connector.config_keys()}
+    except SecretUnreadable as exc:
+        raise SecretUnreadable(f"{exc.message}. If that key is lost, send the source's whole config with "
+                               "replace_config: true (CLI: --replace-config) to replace it") from exc
+    return {**stored, **keep_masked_secrets(connector, change)}
 
 
 @admin.patch("/sources/{source_id}")

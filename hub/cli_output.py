@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 import click
+from pydantic import BaseModel, ValidationError
 
 __all__ = ["echo_json", "echo_result", "json_option"]
 
@@ -24,3 +25,15 @@ def echo_result(as_json: bool, data: Any, text: str) -> None:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the JSON the API returns.")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def request_body(model: type[M], **values: Any) -> M:
+    """The API's request model; what it rejects is a usage error (exit 2), as a 422 on a body would be."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
+        raise click.UsageError(problems) from exc

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from hub.cli_output import echo_json, echo_result, json_option
+from hub.cli_output import echo_json, echo_result, json_option, request_body
 from hub.runtime import Hub
 
 __all__ = ["sources"]
@@ -94,7 +94,8 @@ def sources_add(connector: str, name: str, config_json: str, as_json: bool) -> N
     from hub.api import create_source
     from hub.schemas import SourceCreate
 
-    view = create_source(_hub(), SourceCreate(connector=connector, name=name, config=_config_arg(config_json)))
+    body = request_body(SourceCreate, connector=connector, name=name, config=_config_arg(config_json))
+    view = create_source(_hub(), body)
     echo_result(as_json, view.model_dump(mode="json"),
                 f"created {view.connector} source {view.name}\n  id: {view.id}\n  webhook URL: {view.webhook_url}")
 
@@ -117,20 +118,26 @@ def _update_source(source_id: uuid.UUID, **change: Any) -> Any:
     from hub.api import update_source
     from hub.schemas import SourceUpdate
 
-    return update_source(_hub(), source_id, SourceUpdate(**change))
+    given = {k: v for k, v in change.items() if v is not None}  # an option left out changes nothing
+    return update_source(_hub(), source_id, request_body(SourceUpdate, **given))
 
 
 @sources.command("update")
 @click.argument("source_id", type=click.UUID)
 @click.option("--config", "config_json", default=None,
               help="Config keys to change, as a JSON object (merged into the stored config, then validated).")
+@click.option("--replace-config", is_flag=True,
+              help="--config is the whole new config, not merged with the stored one (e.g. after a lost key).")
 @click.option("--name", default=None, help="A new name for the source.")
 @json_option
-def sources_update(source_id: uuid.UUID, config_json: str | None, name: str | None, as_json: bool) -> None:
+def sources_update(source_id: uuid.UUID, config_json: str | None, replace_config: bool, name: str | None,
+                   as_json: bool) -> None:
     """Change a source's config or name, as PATCH /v1/sources/{id} does."""
     if config_json is None and name is None:
         raise click.UsageError("give --config, --name or both")
-    view = _update_source(source_id, name=name,
+    if replace_config and config_json is None:
+        raise click.UsageError("--replace-config needs --config with the whole new config")
+    view = _update_source(source_id, name=name, replace_config=replace_config or None,
                           config=_config_arg(config_json) if config_json is not None else None)
     _echo_source(view, as_json, f"updated {view.name}")
 

@@ -53,7 +53,12 @@ def _one_at_a_time(engine: Engine) -> Iterator[None]:
     if not database or database == ":memory:" or database.startswith("file:") or fcntl is None:
         yield
         return
-    with open(f"{database}.migrate-lock", "a+b") as lock:
+    try:
+        lock = open(f"{database}.migrate-lock", "a+b")  # noqa: SIM115 - closed below
+    except OSError:  # a missing or read-only folder: the database itself will say so, more clearly
+        yield
+        return
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

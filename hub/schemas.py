@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 PERSON_IDENTITY_TYPES: frozenset[str] = frozenset(
     {
@@ -139,16 +148,49 @@ class UnifiedEvent(Schema):
     about_a_person: bool = Field(default=True, exclude=True)  # EventDraft.about_a_person; not stored
 
 
+# A source's name: shown in health, logs and `--source`; an empty one names nothing.
+SourceName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
 class SourceCreate(Schema):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is a 422, never silently dropped
+
     connector: str
-    name: str
+    name: SourceName
     config: dict[str, Any] = Field(default_factory=dict)
 
 
 class SourceUpdate(Schema):
-    name: str | None = None
+    """What a PATCH may change. A GET's read-only fields are accepted and ignored (a client may send back what
+    it read), except `connector`, which must then be the source's own; anything else is a 422."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: SourceName | None = None
     enabled: bool | None = None
     config: dict[str, Any] | None = None
+    replace_config: bool = Field(default=False, description="config replaces the stored one instead of merging")
+    connector: str | None = None
+
+    @model_validator(mode="after")
+    def _replace_needs_config(self) -> SourceUpdate:
+        if self.replace_config and self.config is None:
+            raise ValueError("replace_config needs the whole new config")
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_read_only(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(k in data for k in ("id", "webhook_url", "created_at")):
+            data = {k: v for k, v in data.items() if k not in ("id", "webhook_url", "created_at")}
+        return data
+
+    @field_validator("name", "enabled", "config", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            raise ValueError(f"{info.field_name} cannot be null; leave it out to keep the current value")
+        return value
 
 
 class Source(Schema):

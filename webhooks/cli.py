@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter
 
-from hub.cli_output import echo_json
+from hub.cli_output import echo_json, request_body
 from hub.runtime import Hub
 from webhooks import api
 from webhooks.models import MESSAGE_STATUSES
@@ -42,15 +42,6 @@ def _hub() -> Hub:
 def _echo_json(data: Any) -> None:
     """Serialised as FastAPI serialises a route's answer (pydantic, JSON mode: nested times too): the API's JSON."""
     echo_json(_JSON.dump_python(data, mode="json"))
-
-
-def _body(model: type[M], **values: Any) -> M:
-    """The API's request model; what it rejects is a usage error (exit 2), as a 422 on a body would be."""
-    try:
-        return model(**values)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
-        raise click.UsageError(problems) from exc
 
 
 @contextmanager
@@ -149,7 +140,7 @@ def list_(as_json: bool) -> None:
 @json_option
 def add(url: str, event_types: tuple[str, ...], description: str, rate_limit: float | None, as_json: bool) -> None:
     """Subscribe URL; prints its signing secret (`whsec_…`) — the only time it is shown."""
-    body = _body(api.EndpointCreate, url=url, event_types=list(event_types) or ["*"], description=description,
+    body = request_body(api.EndpointCreate, url=url, event_types=list(event_types) or ["*"], description=description,
                  rate_limit=rate_limit)
     data = api.create_endpoint(body, _hub())
     _answer(data, as_json, f"created endpoint {data['id']}")
@@ -186,7 +177,7 @@ def update(endpoint_id: uuid.UUID, url: str | None, event_types: tuple[str, ...]
     if not change:
         raise click.UsageError("nothing to change: give --url, --type, --description, --rate-limit, "
                                "--no-rate-limit, --enable or --disable")
-    body = _body(api.EndpointUpdate, **change)
+    body = request_body(api.EndpointUpdate, **change)
     with _running(_hub()) as hub:
         data = api.patch_endpoint(endpoint_id, body, hub)
     _answer(data, as_json, f"updated endpoint {data['id']}")
@@ -213,7 +204,8 @@ def delete(endpoint_id: uuid.UUID, as_json: bool) -> None:
 @json_option
 def rotate_secret(endpoint_id: uuid.UUID, overlap_hours: float, force: bool, as_json: bool) -> None:
     """A new signing secret (shown once); deliveries carry both signatures during the overlap."""
-    data = api.rotate_secret(endpoint_id, _hub(), _body(api.RotateSecret, overlap_hours=overlap_hours, force=force))
+    body = request_body(api.RotateSecret, overlap_hours=overlap_hours, force=force)
+    data = api.rotate_secret(endpoint_id, _hub(), body)
     if as_json:
         _echo_json(data)
         return
@@ -276,7 +268,7 @@ def replay(endpoint_id: uuid.UUID, since: datetime | None, status: str | None, a
         raise click.UsageError("give exactly one of --since TIME or --status failed")
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
-    body = _body(api.Replay, since=since, status=status)
+    body = request_body(api.Replay, since=since, status=status)
     with _running(_hub()) as hub:
         data = api.post_replay(endpoint_id, body, hub)
     if as_json:

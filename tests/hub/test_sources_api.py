@@ -108,3 +108,48 @@ def test_renaming_onto_a_taken_name_is_a_422(hub: Hub) -> None:
     resp = client.patch(f"/v1/sources/{first}", headers=ADMIN, json={"name": "blog"})
     assert resp.status_code == 422 and resp.json()["error"]["code"] == "duplicate_name"
     assert client.patch(f"/v1/sources/{first}", headers=ADMIN, json={"name": "site"}).status_code == 200
+
+
+def test_a_misspelt_null_or_empty_field_is_a_422_and_a_get_body_can_be_sent_back(hub: Hub) -> None:
+    """{"enable": false} used to answer 200 and leave the source enabled (helper-21)."""
+    client = client_for(hub)
+    sid = add_source(client, "web", "site", {"write_key": KEY})
+    for change, field in (({"enable": False}, "enable"), ({"enabled": None}, "enabled"), ({"name": " "}, "name"),
+                          ({"connector": "erp"}, "connector")):
+        got = client.patch(f"/v1/sources/{sid}", headers=ADMIN, json=change)
+        assert got.status_code == 422 and _fields(got.json()) == [field], (change, got.text)
+    assert client.get(f"/v1/sources/{sid}", headers=ADMIN).json()["enabled"] is True
+    shown = client.get(f"/v1/sources/{sid}", headers=ADMIN).json()
+    back = client.patch(f"/v1/sources/{sid}", headers=ADMIN, json={**shown, "enabled": False})
+    assert back.status_code == 200 and back.json()["enabled"] is False
+    empty = client.post("/v1/sources", headers=ADMIN,
+                        json={"connector": "web", "name": "", "config": {"write_key": KEY}})
+    assert empty.status_code == 422 and _fields(empty.json()) == ["name"]
+    typo = client.post("/v1/sources", headers=ADMIN, json={"connector": "web", "name": "b", "confg": {}})
+    assert typo.status_code == 422 and _fields(typo.json()) == ["confg"]
+
+
+def test_a_source_sealed_with_a_lost_key_can_be_re_keyed_with_a_whole_config(hub: Hub) -> None:
+    """Before, any config change merged with the unreadable stored config and failed: delete and re-add was the
+    only way out, which changes the source's webhook URL on every platform. Replacing must be asked for, so a
+    hub pointed at the wrong key by mistake does not silently re-seal a source with it."""
+    from hub.crypto import SecretBox
+
+    client = client_for(hub)
+    sid = add_source(client, "pos", "till", {"secret": "pos-secret-0123456789"})
+    with hub.transaction() as session:
+        row = session.get(SourceRow, uuid.UUID(sid))
+        assert row is not None
+        row.config_sealed = SecretBox("another-key").seal({"secret": "pos-secret-0123456789"})
+    hub.forget_source(uuid.UUID(sid))
+    new = {"secret": "new-secret-0123456789"}
+    merged = client.patch(f"/v1/sources/{sid}", headers=ADMIN, json={"config": new})
+    assert merged.status_code == 500 and "replace_config: true" in merged.json()["error"]["message"]
+    masked = client.patch(f"/v1/sources/{sid}", headers=ADMIN,
+                          json={"config": {"secret": SECRET_MASK}, "replace_config": True})
+    assert masked.status_code == 422 and _fields(masked.json()) == ["secret"]
+    fixed = client.patch(f"/v1/sources/{sid}", headers=ADMIN, json={"config": new, "replace_config": True})
+    assert fixed.status_code == 200, fixed.text
+    body = json.dumps({"event_id": "s-1", "type": "purchase", "amount": 1}).encode()
+    signed = {"content-type": "application/json", push.SIGNATURE_HEADER: push.sign(body, "new-secret-0123456789")}
+    assert client.post(f"/hooks/{sid}", content=body, headers=signed).status_code == 200
