@@ -317,6 +317,8 @@ def build_cli() -> click.Group:
     pm = make_plugin_manager()
     try:
         load_plugins(pm, settings.load_plugins)
+    except HubError as exc:  # a misspelt CRMHUB_LOAD_PLUGINS: the operator's to fix, so it stops every command
+        _fail(exc.message)
     except Exception as exc:  # a broken plugin must not take the CLI down
         logging.getLogger(__name__).warning("plugin loading failed: %s", exc)
     pm.hook.register_commands(cli=cli)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import logging
 
 import pluggy
 
 from hub import hookspecs
+from hub.errors import HubError
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ def make_plugin_manager() -> pluggy.PluginManager:
 def load_plugins(pm: pluggy.PluginManager, only: str | None = None, *, entry_points: bool = True) -> None:
     """Register the built-ins (those present) and installed entry points, filtered by `only`."""
     wanted = None if only is None else {n.strip() for n in only.split(",") if n.strip()}
+    if wanted:
+        _refuse_unknown(wanted)
     for name, dotted in BUILTIN_PLUGINS.items():
         if wanted is not None and name not in wanted:
             continue
@@ -59,6 +63,18 @@ def load_plugins(pm: pluggy.PluginManager, only: str | None = None, *, entry_poi
                     pm.set_blocked(ep_name)
         pm.load_setuptools_entrypoints("crmhub")
     pm.check_pending()
+
+
+def _refuse_unknown(wanted: set[str]) -> None:
+    """A misspelt CRMHUB_LOAD_PLUGINS name (`webhook`) used to load nothing, silently: no inbound URLs, no
+    endpoints, and raw rows failing later with "unknown connector". One line at start instead."""
+    known = sorted({*BUILTIN_PLUGINS, *_entry_point_names()})
+    unknown = sorted(wanted - set(known))
+    if unknown:
+        hints = [f"{n!r}" + (f" (did you mean {near[0]!r}?)" if (near := difflib.get_close_matches(n, known, n=1))
+                             else "") for n in unknown]
+        raise HubError(f"CRMHUB_LOAD_PLUGINS names no installed plugin: {', '.join(hints)}; installed: "
+                       f"{', '.join(known)}", code="unknown_plugin")
 
 
 def _entry_point_names() -> list[str]:

@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,7 +35,7 @@ class Settings(BaseSettings):
     admin_token: str = ""
     secret_key: str = ""
     public_url: str = "http://127.0.0.1:8000"
-    max_body_bytes: int = 1_048_576
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
     retry_schedule: str = DEFAULT_RETRY_SCHEDULE
     allow_private_endpoints: bool = False
     tencentcloud_secret_id: str = ""
@@ -42,14 +43,14 @@ class Settings(BaseSettings):
     asr_region: str = "ap-shanghai"
     asr_endpoint: str = ""
     asr_protocol: str = "https"
-    silent_days: int = 30
+    silent_days: int = Field(default=30, gt=0)
     metrics_public: bool = False
     # Additions beyond the contract's table.
     data_dir: Path = Field(default=Path(".crmhub"))
     load_plugins: str | None = None  # comma-separated plugin names; None = all
-    inprocess_queue_size: int = 10_000
-    inprocess_workers: int = 1
-    ingest_batch_max: int = 256
+    inprocess_queue_size: int = Field(default=10_000, gt=0)
+    inprocess_workers: int = Field(default=1, gt=0)
+    ingest_batch_max: int = Field(default=256, gt=0)
     endpoint_disable_after_days: float = 5.0
     summary_extractor: str = "rules"  # or "hunyuan"
     hunyuan_endpoint: str = ""
@@ -71,6 +72,23 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"comma-separated seconds, e.g. {DEFAULT_RETRY_SCHEDULE}; not a number: {', '.join(bad)}")
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_url(cls, value: str) -> str:
+        """Webhook URLs are built on it and must be absolute (contract §3): `notaurl/hooks/…` reaches nobody."""
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("an absolute http(s) URL, e.g. https://hub.example.com")
+        return value.strip()
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str) -> str:
+        """Empty (tasks in-process) or a URL: `nonsense` made the worker retry amqp://guest@nonsense forever."""
+        if value.strip() and "://" not in value:
+            raise ValueError("empty (tasks run in-process) or a broker URL, e.g. redis://127.0.0.1:6379/0")
+        return value.strip()
 
     @field_validator("identity_limits")
     @classmethod
@@ -154,8 +172,20 @@ def describe_invalid(exc: ValidationError) -> str:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process's settings; unknown CRMHUB_ variables are logged once, as a likely typo."""
+    """The process's settings; unknown CRMHUB_ variables (environment or `.env`) are logged once, as a typo."""
     settings = Settings()
-    for name in unknown_env_names(os.environ):
+    for name in unknown_env_names({**_dotenv_names(), **os.environ}):
         log.warning("ignoring unknown setting %s", name)
     return settings
+
+
+def _dotenv_names(path: Path = Path(".env")) -> dict[str, str]:
+    """The names a `.env` file sets (pydantic-settings reads it, and ignores a misspelt name there too)."""
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    try:
+        return {k: v or "" for k, v in dotenv_values(path).items()}
+    except (OSError, UnicodeDecodeError):
+        return {}

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from hub.cli import build_cli, cli
+from hub.errors import HubError
 from hub.models import SourceRow
 from hub.runtime import Hub, current_hub, set_hub
 from hub.settings import get_settings, unknown_env_names
@@ -182,6 +183,11 @@ def test_a_genuine_bug_keeps_its_traceback(run: Callable[..., Result], monkeypat
     ("CRMHUB_MAX_BODY_BYTES", "1MB", "valid integer"),
     ("CRMHUB_RETRY_SCHEDULE", "0,5,abc", "not a number: abc"),
     ("CRMHUB_IDENTITY_LIMITS", "email:3", "TYPE=N pairs"),
+    # These passed the start-up check and failed later (helper-21): every request a 413, a relative webhook
+    # URL, a worker retrying amqp://guest@nonsense forever.
+    ("CRMHUB_MAX_BODY_BYTES", "-5", "greater than 0"),
+    ("CRMHUB_PUBLIC_URL", "notaurl", "absolute http(s) URL"),
+    ("CRMHUB_BROKER_URL", "nonsense", "broker URL"),
 ])
 def test_an_invalid_setting_is_one_line_and_exit_1(env_db: Callable[[str], None], tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch, name: str, value: str,
@@ -210,6 +216,30 @@ def test_a_misspelt_setting_is_reported_with_a_suggestion(monkeypatch: pytest.Mo
     finally:
         get_settings.cache_clear()
     assert "ignoring unknown setting CRMHUB_PUBLIK_URL (did you mean CRMHUB_PUBLIC_URL?)" in caplog.text
+
+
+def test_a_misspelt_setting_in_dot_env_is_reported_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """README: a `.env` is read; its typos were ignored silently and the hub stayed on the default database."""
+    (tmp_path / ".env").write_text("CRMHUB_DATABSE_URL=sqlite:///./other.db\n")
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger="hub.settings"):
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+    assert "ignoring unknown setting CRMHUB_DATABSE_URL (did you mean CRMHUB_DATABASE_URL?)" in caplog.text
+
+
+def test_a_misspelt_plugin_name_is_refused_naming_it(env_db: Callable[[str], None], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """CRMHUB_LOAD_PLUGINS=identity,webhook loaded no webhooks plugin, silently: /hooks/* answered 404."""
+    from hub.plugins import load_plugins, make_plugin_manager
+
+    with pytest.raises(HubError) as err:
+        load_plugins(make_plugin_manager(), "identity,webhook,enrichment", entry_points=False)
+    assert "'webhook' (did you mean 'webhooks'?)" in err.value.message
 
 
 def test_a_wrong_data_dir_or_key_is_one_line_and_no_second_key_is_made(env_db: Callable[[str], None],
