@@ -25,6 +25,8 @@ from rich.panel import Panel
 from rich.progress import Progress
 from rich.table import Table
 
+from hub.errors import HubError
+
 
 @dataclass
 class DemoRequest:
@@ -56,8 +58,12 @@ def _free_port() -> int:
 def run_demo(workdir: str | None = None, console: Console | None = None) -> dict[str, Any]:
     console = console or Console()
     if workdir:
-        Path(workdir).mkdir(parents=True, exist_ok=True)
-        os.chdir(workdir)
+        try:
+            Path(workdir).mkdir(parents=True, exist_ok=True)
+            os.chdir(workdir)
+        except OSError as exc:  # the user's path: one line, not a traceback
+            raise HubError(f"cannot use {workdir} for the demo: {exc.strerror or exc}", code="demo_dir_unusable") \
+                from exc
     port = _free_port()
     os.environ.setdefault("CRMHUB_PUBLIC_URL", f"http://127.0.0.1:{port}")
     from hub.plugins import load_plugins, make_plugin_manager

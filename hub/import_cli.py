@@ -7,6 +7,7 @@ hub/importer.py and hub/quality_report.py.
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ def run_import_command(
     from hub.importer import run_import
 
     overrides = parse_mappings(mappings)
+    target = Path(report_path) if report_path else Path(file + ".report.json")
+    check_report_target(target)
     console = Console(stderr=True)
     hub.start()
     settle_gc()
@@ -51,15 +54,31 @@ def run_import_command(
         hub.runner.join(timeout=600)  # deliveries the import queued (in-process runtime)
     finally:
         hub.stop()
-    target = Path(report_path) if report_path else Path(file + ".report.json")
     try:
         target.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    except OSError as exc:
+    except OSError as exc:  # a full disk, say: the rows are in, so the summary is shown before the error
+        click.echo(_summary(report, None))
         raise HubError(f"cannot write the report to {target}: {exc.strerror or exc}", code="report_unwritable") from exc
     click.echo(_summary(report, target))
 
 
-def _summary(report: dict[str, Any], target: Path) -> str:
+def check_report_target(target: Path) -> None:
+    """Refuse a report path that cannot be written before importing: after it, the rows are in, and a re-run
+    would only show them as duplicates, so the user would never learn what the import did."""
+    folder = target.parent
+    problem = None
+    if target.is_dir():
+        problem = "it is a directory"
+    elif not folder.is_dir():
+        problem = f"{folder} is not a folder" if folder.exists() else f"folder {folder} does not exist"
+    elif not os.access(target if target.exists() else folder, os.W_OK):
+        problem = "permission denied"
+    if problem:
+        raise HubError(f"cannot write the report to {target}: {problem}; nothing was imported",
+                       code="report_unwritable")
+
+
+def _summary(report: dict[str, Any], target: Path | None) -> str:
     issues = ", ".join(f"{k} {v}" for k, v in report["issues"].items() if v) or "none"
     lines = [
         f"{'dry run: ' if report['dry_run'] else ''}{report['rows']} rows in {report['seconds']:.1f}s — "
@@ -69,7 +88,8 @@ def _summary(report: dict[str, Any], target: Path) -> str:
         f"issues: {issues}; merged cells {report['merged_cells']}; BOM {'yes' if report['bom'] else 'no'}",
     ]
     lines += [f"warning [{w['code']}]: {w['detail']}" for w in report["warnings"]]
-    lines.append(f"report: {target}")
+    if target is not None:
+        lines.append(f"report: {target}")
     return "\n".join(lines)
 
 

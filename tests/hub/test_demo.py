@@ -91,3 +91,15 @@ def test_the_asr_stand_in_checks_what_tencent_checks(tmp_path: Path) -> None:
             client.create_task(SubmitRequest(url="", callback_url=None))
         with pytest.raises(AsrRejected, match="NoSuchTask"):
             client.describe(task_id + 1)
+
+
+def test_a_demo_dir_that_cannot_be_made_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from hub.cli import cli
+
+    (tmp_path / "a-file").write_text("")
+    result = CliRunner().invoke(cli, ["demo", "--dir", str(tmp_path / "a-file" / "demo")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: cannot use {tmp_path / 'a-file' / 'demo'} for the demo")

@@ -160,3 +160,17 @@ def test_a_reimport_whose_batches_shifted_quarantines_no_row_twice(hub: Hub, tmp
     assert (again["imported"], again["quarantined"]) == (1, 2)  # the report still names the file's bad rows
     assert _count(hub, QuarantineRow) == 2
     assert count_events(hub, type="record.imported") == 7
+
+
+def test_an_unwritable_report_path_is_refused_before_anything_is_imported(cli_hub: Hub, tmp_path: Path) -> None:
+    """The rows used to be imported first, then the command failed without a summary; a re-run only showed
+    them as duplicates, so the user never learned what the import did (helper-21)."""
+    from hub.cli import cli
+
+    path = write_csv(tmp_path / "r.csv", ROWS)
+    (tmp_path / "a-file").write_text("")
+    for target in (tmp_path / "missing" / "r.json", tmp_path / "a-file" / "r.json"):
+        result = CliRunner().invoke(cli, ["import", str(path), "--report", str(target)])
+        assert result.exit_code == 1 and "cannot write the report" in result.output, result.output
+        assert "nothing was imported" in result.output
+    assert _count(cli_hub, EventRow) == _count(cli_hub, RawEvent) == 0
