@@ -8,11 +8,11 @@ import hmac
 from pydantic import BaseModel, Field, SecretStr
 
 from hub import Connector, EventDraft, InboundRequest, ParseContext
-from hub.connector import basic_credentials
+from hub.connector import Reply, basic_credentials
 from hub.errors import PayloadError, QuarantineError, UnreadableBody, VerificationError
 
 from .mapping import message_to_draft
-from .payloads import CALLS, decode_body, message_id, read_messages
+from .payloads import CALLS, SHORT_CALLS, body_write_key, decode_body, message_id, read_messages
 
 
 class WebConfig(BaseModel):
@@ -25,13 +25,33 @@ class WebConnector(Connector):
     config_model = WebConfig
 
     def verify(self, request: InboundRequest, config: WebConfig) -> None:
-        user, _ = basic_credentials(request)  # the write key is the user name; the password is empty
-        if not hmac.compare_digest(user.encode(), config.write_key.get_secret_value().encode()):
+        """HTTP Basic with the write key as user (server SDKs), or — with no Authorization header — the
+        `writeKey` in the body, as Segment's browser and mobile SDKs send it (analytics.js, text/plain)."""
+        if request.header("authorization") is not None:
+            given, _ = basic_credentials(request)  # the write key is the user name; the password is empty
+        else:
+            given = self._body_write_key(request)
+        if not hmac.compare_digest(given.encode(), config.write_key.get_secret_value().encode()):
             raise VerificationError("wrong write key", code="bad_credentials")
+
+    def _body_write_key(self, request: InboundRequest) -> str:
+        self._call(request)  # an unknown path is named before credentials are looked for
+        key = body_write_key(decode_body(request.body, request.header("content-encoding")))
+        if not key:
+            raise VerificationError("HTTP Basic credentials, or a writeKey in the body, are required",
+                                    code="missing_credentials")
+        return key
+
+    def ack(self, request: InboundRequest, config: WebConfig, *, accepted: int, duplicates: int) -> Reply:
+        """Any origin may read the answer: a site's analytics.js posts from the visitor's browser."""
+        reply = super().ack(request, config, accepted=accepted, duplicates=duplicates)
+        reply.headers["access-control-allow-origin"] = "*"
+        return reply
 
     def _call(self, request: InboundRequest) -> str:
         path = request.path.strip("/")
         call = path.removeprefix("v1/") if path.startswith("v1/") else (path or "batch")
+        call = SHORT_CALLS.get(call, call)
         if call not in (*CALLS, "batch"):
             raise UnreadableBody(
                 f"unknown endpoint {path!r}; use /v1/identify, track, page, screen, group, alias or batch",

@@ -14,6 +14,8 @@ MAX_EVENT_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
 MAX_DECOMPRESSED_BYTES = 4 * 1024 * 1024
 CALLS = ("identify", "track", "page", "screen", "group", "alias")
+# analytics.js (analytics-next) posts each call to its first letter (`/v1/t`) and batches to `/v1/b`.
+SHORT_CALLS = {"i": "identify", "t": "track", "p": "page", "s": "screen", "g": "group", "a": "alias", "b": "batch"}
 
 
 def decode_body(body: bytes, content_encoding: str | None) -> bytes:
@@ -67,3 +69,26 @@ def message_id(message: Any) -> str:
             return str(mid).strip()[:250]
     digest = hashlib.sha256(json.dumps(message, sort_keys=True, default=str).encode()).hexdigest()
     return "sha256:" + digest
+
+
+def body_write_key(raw: bytes) -> str | None:
+    """The `writeKey` a browser or mobile SDK puts in the body: top level, or the one every batch item carries.
+
+    None when absent, ambiguous or the body is not a JSON object (verification then answers 401; a body that
+    is not JSON at all is named as such by the request's other checks).
+    """
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    key = doc.get("writeKey")
+    if isinstance(key, str) and key:
+        return key
+    batch = doc.get("batch")
+    if isinstance(batch, list) and batch:
+        keys = {item.get("writeKey") if isinstance(item, dict) else None for item in batch}
+        if len(keys) == 1 and isinstance(only := next(iter(keys)), str) and only:
+            return only
+    return None

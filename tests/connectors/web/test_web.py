@@ -99,3 +99,31 @@ def test_a_message_context_that_is_not_an_object_does_not_break_a_batch_with_a_s
     with hub.sessions() as s:
         assert set(s.scalars(select(RawEvent.status))) <= {"handled", "quarantined"}
         assert "m3" in set(s.scalars(select(EventRow.source_event_id)))
+
+
+def test_browser_sdk_requests_with_the_write_key_in_the_body_are_accepted(hub: Hub) -> None:
+    """analytics.js posts text/plain to /v1/<first letter> (batches to /v1/b) with `writeKey` in the body and no
+    Authorization header; the hub answered 401 (helper-19)."""
+    client = client_for(hub)
+    source_id = add_source(client, "web", "browser", {"write_key": KEY})
+    base = f"/hooks/{source_id}/v1"
+    page = {"type": "page", "anonymousId": "a1", "messageId": "ajs-1", "writeKey": KEY,
+            "context": {"page": {"url": "https://example.cn/?utm_source=baidu&bd_vid=9"}}}
+    resp = client.post(f"{base}/p", content=json.dumps(page), headers={"content-type": "text/plain"})
+    assert resp.status_code == 200 and resp.json() == {"accepted": 1, "duplicates": 0}
+    assert resp.headers["access-control-allow-origin"] == "*"  # the visitor's browser may read the answer
+    batch = {"writeKey": KEY, "sentAt": "2026-03-01T00:00:00Z",
+             "batch": [{"type": "track", "event": "Viewed", "anonymousId": "a1", "messageId": "ajs-2"},
+                       {"type": "identify", "userId": "u1", "anonymousId": "a1", "messageId": "ajs-3"}]}
+    assert client.post(f"{base}/b", content=json.dumps(batch), headers={"content-type": "text/plain"}).json() \
+        == {"accepted": 2, "duplicates": 0}
+    wrong = client.post(f"{base}/t", content=json.dumps({**page, "writeKey": "not-the-key", "messageId": "x"}))
+    assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "bad_credentials"
+    missing = client.post(f"{base}/t", content=json.dumps({"type": "track", "event": "E", "anonymousId": "a"}))
+    assert missing.status_code == 401 and missing.json()["error"]["code"] == "missing_credentials"
+    wait_processed(hub)
+    with hub.sessions() as s:
+        stored = {row.source_event_id: row.data for row in s.scalars(select(EventRow))}
+    assert set(stored) == {"ajs-1", "ajs-2", "ajs-3"}
+    assert stored["ajs-1"]["campaign"]["source"] == "baidu"
+    assert all(KEY not in json.dumps(data) for data in stored.values())  # the key is not in the events
