@@ -42,7 +42,12 @@ from webhooks.health import HANDSHAKE
 log = logging.getLogger(__name__)
 router = APIRouter()
 
-HOOK_METHODS = ["GET", "POST", "PUT"]
+HOOK_METHODS = ["GET", "POST", "PUT", "OPTIONS"]
+# A browser's CORS preflight (analytics.js sends Authorization and X-Retry-Count from the visitor's page):
+# answered without touching the source. It lets the browser send; the POST itself is verified as always.
+PREFLIGHT_HEADERS = [(b"access-control-allow-origin", b"*"), (b"access-control-allow-methods", b"POST"),
+                     (b"access-control-allow-headers", b"authorization, content-type, content-encoding, x-retry-count"),
+                     (b"access-control-max-age", b"86400"), (b"content-length", b"0")]
 
 
 async def accept(
@@ -174,6 +179,10 @@ async def hooks_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
             if not message.get("more_body", False):
                 return
 
+    if scope["method"] == "OPTIONS":
+        await send({"type": "http.response.start", "status": 204, "headers": PREFLIGHT_HEADERS})
+        await send({"type": "http.response.body", "body": b""})
+        return
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
     params = scope.get("path_params", {})

@@ -127,3 +127,9 @@ def test_browser_sdk_requests_with_the_write_key_in_the_body_are_accepted(hub: H
     assert set(stored) == {"ajs-1", "ajs-2", "ajs-3"}
     assert stored["ajs-1"]["campaign"]["source"] == "baidu"
     assert all(KEY not in json.dumps(data) for data in stored.values())  # the key is not in the events
+    # Newer analytics.js versions also send Authorization and X-Retry-Count: the browser asks first.
+    preflight = client.options(f"{base}/b", headers={"origin": "https://example.cn",
+                                                     "access-control-request-method": "POST",
+                                                     "access-control-request-headers": "authorization,x-retry-count"})
+    assert preflight.status_code == 204 and preflight.headers["access-control-allow-origin"] == "*"
+    assert "x-retry-count" in preflight.headers["access-control-allow-headers"]
