@@ -35,7 +35,8 @@ def _decodes(sample: bytes, encoding: str, *, lenient: bool = False) -> bool:
     """Whether `sample` is `encoding`; `lenient` allows ≤ 1 % (or a handful) of bad sequences when good
     multi-byte characters outnumber them 10 to 1."""
     text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(sample, final=False)
-    bad = text.count("\ufffd")
+    # A U+FFFD the file itself holds (left by an earlier bad export) is text, not a decoding error.
+    bad = text.count("\ufffd") - sample.count("\ufffd".encode(encoding))
     if not lenient or not bad:
         return not bad
     return bad <= max(_HANDFUL, len(text) // 100) and _evidence(text, encoding) >= _EVIDENCE * bad
@@ -65,12 +66,14 @@ def detect_encoding(sample: bytes) -> tuple[str, bool]:
     return best.encoding, False
 
 
-def sniff_delimiter(text: str) -> str:
-    """`,` `;` tab or `|`; the sniffed quote character is ignored (see the module docstring)."""
+def sniff_delimiter(text: str) -> tuple[str, bool]:
+    """(`,` `;` tab or `|`, whether a space follows it: `"a", "b"`); the sniffed quote character is ignored
+    (see the module docstring)."""
     try:
-        return csv.Sniffer().sniff(text, delimiters=",;\t|").delimiter
+        dialect = csv.Sniffer().sniff(text, delimiters=",;\t|")
     except csv.Error:
-        return ","
+        return ",", False
+    return dialect.delimiter, bool(dialect.skipinitialspace)
 
 
 def csv_cell(text: str) -> str | None:
@@ -92,7 +95,7 @@ class CsvSheet:
             raise FileUnreadable(f"cannot read {path}: {exc.strerror or exc}") from exc
         self.encoding, self.bom = detect_encoding(sample)
         self.total_bytes = max(1, self._size())
-        self.delimiter = sniff_delimiter(sample.decode(self.encoding, errors="replace")[: 64 * 1024])
+        self.delimiter, self.skip_space = sniff_delimiter(sample.decode(self.encoding, errors="replace")[: 64 * 1024])
         self._raw.seek(0)
         self.replaced_rows = 0
 
@@ -108,7 +111,8 @@ class CsvSheet:
         text = io.TextIOWrapper(self._raw, encoding=self.encoding, errors="replace", newline="")
         index = -1
         try:
-            for index, cells in enumerate(csv.reader(text, csv.excel, delimiter=self.delimiter)):
+            for index, cells in enumerate(csv.reader(text, csv.excel, delimiter=self.delimiter,
+                                                         skipinitialspace=self.skip_space)):
                 if any("\ufffd" in c for c in cells):
                     self.replaced_rows += 1
                 yield index, [csv_cell(c) for c in cells], []

@@ -311,3 +311,25 @@ def test_xlsx_reads_the_first_visible_worksheet(tmp_path: Path) -> None:
     ignored = "only the first visible worksheet is imported; ignored: lookup"
     assert {"code": "other_sheets_ignored", "detail": ignored} in opened.warnings
     assert "formula_residue" in outcomes[0].problems
+
+
+def test_csv_a_literal_replacement_character_does_not_make_utf8_gb18030(tmp_path: Path) -> None:
+    """A U+FFFD left in the text by an earlier export counted as a decoding error: strict UTF-8 failed and
+    GB18030 read every Chinese cell as mojibake (helper-23)."""
+    path = tmp_path / "fffd.csv"
+    rows = ["公司,姓名,手机"] + [f"腾讯科技,{n},1380013800{i}" for i, n in enumerate(["张伟", "王芳", "李娜"])]
+    path.write_text("\n".join([*rows, "阿里巴巴,王\ufffd,13900139000"]) + "\n", encoding="utf-8")  # pairs as GB18030
+    opened = ImportFile(str(path))
+    outcomes = _outcomes(opened)
+    assert opened.sheet.encoding == "utf-8"
+    assert outcomes[0].record["company"] == "腾讯科技" and not outcomes[0].reasons
+
+
+def test_csv_with_a_space_after_each_comma_splits_as_excel_would(tmp_path: Path) -> None:
+    """`"Acme, Ltd", "Zhang"`: the sniffer's skipinitialspace was dropped with its quote character (helper-23)."""
+    path = tmp_path / "spaced.csv"
+    path.write_text('company, name, phone\n"Acme 0, Ltd", "Zhang 0", "13800138000"\n'
+                    '"Acme 1, Ltd", "Zhang 1", "13900139000"\n', encoding="utf-8")
+    [first, _] = _outcomes(ImportFile(str(path)))
+    assert first.record == {"company": "Acme 0, Ltd", "name": "Zhang 0", "phone": "13800138000"}
+    assert not first.reasons
