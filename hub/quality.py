@@ -67,7 +67,9 @@ _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:,[0-9]{3})*(?:\.[0-9]*)?|\.[0-9]+)(?:[eE
 _PHONE_LIKE = re.compile(r"[+-]?[0-9\s().\-]+")
 _PHONE_SEPARATOR = re.compile(r"[/,;，；、]")
 _ARITHMETIC_ONLY = re.compile(r"[0-9.\s()+\-*/^&%]+")
-_FORMULA_SYNTAX = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\s*\(|[A-Za-z]+\||!\$?[A-Za-z]")  # SUM(, cmd|, Sheet!A1
+# After arithmetic, what only a formula holds: SUM(, cmd|, Sheet!A1, a cell reference (-1+A1, +9*$A$1).
+_FORMULA_SYNTAX = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\s*\(|[A-Za-z]+\||!\$?[A-Za-z]"
+                             r"|(?<![A-Za-z0-9_])\$?[A-Za-z]{1,3}\$?[0-9]+(?![A-Za-z0-9_])")
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)")
 _CELL_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 

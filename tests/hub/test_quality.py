@@ -126,6 +126,13 @@ def test_clean_text(field: str, raw: str, expected: str, expected_codes: list[st
         "-2+3+cmd|' /C calc'!A0",
         "+1-2",
         "+86-138-0013-8000/1+1",
+        # arithmetic then a cell reference (helper-23: missed for a while)
+        "-1+A1",
+        "+1*B2",
+        "+9*$A$1",
+        "+1+A1*2",
+        "-5&C3",
+        "+1-1 +A1",
     ],
 )
 def test_looks_like_formula(value: str) -> None:
