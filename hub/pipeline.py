@@ -112,7 +112,7 @@ def _process(hub: Hub, session: Session, raw_id: int) -> str:
         raw.status, raw.error, raw.handled_at = RAW_QUARANTINED, reason, utcnow()
         metrics.EVENTS_QUARANTINED.labels(source.connector.name).inc()
         return RAW_QUARANTINED
-    for item in _not_yet_quarantined(session, source.id, ctx.quarantined):
+    for item in _quarantine_items(session, source.id, raw.id, ctx.quarantined):
         quarantine(session, source.id, raw.id, item.reason, item.detail, {"item": item.payload}, item_key=item.key)
         metrics.EVENTS_QUARANTINED.labels(source.connector.name).inc()
     stored, duplicates = store_drafts(
@@ -167,22 +167,44 @@ def quarantine(
                               payload=payload, item_key=item_key[:300] if item_key else None))
 
 
-def _not_yet_quarantined(session: Session, source_id: uuid.UUID, items: list[SetAside]) -> list[SetAside]:
-    """The items to quarantine: those without a key, and keyed ones not set aside for this source before
-    (by an earlier request, or earlier in this one). One query per 500 keys."""
+def _quarantine_items(session: Session, source_id: uuid.UUID, raw_id: int, items: list[SetAside]) -> list[SetAside]:
+    """The items to add to the quarantine table: those without a key, and keyed ones it does not hold yet.
+
+    A keyed item it already holds for this source (the same bad spreadsheet row, imported again in another
+    batch or file) is not added twice: its row is brought up to date instead — this request, its reason and
+    detail, now — so today's data-health report lists it and a replay of this request finds it. Items repeated
+    within the request count once. One query per 500 keys, one executemany for the updates.
+    """
     keys = list(dict.fromkeys(i.key[:300] for i in items if i.key))
-    seen: set[str] = set()
+    held: set[str] = set()
     for chunk in _chunks(keys, 500):
-        seen.update(k for k in session.scalars(select(QuarantineRow.item_key).where(
+        held.update(k for k in session.scalars(select(QuarantineRow.item_key).where(
             QuarantineRow.source_id == source_id, QuarantineRow.item_key.in_(chunk))) if k)
-    out = []
+    out, refreshed, seen = [], {}, set()
     for item in items:
-        if item.key:
-            if item.key[:300] in seen:
+        key = item.key[:300] if item.key else None
+        if key is not None:
+            if key in seen:
                 continue
-            seen.add(item.key[:300])
+            seen.add(key)
+            if key in held:
+                refreshed[key] = {"k": key, "raw": raw_id, "why": item.reason, "what": item.detail,
+                                  "body": {"item": item.payload}, "at": utcnow()}
+                continue
         out.append(item)
+    if refreshed:
+        session.execute(_REFRESH_QUARANTINE, [{**r, "s": source_id} for r in refreshed.values()])
     return out
+
+
+# Built once (executemany per batch): bring a held keyed item up to date.
+_QUARANTINE = QuarantineRow.__table__
+_REFRESH_QUARANTINE = (
+    update(_QUARANTINE)
+    .where(_QUARANTINE.c.source_id == bindparam("s"), _QUARANTINE.c.item_key == bindparam("k"))
+    .values(raw_event_id=bindparam("raw"), reason=bindparam("why"), detail=bindparam("what"),
+            payload=bindparam("body"), created_at=bindparam("at"))
+)
 
 
 # ---------------------------------------------------------------- storing events

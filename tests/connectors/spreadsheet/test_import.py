@@ -174,3 +174,27 @@ def test_an_unwritable_report_path_is_refused_before_anything_is_imported(cli_hu
         assert result.exit_code == 1 and "cannot write the report" in result.output, result.output
         assert "nothing was imported" in result.output
     assert _count(cli_hub, EventRow) == _count(cli_hub, RawEvent) == 0
+
+
+def test_a_bad_row_quarantined_last_week_and_imported_again_shows_in_todays_report(any_hub: Hub,
+                                                                                   tmp_path: Path) -> None:
+    """Skipping a keyed row already held left today's report without it (helper-23): it is refreshed instead,
+    pointing at today's file and row, so the table still holds it once."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from hub.quality_report import build_report
+    from hub.schemas import utcnow
+
+    bad = ["某某科技有限公司", "无号", "12345", None, None, None]
+    run_import(any_hub, str(write_csv(tmp_path / "march.csv", [HEADER, ["腾讯科技有限公司", "张三", "13800138000",
+                                                                     None, None, None], bad])))
+    with any_hub.transaction() as s:  # that import was last week
+        s.execute(update(QuarantineRow).values(created_at=utcnow() - timedelta(days=7)))
+    assert build_report(any_hub)["quarantined"] == 0
+    today = run_import(any_hub, str(write_csv(tmp_path / "april.csv", [HEADER, bad])))
+    assert today["quarantined"] == 1 and build_report(any_hub)["quarantined"] == 1
+    with any_hub.sessions() as s:
+        (row,) = s.scalars(select(QuarantineRow)).all()
+    assert row.payload["item"]["file"] == "april.csv" and row.payload["item"]["row"] == 2
