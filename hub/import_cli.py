@@ -39,7 +39,8 @@ def run_import_command(
 
     overrides = parse_mappings(mappings)
     target = Path(report_path) if report_path else Path(file + ".report.json")
-    check_report_target(target)
+    if Path(file).is_file():  # otherwise the import names the missing file, the clearer problem
+        check_report_target(target)
     console = Console(stderr=True)
     hub.start()
     settle_gc()

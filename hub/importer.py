@@ -99,6 +99,9 @@ def run_import(
 ) -> dict[str, Any]:
     """Import `path`; returns the report (contract §8). Raises ImportFailed for an unusable file or source."""
     started = time.perf_counter()
+    source_name = source_name.strip()  # as a source's name is stored, so " crm " finds "crm" next time
+    if not source_name:
+        raise ImportFailed("--source needs a name", code="invalid_source_name")
     if current_hub() is None:
         set_hub(hub)  # process_raw finds the hub through get_hub()
     connector = _connector(hub)

@@ -198,3 +198,18 @@ def test_a_bad_row_quarantined_last_week_and_imported_again_shows_in_todays_repo
     with any_hub.sessions() as s:
         (row,) = s.scalars(select(QuarantineRow)).all()
     assert row.payload["item"]["file"] == "april.csv" and row.payload["item"]["row"] == 2
+
+
+def test_source_names_are_trimmed_and_an_empty_one_is_refused(cli_hub: Hub, tmp_path: Path) -> None:
+    """--source " crm " worked once, then failed with "a source named 'crm' exists"; --source "" was a
+    traceback; a missing file was reported as an unwritable report (helper-23)."""
+    from hub.cli import cli
+
+    path = write_csv(tmp_path / "s.csv", ROWS)
+    for _ in range(2):
+        result = CliRunner().invoke(cli, ["import", str(path), "--source", " crm "])
+        assert result.exit_code == 0, result.output
+    empty = CliRunner().invoke(cli, ["import", str(path), "--source", ""])
+    assert empty.exit_code == 1 and "--source needs a name" in empty.output
+    missing = CliRunner().invoke(cli, ["import", str(tmp_path / "nowhere" / "c.xlsx")])
+    assert missing.exit_code == 1 and "no such file" in missing.output
