@@ -209,13 +209,18 @@ def test_a_misspelt_setting_is_reported_with_a_suggestion(monkeypatch: pytest.Mo
     assert unknown_env_names({"CRMHUB_DATABSE_URL": "x", "CRMHUB_TEST_PG": "1", "CRMHUB_NOPE": "1", "PATH": "/"}) \
         == ["CRMHUB_DATABSE_URL (did you mean CRMHUB_DATABASE_URL?)", "CRMHUB_NOPE"]
     monkeypatch.setenv("CRMHUB_PUBLIK_URL", "http://127.0.0.1:9000")
+    assert "ignoring unknown setting CRMHUB_PUBLIK_URL (did you mean CRMHUB_PUBLIC_URL?)" in _settings_log(caplog)
+
+
+def _settings_log(caplog: pytest.LogCaptureFixture) -> str:
+    """What reading the settings afresh logs."""
     get_settings.cache_clear()
     try:
         with caplog.at_level("WARNING", logger="hub.settings"):
             get_settings()
     finally:
         get_settings.cache_clear()
-    assert "ignoring unknown setting CRMHUB_PUBLIK_URL (did you mean CRMHUB_PUBLIC_URL?)" in caplog.text
+    return caplog.text
 
 
 def test_a_misspelt_setting_in_dot_env_is_reported_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -223,13 +228,7 @@ def test_a_misspelt_setting_in_dot_env_is_reported_too(tmp_path: Path, monkeypat
     """README: a `.env` is read; its typos were ignored silently and the hub stayed on the default database."""
     (tmp_path / ".env").write_text("CRMHUB_DATABSE_URL=sqlite:///./other.db\n")
     monkeypatch.chdir(tmp_path)
-    get_settings.cache_clear()
-    try:
-        with caplog.at_level("WARNING", logger="hub.settings"):
-            get_settings()
-    finally:
-        get_settings.cache_clear()
-    assert "ignoring unknown setting CRMHUB_DATABSE_URL (did you mean CRMHUB_DATABASE_URL?)" in caplog.text
+    assert "ignoring unknown setting CRMHUB_DATABSE_URL (did you mean CRMHUB_DATABASE_URL?)" in _settings_log(caplog)
 
 
 def test_a_misspelt_plugin_name_is_refused_naming_it(env_db: Callable[[str], None], tmp_path: Path,
