@@ -59,8 +59,8 @@ class InboundRequest:
             raise UnreadableBody(f"body is not valid JSON: {exc}", code="invalid_json") from exc
 
     def to_record(self) -> dict[str, Any]:
-        """What the raw store keeps: everything but credentials (a TCCC password, a web write key), which were
-        checked at the door, are never needed again, and must not sit in clear in the database."""
+        """What the raw store keeps: everything but credentials (a TCCC password, a server SDK's write key), which
+        were checked at the door, are never needed again, and must not sit in clear in the database."""
         headers = {k: _redacted(v) if k in CREDENTIAL_HEADERS else v for k, v in self.headers.items()}
         return {"method": self.method, "headers": headers, "query": dict(self.query), "path": self.path}
 
@@ -137,8 +137,8 @@ class ParseContext:
         """Set one item of a multi-item request aside (kept with its reason); the rest goes on.
 
         `key`: the item's stable id (a spreadsheet row's content hash). An item already quarantined under the
-        same key for this source is not quarantined again when it comes back in another request (a re-import
-        whose batches shifted by one row).
+        same key for this source is not added again when another request brings it back (a re-import whose
+        batches shifted by one row); its quarantine row is brought up to date instead.
         """
         self.quarantined.append(SetAside(reason, detail, payload, key))
 

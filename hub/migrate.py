@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 try:
     import fcntl
-except ImportError:  # not on Windows: there, concurrent first starts on one SQLite file are not guarded
+except ImportError:  # Windows has no fcntl: there, concurrent first starts on one SQLite file are not guarded
     fcntl = None  # type: ignore[assignment]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
