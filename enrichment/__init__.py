@@ -43,7 +43,7 @@ def event_stored(event: UnifiedEvent, session: Session) -> None:
     from enrichment.jobs import job_for_call
     from hub.runtime import get_hub
 
-    if event.type == "call.completed":
+    if event.type in ("call.completed", "call.recording_available"):  # a recording may follow its call
         job_for_call(event, session)
     if any(i.type == "uscc" for i in event.identities):
         request_lookups(event, session, get_hub().settings.registry_cache_ttl_s)

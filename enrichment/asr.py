@@ -123,9 +123,10 @@ class SubmitRequest:
         }
         if self.callback_url:
             params["CallbackUrl"] = self.callback_url
-        if self.channel_num == 1 and self.engine.startswith("8k"):
-            params["SpeakerDiarization"] = 1  # mono telephony: separate the two voices by model
-            params["SpeakerNumber"] = 2
+        if self.channel_num == 1:  # mono: separate the voices by model (platforms.md §4.1: 8k and 16k engines)
+            params["SpeakerDiarization"] = 1
+            # 16k engines take no fixed number (0 = automatic); a phone call has two voices
+            params["SpeakerNumber"] = 2 if self.engine.startswith("8k") else 0
         return params
 
 

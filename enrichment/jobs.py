@@ -3,7 +3,7 @@
 queued ──submit──▶ submitted ──Status 2──▶ done (a `call.summarized` event is stored)
    │                   ├──Status 3, audio code 10000–10007──▶ quarantined (+ a quarantine row)
    │                   └──Status 3 otherwise / results expired──▶ failed
-   └──rejected by Tencent, or throttled/5xx more than MAX_SUBMIT_ATTEMPTS times──▶ failed
+   └──rejected by Tencent, or throttled/5xx MAX_SUBMIT_ATTEMPTS times (backed off up to 600 s)──▶ failed
 
 Every step re-reads the job row and acts only from the state it expects, so a task
 run twice (a retry, the sweep, a callback racing a poll) changes nothing twice.
@@ -45,7 +45,7 @@ POLL_TASK = "enrichment.jobs.poll_job"
 SWEEP_TASK = "enrichment.jobs.sweep"
 SWEEP_EVERY_S = 30.0
 SWEEP_BATCH = 500
-MAX_SUBMIT_ATTEMPTS = 8
+MAX_SUBMIT_ATTEMPTS = 12  # 4 s, 8 s … then 600 s apart: about 47 minutes of throttling or outage
 SUBMIT_GRACE_S = 120.0  # the sweep re-submits a queued job only after this (the normal enqueue goes first)
 POLL_DELAYS_S = (10.0, 20.0, 40.0, 60.0, 120.0, 300.0, 600.0)  # then every 600 s
 RESULT_TTL = timedelta(hours=24)  # Tencent keeps results 24 h; after that the TaskId is meaningless
@@ -123,7 +123,7 @@ def _int(value: Any, default: int) -> int:
 
 @task(SUBMIT_TASK, queue="enrich", max_retries=MAX_SUBMIT_ATTEMPTS)
 def submit_job(job_id: str) -> str:
-    """Send one queued job to Tencent. Raises RetryableError on throttling / 5xx (after recording it)."""
+    """Send one queued job to Tencent; throttling / 5xx is recorded on the job and retried after a backoff."""
     return submit(get_hub(), uuid.UUID(job_id))
 
 
@@ -140,9 +140,14 @@ def submit(hub: Hub, job_id: uuid.UUID, client: AsrClient | None = None) -> str:
     try:
         task_id = (client or AsrClient(hub.settings)).create_task(request)
     except RetryableError as exc:
-        if _record_retry(hub, job_id, exc) >= MAX_SUBMIT_ATTEMPTS:
+        # Backed off on the job row, not by the task runner: its retries come within seconds (0.2 s, 0.4 s …
+        # in-process), so a half-minute throttle or outage used to spend every attempt and fail the call's
+        # summary for good. The sweep re-sends it if this enqueue is lost.
+        attempts, delay = _record_retry(hub, job_id, exc)
+        if attempts >= MAX_SUBMIT_ATTEMPTS:
             return JOB_FAILED
-        raise
+        enqueue(SUBMIT_TASK, str(job_id), countdown=delay)
+        return JOB_QUEUED
     except AsrRejected as exc:
         with hub.transaction() as session:
             job = _lock(session, job_id)
@@ -167,19 +172,22 @@ def callback_url(hub: Hub, job: AsrJob) -> str:
     return f"{hub.settings.public_base()}/hooks/asr/{job.callback_token}"
 
 
-def _record_retry(hub: Hub, job_id: uuid.UUID, exc: RetryableError) -> int:
-    """Count a failed attempt; past the limit the job fails. Returns the attempt count."""
+def _record_retry(hub: Hub, job_id: uuid.UUID, exc: RetryableError) -> tuple[int, float]:
+    """Count a failed attempt and set when the next is due (4 s, 8 s … 600 s); past the limit the job fails.
+
+    Returns (attempts, seconds until the next one).
+    """
     with hub.transaction() as session:
         job = _lock(session, job_id)
-        if job is None:
-            return MAX_SUBMIT_ATTEMPTS
+        if job is None or job.state != JOB_QUEUED:
+            return MAX_SUBMIT_ATTEMPTS, 0.0
         job.attempts += 1
         job.error = exc.message[:2000]
         delay = min(600.0, 2.0 * 2**job.attempts) * random.uniform(0.8, 1.2)
         job.next_poll_at = utcnow() + timedelta(seconds=delay)
         if job.attempts >= MAX_SUBMIT_ATTEMPTS:
             _fail(job, f"gave up after {job.attempts} attempts: {exc.message}")
-        return job.attempts
+        return job.attempts, delay
 
 
 # ---------------------------------------------------------------- results
@@ -197,6 +205,9 @@ def poll(hub: Hub, job_id: uuid.UUID, client: AsrClient | None = None) -> str:
         if job is None or job.state != JOB_SUBMITTED or job.task_id is None:
             return job.state if job else "missing"
         task_id = job.task_id
+        expired = _expired(job)
+    if expired:  # Tencent has dropped the result: asking again can only fail
+        return _expire(hub, job_id, task_id)
     try:
         data = (client or AsrClient(hub.settings)).describe(task_id)
     except AsrRejected as exc:
@@ -205,7 +216,29 @@ def poll(hub: Hub, job_id: uuid.UUID, client: AsrClient | None = None) -> str:
             if job is not None and job.state == JOB_SUBMITTED:
                 _fail(job, exc.message)
         return JOB_FAILED
+    except RetryableError as exc:
+        # The next status check on the poll schedule (10 s … 600 s), noted on the job: not the task runner's
+        # retries, which asked six times per sweep and never reached the 24 h expiry below.
+        with hub.transaction() as session:
+            job = _lock(session, job_id)
+            if job is None or job.state != JOB_SUBMITTED or job.task_id != task_id:
+                return job.state if job else "missing"
+            job.error = f"status check failed, retrying: {exc.message}"[:2000]
+            return _schedule_poll(session, job)
     return apply_status(hub, job_id, task_id, data)
+
+
+def _expired(job: AsrJob) -> bool:
+    return utcnow() - (job.submitted_at or job.created_at) > RESULT_TTL
+
+
+def _expire(hub: Hub, job_id: uuid.UUID, task_id: int) -> str:
+    with hub.transaction() as session:
+        job = _lock(session, job_id)
+        if job is None or job.state != JOB_SUBMITTED or job.task_id != task_id:
+            return job.state if job else "missing"
+        _fail(job, "asr_result_expired: no result within 24 h")
+    return JOB_FAILED
 
 
 def apply_status(hub: Hub, job_id: uuid.UUID, task_id: int, data: dict[str, Any]) -> str:
@@ -222,12 +255,13 @@ def apply_status(hub: Hub, job_id: uuid.UUID, task_id: int, data: dict[str, Any]
             return job.state
         if status == 3:
             return _failed_audio(session, job, str(data.get("ErrorMsg") or data.get("StatusStr") or "failed"))
+        job.error = None  # Tencent answered: an earlier failed status check is history
         return _schedule_poll(session, job)
 
 
 def _schedule_poll(session: Session, job: AsrJob) -> str:
     now = utcnow()
-    if now - (job.submitted_at or job.created_at) > RESULT_TTL:
+    if _expired(job):
         _fail(job, "asr_result_expired: no result within 24 h")
         return JOB_FAILED
     delay = POLL_DELAYS_S[min(job.polls, len(POLL_DELAYS_S) - 1)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -311,3 +312,78 @@ def test_end_to_end_on_postgres(tmp_path: Path, cloud: FakeTencentCloud, pg_url:
         hub.stop()
         hub.engine.dispose()
         set_hub(None)
+
+
+def test_a_recording_that_arrives_after_its_call_gets_a_job(ahub: Hub, cloud: FakeTencentCloud) -> None:
+    """Only call.completed started a job: a recording pushed after the CDR was never summarised (helper-25)."""
+    from datetime import UTC, datetime
+
+    from hub.schemas import EventDraft, Identity
+
+    AsrFake(cloud, statuses=("success",))
+    cdr = call_draft(recording_url=None)
+    store_call(ahub, cdr)
+    ahub.runner.join(10)
+    assert jobs(ahub) == []
+    store_call(ahub, EventDraft(
+        type="call.recording_available", source_event_id="record:r1", occurred_at=datetime(2026, 1, 25, 6, 30,
+                                                                                           tzinfo=UTC),
+        identities=[Identity(type="phone", value="+8613800138000")],
+        properties={"recording_url": "https://rec.example.invalid/late.wav",
+                    "call_source_event_id": cdr.source_event_id, "direction": "inbound"}))
+    job = drive(ahub, "done")
+    assert job.call_event_id == call_event(ahub).id and len(summaries(ahub)) == 1
+
+
+def test_a_submit_outage_is_backed_off_on_the_job_not_spent_in_seconds(ahub: Hub, cloud: FakeTencentCloud) -> None:
+    """The runner's retries (0.2 s, 0.4 s …) spent all attempts in ~26 s of outage and failed the job for good."""
+    AsrFake(cloud, statuses=("success",))
+    cloud.fail_http(502, times=10_000)
+    store_call(ahub, call_draft())
+    ahub.runner.join(10)
+    time.sleep(1.0)  # the runner's own retries would have run several times by now
+    [job] = jobs(ahub)
+    assert job.state == "queued" and job.attempts == 1 and "Bad Gateway" in (job.error or "")
+    assert job.next_poll_at is not None and (job.next_poll_at - utcnow()).total_seconds() > 2  # backed off
+    for expected in range(2, 5):  # each due retry waits longer
+        previous = job.next_poll_at
+        ahub.runner.run_due_timers()
+        ahub.runner.join(10)
+        [job] = jobs(ahub)
+        assert job.state == "queued" and job.attempts == expected and job.next_poll_at > previous
+    cloud._http_errors.clear()  # the outage ends: the next attempt goes through
+    assert drive(ahub, "done").state == "done"
+
+
+def test_a_status_check_outage_backs_off_and_an_expired_job_fails(ahub: Hub, cloud: FakeTencentCloud) -> None:
+    """DescribeTaskStatus down: the runner retried 6 times per sweep, noted nothing and never expired the job."""
+    AsrFake(cloud, statuses=("waiting",))
+    store_call(ahub, call_draft())
+    drive(ahub, "submitted")
+    cloud.fail_http(503, times=10_000)
+    with ahub.transaction() as s:
+        s.execute(update(AsrJob).values(next_poll_at=utcnow()))
+    calls_before = len(cloud._http_errors)
+    sweep_due(ahub)
+    ahub.runner.join(10)
+    [job] = jobs(ahub)
+    assert calls_before - len(cloud._http_errors) == 1  # one status check, not six
+    assert job.state == "submitted" and "status check failed" in (job.error or "")
+    assert job.next_poll_at is not None and job.next_poll_at > utcnow()
+    with ahub.transaction() as s:  # submitted 30 h ago: Tencent no longer holds the result
+        s.execute(update(AsrJob).values(submitted_at=utcnow() - timedelta(hours=30), next_poll_at=utcnow()))
+    sweep_due(ahub)
+    ahub.runner.join(10)
+    [job] = jobs(ahub)
+    assert job.state == "failed" and (job.error or "").startswith("asr_result_expired")
+
+
+def test_a_16k_mono_recording_asks_for_speaker_separation(ahub: Hub, cloud: FakeTencentCloud) -> None:
+    """Only 8k engines asked for it, so a 16 kHz call came back with every line as one speaker (helper-25)."""
+    AsrFake(cloud, statuses=("waiting",))
+    store_call(ahub, call_draft(sample_rate=16000))
+    drive(ahub, "submitted")
+    [req] = cloud.requests_for("CreateRecTask")
+    assert req.error_code is None
+    assert (req.params["EngineModelType"], req.params["ChannelNum"]) == ("16k_zh", 1)
+    assert (req.params["SpeakerDiarization"], req.params["SpeakerNumber"]) == (1, 0)  # 16k: automatic count
