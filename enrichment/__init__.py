@@ -39,14 +39,14 @@ def events_prepared(events: list[UnifiedEvent], session: Session) -> None:
 
 @hookimpl
 def event_stored(event: UnifiedEvent, session: Session) -> None:
-    from enrichment.company import request_lookups
+    from enrichment.company import batch_ttl_s, request_lookups
     from enrichment.jobs import job_for_call
     from hub.runtime import get_hub
 
     if event.type in ("call.completed", "call.recording_available"):  # a recording may follow its call
         job_for_call(event, session)
     if any(i.type == "uscc" for i in event.identities):
-        request_lookups(event, session, get_hub().settings.registry_cache_ttl_s)
+        request_lookups(event, session, batch_ttl_s(get_hub(), session))
 
 
 @hookimpl

@@ -36,6 +36,9 @@ LOOKUP_TASK = "enrichment.company.lookup_task"
 REGISTRY_CONNECTOR = "credit_registry"
 PROFILE_EVENT = "company.profile.updated"
 REQUEST_DEBOUNCE_S = 600.0  # a queued lookup is not queued again within this window
+RETRY_MAX_DELAY_S = 6 * 3600.0
+MAX_LOOKUP_FAILURES = 12  # transient failures in a row before a lookup waits for the next event
+RETRY_BATCH = 200
 HTTP_TIMEOUT_S = 5.0
 
 
@@ -54,11 +57,30 @@ def request_lookups(event: UnifiedEvent, session: Session, ttl_s: float) -> list
 
 
 PROFILES_KEY = "enrichment_profiles"
+TTL_KEY = "enrichment_profile_ttl_s"
+
+
+def lookup_ttl_s(hub: Hub, session: Session) -> float:
+    """How long a profile may be reused: the registry source's `cache_ttl_s`, else CRMHUB_REGISTRY_CACHE_TTL_S."""
+    try:
+        source = registry_source(hub, session)
+    except NotFound:
+        return float(hub.settings.registry_cache_ttl_s)
+    ttl = getattr(source.config, "cache_ttl_s", None)
+    return float(ttl) if ttl is not None else float(hub.settings.registry_cache_ttl_s)
+
+
+def batch_ttl_s(hub: Hub, session: Session) -> float:
+    """`lookup_ttl_s`, read once per stored batch (`preload_profiles`), else now."""
+    ttl = session.info.get(BATCH_CACHE, {}).get(TTL_KEY)
+    return float(ttl) if ttl is not None else lookup_ttl_s(hub, session)
 
 
 def preload_profiles(session: Session, usccs: list[str]) -> None:
     """`events_prepared`: the batch's company profiles in one query, held for `_request`'s `session.get`."""
     wanted = sorted(set(usccs))
+    if wanted:
+        session.info[BATCH_CACHE][TTL_KEY] = lookup_ttl_s(get_hub(), session)
     held = session.info[BATCH_CACHE].setdefault(PROFILES_KEY, [])  # the identity map holds rows weakly
     for i in range(0, len(wanted), 400):
         held += session.scalars(select(CompanyProfile).where(CompanyProfile.uscc.in_(wanted[i : i + 400])))
@@ -90,13 +112,19 @@ def _request(session: Session, uscc: str, account_id: uuid.UUID | None, ttl_s: f
 # ---------------------------------------------------------------- the lookup
 
 
-@task(LOOKUP_TASK, queue="enrich", max_retries=5)
+@task(LOOKUP_TASK, queue="enrich")
 def lookup_task(uscc: str) -> str:
-    """Look one USCC up (unless a fresh profile exists). Returns "cached", "updated" or "error"."""
+    """Look one USCC up (unless a fresh profile exists). Returns "cached", "updated", "retry_later" or "error".
+
+    A transient registry failure is not retried by the task runner (its retries come within seconds, and a
+    registry outage outlasts them): `lookup_company` counts it on the profile and `retry_due` tries again
+    after a backoff.
+    """
     try:
         _, outcome = lookup_company(get_hub(), uscc)
-    except RetryableError:
-        raise
+    except RetryableError as exc:
+        log.warning("company lookup for %s failed, will retry: %s", uscc, exc.message)
+        return "retry_later"
     except HubError as exc:
         # No registry configured is a deployment choice, not a fault: say so quietly.
         level = logging.INFO if exc.code == "no_registry_source" else logging.WARNING
@@ -117,12 +145,13 @@ def lookup_company(
     code = _valid_uscc(uscc)
     with hub.sessions() as session:
         row = session.get(CompanyProfile, code)
-        if not force and row is not None and row.properties is not None and _fresh(hub, row):
+        if not force and row is not None and row.properties is not None and _fresh(row, lookup_ttl_s(hub, session)):
             return dict(row.properties), "cached"
         source = registry_source(hub, session)
     try:
         props = _call_lookup(source, code, http)
-    except RetryableError:
+    except RetryableError as exc:
+        _record_error(hub, code, f"registry unavailable, will retry: {exc.message}", transient=True)
         raise
     except HubError as exc:
         _record_error(hub, code, exc.message)
@@ -139,9 +168,8 @@ def _valid_uscc(uscc: str) -> str:
     return result.value
 
 
-def _fresh(hub: Hub, row: CompanyProfile) -> bool:
-    ttl = timedelta(seconds=hub.settings.registry_cache_ttl_s)
-    return row.fetched_at is not None and utcnow() - row.fetched_at < ttl
+def _fresh(row: CompanyProfile, ttl_s: float) -> bool:
+    return row.fetched_at is not None and utcnow() - row.fetched_at < timedelta(seconds=ttl_s)
 
 
 def registry_source(hub: Hub, session: Session) -> ActiveSource:
@@ -165,11 +193,44 @@ def _call_lookup(source: ActiveSource, uscc: str, http: httpx.Client | None) -> 
         return dict(lookup(source.config, uscc, client))
 
 
-def _record_error(hub: Hub, uscc: str, message: str) -> None:
+def _record_error(hub: Hub, uscc: str, message: str, *, transient: bool = False) -> None:
+    """Note a failed lookup. A transient one counts towards the retries (`retry_due`), from now."""
     with hub.transaction() as session:
-        row = session.get(CompanyProfile, uscc) or CompanyProfile(uscc=uscc)
-        row.error = message[:2000]  # requested_at stays: the debounce also spaces out retries
+        row = session.get(CompanyProfile, uscc) or CompanyProfile(uscc=uscc, lookup_failures=0)
+        row.error = message[:2000]
+        if transient:
+            row.lookup_failures = (row.lookup_failures or 0) + 1
+            row.requested_at = utcnow()  # the backoff runs from this attempt
+        else:
+            row.lookup_failures = 0  # refused for good (unknown company, bad credentials): not retried
         session.add(row)
+
+
+def retry_delay_s(failures: int) -> float:
+    """10 min after the first transient failure, doubling to at most 6 h."""
+    return min(RETRY_MAX_DELAY_S, REQUEST_DEBOUNCE_S * 2 ** max(0, failures - 1))
+
+
+def retry_due(hub: Hub) -> int:
+    """Periodic (with the ASR sweep): queue again the lookups whose last try failed transiently and whose
+    backoff has passed, up to MAX_LOOKUP_FAILURES tries (about two days). Returns how many were queued."""
+    now = utcnow()
+    queued = 0
+    with hub.transaction() as session:
+        rows = session.scalars(
+            select(CompanyProfile)
+            .where(CompanyProfile.lookup_failures > 0, CompanyProfile.lookup_failures < MAX_LOOKUP_FAILURES,
+                   CompanyProfile.requested_at <= now - timedelta(seconds=REQUEST_DEBOUNCE_S))
+            .order_by(CompanyProfile.requested_at).limit(RETRY_BATCH)
+        ).all()
+        for row in rows:
+            if row.requested_at is not None and now - row.requested_at < timedelta(
+                    seconds=retry_delay_s(row.lookup_failures)):
+                continue
+            row.requested_at = now
+            enqueue_after_commit(session, LOOKUP_TASK, row.uscc)
+            queued += 1
+    return queued
 
 
 def _store_profile(hub: Hub, source: ActiveSource, uscc: str, props: dict[str, Any]) -> None:
@@ -177,7 +238,7 @@ def _store_profile(hub: Hub, source: ActiveSource, uscc: str, props: dict[str, A
     with hub.transaction() as session:
         row = session.get(CompanyProfile, uscc) or CompanyProfile(uscc=uscc)
         row.properties, row.fetched_at, row.requested_at = props, utcnow(), None
-        row.error, row.source_id = None, source.id
+        row.error, row.source_id, row.lookup_failures = None, source.id, 0
         session.add(row)
         session.flush()  # the profile is fresh before its own event reaches event_stored
         store_internal(hub, session, [draft], source=REGISTRY_CONNECTOR)

@@ -323,8 +323,12 @@ def accept_callback(hub: Hub, token: str, form: dict[str, str]) -> bool:
 
 @task(SWEEP_TASK, queue="enrich")
 def sweep() -> int:
-    """Periodic: re-enqueue jobs whose submit or poll is due (a lost enqueue, a missed callback)."""
-    return sweep_due(get_hub())
+    """Periodic: re-enqueue jobs whose submit or poll is due (a lost enqueue, a missed callback), and company
+    lookups whose registry was down."""
+    from enrichment.company import retry_due
+
+    hub = get_hub()
+    return sweep_due(hub) + retry_due(hub)
 
 
 def sweep_due(hub: Hub) -> int:

@@ -74,4 +74,6 @@ class CompanyProfile(Base):
     requested_at: Mapped[datetime | None] = mapped_column()  # a lookup is queued (debounces bursts)
     source_id: Mapped[uuid.UUID | None] = mapped_column()  # the credit_registry source that answered
     error: Mapped[str | None] = mapped_column(Text)
+    # Lookups in a row that failed transiently (registry down, throttled); the sweep retries with a backoff.
+    lookup_failures: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -32,7 +32,8 @@ class CreditRegistryConfig(BaseModel):
     app_key: str | None = Field(None, description="Qichacha AppKey")
     secret_key: SecretStr | None = Field(None, description="Qichacha SecretKey")
     base_url: str | None = Field(None, description="API root override (tests, proxies)")
-    cache_ttl_s: float = Field(30 * 86400.0, ge=0, description="how long enrichment/ may reuse a profile")
+    cache_ttl_s: float | None = Field(None, ge=0, description="how long enrichment may reuse a profile, in "
+                                      "seconds; unset: CRMHUB_REGISTRY_CACHE_TTL_S (30 days)")
 
     @model_validator(mode="after")
     def _credentials(self) -> CreditRegistryConfig:

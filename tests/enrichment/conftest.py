@@ -29,6 +29,7 @@ USCC = "91350100M000100Y43"  # a valid code (GB 32100-2015 check digit)
 class FakeRegistryConfig(BaseModel):
     provider: str = "tianyancha"
     token: SecretStr
+    cache_ttl_s: float | None = None  # as the real connector's
 
 
 class FakeRegistry(Connector):

@@ -130,3 +130,46 @@ def test_cli_company_lookup(ehub: Hub, registry: FakeRegistry, monkeypatch: pyte
     bad = CliRunner().invoke(cli, ["company", "lookup", "123"])
     assert bad.exit_code == 1 and "not a valid unified social credit code" in bad.stderr
     ehub.start()  # the command stopped the hub it was given; the fixture stops it again
+
+
+def test_a_registry_outage_is_retried_by_the_sweep_with_a_backoff(ehub: Hub, registry: FakeRegistry) -> None:
+    """The task's quick retries (~6 s) were all a lookup got: after an outage the profile stayed empty until
+    another event came more than 10 minutes later, with nothing recorded (helper-25)."""
+    from enrichment.company import retry_delay_s, retry_due
+
+    add_source(client_for(ehub), "credit_registry", "tyc", {"provider": "tianyancha", "token": "tok-1"})
+    registry.fail_with = RetryableError("registry 503")
+    store_call(ehub, _order_event(USCC, 1))
+    _settle(ehub)
+    [profile] = _profiles(ehub)
+    assert len(registry.calls) == 1 and profile.lookup_failures == 1 and profile.properties is None
+    assert (profile.error or "").startswith("registry unavailable, will retry")
+    assert retry_due(ehub) == 0  # not before the backoff
+    assert (retry_delay_s(1), retry_delay_s(2), retry_delay_s(20)) == (600.0, 1200.0, 6 * 3600.0)
+    registry.fail_with = None  # the registry is back
+    with ehub.transaction() as s:
+        s.execute(update(CompanyProfile).values(requested_at=datetime.now(UTC) - timedelta(seconds=601)))
+    assert retry_due(ehub) == 1
+    _settle(ehub)
+    [profile] = _profiles(ehub)
+    assert profile.properties is not None and profile.error is None and profile.lookup_failures == 0
+    assert len(registry.calls) == 2 and len(_profile_events(ehub)) == 1
+    assert retry_due(ehub) == 0
+
+
+def test_a_sources_cache_ttl_decides_when_a_profile_is_stale(ehub: Hub, registry: FakeRegistry) -> None:
+    """`cache_ttl_s` was accepted and ignored: only CRMHUB_REGISTRY_CACHE_TTL_S counted (helper-25)."""
+    add_source(client_for(ehub), "credit_registry", "tyc",
+               {"provider": "tianyancha", "token": "tok-1", "cache_ttl_s": 3600})
+    store_call(ehub, _order_event(USCC, 1))
+    _settle(ehub)
+    two_days_ago = datetime.now(UTC) - timedelta(days=2)  # fresh by the 30-day setting, stale by the source's hour
+    with ehub.transaction() as s:
+        s.execute(update(CompanyProfile).values(fetched_at=two_days_ago, requested_at=None))
+    _, outcome = lookup_company(ehub, USCC)
+    assert outcome == "updated" and len(registry.calls) == 2
+    with ehub.transaction() as s:
+        s.execute(update(CompanyProfile).values(fetched_at=two_days_ago, requested_at=None))
+    store_call(ehub, _order_event(USCC, 2))  # an event finds it stale too
+    _settle(ehub)
+    assert len(registry.calls) == 3
