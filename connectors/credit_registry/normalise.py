@@ -11,6 +11,8 @@ UNITS = {"亿": Decimal(10) ** 8, "万": Decimal(10) ** 4, "千": Decimal(1000),
 CURRENCIES = (("人民币", "CNY"), ("美元", "USD"), ("港元", "HKD"), ("港币", "HKD"), ("欧元", "EUR"), ("日元", "JPY"),
               ("英镑", "GBP"), ("新台币", "TWD"), ("澳门元", "MOP"), ("元", "CNY"), ("CNY", "CNY"), ("RMB", "CNY"),
               ("USD", "USD"), ("HKD", "HKD"), ("EUR", "EUR"))
+# Words before 元 other than 人民币 name another currency (加拿大元, 新加坡元): the catch-all 元 is not yuan then.
+_UNLISTED_CURRENCY = re.compile(r"[^\W\d_]+元")
 _CAPITAL_RE = re.compile(r"^\s*([0-9][0-9,，]*(?:\.[0-9]+)?)\s*(亿|万|千)?\s*(.*?)\s*$")
 # Order matters: "吊销，未注销" is revoked, not cancelled.
 STATUS_RULES = (("吊销", "revoked"), ("注销", "cancelled"), ("迁出", "moved"), ("清算", "liquidating"),
@@ -45,6 +47,9 @@ def parse_capital(text: Any, currency_hint: Any = None) -> dict[str, Any] | None
         if value is not None and not any(ch.isdigit() for ch in rest):
             amount = int(value) if value == value.to_integral_value() else float(value)
     currency = next((code for name, code in CURRENCIES if name in rest.upper() or name in rest), None)
+    if currency == "CNY" and _UNLISTED_CURRENCY.search(rest.replace("人民币", "")):
+        # "100万加拿大元": a currency this table does not know, not yuan. Unreadable rather than wrong.
+        return {"amount": None, "currency": None, "text": raw}
     if currency is None and isinstance(currency_hint, str) and currency_hint.strip():
         currency = next((code for name, code in CURRENCIES if name in currency_hint.upper() or name in currency_hint),
                         None)

@@ -191,3 +191,11 @@ def test_an_answer_that_is_not_an_object_names_what_came(answer: Any) -> None:
 
     with pytest.raises(CreditRegistryError, match=f"answered a JSON {type(answer).__name__}, not an object"):
         _lookup(odd, {"provider": "tianyancha", "token": TYC_TOKEN})
+
+
+@pytest.mark.parametrize("text", ["100万加拿大元", "100万新加坡元", "5000万泰铢元"])
+def test_capital_in_a_currency_the_table_does_not_know_is_unreadable_not_yuan(text: str) -> None:
+    """The catch-all 元 read "100万加拿大元" as 1,000,000 CNY (helper-25)."""
+    assert parse_capital(text) == {"amount": None, "currency": None, "text": text}
+    assert parse_capital("100万澳门元")["currency"] == "MOP"  # type: ignore[index]
+    assert parse_capital("100万元人民币") == {"amount": 1000000, "currency": "CNY", "text": "100万元人民币"}
