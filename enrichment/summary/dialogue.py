@@ -21,19 +21,25 @@ _SENTENCE_END = re.compile(r"[。！!？?]+")
 _QUESTION = re.compile(r"[？?]|吗|对吧|是吧|是不是|有没有|能不能|要不要|需不需要|对不对|呢[。！!？?]*$")
 _LEADING_FILLER = re.compile(r"^(?:[哦噢啊呃嗯唔哎喂]{1,3}[，,。！、\s]*)(?=[^，,。！、\s])")
 _YES = re.compile(r"^(?:嗯+|对+|是+|没错|可以|行|好|有(?:的|过|啊|[，,。]|$)|需要|记得|看过|了解过|用过|当然)")
-_NO = re.compile(r"^(?:不(?!好意思)|没|别|还没|暂时不)")
+_NO = re.compile(r"^(?:不(?!好意思|错)|没(?!问题|事)|别|还没|暂时不)")
+# A short first clause that says no after a filler: "嗯，接受不了", "嗯，都没看", "对方案不感兴趣" (not "不错").
+_CLAUSE_NO = re.compile(r"不(?!好意思|错|少|过)|没(?!问题|事)|别|算了")
+# Neither yes nor no: "嗯，我再考虑考虑" after a price quote is no agreement to it.
+_HESITATION = re.compile(r"考虑考虑|考虑一下|考虑下|再说|再看看|想想|商量|不确定|看情况|回头")
+_FIRST_CLAUSE = re.compile(r"[，,。！!？?；;]")
 
 # "没考虑过X", "不是X", "X我没去看过", "X不考虑": the word is mentioned and ruled out.
 NEGATION = re.compile(
     r"(?:没有?|未|不|并没有?|从没|从来没有?)(?:再|去|怎么|太|打算|想)?"
     r"(?:考虑|想过|看|了解|听说|听过|接触|咨询|问|找|报|对比|比较|试|用|选|关注|去|买)"
-    r"|不是|不感兴趣|排除"
+    r"|不是|不感兴趣|排除|算了"
 )
 # A clause that is only a verdict on the previous one: "土巴兔上那些都不靠谱，不考虑。"
 ELLIPTIC_NEGATION = re.compile(
     r"^(?:也|都|就|我|我们|那|肯定|坚决|还)*(?:不|没)(?:细|仔细|怎么|太|再)?(?:考虑|看|找|选|用|要|买|报|了解|关注)"
 )
 # Rejecting a course or product is narrower: "不考PMP", "不是考研", "不想学Java" (but "没考过托福" is no rejection).
+COURSE_NEGATION_AFTER = re.compile(r"(?:的话)?(?:就|也|都|我|我们|暂时|先)*(?:不(?:考虑|学|报|要|想学|打算)|算了)")
 COURSE_NEGATION = re.compile(r"(?:不|不想|不打算|不需要|不要)(?:考|学|报|买|做|了解)?$|不是$")
 
 
@@ -128,8 +134,11 @@ def answer_of(turn: Turn | None) -> Answer | None:
     if turn is None:
         return None
     text = _LEADING_FILLER.sub("", turn.text.strip())
-    if _NO.match(text):
+    first = _FIRST_CLAUSE.split(text, maxsplit=1)[0]
+    if _NO.match(text) or (len(first) <= 8 and _CLAUSE_NO.search(first)):
         return "no"
+    if _HESITATION.search(first):
+        return None
     if _YES.match(text) or turn.text.strip().startswith(("嗯", "哦对", "噢对")):
         return "yes"
     return None
@@ -144,7 +153,9 @@ def is_negated(turn: Turn, start: int, end: int) -> bool:
     return bool(ELLIPTIC_NEGATION.match(following))
 
 
-def course_rejected(turn: Turn, start: int) -> bool:
-    """Whether a course word is directly rejected: "不考PMP", "不是考研"."""
-    c_start, _ = turn.clause_at(start)
-    return bool(COURSE_NEGATION.search(turn.text[max(c_start, start - 4) : start]))
+def course_rejected(turn: Turn, start: int, end: int | None = None) -> bool:
+    """Whether a course word is directly rejected: "不考PMP", "不是考研", or after it "Python就不考虑了"."""
+    c_start, c_end = turn.clause_at(start)
+    if COURSE_NEGATION.search(turn.text[max(c_start, start - 4) : start]):
+        return True
+    return end is not None and bool(COURSE_NEGATION_AFTER.match(turn.text[end:c_end]))

@@ -89,7 +89,7 @@ def _scored_course_mentions(
         return [(m, 3.0 if answer == "yes" and turn.in_question(m.start) else 0.5, _order(turn, m)) for m in mentions]
     intent_used: set[int] = set()
     for m in mentions:
-        if course_rejected(turn, m.start):
+        if course_rejected(turn, m.start, m.end):
             rejected.add(m.canonical)
             continue
         c_start, _ = turn.clause_at(m.start)
@@ -154,12 +154,22 @@ def _asks_budget(turn: Turn) -> bool:
     return bool(_BUDGET_QUESTION.search(turn.question_text))
 
 
+# Said right after an amount, these refuse it ("不能超过两万" is a budget: the cue comes before the amount).
+_AMOUNT_REFUSED = re.compile(r"^[^，,。！!？?；;]{0,6}?(?:不行|不可以|不够|不成|拿不出|出不了|出不起|付不起|接受不了"
+                             r"|承受不了|太贵|太多)")
+_AMOUNT_REFUSED_BEFORE = re.compile(r"(?:拿不出|出不了|出不起|付不起)\s*$")  # "我出不了两万"
+
+
 def _is_budget(turn: Turn, span: MoneySpan, asked: bool, competitors: TermMatcher) -> bool:
     n = turn.clause_index(span.start)
     clause = turn.clause_text(n)
     context = turn.clause_text(n - 1) + clause if n > 0 else clause
     if _NOT_BUDGET.search(clause) and not _BUDGET_CUE.search(clause):
         return False
+    c_start = turn.clause_at(span.start)[0]
+    if _AMOUNT_REFUSED.search(clause[span.end - c_start :]) or _AMOUNT_REFUSED_BEFORE.search(
+            clause[: span.start - c_start]):
+        return False  # "两万肯定不行", "两万的话我拿不出来", "我出不了两万": what the customer cannot pay
     if competitors.find(clause):
         return False
     if _BUDGET_CUE.search(context):

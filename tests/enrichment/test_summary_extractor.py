@@ -290,3 +290,32 @@ def test_labelled_set_accuracy_per_field() -> None:
     accuracy, misses = evaluation.evaluate(evaluation.load(), RuleExtractor().extract)
     for name in evaluation.FIELDS:
         assert accuracy[name] >= MIN_FIELD_ACCURACY, (name, accuracy[name], [m for m in misses if m[1] == name])
+
+
+# ---------------------------------------------------------------- refusals the rules used to read as facts (helper-25)
+
+
+@pytest.mark.parametrize("script", [
+    ("A: 预算两万能接受吗？", "C: 嗯，接受不了。"),  # "嗯" opened a no
+    ("A: 这个Python课两万八，能接受吗？", "C: 嗯，我再考虑考虑。"),  # hesitation is no agreement
+    ("A: 这个Python课两万八，能接受吗？", "C: 嗯，我考虑一下。"),
+    ("A: 您预算大概多少？", "C: 两万肯定不行，我出不了两万。"),  # the amount is what they cannot pay
+    ("A: 您预算大概多少？", "C: 两万的话我拿不出来。"),
+])
+def test_a_refused_or_hesitant_answer_gives_no_budget(script: tuple[str, ...]) -> None:
+    assert extract(*script).budget is None
+
+
+def test_a_no_opened_with_a_filler_names_no_competitors() -> None:
+    assert extract("A: 您是在看达内还是黑马程序员？", "C: 嗯，都没看。").competitors == []
+
+
+def test_rejections_after_the_word_rule_out_a_course_or_a_competitor() -> None:
+    assert extract("C: Python就不考虑了。").course is None
+    result = extract("C: 达内的话就算了，想学Java。")
+    assert result.competitors == [] and result.course == "Java"
+
+
+def test_yes_and_no_that_start_with_a_negation_character_still_read_right() -> None:
+    assert extract("A: 这个需要跟您爱人商量吗？", "C: 嗯，不用。").decision_role == "本人决策"
+    assert budget_of(extract("A: 预算两万可以吗？", "C: 嗯，没问题。")) == (20000.0, 20000.0)
