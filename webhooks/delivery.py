@@ -144,7 +144,13 @@ def deliver_due(hub: Hub, endpoint_id: uuid.UUID) -> str:
                 enqueue(DELIVER_DUE_TASK, str(endpoint_id), countdown=batch.retry_in)
             outcomes[batch.reason] += 1
             return _summary(outcomes)
-        outcomes.update(attempt(hub, batch))
+        results = attempt(hub, batch)
+        outcomes.update(results)
+        if MSG_DELIVERED not in results:
+            # Nothing went through (a receiver down or hanging: each batch can take the whole timeout). Yield
+            # the deliver lane to other endpoints' pumps, queued behind them: one stuck receiver used to hold
+            # it for up to MAX_ROUNDS batches while healthy endpoints waited (helper-24).
+            break
     enqueue(DELIVER_DUE_TASK, str(endpoint_id))
     return _summary(outcomes)
 

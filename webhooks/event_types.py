@@ -23,6 +23,7 @@ DOCUMENTED_TYPES = frozenset({
     "customer.merged", "customer.split", "customer.silent",
     # the hub's own, beyond the contract's list
     "call.recording_available", "quality.report", "endpoint.disabled", "page", "screen", "group", "alias",
+    "purchase.refunded",  # POS refunds (docs/connectors/pos.md)
 })
 # Connectors that pass unknown platform events through under their own prefix (docs/connectors/*.md).
 OPEN_NAMESPACES = ("douyin.", "wecom.", "xiaohongshu.", "callcenter.", "web.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from hub.inprocess import InProcessRunner
 from hub.tasks import TASKS, TaskDef
 
@@ -23,3 +25,31 @@ def test_run_due_timers_moves_delayed_tasks_and_keeps_the_schedules() -> None:
     finally:
         runner.stop()
         del TASKS["test.delayed"], TASKS["test.periodic"]
+
+
+def test_a_task_stuck_in_one_queue_does_not_hold_back_another_queue() -> None:
+    """A delivery to a receiver that never answers held the only worker thread for its whole timeout, and
+    the processing of inbound requests waited behind it (helper-24). Each queue now has its own lane."""
+    import threading
+
+    release = threading.Event()
+    ran: list[str] = []
+    TASKS["test.stuck_delivery"] = TaskDef("test.stuck_delivery", lambda: release.wait(30), "deliver", 0)
+    TASKS["test.process"] = TaskDef("test.process", lambda tag: ran.append(tag), "ingest", 0)
+    runner = InProcessRunner()
+    try:
+        runner.start()
+        runner.enqueue("test.stuck_delivery", ())
+        for tag in ("a", "b", "c"):
+            runner.enqueue("test.process", (tag,))
+        deadline = time.monotonic() + 10
+        while len(ran) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ran == ["a", "b", "c"]  # processed while the delivery is still stuck
+        assert not runner.join(timeout=0.2)  # and the runner knows it is not idle
+        release.set()
+        assert runner.join(timeout=10)
+    finally:
+        release.set()
+        runner.stop()
+        del TASKS["test.stuck_delivery"], TASKS["test.process"]

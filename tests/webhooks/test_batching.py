@@ -112,3 +112,21 @@ def test_a_batch_ending_in_success_clears_the_failure_streak(shub: Hub, receiver
     assert delivery.deliver_due(shub, uuid.UUID(endpoint["id"])) == "idle=1"
     with shub.sessions() as s:
         assert s.get(EndpointRow, uuid.UUID(endpoint["id"])).failing_since is None  # type: ignore[union-attr]
+
+
+def test_a_pump_whose_batch_delivered_nothing_yields_the_lane(shub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A receiver that hangs costs a whole timeout per batch; its pump used to go on for up to MAX_ROUNDS
+    batches while other endpoints' pumps waited behind it (helper-24). It now stops after one such batch and
+    queues itself behind them; a pump that delivers keeps going."""
+    sent: list[int] = []
+    queued: list[tuple[str, tuple[object, ...]]] = []
+    monkeypatch.setattr(delivery, "claim", lambda hub, endpoint_id: object())
+    monkeypatch.setattr(delivery, "enqueue", lambda name, *args, **kw: queued.append((name, args)))
+    monkeypatch.setattr(delivery, "attempt", lambda hub, batch: sent.append(1) or ["retry_scheduled"] * 32)
+    endpoint_id = uuid.uuid4()
+    assert delivery.deliver_due(shub, endpoint_id) == "retry_scheduled=32"
+    assert len(sent) == 1 and queued == [(delivery.DELIVER_DUE_TASK, (str(endpoint_id),))]
+    sent.clear()
+    monkeypatch.setattr(delivery, "attempt", lambda hub, batch: sent.append(1) or ["delivered"] * 32)
+    delivery.deliver_due(shub, endpoint_id)
+    assert len(sent) == delivery.MAX_ROUNDS
