@@ -50,6 +50,23 @@ def event_stored(event: UnifiedEvent, session: Session) -> None:
 
 
 @hookimpl
+def queue_depths(session: Session) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    from enrichment.company import MAX_LOOKUP_FAILURES
+    from enrichment.models import JOB_FAILED, JOB_QUEUED, JOB_SUBMITTED, AsrJob, CompanyProfile
+
+    jobs = dict(session.execute(select(AsrJob.state, func.count()).where(
+        AsrJob.state.in_((JOB_QUEUED, JOB_SUBMITTED, JOB_FAILED))).group_by(AsrJob.state)).all())
+    failing = CompanyProfile.lookup_failures
+    retrying = session.scalar(select(func.count()).where(failing > 0, failing < MAX_LOOKUP_FAILURES)) or 0
+    gave_up = session.scalar(select(func.count()).where(failing >= MAX_LOOKUP_FAILURES)) or 0
+    return {"asr_queued": jobs.get(JOB_QUEUED, 0), "asr_submitted": jobs.get(JOB_SUBMITTED, 0),
+            "asr_failed": jobs.get(JOB_FAILED, 0), "registry_retrying": int(retrying),
+            "registry_gave_up": int(gave_up)}
+
+
+@hookimpl
 def register_routes(router: APIRouter) -> None:
     from enrichment.routes import router as asr_router
 

@@ -72,6 +72,15 @@ def register_schedules(schedule: Callable[[str, float], None]) -> None:
 
 
 @hookspec
+def queue_depths(session: Session) -> dict[str, int] | None:
+    """Rows of this package's own work that wait or failed, for ops (`crmhub_queue_depth{stage}` at /metrics).
+
+    :param session: a read-only session.
+    :return: `{stage: count}`, e.g. `{"asr_failed": 2}`, or None.
+    """
+
+
+@hookspec
 def register_extractors(register: Callable[[str, Callable[[Any], Any]], None]) -> None:
     """Hand the hub call-summary extractors (enrichment/ picks one by `CRMHUB_SUMMARY_EXTRACTOR`).
 

@@ -52,10 +52,14 @@ def update_queue_depth(hub: Any) -> None:
         msgs = dict(session.execute(select(MessageRow.status, func.count())
                                     .where(MessageRow.status.in_([MSG_PENDING, MSG_FAILED]))
                                     .group_by(MessageRow.status)).all())
+        others = [d for d in hub.pm.hook.queue_depths(session=session) if d]  # other packages' own work
     metrics.QUEUE_DEPTH.labels("ingest_pending").set(raw.get(RAW_PENDING, 0))
     metrics.QUEUE_DEPTH.labels("ingest_failed").set(raw.get(RAW_FAILED, 0))
     metrics.QUEUE_DEPTH.labels("deliver_pending").set(msgs.get(MSG_PENDING, 0))
     metrics.QUEUE_DEPTH.labels("deliver_failed").set(msgs.get(MSG_FAILED, 0))
+    for depths in others:
+        for stage, count in depths.items():
+            metrics.QUEUE_DEPTH.labels(stage).set(count)
 
 
 @router.get("/metrics")

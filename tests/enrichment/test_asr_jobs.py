@@ -387,3 +387,17 @@ def test_a_16k_mono_recording_asks_for_speaker_separation(ahub: Hub, cloud: Fake
     assert req.error_code is None
     assert (req.params["EngineModelType"], req.params["ChannelNum"]) == ("16k_zh", 1)
     assert (req.params["SpeakerDiarization"], req.params["SpeakerNumber"]) == (1, 0)  # 16k: automatic count
+
+
+def test_ops_see_stuck_asr_jobs_and_registry_retries_in_the_queue_depths(ahub: Hub) -> None:
+    """After ASR failed, /metrics, health and /ops had nothing about it (helper-25): the queue_depths hook
+    reports it, and /metrics sets crmhub_queue_depth from it."""
+    from enrichment.models import CompanyProfile
+
+    with ahub.transaction() as s:
+        s.add(AsrJob(id=uuid.uuid4(), call_event_id=uuid.uuid4(), recording_url="https://r.example/a.wav",
+                     state="failed", engine="8k_zh", channel_num=2, error="gave up"))
+        s.add(CompanyProfile(uscc="91350100M000100Y43", lookup_failures=2))
+    with ahub.sessions() as s:
+        depths = {k: v for d in ahub.pm.hook.queue_depths(session=s) if d for k, v in d.items()}
+    assert depths["asr_failed"] == 1 and depths["registry_retrying"] == 1 and depths["registry_gave_up"] == 0

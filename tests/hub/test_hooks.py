@@ -70,6 +70,11 @@ class Recorder:
         self.calls.append(("register_commands", cli))
 
     @hookimpl
+    def queue_depths(self, session: Any) -> dict[str, int]:
+        self.calls.append(("queue_depths", None))
+        return {"echo_waiting": 3}
+
+    @hookimpl
     def register_schedules(self, schedule: Any) -> None:
         schedule("hub.pipeline.requeue_pending", 5)
 
@@ -162,6 +167,13 @@ def test_hook_register_commands(plugged: Any) -> None:
 def test_hook_register_schedules(plugged: Any) -> None:
     hub, _ = plugged
     assert ("hub.pipeline.requeue_pending", 5.0) in hub.schedules
+
+
+def test_hook_queue_depths(plugged: Any) -> None:
+    hub, recorder = plugged
+    with hub.sessions() as session:
+        assert hub.pm.hook.queue_depths(session=session) == [{"echo_waiting": 3}]
+    assert ("queue_depths", None) in recorder.calls
 
 
 def test_hook_events_prepared(plugged: Any) -> None:

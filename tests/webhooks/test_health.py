@@ -123,6 +123,7 @@ def test_metrics_need_the_token_unless_public(hub_factory, receiver: Receiver) -
     assert re.search(r'crmhub_delivery_attempts_total\{outcome="delivered"\} [1-9]', text)
     assert "crmhub_delivery_seconds_bucket" in text
     assert 'crmhub_queue_depth{stage="deliver_pending"} 0.0' in text
+    assert 'crmhub_queue_depth{stage="asr_failed"} 0.0' in text  # other packages' work (queue_depths hook)
 
 
 def test_metrics_public(hub_factory) -> None:  # type: ignore[no-untyped-def]
