@@ -47,6 +47,8 @@ SWEEP_EVERY_S = 30.0
 SWEEP_BATCH = 500
 MAX_SUBMIT_ATTEMPTS = 12  # 4 s, 8 s … then 600 s apart: about 47 minutes of throttling or outage
 SUBMIT_GRACE_S = 120.0  # the sweep re-submits a queued job only after this (the normal enqueue goes first)
+SUBMIT_CLAIM_S = 120.0  # a submit in flight holds the job this long (the SDK's own timeouts are shorter)
+DUE_SLACK_S = 2.0  # a countdown may fire a little before the due time it was computed from
 POLL_DELAYS_S = (10.0, 20.0, 40.0, 60.0, 120.0, 300.0, 600.0)  # then every 600 s
 RESULT_TTL = timedelta(hours=24)  # Tencent keeps results 24 h; after that the TaskId is meaningless
 
@@ -132,9 +134,15 @@ def submit(hub: Hub, job_id: uuid.UUID, client: AsrClient | None = None) -> str:
         job = _lock(session, job_id)
         if job is None or job.state != JOB_QUEUED:
             return job.state if job else "missing"
+        now = utcnow()
+        if job.attempts and job.next_poll_at is not None and job.next_poll_at > now + timedelta(seconds=DUE_SLACK_S):
+            return JOB_QUEUED  # a retry not due yet, or one another worker is sending right now
         if not (hub.settings.tencentcloud_secret_id and hub.settings.tencentcloud_secret_key):
             _fail(job, "asr_not_configured: CRMHUB_TENCENTCLOUD_SECRET_ID/SECRET_KEY are empty")
             return JOB_FAILED
+        # Claimed for the call below: the retry's countdown and the sweep both fire when it is due, and the one
+        # that comes second must not call Tencent again (a second task would be billed and lost).
+        job.next_poll_at = now + timedelta(seconds=SUBMIT_CLAIM_S)
         request = SubmitRequest(url=job.recording_url, callback_url=callback_url(hub, job),
                                 engine=job.engine, channel_num=job.channel_num)
     try:

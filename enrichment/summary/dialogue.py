@@ -21,9 +21,13 @@ _SENTENCE_END = re.compile(r"[。！!？?]+")
 _QUESTION = re.compile(r"[？?]|吗|对吧|是吧|是不是|有没有|能不能|要不要|需不需要|对不对|呢[。！!？?]*$")
 _LEADING_FILLER = re.compile(r"^(?:[哦噢啊呃嗯唔哎喂]{1,3}[，,。！、\s]*)(?=[^，,。！、\s])")
 _YES = re.compile(r"^(?:嗯+|对+|是+|没错|可以|行|好|有(?:的|过|啊|[，,。]|$)|需要|记得|看过|了解过|用过|当然)")
-_NO = re.compile(r"^(?:不(?!好意思|错)|没(?!问题|事)|别|还没|暂时不)")
-# A short first clause that says no after a filler: "嗯，接受不了", "嗯，都没看", "对方案不感兴趣" (not "不错").
-_CLAUSE_NO = re.compile(r"不(?!好意思|错|少|过)|没(?!问题|事)|别|算了")
+_NO = re.compile(r"^(?:不(?!好意思|错|客气)|没(?!问题|事|错|意见)|别|还没|暂时不)")
+# A refusal inside a short first clause after a filler: "嗯，接受不了", "嗯，都没看", "嗯，不用". Named phrases
+# only: 不 and 没 alone are in too many yeses ("差不多", "对没错", "嗯，特别需要", "是的不用说").
+_CLAUSE_NO = re.compile(
+    r"(?:接受|承受|负担|买|出|拿)不(?:了|起)|不(?:行|要|用(?!说)|需要|想|考虑|打算|感兴趣|太需要|是|能|可以|合适)"
+    r"|没(?:有|看|想|考虑|打算|听说|时间|钱|兴趣|需要)|算了"
+)
 # Neither yes nor no: "嗯，我再考虑考虑" after a price quote is no agreement to it.
 _HESITATION = re.compile(r"考虑考虑|考虑一下|考虑下|再说|再看看|想想|商量|不确定|看情况|回头")
 _FIRST_CLAUSE = re.compile(r"[，,。！!？?；;]")

@@ -155,8 +155,9 @@ def _asks_budget(turn: Turn) -> bool:
 
 
 # Said right after an amount, these refuse it ("不能超过两万" is a budget: the cue comes before the amount).
-_AMOUNT_REFUSED = re.compile(r"^[^，,。！!？?；;]{0,6}?(?:不行|不可以|不够|不成|拿不出|出不了|出不起|付不起|接受不了"
-                             r"|承受不了|太贵|太多)")
+# Not "两万不成问题", "三万也不是不行": those accept the amount.
+_AMOUNT_REFUSED = re.compile(r"^[^，,。！!？?；;]{0,6}?(?:(?<!不是)不行|不可以|不够|不成(?!问题)|拿不出|出不了"
+                             r"|出不起|付不起|接受不了|承受不了|太贵|太多)")
 _AMOUNT_REFUSED_BEFORE = re.compile(r"(?:拿不出|出不了|出不起|付不起)\s*$")  # "我出不了两万"
 
 

@@ -319,3 +319,14 @@ def test_rejections_after_the_word_rule_out_a_course_or_a_competitor() -> None:
 def test_yes_and_no_that_start_with_a_negation_character_still_read_right() -> None:
     assert extract("A: 这个需要跟您爱人商量吗？", "C: 嗯，不用。").decision_role == "本人决策"
     assert budget_of(extract("A: 预算两万可以吗？", "C: 嗯，没问题。")) == (20000.0, 20000.0)
+
+
+@pytest.mark.parametrize("reply", ["对没错。", "嗯，差不多。", "嗯，特别需要。", "嗯，没问题。", "是的，不用说。"])
+def test_yes_answers_that_hold_a_negation_character_are_still_yes(reply: str) -> None:
+    """The first cut of the refusal rule read 不/没/别 anywhere as no (helper-26)."""
+    assert budget_of(extract("A: 预算两万可以吗？", f"C: {reply}")) == (20000.0, 20000.0)
+
+
+@pytest.mark.parametrize("reply", ["两万不成问题。", "两万以内都不成问题。", "三万也不是不行。"])
+def test_an_amount_accepted_with_a_double_negative_is_the_budget(reply: str) -> None:
+    assert extract("A: 您的预算大概多少？", f"C: {reply}").budget is not None
