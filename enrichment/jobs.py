@@ -65,6 +65,10 @@ def job_for_call(event: UnifiedEvent, session: Session) -> AsrJob | None:
     url = event.properties.get("recording_url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         return None
+    if event.type == "call.recording_available" and event.properties.get("participant") == "agent":
+        # One event per leg; the first to arrive would take the call's only job. An agent-only leg holds none
+        # of the customer's words, so it waits for the customer's leg (the connector's own preference).
+        return None
     call_id, customer_id = _call_of(event, session)
     if call_id is None:
         return None

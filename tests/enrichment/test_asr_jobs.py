@@ -342,6 +342,26 @@ def test_a_recording_that_arrives_after_its_call_gets_a_job(ahub: Hub, cloud: Fa
     assert job.call_event_id == call_event(ahub).id and len(summaries(ahub)) == 1
 
 
+def test_an_agent_only_leg_does_not_take_the_calls_job(ahub: Hub, cloud: FakeTencentCloud) -> None:
+    """TCCC sends one recording per leg; the first to arrive got the call's only job (helper-26)."""
+    from datetime import UTC, datetime
+
+    from hub.schemas import EventDraft, Identity
+
+    AsrFake(cloud, statuses=("success",))
+    cdr = call_draft(recording_url=None)
+    store_call(ahub, cdr)
+    for n, participant in enumerate(("agent", "customer")):
+        store_call(ahub, EventDraft(
+            type="call.recording_available", source_event_id=f"record:leg{n}",
+            occurred_at=datetime(2026, 1, 25, 6, 30, tzinfo=UTC),
+            identities=[Identity(type="phone", value="+8613800138000")],
+            properties={"recording_url": f"https://rec.example.invalid/{participant}.wav", "participant": participant,
+                        "call_source_event_id": cdr.source_event_id, "direction": "inbound"}))
+    job = drive(ahub, "done")
+    assert job.recording_url.endswith("/customer.wav")
+
+
 def test_a_submit_outage_is_backed_off_on_the_job_not_spent_in_seconds(ahub: Hub, cloud: FakeTencentCloud) -> None:
     """The runner's retries (0.2 s, 0.4 s …) spent all attempts in ~26 s of outage and failed the job for good."""
     AsrFake(cloud, statuses=("success",))
