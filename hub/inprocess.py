@@ -178,7 +178,10 @@ class InProcessRunner:
             waited += DEFER_STEP_S
 
     def _run(self, name: str, args: tuple[Any, ...], attempt: int) -> None:
-        definition = TASKS[name]
+        definition = TASKS.get(name)
+        if definition is None:  # a plugin not loaded in this process: said once per task, the lane lives on
+            log.error("task %s%r: no such task in this process (is its plugin loaded?)", name, args)
+            return
         try:
             definition.fn(*args)
         except RetryableError as exc:

@@ -53,3 +53,19 @@ def test_a_task_stuck_in_one_queue_does_not_hold_back_another_queue() -> None:
         release.set()
         runner.stop()
         del TASKS["test.stuck_delivery"], TASKS["test.process"]
+
+
+def test_an_unknown_task_is_logged_and_its_lane_keeps_working() -> None:
+    """TASKS[name] outside the try: a KeyError killed the lane's only thread, and every later task of that
+    queue waited forever (helper-26)."""
+    ran: list[str] = []
+    TASKS["test.after_unknown"] = TaskDef("test.after_unknown", lambda: ran.append("ok"), "ingest", 0)
+    runner = InProcessRunner()
+    try:
+        runner.start()
+        runner.enqueue("test.no_such_task", ())
+        runner.enqueue("test.after_unknown", ())
+        assert runner.join(timeout=10) and ran == ["ok"]
+    finally:
+        runner.stop()
+        del TASKS["test.after_unknown"]
