@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -160,11 +160,35 @@ class SourceCreate(Schema):
     config: dict[str, Any] = Field(default_factory=dict)
 
 
-class SourceUpdate(Schema):
-    """What a PATCH may change. A GET's read-only fields are accepted and ignored (a client may send back what
-    it read), except `connector`, which must then be the source's own; anything else is a 422."""
+class PatchBody(Schema):
+    """A PATCH body. A field it does not know is a 422 (a typo must not be a PATCH that changes nothing), a null
+    for a field in `not_null` is a 422 naming it, and the fields in `read_only` — what a GET shows but a PATCH
+    cannot change — are dropped, so a client may send back what it read."""
 
     model_config = ConfigDict(extra="forbid")
+    read_only: ClassVar[frozenset[str]] = frozenset()
+    not_null: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_read_only(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not cls.read_only.isdisjoint(data):
+            data = {k: v for k, v in data.items() if k not in cls.read_only}
+        return data
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _refuse_null(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name in cls.not_null:
+            raise ValueError(f"{info.field_name} cannot be null; leave it out to keep the current value")
+        return value
+
+
+class SourceUpdate(PatchBody):
+    """What a source PATCH may change; `connector` may be sent back only unchanged."""
+
+    read_only = frozenset({"id", "webhook_url", "created_at"})
+    not_null = frozenset({"name", "enabled", "config"})
 
     name: SourceName | None = None
     enabled: bool | None = None
@@ -177,20 +201,6 @@ class SourceUpdate(Schema):
         if self.replace_config and self.config is None:
             raise ValueError("replace_config needs the whole new config")
         return self
-
-    @model_validator(mode="before")
-    @classmethod
-    def _drop_read_only(cls, data: Any) -> Any:
-        if isinstance(data, dict) and any(k in data for k in ("id", "webhook_url", "created_at")):
-            data = {k: v for k, v in data.items() if k not in ("id", "webhook_url", "created_at")}
-        return data
-
-    @field_validator("name", "enabled", "config", mode="before")
-    @classmethod
-    def _not_null(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None:
-            raise ValueError(f"{info.field_name} cannot be null; leave it out to keep the current value")
-        return value
 
 
 class Source(Schema):

@@ -7,14 +7,14 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
-from pydantic import ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.api import AdminDep, HubDep
 from hub.errors import Conflict, InvalidRequest, NotFound
 from hub.runtime import Hub
-from hub.schemas import Schema, utcnow
+from hub.schemas import PatchBody, Schema, utcnow
 from webhooks.delivery import requeue
 from webhooks.event_types import event_type_warnings
 from webhooks.health import endpoint_health, source_health
@@ -42,33 +42,16 @@ class EndpointCreate(Schema):
     rate_limit: float | None = Field(default=None, gt=0, description="messages per second; null = unthrottled")
 
 
-# What a GET answers but a PATCH cannot change: accepted and ignored, so a client may send back what it read.
-_READ_ONLY = ("id", "created_at", "disabled_reason", "warnings")
-
-
-class EndpointUpdate(Schema):
-    model_config = ConfigDict(extra="forbid")  # a misspelt field is a 422, never a PATCH that changes nothing
+class EndpointUpdate(PatchBody):
+    read_only = frozenset({"id", "created_at", "disabled_reason", "warnings"})
+    # Only `rate_limit` can be cleared; a null elsewhere would unsubscribe everything or break the row.
+    not_null = frozenset({"url", "event_types", "enabled", "description"})
 
     url: str | None = Field(default=None, max_length=2000)
     event_types: list[EventType] | None = Field(default=None, min_length=1)
     enabled: bool | None = None
     description: str | None = None
     rate_limit: float | None = Field(default=None, gt=0)  # null: unthrottled
-
-    @model_validator(mode="before")
-    @classmethod
-    def _drop_read_only(cls, data: Any) -> Any:
-        if isinstance(data, dict) and any(k in data for k in _READ_ONLY):
-            data = {k: v for k, v in data.items() if k not in _READ_ONLY}
-        return data
-
-    @field_validator("url", "event_types", "enabled", "description", mode="before")
-    @classmethod
-    def _not_null(cls, value: Any, info: ValidationInfo) -> Any:
-        """Only `rate_limit` can be cleared; a null elsewhere would unsubscribe everything or break the row."""
-        if value is None:
-            raise ValueError(f"{info.field_name} cannot be null; leave it out to keep the current value")
-        return value
 
 
 class Endpoint(Schema):
