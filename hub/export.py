@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,17 +27,27 @@ def safe_cell(value: Any) -> Any:
     return neutralise_cell(value)
 
 
+def unwritable_reason(target: Path) -> str | None:
+    """Why a file cannot be written at `target`, or None. Asked before long work (a report, an import), not
+    after it, when the work would be lost or done twice."""
+    folder = target.parent
+    if target.is_dir():
+        return "it is a directory"
+    if not folder.is_dir():
+        return f"{folder} is not a folder" if folder.exists() else f"folder {folder} does not exist"
+    if not os.access(target if target.exists() else folder, os.W_OK):
+        return "permission denied"
+    return None
+
+
 def check_export_target(path: str | Path) -> Path:
     """The export file, refused up front (before a long query) when it cannot be written as .csv or .xlsx."""
     target = Path(path)
     suffix = target.suffix.lower()
     if suffix not in (".csv", ".xlsx"):
         raise InvalidRequest(f"export to .csv or .xlsx, not {suffix or 'no suffix'!r}", code="unsupported_format")
-    if target.is_dir():
-        raise InvalidRequest(f"cannot export to {target}: it is a directory", code="export_unwritable")
-    folder = target.parent
-    if not folder.is_dir():
-        problem = f"{folder} is not a folder" if folder.exists() else f"folder {folder} does not exist"
+    problem = unwritable_reason(target)
+    if problem:
         raise InvalidRequest(f"cannot export to {target}: {problem}", code="export_unwritable")
     return target
 

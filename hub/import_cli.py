@@ -7,7 +7,6 @@ hub/importer.py and hub/quality_report.py.
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,14 +65,9 @@ def run_import_command(
 def check_report_target(target: Path) -> None:
     """Refuse a report path that cannot be written before importing: after it, the rows are in, and a re-run
     would only show them as duplicates, so the user would never learn what the import did."""
-    folder = target.parent
-    problem = None
-    if target.is_dir():
-        problem = "it is a directory"
-    elif not folder.is_dir():
-        problem = f"{folder} is not a folder" if folder.exists() else f"folder {folder} does not exist"
-    elif not os.access(target if target.exists() else folder, os.W_OK):
-        problem = "permission denied"
+    from hub.export import unwritable_reason
+
+    problem = unwritable_reason(target)
     if problem:
         raise HubError(f"cannot write the report to {target}: {problem}; nothing was imported",
                        code="report_unwritable")
