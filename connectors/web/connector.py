@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Any
 
 from pydantic import BaseModel, Field, SecretStr
 
@@ -12,7 +13,7 @@ from hub.connector import Reply, basic_credentials
 from hub.errors import PayloadError, QuarantineError, UnreadableBody, VerificationError
 
 from .mapping import message_to_draft
-from .payloads import CALLS, SHORT_CALLS, body_write_key, decode_body, message_id, read_messages
+from .payloads import CALLS, SHORT_CALLS, body_write_key, decode_body, load_doc, message_id, read_messages
 
 
 class WebConfig(BaseModel):
@@ -36,7 +37,10 @@ class WebConnector(Connector):
 
     def _body_write_key(self, request: InboundRequest) -> str:
         self._call(request)  # an unknown path is named before credentials are looked for
-        key = body_write_key(decode_body(request.body, request.header("content-encoding")))
+        try:
+            key = body_write_key(self._doc(request)[1])
+        except UnreadableBody:  # no credentials to be found in it: a 401, as for any request without them
+            key = None
         if not key:
             raise VerificationError("HTTP Basic credentials, or a writeKey in the body, are required",
                                     code="missing_credentials")
@@ -61,10 +65,18 @@ class WebConnector(Connector):
             raise UnreadableBody("use POST", code="method_not_allowed")
         return call
 
+    def _doc(self, request: InboundRequest) -> tuple[bytes, Any]:
+        """(decoded body, its JSON), parsed once per request: verify may need the writeKey, then the messages."""
+        if "doc" not in request.memo:
+            body = decode_body(request.body, request.header("content-encoding"))
+            request.memo["doc"] = (body, load_doc(body))
+        doc: tuple[bytes, Any] = request.memo["doc"]
+        return doc
+
     def _messages(self, request: InboundRequest) -> list[object]:
         if "messages" not in request.memo:
-            body = decode_body(request.body, request.header("content-encoding"))
-            request.memo["messages"] = read_messages(body, self._call(request))
+            body, doc = self._doc(request)
+            request.memo["messages"] = read_messages(body, doc, self._call(request))
         messages: list[object] = request.memo["messages"]
         return messages
 

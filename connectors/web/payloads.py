@@ -30,12 +30,17 @@ def decode_body(body: bytes, content_encoding: str | None) -> bytes:
     return data
 
 
-def read_messages(raw: bytes, call: str) -> list[Any]:
-    """The request's messages (each still untrusted). Raises PayloadError (HTTP 400) as Segment does."""
+def load_doc(raw: bytes) -> Any:
+    """The (decoded) body as JSON; UnreadableBody (HTTP 400) when it is not."""
     try:
-        doc = json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise UnreadableBody(f"body is not valid JSON: {exc}", code="invalid_json") from exc
+
+
+def read_messages(raw: bytes, doc: Any, call: str) -> list[Any]:
+    """The request's messages from its body `raw`, parsed as `doc` (each still untrusted). Raises PayloadError
+    (HTTP 400) as Segment does."""
     if not isinstance(doc, dict):
         raise PayloadError("body must be a JSON object", code="invalid_body")
     if call == "batch":
@@ -71,16 +76,11 @@ def message_id(message: Any) -> str:
     return "sha256:" + digest
 
 
-def body_write_key(raw: bytes) -> str | None:
+def body_write_key(doc: Any) -> str | None:
     """The `writeKey` a browser or mobile SDK puts in the body: top level, or the one every batch item carries.
 
-    None when absent, ambiguous or the body is not a JSON object (verification then answers 401; a body that
-    is not JSON at all is named as such by the request's other checks).
+    None when absent or ambiguous, or when the body is not a JSON object (verification then answers 401).
     """
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        return None
     if not isinstance(doc, dict):
         return None
     key = doc.get("writeKey")
