@@ -114,6 +114,9 @@ class KeyedState(Protocol):
     def set(self, key: str, value: Any) -> None: ...
 
 
+ITEM_KEY_MAX = 300  # quarantine.item_key's length
+
+
 class SetAside(NamedTuple):
     """One item `ParseContext.quarantine()` set aside."""
 
@@ -140,7 +143,7 @@ class ParseContext:
         same key for this source is not added again when another request brings it back (a re-import whose
         batches shifted by one row); its quarantine row is brought up to date instead.
         """
-        self.quarantined.append(SetAside(reason, detail, payload, key))
+        self.quarantined.append(SetAside(reason, detail, payload, key[:ITEM_KEY_MAX] if key else None))
 
 
 class Connector:

@@ -164,7 +164,7 @@ def quarantine(
     if extra is not None and payload is not None:
         payload = {**payload, "details": extra}
     session.add(QuarantineRow(source_id=source_id, raw_event_id=raw_event_id, reason=reason, detail=detail,
-                              payload=payload, item_key=item_key[:300] if item_key else None))
+                              payload=payload, item_key=item_key))
 
 
 def _quarantine_items(session: Session, source_id: uuid.UUID, raw_id: int, items: list[SetAside]) -> list[SetAside]:
@@ -175,15 +175,15 @@ def _quarantine_items(session: Session, source_id: uuid.UUID, raw_id: int, items
     detail, now — so today's data-health report lists it and a replay of this request finds it. Items repeated
     within the request count once. One query per 500 keys, one executemany for the updates.
     """
-    keys = list(dict.fromkeys(i.key[:300] for i in items if i.key))
+    keys = list(dict.fromkeys(i.key for i in items if i.key))
     held: set[str] = set()
     for chunk in _chunks(keys, 500):
         held.update(k for k in session.scalars(select(QuarantineRow.item_key).where(
             QuarantineRow.source_id == source_id, QuarantineRow.item_key.in_(chunk))) if k)
     out, refreshed, seen = [], {}, set()
     for item in items:
-        key = item.key[:300] if item.key else None
-        if key is not None:
+        key = item.key
+        if key:
             if key in seen:
                 continue
             seen.add(key)
