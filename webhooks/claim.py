@@ -78,7 +78,8 @@ def claim(hub: Hub, endpoint_id: uuid.UUID, *, limit: int = BATCH) -> Batch | Wa
         data = _event_data(session, [row.event_id for row in leased])
         _fail_orphans(session, [row.id for row in leased if row.event_id not in data], now)
     messages = [Claimed(row.id, row.attempt_count, row.next_attempt_at, lease_until,
-                        _body(row.event_type, data[row.event_id])) for row in leased if row.event_id in data]
+                        _body(row.event_type, data[row.event_id], row.customer_id))
+                for row in leased if row.event_id in data]
     return Batch(endpoint_id, endpoint.url, _signer(hub, endpoint, now), messages)
 
 
@@ -110,7 +111,7 @@ def _lease(limit: int) -> Any:
     )
     m = _MESSAGES.c
     return (update(_MESSAGES).where(m.id.in_(picked)).values(lease_until=bindparam("b_lease"))
-            .returning(m.id, m.event_id, m.event_type, m.attempt_count, m.next_attempt_at))
+            .returning(m.id, m.event_id, m.event_type, m.customer_id, m.attempt_count, m.next_attempt_at))
 
 
 def _throttle_wait(session: Session, endpoint: Any, now: datetime) -> float:
@@ -139,7 +140,10 @@ def _fail_orphans(session: Session, message_ids: list[uuid.UUID], now: datetime)
                         .execution_options(synchronize_session=False))
 
 
-def _body(event_type: str, data: dict[str, Any]) -> str:
+def _body(event_type: str, data: dict[str, Any], customer_id: uuid.UUID | None) -> str:
+    """The message's customer, not the one stored with the event: a merge or split since re-pointed it (follow.py)."""
+    if customer_id is not None and data.get("customer_id") != str(customer_id):
+        data = {**data, "customer_id": str(customer_id)}
     return json.dumps({"type": event_type, "timestamp": data.get("occurred_at"), "data": data},
                       ensure_ascii=False, separators=(",", ":"))
 

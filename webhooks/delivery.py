@@ -35,6 +35,7 @@ from hub.schemas import EventDraft, UnifiedEvent, utcnow
 from hub.tasks import enqueue, enqueue_after_commit, task
 from webhooks import sender
 from webhooks.claim import Batch, Claimed, Wait, claim
+from webhooks.follow import follow_customer_change
 from webhooks.models import MSG_DELIVERED, MSG_FAILED, MSG_PENDING, AttemptRow, EndpointRow, MessageRow
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ def create_messages(hub: Hub, event: UnifiedEvent, session: Session) -> int:
     rows = session.info.get(BATCH_CACHE, {}).get(_ENDPOINTS_KEY)
     if rows is None:
         rows = _all_endpoints(session)
+    follow_customer_change(session, event, [e.id for e in rows])
     wanted = [e for e in rows if e.subscribes(event.type)]
     if not wanted:
         return 0
