@@ -240,7 +240,16 @@ def competitors(turns: Sequence[Turn], matcher: TermMatcher) -> list[str]:
     names: list[str] = []
     for turn in turns:
         if turn.by_customer:
-            names += [m.canonical for m in matcher.find(turn.text) if not is_negated(turn, m.start, m.end)]
+            names += [m.canonical for m in matcher.find(turn.text)
+                      if not is_negated(turn, m.start, m.end) and not _works_there(turn.text, m)]
         elif turn.is_question and answer_of(reply_to(turns, turn.index)) == "yes":
             names += [m.canonical for m in matcher.find(turn.text) if turn.in_question(m.start)]
     return list(dict.fromkeys(names))
+
+
+# "我同事在达内上班": someone the customer knows works there, which is not a course they compared.
+_WORKS_THERE = re.compile(r"(?:那边|那儿|那里|里面)?(?:上班|工作|当老师|做老师|任职|做销售|实习|打工)")
+
+
+def _works_there(text: str, mention: Mention) -> bool:
+    return text[:mention.start].endswith("在") and _WORKS_THERE.match(text, mention.end) is not None

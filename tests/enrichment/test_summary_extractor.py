@@ -316,6 +316,16 @@ def test_rejections_after_the_word_rule_out_a_course_or_a_competitor() -> None:
     assert result.competitors == [] and result.course == "Java"
 
 
+@pytest.mark.parametrize(("line", "expected"), [
+    ("C: 我同事在达内上班，所以知道你们。", []),
+    ("C: 我表哥在新东方当老师。", []),
+    ("C: 我在达内学过一段时间。", ["达内"]),  # studied there: compared
+    ("C: 我同事在达内报了班，说还行。", ["达内"]),
+])
+def test_someone_working_at_a_competitor_is_not_a_comparison(line: str, expected: list[str]) -> None:
+    assert extract(line).competitors == expected
+
+
 def test_yes_and_no_that_start_with_a_negation_character_still_read_right() -> None:
     assert extract("A: 这个需要跟您爱人商量吗？", "C: 嗯，不用。").decision_role == "本人决策"
     assert budget_of(extract("A: 预算两万可以吗？", "C: 嗯，没问题。")) == (20000.0, 20000.0)
