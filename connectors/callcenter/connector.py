@@ -16,7 +16,7 @@ from hub.errors import HubError, PayloadError, QuarantineError, VerificationErro
 
 from .mapping import cdr_to_draft, own_lines, record_to_draft, recording_entry
 from .payloads import TcccCdr, TcccRecord, action_of, read_object, text_id
-from .reconcile import pull_page
+from .reconcile import MAX_AGE_S, pull_page
 
 PUSH_UUID_HEADER = "x-tccc-push-uuid"
 PULLED_MARKER = "x-crmhub-pulled"
@@ -37,7 +37,9 @@ class CallcenterConfig(BaseModel):
     endpoint: str | None = Field(None, description="host[:port] override for the CCC API (tests, private endpoints)")
     protocol: Literal["https", "http"] = "https"
     reconcile_interval_s: float = Field(86400.0, ge=60, description="seconds between reconciles (nightly)")
-    reconcile_lookback_s: float = Field(2 * 86400.0, ge=3600, description="how far back the first reconcile looks")
+    reconcile_lookback_s: float = Field(2 * 86400.0, ge=3600, le=MAX_AGE_S,
+                                        description="how far back the first reconcile looks (DescribeTelCdr: "
+                                                    "at most 180 days)")
     reconcile_lag_s: float = Field(3600.0, ge=0, description="leave the last hour for the next run")
 
     def reconcile_enabled(self) -> bool:

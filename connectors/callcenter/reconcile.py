@@ -9,7 +9,9 @@ window ends `reconcile_lag_s` before now so calls still in progress are picked u
 from __future__ import annotations
 
 import json
+import logging
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from hub.errors import HubError, RetryableError
@@ -17,8 +19,11 @@ from hub.errors import HubError, RetryableError
 if TYPE_CHECKING:
     from .connector import CallcenterConfig
 
+log = logging.getLogger(__name__)
+
 PAGE_SIZE = 100  # DescribeTelCdr's maximum
 MAX_SPAN_S = 89 * 86400  # the API allows at most 90 days per query
+MAX_AGE_S = 179 * 86400  # and a start at most 180 days back (a day's margin for clock skew)
 NETWORK_ERRORS = ("ClientNetworkError", "ServerNetworkError", "RequestLimitExceeded", "InternalError")
 
 
@@ -64,6 +69,12 @@ def pull_page(config: CallcenterConfig, cursor: Any, now: float | None = None) -
     now_s = int(time.time() if now is None else now)
     cursor = dict(cursor or {"since": now_s - int(config.reconcile_lookback_s)})
     start = int(cursor.get("start") or cursor["since"])
+    if start < now_s - MAX_AGE_S:
+        # Asking for more would be refused on every run, and the cursor would never move again.
+        oldest = now_s - MAX_AGE_S
+        log.warning("callcenter reconcile was %.0f days behind; DescribeTelCdr reaches back 180 days, so CDRs "
+                    "from %s to %s cannot be reconciled", (now_s - start) / 86400, _iso(start), _iso(oldest))
+        cursor, start = {"since": oldest}, oldest
     end = int(cursor.get("end") or min(now_s - int(config.reconcile_lag_s), start + MAX_SPAN_S))
     if end <= start:
         return [], {"since": start}
@@ -72,3 +83,7 @@ def pull_page(config: CallcenterConfig, cursor: Any, now: float | None = None) -
     if items and (page + 1) * PAGE_SIZE < total:
         return items, {"since": start, "start": start, "end": end, "page": page + 1}
     return items, {"since": end}
+
+
+def _iso(unix_s: int) -> str:
+    return datetime.fromtimestamp(unix_s, UTC).isoformat()

@@ -1,83 +1,60 @@
-"""A local fake of ccc.tencentcloudapi.com that re-computes the TC3-HMAC-SHA256 signature (platforms.md §4.5).
+"""A local fake of ccc.tencentcloudapi.com's DescribeTelCdr (platforms.md §4.5), on the shared Tencent fake.
 
-Written here because tests/fakes/tencent_cloud.py did not exist yet; it answers DescribeTelCdr only.
+The shared fake (tests/fakes/tencent_cloud.py) checks what every Tencent Cloud API 3.0 call needs: the
+TC3-HMAC-SHA256 signature, the credential scope and date, the 5-minute clock skew, X-TC-Action and
+X-TC-Version. This module adds DescribeTelCdr's own rules, as the SDK's request model documents them
+(tencentcloud-sdk-python ccc 2020-02-10, `DescribeTelCdrRequest`): SdkAppId, StartTimeStamp,
+EndTimeStamp, PageSize and PageNumber are required integers; PageSize is at most 100; the start
+reaches back at most 180 days and one query spans less than 90 days.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.server import serving
+from tests.fakes.tencent_cloud import SECRET_ID, SECRET_KEY, FakeApiError, FakeTencentCloud
 
-SECRET_ID = "AKIDfakeccc0001"
-SECRET_KEY = "fake-ccc-secret-key-0001"
+__all__ = ["SECRET_ID", "SECRET_KEY", "FakeCcc"]
 
-
-def _hmac(key: bytes, msg: str) -> bytes:
-    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
-
-
-def tc3_signature(secret_key: str, headers: dict[str, str], body: bytes, service: str = "ccc") -> str:
-    timestamp = headers["x-tc-timestamp"]
-    day = datetime.fromtimestamp(int(timestamp), UTC).strftime("%Y-%m-%d")
-    canonical = (f"POST\n/\n\ncontent-type:{headers['content-type']}\nhost:{headers['host']}\n\n"
-                 f"content-type;host\n{hashlib.sha256(body).hexdigest()}")
-    to_sign = (f"TC3-HMAC-SHA256\n{timestamp}\n{day}/{service}/tc3_request\n"
-               f"{hashlib.sha256(canonical.encode()).hexdigest()}")
-    key = _hmac(_hmac(_hmac(("TC3" + secret_key).encode(), day), service), "tc3_request")
-    return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+MAX_PAGE_SIZE = 100
+MAX_AGE_S = 180 * 86400
+MAX_SPAN_S = 90 * 86400
+REQUIRED = ("SdkAppId", "StartTimeStamp", "EndTimeStamp", "PageSize", "PageNumber")
 
 
 class FakeCcc:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.cdrs: list[dict[str, Any]] = []
-        self.requests: list[dict[str, Any]] = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.endpoint = f"127.0.0.1:{self.server.server_address[1]}"
+        self.requests: list[dict[str, Any]] = []  # the accepted DescribeTelCdr parameters, in order
+        self.clock = clock
+        self.cloud = FakeTencentCloud("ccc", clock=clock)
+        self.cloud.handle("DescribeTelCdr", self._describe_tel_cdr)
 
-    def _answer(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
-        if action != "DescribeTelCdr":
-            return {"Error": {"Code": "InvalidAction", "Message": action}}
+    @property
+    def endpoint(self) -> str:
+        return self.cloud.endpoint
+
+    def _describe_tel_cdr(self, params: dict[str, Any]) -> dict[str, Any]:
+        for name in REQUIRED:
+            if name not in params:
+                raise FakeApiError("MissingParameter", f"the request is missing the required parameter `{name}`")
+            if not isinstance(params[name], int) or isinstance(params[name], bool):
+                raise FakeApiError("InvalidParameter", f"`{name}` must be an integer")
+        start, end, size, page = (params[n] for n in ("StartTimeStamp", "EndTimeStamp", "PageSize", "PageNumber"))
+        if not 0 < size <= MAX_PAGE_SIZE or page < 0:
+            raise FakeApiError("InvalidParameterValue", f"PageSize must be 1..{MAX_PAGE_SIZE}, PageNumber >= 0")
+        if start < self.clock() - MAX_AGE_S:
+            raise FakeApiError("InvalidParameterValue", "StartTimeStamp reaches back at most 180 days")
+        if not 0 <= end - start < MAX_SPAN_S:
+            raise FakeApiError("InvalidParameterValue", "EndTimeStamp must follow StartTimeStamp by less than 90 days")
         self.requests.append(params)
-        rows = [c for c in self.cdrs if params["StartTimeStamp"] <= c["StartTimestamp"] < params["EndTimeStamp"]]
-        size, page = params.get("PageSize", 10), params.get("PageNumber", 0)
+        rows = [c for c in self.cdrs if start <= c["StartTimestamp"] < end]
         return {"TotalCount": len(rows), "TelCdrs": rows[page * size:(page + 1) * size]}
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                auth = headers.get("authorization", "")
-                given = auth.rpartition("Signature=")[2]
-                expected = tc3_signature(SECRET_KEY, headers, body)
-                if f"Credential={SECRET_ID}/" not in auth or not hmac.compare_digest(given, expected):
-                    result: dict[str, Any] = {"Error": {"Code": "AuthFailure.SignatureFailure",
-                                                        "Message": "signature mismatch"}}
-                else:
-                    result = fake._answer(headers.get("x-tc-action", ""), json.loads(body))
-                data = json.dumps({"Response": {**result, "RequestId": "fake-req"}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")  # exactly: the SDK checks it
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        return Handler
 
     @contextmanager
     def running(self) -> Iterator[FakeCcc]:
-        with serving(self.server):
+        with self.cloud:
             yield self

@@ -10,13 +10,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from connectors.callcenter.reconcile import CallcenterPullError
+from connectors.callcenter.connector import CallcenterConfig
+from connectors.callcenter.reconcile import CallcenterPullError, describe_page, pull_page
 from hub.models import EventRow
 from hub.pull import run_pull
 from hub.runtime import Hub
 from tests.connectors.callcenter.acceptance import CONFIG, FIXTURES, sign
 from tests.connectors.callcenter.fake_ccc import SECRET_ID, SECRET_KEY, FakeCcc
-from tests.helpers import add_source, client_for, jbody, wait_processed
+from tests.helpers import ADMIN, add_source, client_for, jbody, wait_processed
 
 
 def _events(hub: Hub) -> list[dict[str, Any]]:
@@ -133,3 +134,41 @@ def test_reconcile_with_a_wrong_secret_key_raises_the_providers_error(hub: Hub) 
         sid = add_source(client_for(hub), "callcenter", "tccc-bad", config)
         with pytest.raises(CallcenterPullError, match="AuthFailure.SignatureFailure"):
             run_pull(hub, uuid.UUID(sid))
+
+
+def test_reconcile_far_behind_asks_only_for_what_describetelcdr_still_keeps(
+    hub: Hub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cursor left 365 days behind would be refused on every run; the pull starts 179 days back instead."""
+    now = int(time.time())
+    base = json.loads((FIXTURES / "cdr_inbound.json").read_text())
+    fake = FakeCcc()
+    fake.cdrs = [{**base, "SessionId": "recent", "StartTimestamp": now - 3600, "Time": now - 3600}]
+    with fake.running():
+        config = _reconcile_config(fake)
+        items, cursor = pull_page(CallcenterConfig.model_validate(config), {"since": now - 365 * 86400}, now=now)
+        assert fake.requests and fake.requests[0]["StartTimeStamp"] >= now - 180 * 86400
+        while cursor.get("since", 0) < now - 1 and len(fake.requests) < 5:
+            more, cursor = pull_page(CallcenterConfig.model_validate(config), cursor, now=now)
+            items += more
+    assert [i["SessionId"] for i in items] == ["recent"]
+    assert "cannot be reconciled" in caplog.text
+
+
+def test_the_fake_refuses_what_describetelcdr_refuses() -> None:
+    """The fake is only a check if a wrong request fails: a start over 180 days back, a page over 100."""
+    now = int(time.time())
+    fake = FakeCcc()
+    with fake.running():
+        config = CallcenterConfig.model_validate(_reconcile_config(fake))
+        with pytest.raises(CallcenterPullError, match="InvalidParameterValue"):
+            describe_page(config, now - 200 * 86400, now - 199 * 86400, 0)
+        with pytest.raises(CallcenterPullError, match="InvalidParameterValue"):
+            describe_page(config, now - 100 * 86400, now, 0)  # a span of 90 days or more
+
+
+def test_a_first_reconcile_cannot_look_back_further_than_the_api_keeps(hub: Hub) -> None:
+    resp = client_for(hub).post("/v1/sources", json={
+        "connector": "callcenter", "name": "tccc-far", "config": {**CONFIG, "reconcile_lookback_s": 365 * 86400}},
+        headers=ADMIN)
+    assert resp.status_code == 422 and "reconcile_lookback_s" in resp.text
