@@ -23,6 +23,10 @@ TOKEN_PATH = "/oauth/client_token/"
 RELATED_ID_PATH = "/api/douyin/v1/auth/get_related_id/"
 GRANT_TYPE = "client_credential"
 TIMEOUT_S = 5.0
+# Douyin's status-code table (open-douyin "状态码排查"): the token is invalid or expired → fetch a new one;
+# "请求重试" and rate limiting → try again later. Codes other than these stay permanent errors.
+TOKEN_REJECTED = frozenset({28001003, 28001008})
+TRY_AGAIN = frozenset({28001005, 28001006, 28003018})
 
 
 class DouyinAPIError(HubError):
@@ -122,6 +126,24 @@ class DouyinOpenAPI:
         return str(allied)
 
     def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST with the cached client_token; one that Douyin no longer accepts is dropped and fetched anew once.
+
+        Tokens are cached per process and a newer fetch elsewhere (another worker, another tool using the same
+        app) ends an older token's life early, so "token invalid" is an everyday answer, not a failure.
+        """
+        try:
+            return self._post_once(path, payload)
+        except DouyinAPIError as exc:
+            if _err_no(exc.details) not in TOKEN_REJECTED:
+                raise
+            self.drop_token()
+            return self._post_once(path, payload)
+
+    def drop_token(self) -> None:
+        with self._lock:
+            self.oauth.token = None
+
+    def _post_once(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         try:
             resp = self.http.post(self.base_url + path, json=payload, timeout=TIMEOUT_S,
                                   headers={"access-token": self.client_token()})
@@ -138,6 +160,15 @@ class DouyinOpenAPI:
         err_no = doc.get("err_no", (doc.get("extra") or {}).get("error_code", 0) if isinstance(doc.get("extra"), dict)
                          else 0)
         if err_no not in (0, "0", None):
+            if _err_no({"err_no": err_no}) in TRY_AGAIN:
+                raise RetryableError(f"Douyin API asks to retry later: {err_no} {doc.get('err_msg') or ''}".strip())
             raise DouyinAPIError(f"Douyin API error {err_no}: {doc.get('err_msg') or ''}".strip(),
                                  details={"err_no": err_no, "log_id": doc.get("log_id")})
         return doc
+
+
+def _err_no(details: Any) -> int | None:
+    try:
+        return int(details.get("err_no")) if isinstance(details, dict) else None
+    except (TypeError, ValueError):
+        return None

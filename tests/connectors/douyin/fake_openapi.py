@@ -1,10 +1,14 @@
-"""A local fake of Douyin's OpenAPI (token + get_related_id) that checks requests like the real one."""
+"""A local fake of Douyin's OpenAPI (token + get_related_id) that checks requests like the real one.
+
+Tokens stop working when they expire (28001008) or after two newer fetches (28001003).
+"""
 
 from __future__ import annotations
 
 import json
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +23,8 @@ class FakeDouyin:
     expires_in: int = 7200
     allied_ids: dict[str, str] = field(default_factory=dict)
     tokens: list[str] = field(default_factory=list)
+    expires: dict[str, float] = field(default_factory=dict)  # token → when it stops working
+    api_errors: list[int] = field(default_factory=list)  # err_no to answer the next API calls with
     requests: list[tuple[str, dict[str, str], Any]] = field(default_factory=list)
     base_url: str = ""
 
@@ -36,12 +42,18 @@ class FakeDouyin:
             return error(10013, "client_key 或 client_secret 错误")
         token = "clt." + secrets.token_hex(16)
         self.tokens.append(token)
+        self.expires[token] = time.time() + self.expires_in
         return {"data": {"access_token": token, "expires_in": self.expires_in, "error_code": 0, "description": ""},
                 "message": "success"}
 
     def related_id_reply(self, headers: dict[str, str], body: Any) -> dict[str, Any]:
-        if headers.get("access-token") not in self.tokens[-2:]:  # at most the latest two tokens are valid
+        token = headers.get("access-token")
+        if token not in self.tokens[-2:]:  # a newer fetch ends an older token: at most the latest two work
             return {"err_no": 28001003, "err_msg": "access_token无效", "log_id": "fake"}
+        if time.time() >= self.expires[token]:
+            return {"err_no": 28001008, "err_msg": "access_token过期,请刷新或重新授权", "log_id": "fake"}
+        if self.api_errors:
+            return {"err_no": self.api_errors.pop(0), "err_msg": "请求重试", "log_id": "fake"}
         open_id = body.get("open_id") if isinstance(body, dict) else None
         if open_id not in self.allied_ids:
             return {"err_no": 2100005, "err_msg": "参数不合法", "log_id": "fake"}

@@ -68,6 +68,36 @@ def test_get_allied_id_sends_the_client_token_header(fake: FakeDouyin, http: htt
     assert err.value.details["err_no"] == 2100005
 
 
+def test_a_token_douyin_no_longer_accepts_is_fetched_again_once(fake: FakeDouyin, http: httpx.Client) -> None:
+    """Another worker's fetches end this process's cached token early: it is replaced, not kept for 2 hours."""
+    api = DouyinOpenAPI(http, CONFIG["client_key"], CONFIG["client_secret"], fake.base_url)
+    other = DouyinOpenAPI(http, CONFIG["client_key"], CONFIG["client_secret"], fake.base_url)
+    assert api.get_allied_id(OPEN_ID) == "allied-7f3a"
+    other.client_token()
+    other.drop_token()
+    other.client_token()  # two newer tokens: the first is dead (28001003)
+    assert api.get_allied_id(OPEN_ID) == "allied-7f3a"
+    assert len(fake.tokens) == 4
+
+
+def test_an_expired_token_is_fetched_again(fake: FakeDouyin, http: httpx.Client) -> None:
+    api = DouyinOpenAPI(http, CONFIG["client_key"], CONFIG["client_secret"], fake.base_url)
+    api.client_token()
+    fake.expires[fake.tokens[-1]] = 0  # the server's clock says it expired, whatever ours says
+    assert api.get_allied_id(OPEN_ID) == "allied-7f3a" and len(fake.tokens) == 2
+
+
+@pytest.mark.parametrize("err_no", [28001005, 28003018])
+def test_retry_later_answers_are_retryable(fake: FakeDouyin, http: httpx.Client, err_no: int) -> None:
+    from hub.errors import RetryableError
+
+    api = DouyinOpenAPI(http, CONFIG["client_key"], CONFIG["client_secret"], fake.base_url)
+    fake.api_errors.append(err_no)
+    with pytest.raises(RetryableError):
+        api.get_allied_id(OPEN_ID)
+    assert api.get_allied_id(OPEN_ID) == "allied-7f3a" and len(fake.tokens) == 1
+
+
 def test_unreachable_api_is_retryable(http: httpx.Client) -> None:
     from hub.errors import RetryableError
 
