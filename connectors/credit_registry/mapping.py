@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from datetime import date, datetime
 from typing import Any
 
@@ -13,22 +14,44 @@ from hub.values import CHINA_TZ, platform_date
 
 from .normalise import as_count, parse_capital, parse_status, risk_level
 
+log = logging.getLogger(__name__)
+
+# The provider's own answer, kept with the profile (and its event) so fields read wrongly or not at all can be
+# recovered; left out of the event's digest, so a provider's bookkeeping fields do not make a new event.
+PROVIDER_RESULT = "provider_result"
+# platforms.md §8 marks Qichacha's names for 实缴资本 and 参保人数 UNCONFIRMED: the first of these present is read,
+# and a result with none of them is logged with the keys it has.
+QCC_PAID_IN_KEYS = ("RecCap", "RealCapi", "PaidUpCapi", "PaidUpCapital", "PaidInCapital", "ActualCapi")
+QCC_INSURED_KEYS = ("InsuredCount", "InsuredNum", "InsuredPersons", "InsuredPersonCount", "SocialStaffNum", "CbNum")
+
 
 def from_tianyancha(uscc: str, r: dict[str, Any], today: date) -> dict[str, Any]:
+    # penaltyCount is not in the documented base-info fields (the penalty API is UNCONFIRMED): read when present.
     return _props(uscc, name=r.get("name"), legal=r.get("legalPersonName"),
                   registered=parse_capital(r.get("regCapital"), r.get("regCapitalCurrency")),
                   paid_in=parse_capital(r.get("actualCapital"), r.get("actualCapitalCurrency")),
                   insured=as_count(r.get("socialStaffNum")), status_text=r.get("regStatus"),
                   established=platform_date(r.get("estiblishTime")), penalties=as_count(r.get("penaltyCount")),
-                  today=today)
+                  today=today) | {PROVIDER_RESULT: {"provider": "tianyancha", "result": r}}
 
 
 def from_qichacha(uscc: str, r: dict[str, Any], today: date) -> dict[str, Any]:
-    # 实缴资本 / 参保人数 field names are UNCONFIRMED for Qichacha (platforms.md §8): read when present.
+    paid_in = _first_present(r, QCC_PAID_IN_KEYS, "实缴资本")
+    insured = _first_present(r, QCC_INSURED_KEYS, "参保人数")
     return _props(uscc, name=r.get("Name"), legal=r.get("OperName"), registered=parse_capital(r.get("RegistCapi")),
-                  paid_in=parse_capital(r.get("RecCap")), insured=as_count(r.get("InsuredCount")),
+                  paid_in=parse_capital(paid_in), insured=as_count(insured),
                   status_text=r.get("Status"), established=platform_date(r.get("StartDate")),
-                  penalties=as_count(r.get("PenaltyCount")), today=today)
+                  penalties=as_count(r.get("PenaltyCount")), today=today) | {
+                      PROVIDER_RESULT: {"provider": "qichacha", "result": r}}
+
+
+def _first_present(result: dict[str, Any], keys: tuple[str, ...], what: str) -> Any:
+    for key in keys:
+        if result.get(key) not in (None, ""):
+            log.info("qichacha %s read from %r", what, key)
+            return result[key]
+    log.warning("qichacha result has no %s under any of %s; it has %s", what, list(keys), sorted(result))
+    return None
 
 
 NO_CAPITAL: dict[str, Any] = {"amount": None, "currency": None, "text": None}
@@ -54,7 +77,8 @@ def today_in_china(now: datetime | None = None) -> date:
 
 def profile_event(uscc: str, props: dict[str, Any], *, occurred_at: datetime | None = None) -> EventDraft:
     """A `company.profile.updated` draft; the same profile content always has the same source_event_id."""
-    digest = hashlib.sha256(json.dumps(props, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+    content = {k: v for k, v in props.items() if k != PROVIDER_RESULT}
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
     return EventDraft(type="company.profile.updated", source_event_id=f"profile:{uscc}:{digest[:16]}",
                       occurred_at=occurred_at or utcnow(), identities=[Identity(type="uscc", value=uscc)],
                       properties=dict(props))

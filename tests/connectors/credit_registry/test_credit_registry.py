@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from datetime import date
 from decimal import Decimal
@@ -28,6 +29,7 @@ USCC = "9144030071526726XG"
 TODAY = date(2026, 3, 20)
 TYC_TOKEN = "tyc-token-0001"
 QCC_KEY, QCC_SECRET = "qcc-app-key", "qcc-secret-key"
+QCC_CONFIG = {"provider": "qichacha", "app_key": QCC_KEY, "secret_key": QCC_SECRET}
 TYC_RESULT = {"name": "腾讯科技（深圳）有限公司", "creditCode": USCC, "legalPersonName": "马化腾",
               "regStatus": "存续", "regCapital": "6500万美元", "actualCapital": "6500万美元",
               "socialStaffNum": 7322, "estiblishTime": 948297600000}
@@ -43,12 +45,16 @@ def tianyancha(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, json={"error_code": 0, "reason": "ok", "result": TYC_RESULT})
 
 
-def qichacha(request: httpx.Request) -> httpx.Response:
+def qichacha(request: httpx.Request, result: dict[str, Any] | None = None) -> httpx.Response:
+    """Endpoint 410 as platforms.md §8 documents it: Token over key + Timespan + secret, and `keyword`."""
     span = request.headers.get("timespan", "")
     expected = hashlib.md5((QCC_KEY + span + QCC_SECRET).encode()).hexdigest().upper()  # noqa: S324
-    if request.url.params.get("key") != QCC_KEY or request.headers.get("token") != expected:
+    fresh = span.isdigit() and abs(time.time() - int(span)) < 600
+    if request.url.params.get("key") != QCC_KEY or request.headers.get("token") != expected or not fresh:
         return httpx.Response(200, json={"Status": "401", "Message": "Token 验证失败", "Result": None})
-    return httpx.Response(200, json={"Status": "200", "Message": "查询成功", "Result": QCC_RESULT})
+    if request.url.params.get("keyword") != USCC:
+        return httpx.Response(200, json={"Status": "201", "Message": "查询无结果", "Result": None})
+    return httpx.Response(200, json={"Status": "200", "Message": "查询成功", "Result": result or QCC_RESULT})
 
 
 def _lookup(handler: Any, config: dict[str, Any], uscc: str = USCC) -> dict[str, Any]:
@@ -69,6 +75,38 @@ def test_qichacha_lookup_signs_with_md5_token_and_timespan() -> None:
     props = _lookup(qichacha, {"provider": "qichacha", "app_key": QCC_KEY, "secret_key": QCC_SECRET})
     assert props["name"] == "腾讯科技（深圳）有限公司" and props["status"] == "active"
     assert props["established_on"] == "2000-02-24" and props["insured_employees"] is None
+
+
+@pytest.mark.parametrize(("paid_key", "insured_key"), [("RecCap", "InsuredCount"), ("RealCapi", "InsuredNum"),
+                                                      ("PaidUpCapital", "SocialStaffNum")])
+def test_qichachas_unconfirmed_field_names_are_read_in_each_plausible_form(paid_key: str, insured_key: str) -> None:
+    result = {**QCC_RESULT, paid_key: "6500万美元", insured_key: "7322"}
+    props = _lookup(lambda r: qichacha(r, result), QCC_CONFIG)
+    assert props["paid_in_capital"] == {"amount": 65_000_000, "currency": "USD", "text": "6500万美元"}
+    assert props["insured_employees"] == 7322
+
+
+def test_a_qichacha_answer_without_them_is_logged_and_kept_whole(caplog: pytest.LogCaptureFixture) -> None:
+    result = {**QCC_RESULT, "PaidCapitalUnknownName": "100万元"}
+    props = _lookup(lambda r: qichacha(r, result), QCC_CONFIG)
+    assert props["paid_in_capital"] is None and props["insured_employees"] is None
+    assert props["provider_result"] == {"provider": "qichacha", "result": result}  # nothing the provider said is lost
+    assert "has no 实缴资本" in caplog.text and "PaidCapitalUnknownName" in caplog.text
+    # The provider's answer is kept but does not decide the event's id: only the profile's content does.
+    assert profile_event(USCC, props).source_event_id == profile_event(
+        USCC, {k: v for k, v in props.items() if k != "provider_result"}).source_event_id
+
+
+def test_the_qichacha_fake_refuses_a_wrong_parameter_or_a_stale_timespan() -> None:
+    config = {"provider": "qichacha", "app_key": QCC_KEY, "secret_key": QCC_SECRET}
+    span = str(int(time.time()) - 3600)
+    token = hashlib.md5((QCC_KEY + span + QCC_SECRET).encode()).hexdigest().upper()  # noqa: S324
+    stale = httpx.Request("GET", "https://api.qichacha.com/x", params={"key": QCC_KEY, "keyword": USCC},
+                          headers={"Token": token, "Timespan": span})
+    assert qichacha(stale).json()["Status"] == "401"
+    wrong = httpx.Request("GET", "https://api.qichacha.com/x", params={"key": QCC_KEY, "searchKey": USCC})
+    assert qichacha(wrong).json()["Status"] == "401"  # no Timespan either
+    assert _lookup(qichacha, config)["name"] == "腾讯科技（深圳）有限公司"
 
 
 def test_a_registry_without_capital_still_gives_the_contract_object() -> None:
