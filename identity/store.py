@@ -104,8 +104,53 @@ def preload(session: Session, keys: Iterable[tuple[str, str]]) -> None:
     loaded = _load_rows(session, wanted)
     cache.update(loaded)
     owners = sorted({r.customer_id for rows in loaded.values() for r in rows})
-    _load_owners(session, owners, batch.setdefault(LOCKED_KEY, set()))
+    locked = batch.setdefault(LOCKED_KEY, set())
+    _load_owners(session, owners, locked)
+    if owners and session.get_bind().dialect.name == "postgresql":
+        owners = _reread_after_lock(session, loaded, locked)
+        cache.update(loaded)
     batch.setdefault(COUNTS_KEY, {}).update(_count_types(session, owners))
+
+
+def _reread_after_lock(session: Session, loaded: dict[tuple[str, str], list[Held]], locked: set[uuid.UUID],
+                       rounds: int = 3) -> list[uuid.UUID]:
+    """Read identifiers of split customers again now that their owners are locked; returns the owners, all locked.
+
+    They were read before the lock, and a split moves identifiers off a customer while holding its lock: rows
+    read just before the split committed still name the old owner, and an event would land on the wrong
+    customer, or merge it with someone the split separated. Once we hold the lock such a split has committed,
+    and recorded its pair, so only the identifiers of customers that were ever split need reading again.
+    """
+    for _ in range(rounds):
+        owners = sorted({r.customer_id for rows in loaded.values() for r in rows})
+        split = _ever_split(session, owners)
+        held = [key for key, rows in loaded.items() if any(r.customer_id in split for r in rows)]
+        if not held:
+            break
+        fresh = _load_rows(session, held)
+        changed = {k: v for k, v in fresh.items() if _owners_of(v) != _owners_of(loaded[k])}
+        loaded.update(changed)
+        new_owners = sorted({r.customer_id for rows in changed.values() for r in rows} - locked)
+        if not new_owners:
+            break
+        _load_owners(session, new_owners, locked)
+    return sorted({r.customer_id for rows in loaded.values() for r in rows})
+
+
+def _ever_split(session: Session, customer_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    found: set[uuid.UUID] = set()
+    for i in range(0, len(customer_ids), 400):
+        found.update(session.scalars(_SPLIT_FROM, {"ids": customer_ids[i : i + 400]}))
+        found.update(session.scalars(_SPLIT_INTO, {"ids": customer_ids[i : i + 400]}))
+    return found
+
+
+_SPLIT_FROM = select(SplitPairRow.customer_a).where(SplitPairRow.customer_a.in_(bindparam("ids", expanding=True)))
+_SPLIT_INTO = select(SplitPairRow.customer_b).where(SplitPairRow.customer_b.in_(bindparam("ids", expanding=True)))
+
+
+def _owners_of(rows: list[Held]) -> list[tuple[uuid.UUID, uuid.UUID, bool]]:
+    return sorted((r.id, r.customer_id, r.shared) for r in rows)
 
 
 def _load_owners(session: Session, owners: list[uuid.UUID], locked: set[uuid.UUID]) -> None:

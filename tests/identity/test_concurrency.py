@@ -19,8 +19,9 @@ from hub.errors import RetryableError
 from hub.models import RAW_HANDLED, EventRow, RawEvent
 from hub.pipeline import prepare_event, process_raw
 from hub.runtime import Hub, set_hub
-from hub.schemas import SourceCreate, utcnow
+from hub.schemas import Identity, SourceCreate, utcnow
 from identity.models import CustomerRow, IdentityRow
+from identity.split import split_customer
 from tests.conftest import make_hub, make_settings
 from tests.identity.conftest import customer_of, draft
 
@@ -180,5 +181,40 @@ def test_the_batch_preload_locks_every_owner_it_read(tmp_path: Path, pg_url: str
                 conn.rollback()
     finally:
         other.dispose()
+        hub.engine.dispose()
+        set_hub(None)
+
+
+@pytest.mark.postgres
+def test_an_event_racing_a_split_follows_the_identifier_to_its_new_customer(tmp_path: Path, pg_url: str) -> None:
+    """The resolver reads identifiers before locking their owner; a split commits in between (helper-26's F1).
+
+    The split holds the original customer's lock while it moves the identifier, so the event's worker waits
+    for it and must then read the identifier again: before, it used what it had read and the event stayed on
+    the original customer (or merged it with someone the split had just separated).
+    """
+    hub = make_hub(make_settings(tmp_path, pg_url), plugins="identity")
+    anon = "anon-split-race-1"
+    try:
+        original = customer_of(hub, draft(("phone", "13900000031"), ("web_anonymous_id", anon)))
+        assert original is not None
+        resolved: queue.Queue[uuid.UUID | None] = queue.Queue()
+
+        def late_event() -> None:
+            resolved.put(customer_of(hub, draft(("web_anonymous_id", anon)), source="web"))
+
+        with hub.transaction() as session:
+            new = split_customer(hub, session, original, [Identity(type="web_anonymous_id", value=anon)], "two people")
+            new_id = new.id
+            worker = threading.Thread(target=late_event)
+            worker.start()
+            time.sleep(1.0)  # the worker has read the identifier (still the original's) and waits for the lock
+            assert resolved.empty()
+        worker.join(30)
+        assert resolved.get_nowait() == new_id
+        with hub.sessions() as session:
+            merged = session.scalars(select(CustomerRow).where(CustomerRow.merged_into.is_not(None))).all()
+        assert merged == []
+    finally:
         hub.engine.dispose()
         set_hub(None)
