@@ -481,7 +481,24 @@ def _builtin_placeholder(type: str, value: str) -> bool:
     # Remembered whole: asked of every identity several times per event (the connector, the pipeline, the
     # resolver's rules), and folding the value (invisibles, NFKC) cost ~2 µs of each ~3 µs call.
     text = _fold(value)
-    return bool(_ZEROS_AND_DASHES.fullmatch(text) or text in DEFAULT_PLACEHOLDERS) or _fake_digits(type, text)
+    if _ZEROS_AND_DASHES.fullmatch(text) or text in DEFAULT_PLACEHOLDERS:
+        return True
+    return _fake_email(text) if type == "email" else _fake_digits(type, text)
+
+
+# What forms get typed into to get past a required email field: a placeholder word or a run of digits before the
+# @ (test@test.com, null@qq.com, 123456@qq.com), a no-reply sender, one character repeated on both sides (a@a.com).
+_NO_REPLY = frozenset({"noreply", "no-reply", "no_reply", "donotreply", "do-not-reply", "do_not_reply"})
+
+
+def _fake_email(text: str) -> bool:
+    local, at, domain = text.rpartition("@")
+    if not at:
+        return False
+    if local in DEFAULT_PLACEHOLDERS or local in _NO_REPLY or _fake_digits("email", local):
+        return True
+    label = domain.partition(".")[0]
+    return len(set(local)) == 1 and len(set(label)) == 1 and local[0] == label[0]
 
 
 def clear_caches() -> None:

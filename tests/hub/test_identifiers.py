@@ -315,6 +315,18 @@ def test_normalize_identity_rejects_placeholders_on_request() -> None:
         ("erp_customer_code", "123456"),
         ("erp_customer_code", "0000"),
         ("douyin_open_id", " \u200enull "),
+        ("email", "test@test.com"),  # helper-26: these merged unrelated people who typed them into forms
+        ("email", "TEST@TEST.COM"),
+        ("email", "test@example.com"),
+        ("email", "null@null.com"),
+        ("email", "none@qq.com"),
+        ("email", "a@a.com"),
+        ("email", "xxx@xxx.cn"),
+        ("email", "123456@qq.com"),
+        ("email", "88888888@163.com"),
+        ("email", "noreply@example.com"),
+        ("email", "no-reply@brand.cn"),
+        ("email", "测试@qq.com"),
     ],
 )
 def test_is_placeholder(type_: str, value: str) -> None:
@@ -330,7 +342,11 @@ def test_is_placeholder(type_: str, value: str) -> None:
         ("phone", "+861080000000"),  # a Beijing landline: the mobile rule does not apply
         ("phone", "+861012345678"),
         ("phone", "+864008001234"),
-        ("email", "test@example.com"),
+        ("email", "tester@example.com"),
+        ("email", "a@brand.cn"),  # one letter is a real (if rare) mailbox
+        ("email", "li.lei@example.com"),
+        ("email", "12345@qq.com"),  # a five-digit QQ number is real
+        ("email", "2851234567@qq.com"),
         ("erp_customer_code", "1001"),  # short pure-digit codes can be real
         ("erp_customer_code", "111"),
         ("pos_member_id", "88001234"),
