@@ -13,6 +13,7 @@ import click
 from pydantic import ValidationError
 from sqlalchemy import exc as sa_exc
 
+from hub.cli_output import TimeOption
 from hub.errors import HubError
 from hub.gcpolicy import settle_gc
 from hub.runtime import Hub, current_hub, get_hub
@@ -184,7 +185,7 @@ def _celery_app() -> Any:
 
 @cli.command()
 @click.option("--source", "source_id", type=click.UUID, help="Only this source.")
-@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]))
+@click.option("--since", type=TimeOption())
 @click.option(
     "--status",
     "statuses",
@@ -287,8 +288,8 @@ def quality() -> None:
 @quality.command("report")
 @click.option(
     "--since",
-    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
-    help="Events stored since (UTC; default: the last 24 hours).",
+    type=TimeOption(),
+    help="Events stored since (no offset means UTC; default: the last 24 hours).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--limit", default=20, show_default=True, help="Quarantined rows to list.")

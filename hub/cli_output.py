@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from typing import Any, TypeVar
 
 import click
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["echo_json", "echo_result", "json_option"]
+__all__ = ["TIME_FORMATS", "TimeOption", "echo_json", "echo_result", "json_option"]
 
 
 def echo_json(data: Any) -> None:
@@ -25,6 +26,26 @@ def echo_result(as_json: bool, data: Any, text: str) -> None:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the JSON the API returns.")
+
+TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
+
+
+class TimeOption(click.DateTime):
+    """A `--since`: a date or a time, with or without an offset (none means UTC), that exists in UTC."""
+
+    def __init__(self) -> None:
+        super().__init__(TIME_FORMATS)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from hub.schemas import in_utc_range
+
+        when = super().convert(value, param, ctx)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        try:
+            return in_utc_range(when)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query
 
 from hub.api import AdminDep, HubDep
 from hub.quality_report import build_report, quarantined_rows
+from hub.schemas import QueryTime
 
 router = APIRouter(prefix="/v1", dependencies=[AdminDep])
 
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/v1", dependencies=[AdminDep])
 @router.get("/quality")
 def get_quality(
     hub: HubDep,
-    since: datetime | None = None,
+    since: QueryTime | None = None,
     source_id: uuid.UUID | None = None,
     quarantine_limit: int = Query(default=0, ge=0, le=1000),
 ) -> dict[str, Any]:

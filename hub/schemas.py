@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -38,6 +39,20 @@ PERSON_IDENTITY_TYPES: frozenset[str] = frozenset(
 )
 ACCOUNT_IDENTITY_TYPES: frozenset[str] = frozenset({"uscc", "erp_customer_code"})
 IDENTITY_TYPES: frozenset[str] = PERSON_IDENTITY_TYPES | ACCOUNT_IDENTITY_TYPES
+
+
+def in_utc_range(value: datetime) -> datetime:
+    """A time that still exists once moved to UTC: 0001-01-01T00:00+14:00 does not, and failed later as a 500."""
+    if value.tzinfo is not None:
+        try:
+            value.astimezone(UTC)
+        except OverflowError as exc:
+            raise ValueError("the time is out of range once converted to UTC") from exc
+    return value
+
+
+# A time a client asks about (`since`): any ISO 8601 form pydantic reads, but one that exists in UTC.
+QueryTime = Annotated[datetime, AfterValidator(in_utc_range)]
 
 
 def utcnow() -> datetime:

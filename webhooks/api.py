@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from hub.api import AdminDep, HubDep
 from hub.errors import Conflict, InvalidRequest, NotFound
 from hub.runtime import Hub
-from hub.schemas import PatchBody, Schema, utcnow
+from hub.schemas import PatchBody, QueryTime, Schema, utcnow
 from webhooks.delivery import requeue
 from webhooks.event_types import event_type_warnings
 from webhooks.health import endpoint_health, source_health
@@ -73,7 +73,7 @@ class RotateSecret(Schema):
 
 
 class Replay(Schema):
-    since: datetime | None = None
+    since: QueryTime | None = None
     status: Literal["failed"] | None = None
 
     @model_validator(mode="after")

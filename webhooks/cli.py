@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 from pydantic import BaseModel, TypeAdapter
 
-from hub.cli_output import echo_json, request_body
+from hub.cli_output import TimeOption, echo_json, request_body
 from hub.runtime import Hub
 from webhooks import api
 from webhooks.models import MESSAGE_STATUSES
@@ -26,7 +26,6 @@ __all__ = ["endpoints"]
 M = TypeVar("M", bound=BaseModel)
 _JSON: TypeAdapter[Any] = TypeAdapter(Any)
 
-TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
 DRAIN_TIMEOUT_S = 600.0  # how long a replay/re-enable waits for this process's first delivery attempts
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the JSON the API returns.")
@@ -258,7 +257,7 @@ def messages(endpoint_id: uuid.UUID, status: str | None, limit: int, as_json: bo
 
 @endpoints.command("replay")
 @endpoint_id_arg
-@click.option("--since", type=click.DateTime(TIME_FORMATS),
+@click.option("--since", type=TimeOption(),
               help="Re-send every finished message created since then (UTC unless an offset is given).")
 @click.option("--status", type=click.Choice(["failed"]), default=None, help="Re-send every failed message.")
 @json_option

@@ -135,6 +135,7 @@ def test_unknown_id_is_exit_1_with_a_message(shub: Hub, cli: Callable[[Hub], cli
     ["endpoints", "add", "https://93.184.215.14/hook", "--rate-limit", "0"],
     ["endpoints", "add", "https://93.184.215.14/" + "x" * 2000],  # over the API's URL limit
     ["endpoints", "frobnicate"],
+    ["endpoints", "replay", UNKNOWN, "--since", "0001-01-01T00:00:00+1400"],  # not a time in UTC: was a traceback
 ])
 def test_usage_errors_exit_2(shub: Hub, cli: Callable[[Hub], click.Group], args: list[str]) -> None:
     result = run(cli(shub), *args)

@@ -146,6 +146,18 @@ def test_replay_validation(shub: Hub, receiver: Receiver) -> None:
     assert resp.status_code == 202 and resp.json() == {"queued": 0}
     bad = client.get(f"/v1/endpoints/{eid}/messages?status=weird", headers=ADMIN)
     assert bad.status_code == 422
+    for edge in ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"):  # the extremes that exist in UTC work
+        assert client.post(f"/v1/endpoints/{eid}/replay", json={"since": edge}, headers=ADMIN).status_code == 202
+
+
+@pytest.mark.parametrize("since", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_a_time_that_does_not_exist_in_utc_is_422_not_a_500(shub: Hub, receiver: Receiver, since: str) -> None:
+    eid = add_endpoint(shub, receiver.url)["id"]
+    client = client_for(shub)
+    resp = client.post(f"/v1/endpoints/{eid}/replay", json={"since": since}, headers=ADMIN)
+    assert resp.status_code == 422 and resp.json()["error"]["details"][0]["field"] == "since", resp.text
+    resp = client.get("/v1/quality", params={"since": since}, headers=ADMIN)
+    assert resp.status_code == 422 and "out of range" in resp.text, resp.text
 
 
 @pytest.mark.parametrize("url", ["http://[zz]/x", "http://[::1/x"])

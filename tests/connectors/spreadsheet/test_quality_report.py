@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,17 @@ def test_cli_quality_report_lists_and_exports_neutralised(imported: Hub, tmp_pat
     assert values["客户名称"].startswith("=HYPERLINK")  # inside JSON text: the cell itself starts with {
     as_json = CliRunner().invoke(cli, ["quality", "report", "--json"])
     assert json.loads(as_json.output)["quarantined"] == 1
+
+
+def test_cli_quality_report_since_takes_an_offset_like_the_api(imported: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub.cli import cli
+
+    monkeypatch.setattr("hub.cli.hub_for_cli", lambda migrate=True: imported)
+    result = CliRunner().invoke(cli, ["quality", "report", "--json", "--since", "2000-01-01T08:00:00+0800"])
+    assert result.exit_code == 0, result.output
+    assert datetime.fromisoformat(json.loads(result.output)["since"]) == datetime(2000, 1, 1, tzinfo=UTC)
+    result = CliRunner().invoke(cli, ["quality", "report", "--since", "0001-01-01T00:00:00+1400"])
+    assert result.exit_code == 2 and "out of range" in result.stderr
 
 
 @pytest.mark.parametrize(("where", "says", "code"), [
