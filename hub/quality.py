@@ -72,6 +72,9 @@ _FORMULA_SYNTAX = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\s*\(|[A-Za-z]+\||!\$?[A-Z
                              r"|(?<![A-Za-z0-9_])\$?[A-Za-z]{1,3}\$?[0-9]+(?![A-Za-z0-9_])")
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)")
 _CELL_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+# What a formula that failed leaves when a sheet is saved as values: `#N/A` from a VLOOKUP that found nothing.
+EXCEL_ERRORS = frozenset({"#N/A", "#VALUE!", "#REF!", "#NAME?", "#NULL!", "#NUM!", "#DIV/0!", "#SPILL!", "#CALC!",
+                          "#GETTING_DATA", "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!", "#UNKNOWN!"})
 
 
 def _field_name(field: str) -> str:
@@ -156,7 +159,7 @@ def _clean_steps(value: str, kind: str, field: str) -> tuple[str, list[QualityIs
 def _already_clean(text: str, kind: str) -> bool:
     """True when no step would change `text` and it cannot be a formula: most values at ingest, checked
     in a few C-level string tests instead of the three steps' regexes."""
-    if not text or text[0] in "=+-@" or text[0].isspace() or text[-1].isspace() or "  " in text:
+    if not text or text[0] in "=+-@#" or text[0].isspace() or text[-1].isspace() or "  " in text:
         return False
     if text.isascii():
         return text.isprintable()  # no control characters, no whitespace but single spaces
@@ -170,14 +173,17 @@ _NOT_PLAIN = re.compile(f"{INVISIBLE_CHARS.pattern}|{_FULLWIDTH.pattern}|[^\\S ]
 
 
 def looks_like_formula(value: str) -> bool:
-    """True for spreadsheet formula residue: `=VLOOKUP(A2,Sheet2!A:B,2,0)`, `=A1`, `+A1*2`, `@SUM(`, `-1+2`.
+    """True for spreadsheet formula residue: `=VLOOKUP(A2,Sheet2!A:B,2,0)`, `=A1`, `+A1*2`, `@SUM(`, `-1+2`,
+    and the error value a failed formula leaves (`#N/A`, `#REF!`, `#NAME?`).
 
     Not for phone numbers (`+86 138 0013 8000`), plain numbers (`-12.5`, `+30%`), bullets (`- item`),
     mentions (`@张三`) or emoticons (`=_=`).
     """
     text = value.strip()
-    if len(text) < 2 or text[0] not in "=+-@":
+    if len(text) < 2 or text[0] not in "=+-@#":
         return False
+    if text[0] == "#":
+        return text.upper() in EXCEL_ERRORS
     if _NUMBER.fullmatch(text):
         return False
     if text[0] == "=":

@@ -156,7 +156,8 @@ class ImportFile:
                                       "range(s); the top-left value was copied into every covered cell"})
             if sheet.formula_cells:
                 self.warnings.append({"code": "formulas_found", "detail": f"{sheet.formula_cells} cell(s) hold "
-                                      "formulas; their cached values were read and the cells flagged"})
+                                      "formulas or their error values (#N/A …); the cached values were read and "
+                                      "the cells flagged"})
             if sheet.other_sheets:
                 self.warnings.append({"code": "other_sheets_ignored",
                                       "detail": "only the first visible worksheet is imported; ignored: "

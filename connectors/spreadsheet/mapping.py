@@ -112,7 +112,7 @@ def _clean_cell(out: RowOutcome, name: str, raw: str, is_formula: bool, raw_ids:
         if issue.code != "formula_residue":
             out.issues.append(issue)
     if is_formula or looks_like_formula(text):
-        detail = "cell holds a formula; its cached value was read" if is_formula else text[:80]
+        detail = "cell holds a formula or its error value; the cached value was read" if is_formula else text[:80]
         out.issues.append(QualityIssue(field=path, code="formula_residue", detail=detail))
         out.problems.add("formula_residue")
         out.tainted.add(name)

@@ -1,7 +1,8 @@
 """Reading .xlsx: python-calamine for the values, the sheet XML (streamed) for formulas.
 
 Why both: calamine is fast but returns a formula cell's cached value (`北京`), hiding that `=VLOOKUP(...)` was
-there — and a cell whose cached value is empty reads as blank. The sheet XML says which cells hold `<f>`; it is
+there — and a cell whose cached value is empty, or an error (`#N/A`), reads as blank. The sheet XML says which
+cells hold `<f>` or an error value; it is
 scanned in chunks with a regex (no tree is built), so memory stays flat. Merged cells come from calamine.
 """
 
@@ -19,7 +20,10 @@ from python_calamine import CalamineError, CalamineWorkbook, SheetTypeEnum, Shee
 
 from .errors import FileUnreadable
 
-_CELL_WITH_FORMULA = re.compile(rb"<(?:\w+:)?c\s([^>]*?)>\s*<(?:\w+:)?f[\s>/]")
+# A cell holding a formula (`<c r="B2"><f>…`), or an error value a formula left when the sheet was pasted as
+# values (`<c r="B2" t="e"><v>#N/A</v>`): calamine reads the latter as an empty string.
+_CELL_WITH_FORMULA = re.compile(rb"<(?:\w+:)?c\s([^>]*?)>\s*<(?:\w+:)?f[\s>/]"
+                                rb"|<(?:\w+:)?c\s([^>]*?\bt=\"e\"[^>]*)>")
 _REF = re.compile(rb'\br="([A-Z]{1,3})([0-9]+)"')
 _CHUNK = 1 << 20
 _NS_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
@@ -51,7 +55,7 @@ def _sheet_xml_path(archive: zipfile.ZipFile, sheet_index: int) -> str | None:
 
 
 def scan_formulas(path: str, sheet_index: int) -> tuple[dict[int, set[int]], int]:
-    """Cells holding a formula, as {row: {column}} (0-based, absolute), and how many had no `r` reference."""
+    """Cells holding a formula or its error value, as {row: {column}} (0-based, absolute), and how many had no `r`."""
     found: dict[int, set[int]] = {}
     unplaced = 0
     try:
@@ -69,7 +73,7 @@ def scan_formulas(path: str, sheet_index: int) -> tuple[dict[int, set[int]], int
                         carry = buffer
                         continue
                     for match in _CELL_WITH_FORMULA.finditer(buffer, 0, cut):
-                        ref = _REF.search(match.group(1))
+                        ref = _REF.search(match.group(1) or match.group(2))
                         if ref is None:
                             unplaced += 1
                             continue

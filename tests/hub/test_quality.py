@@ -133,6 +133,12 @@ def test_clean_text(field: str, raw: str, expected: str, expected_codes: list[st
         "+1+A1*2",
         "-5&C3",
         "+1-1 +A1",
+        # the error value a failed formula leaves (helper-28: #NAME? was imported as a person's name)
+        "#N/A",
+        "#NAME?",
+        "#REF!",
+        "#value!",
+        " #DIV/0! ",
     ],
 )
 def test_looks_like_formula(value: str) -> None:
@@ -175,6 +181,9 @@ def test_looks_like_formula(value: str) -> None:
         "+86-10-62345678转801",
         "-3-5人",
         "-2023-01-05 回访",
+        "#1 客户",
+        "#N/A 待补",
+        "#",
     ],
 )
 def test_does_not_look_like_formula(value: str) -> None:

@@ -333,3 +333,15 @@ def test_csv_with_a_space_after_each_comma_splits_as_excel_would(tmp_path: Path)
     [first, _] = _outcomes(ImportFile(str(path)))
     assert first.record == {"company": "Acme 0, Ltd", "name": "Zhang 0", "phone": "13800138000"}
     assert not first.reasons
+
+
+def test_excel_error_values_are_formula_residue_in_csv_and_xlsx(tmp_path: Path) -> None:
+    """A VLOOKUP that found nothing, saved as values, leaves `#N/A`; `#NAME?` was imported as a name (helper-28)."""
+    rows = [HEADER,
+            ["腾讯科技", "#NAME?", "13800138000", "a@example.com", None, "深圳"],
+            ["腾讯科技", "李四", "13900139000", None, None, "#N/A"]]
+    for path in (write_csv(tmp_path / "e.csv", rows, "utf-8"), write_xlsx(tmp_path / "e.xlsx", rows)):
+        named, city = _outcomes(ImportFile(str(path)))
+        assert named.reasons == ["formula_residue"], path  # a key field: quarantined
+        assert not city.reasons and "formula_residue" in city.problems, path  # not a key field: kept, flagged
+        assert any(i.code == "formula_residue" and i.field.endswith("city") for i in city.issues), path
