@@ -24,6 +24,10 @@ class XiaohongshuConfig(BaseModel):
         default_factory=dict,
         description=f"Form caption → field ({', '.join(FIELDS)}); extends and overrides the default Chinese map",
     )
+    accept_plain_sha1: bool = Field(
+        False, description="Also accept X-Red-Signature = sha1(token + body), the form one third-party source "
+                           "describes (platforms.md §3.1); HMAC-SHA1 is always accepted",
+    )
 
     @field_validator("label_map")
     @classmethod
@@ -56,9 +60,14 @@ class XiaohongshuConnector(Connector):
         if hmac.compare_digest(digest.encode(), signature(token, request.body)[5:].encode()):
             return
         if hmac.compare_digest(digest.encode(), hashlib.sha1(token + request.body).hexdigest().encode()):
-            # platforms.md §3.1: one source claims plain SHA1(token+body). Log it so the claim can be settled,
-            # but never accept it: only HMAC-SHA1 is documented by the two independent samples.
-            log.warning("xiaohongshu push signed with plain sha1(token+body), not HMAC-SHA1: rejected")
+            # platforms.md §3.1: one source claims plain SHA1(token+body); the doc says implement HMAC-SHA1 and log
+            # mismatches. The push still proves the token, so a source may opt in; the 联调 test push fails
+            # (and this line says why) until it does, so no lead is lost unnoticed.
+            if config.accept_plain_sha1:
+                log.info("xiaohongshu push signed with plain sha1(token+body), accepted (accept_plain_sha1)")
+                return
+            log.warning("xiaohongshu push signed with plain sha1(token+body), not HMAC-SHA1: rejected; set "
+                        "accept_plain_sha1 on the source to accept this form")
         raise VerificationError("X-Red-Signature does not match", code="bad_signature")
 
     def dedup_key(self, request: InboundRequest, config: XiaohongshuConfig) -> str:

@@ -96,10 +96,21 @@ def test_signature_is_hmac_sha1_and_plain_sha1_is_logged_not_accepted(caplog: py
     plain = "sha1=" + hashlib.sha1(CONFIG["token"].encode() + body).hexdigest()
     with caplog.at_level(logging.WARNING), pytest.raises(VerificationError):
         connector.verify(replace(sign(body, CONFIG), headers={"x-red-signature": plain}), cfg)
-    assert "plain sha1" in caplog.text
+    assert "plain sha1" in caplog.text and "accept_plain_sha1" in caplog.text
     for header in ({}, {"x-red-signature": "md5=abc"}, {"x-red-signature": "deadbeef"}):
         with pytest.raises(VerificationError):
             connector.verify(replace(sign(body, CONFIG), headers=header), cfg)
+
+
+def test_a_source_may_opt_in_to_the_plain_sha1_form_and_still_needs_the_token() -> None:
+    cfg = connector.validate_config({**CONFIG, "accept_plain_sha1": True})
+    body = (FIXTURES / "lead_push.json").read_bytes()
+    plain = "sha1=" + hashlib.sha1(CONFIG["token"].encode() + body).hexdigest()
+    connector.verify(replace(sign(body, CONFIG), headers={"x-red-signature": plain}), cfg)
+    connector.verify(sign(body, CONFIG), cfg)  # HMAC-SHA1 as well
+    forged = "sha1=" + hashlib.sha1(b"another-token" + body).hexdigest()
+    with pytest.raises(VerificationError):
+        connector.verify(replace(sign(body, CONFIG), headers={"x-red-signature": forged}), cfg)
 
 
 def test_dedup_on_leads_id() -> None:
