@@ -45,6 +45,8 @@ POLL_TASK = "enrichment.jobs.poll_job"
 SWEEP_TASK = "enrichment.jobs.sweep"
 SWEEP_EVERY_S = 30.0
 SWEEP_BATCH = 500
+# CreateRecTask's own refusals that mean the audio, not the request, is at fault: the 10000–10007 code they match.
+SUBMIT_AUDIO_FAILURES = {"FailedOperation.ErrorDownFile": 10007}
 MAX_SUBMIT_ATTEMPTS = 12  # 4 s, 8 s … then 600 s apart: about 47 minutes of throttling or outage
 SUBMIT_GRACE_S = 120.0  # the sweep re-submits a queued job only after this (the normal enqueue goes first)
 SUBMIT_CLAIM_S = 120.0  # a submit in flight holds the job this long (the SDK's own timeouts are shorter)
@@ -163,9 +165,16 @@ def submit(hub: Hub, job_id: uuid.UUID, client: AsrClient | None = None) -> str:
     except AsrRejected as exc:
         with hub.transaction() as session:
             job = _lock(session, job_id)
-            if job is not None and job.state == JOB_QUEUED:
-                job.attempts += 1
-                _fail(job, exc.message)
+            if job is None or job.state != JOB_QUEUED:
+                return job.state if job else "missing"
+            job.attempts += 1
+            tencent_code = (exc.details or {}).get("tencent_code")
+            if tencent_code in SUBMIT_AUDIO_FAILURES:
+                # The recording could not be fetched: the same cause as a task failing with 10007 later, so the
+                # same outcome (quarantined with the recording's URL, where ops look), not a bare failed job.
+                job.failure_code = SUBMIT_AUDIO_FAILURES[tencent_code]
+                return _failed_audio(session, job, exc.message)
+            _fail(job, exc.message)
         return JOB_FAILED
     with hub.transaction() as session:
         job = _lock(session, job_id)

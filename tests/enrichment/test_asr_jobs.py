@@ -220,6 +220,20 @@ def test_polled_download_failure_is_quarantined_without_a_callback(ahub: Hub, cl
     assert job.failure_code == 10007 and "audio_download_failed" in (job.error or "")
 
 
+def test_a_submission_refused_for_the_download_is_quarantined_like_a_task_that_fails_it(
+    ahub: Hub, cloud: FakeTencentCloud
+) -> None:
+    """CreateRecTask may refuse at once (FailedOperation.ErrorDownFile): same cause as code 10007, same outcome."""
+    AsrFake(cloud)
+    cloud.fail_next("FailedOperation.ErrorDownFile", "download audio file failed", action="CreateRecTask")
+    store_call(ahub, call_draft())
+    job = drive(ahub, "quarantined")
+    assert job.failure_code == 10007 and job.attempts == 1 and "audio_download_failed" in (job.error or "")
+    with ahub.sessions() as s:
+        [row] = s.scalars(select(QuarantineRow)).all()
+    assert row.reason == "asr_audio_download_failed" and row.payload["recording_url"] == job.recording_url
+
+
 def test_unrecognised_failure_fails_the_job(ahub: Hub, cloud: FakeTencentCloud) -> None:
     AsrFake(cloud, statuses=("failed",), error_msg="account arrears")
     store_call(ahub, call_draft())
