@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -164,15 +165,28 @@ def create_source(hub: Hub, body: SourceCreate) -> Source:
             config_public=_public_part(connector, config),
         )
         session.add(row)
-        session.flush()
+        _flush_naming(session, body.name)
         return source_view(hub, row)
 
 
 def _require_free_name(session: Session, name: str) -> None:
     """Source names are unique (the import command and the CLI find sources by name)."""
     if session.scalars(select(SourceRow.id).where(SourceRow.name == name)).first():
-        raise InvalidRequest(f"a source named {name!r} exists", code="duplicate_name",
-                             details=[{"field": "name", "message": "already used"}])
+        raise _name_taken(name)
+
+
+def _flush_naming(session: Session, name: str) -> None:
+    """Flush a new or renamed source. Two requests for one free name both pass the check above; on PostgreSQL the
+    second then fails the unique index here, and says so like the check would, instead of a 500."""
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise _name_taken(name) from exc
+
+
+def _name_taken(name: str) -> InvalidRequest:
+    return InvalidRequest(f"a source named {name!r} exists", code="duplicate_name",
+                          details=[{"field": "name", "message": "already used"}])
 
 
 def _public_part(connector: Any, config: dict[str, Any]) -> dict[str, Any]:
@@ -221,7 +235,7 @@ def update_source(hub: Hub, source_id: uuid.UUID, body: SourceUpdate) -> Source:
             config = dump_config(connector.validate_config(_merged_config(hub, connector, row, body)))
             row.config_sealed = hub.box.seal(config)
             row.config_public = _public_part(connector, config)
-        session.flush()
+        _flush_naming(session, row.name)
         view = source_view(hub, row)
     hub.forget_source(source_id)
     return view

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import uuid
 
+import pytest
+
 from hub import push
 from hub.connector import SECRET_MASK
 from hub.models import SourceRow
@@ -108,6 +110,19 @@ def test_renaming_onto_a_taken_name_is_a_422(hub: Hub) -> None:
     resp = client.patch(f"/v1/sources/{first}", headers=ADMIN, json={"name": "blog"})
     assert resp.status_code == 422 and resp.json()["error"]["code"] == "duplicate_name"
     assert client.patch(f"/v1/sources/{first}", headers=ADMIN, json={"name": "site"}).status_code == 200
+
+
+def test_two_requests_racing_for_one_name_get_a_422_not_a_500(any_hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both pass the name check when they run at once (helper-26 saw a 500 on PostgreSQL); the index decides."""
+    client = client_for(any_hub)
+    add_source(client, "web", "site", {"write_key": KEY})
+    other = add_source(client, "web", "blog", {"write_key": KEY})
+    monkeypatch.setattr("hub.api._require_free_name", lambda session, name: None)  # as if the check ran first
+    resp = client.post("/v1/sources", headers=ADMIN, json={"connector": "web", "name": "site",
+                                                            "config": {"write_key": KEY}})
+    assert resp.status_code == 422 and resp.json()["error"]["code"] == "duplicate_name", resp.text
+    resp = client.patch(f"/v1/sources/{other}", headers=ADMIN, json={"name": "site"})
+    assert resp.status_code == 422 and resp.json()["error"]["code"] == "duplicate_name", resp.text
 
 
 def test_a_misspelt_null_or_empty_field_is_a_422_and_a_get_body_can_be_sent_back(hub: Hub) -> None:
