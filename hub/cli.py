@@ -112,6 +112,7 @@ def serve(host: str, port: int) -> None:
         reach = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         settings.public_url = f"http://{f'[{reach}]' if ':' in reach else reach}:{port}"
     hub = hub_for_cli()
+    settings.remember_served_url()
     token, created = settings.resolved_admin_token()
     if created:
         click.echo(f"Generated admin token (stored in {settings.data_dir / 'admin.token'}, shown once):\n  {token}")

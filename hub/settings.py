@@ -25,6 +25,7 @@ _NUMBER = re.compile(r"\d+(\.\d+)?")
 _LIMIT = re.compile(r"[a-z][a-z0-9_]*\s*=\s*\d+")
 
 log = logging.getLogger(__name__)
+SERVED_URL_FILE = "served.url"  # where `crmhub serve` last listened (Settings.public_base)
 
 
 class Settings(BaseSettings):
@@ -107,7 +108,25 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
     def public_base(self) -> str:
+        """CRMHUB_PUBLIC_URL; unset, the URL `crmhub serve` last listened on with this data dir, else the default.
+
+        So `crmhub sources list` prints the same `webhook_url` as the API of a server on another port.
+        """
+        if "public_url" not in self.model_fields_set:
+            try:
+                served = (self.data_dir / SERVED_URL_FILE).read_text(encoding="utf-8").strip()
+            except OSError:
+                served = ""
+            if served:
+                return served.rstrip("/")
         return self.public_url.rstrip("/")
+
+    def remember_served_url(self) -> None:
+        """Called by `crmhub serve` once it knows where it listens (see `public_base`)."""
+        try:
+            self._data_file(SERVED_URL_FILE).write_text(self.public_base() + "\n", encoding="utf-8")
+        except OSError as exc:  # only the CLI's webhook_url depends on it
+            log.warning("could not record the served URL in %s: %s", self.data_dir, exc)
 
     def _data_file(self, name: str, make: bool = True) -> Path:
         try:

@@ -294,6 +294,23 @@ def test_serve_defaults_public_url_to_where_it_listens(env_db: Callable[[str], N
     assert seen["url"] == public_url and seen["port"] == int(args[-1])
 
 
+def test_the_cli_shows_the_webhook_url_of_the_server_it_shares_a_data_dir_with(
+    env_db: Callable[[str], None], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """helper-28: the API said :9127 (serve's port), `crmhub sources list` the default :8000."""
+    env_db(f"sqlite:///{tmp_path}/hub.db")
+    monkeypatch.delenv("CRMHUB_PUBLIC_URL", raising=False)
+    get_settings.cache_clear()
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: None)
+    assert CliRunner().invoke(cli, ["serve", "--port", "9127"]).exit_code == 0
+    set_hub(None)
+    get_settings.cache_clear()
+    assert get_settings().public_base() == "http://127.0.0.1:9127"
+    monkeypatch.setenv("CRMHUB_PUBLIC_URL", "https://hub.example.com/")  # an explicit setting still wins
+    get_settings.cache_clear()
+    assert get_settings().public_base() == "https://hub.example.com"
+
+
 def test_serve_keeps_an_explicit_public_url(env_db: Callable[[str], None], tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     env_db(f"sqlite:///{tmp_path}/hub.db")
