@@ -195,18 +195,22 @@ def _celery_app() -> Any:
     default=["failed"],
     show_default=True,
 )
-def replay(source_id: uuid.UUID | None, since: datetime | None, statuses: tuple[str, ...]) -> None:
+@click.option("--endpoint", "endpoint_id", type=click.UUID,
+              help="Re-send an outbound endpoint's messages instead (failed ones, or all since --since): "
+                   "POST /v1/endpoints/{id}/replay, as `crmhub endpoints replay ID`.")
+@click.pass_context
+def replay(ctx: click.Context, source_id: uuid.UUID | None, since: datetime | None, statuses: tuple[str, ...],
+           endpoint_id: uuid.UUID | None) -> None:
     """Re-run processing of stored raw requests (failed by default) from their original bytes.
 
-    Exits 1 when a replayed request failed again, naming its error.
+    Exits 1 when a replayed request failed again, naming its error. With --endpoint, re-sends deliveries.
     """
     from hub.pipeline import replay_outcomes, replay_raw
 
+    if endpoint_id is not None:
+        _replay_endpoint(ctx, endpoint_id, source_id, since, statuses)
+        return
     hub = hub_for_cli()
-    if since is not None and since.tzinfo is None:
-        from hub.schemas import utcnow
-
-        since = since.replace(tzinfo=utcnow().tzinfo)
     hub.start()
     try:
         ids = replay_raw(hub, source_id=source_id, since=since, statuses=statuses)
@@ -222,6 +226,20 @@ def replay(source_id: uuid.UUID | None, since: datetime | None, statuses: tuple[
         click.echo(f"  failed again {raw_id}: {error[:200]}", err=True)
     if errors:
         raise SystemExit(1)
+
+
+def _replay_endpoint(ctx: click.Context, endpoint_id: uuid.UUID, source_id: uuid.UUID | None,
+                     since: datetime | None, statuses: tuple[str, ...]) -> None:
+    """`crmhub replay --endpoint ID`: the endpoint replay a plugin registered (`endpoints replay`), not raw requests."""
+    status_given = ctx.get_parameter_source("statuses") is not click.core.ParameterSource.DEFAULT
+    if source_id is not None or (status_given and (set(statuses) != {"failed"} or since is not None)):
+        raise click.UsageError("with --endpoint give --since TIME or --status failed (and no --source)")
+    root = ctx.find_root().command
+    group = root.get_command(ctx, "endpoints") if isinstance(root, click.Group) else None
+    command = group.get_command(ctx, "replay") if isinstance(group, click.Group) else None
+    if command is None:
+        raise click.UsageError("--endpoint needs the webhooks plugin (`crmhub endpoints replay`)")
+    ctx.invoke(command, endpoint_id=endpoint_id, since=since, status=None if since else "failed", as_json=False)
 
 
 @cli.command()

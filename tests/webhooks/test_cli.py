@@ -175,6 +175,13 @@ def test_health_messages_and_replay(shub: Hub, receiver: Receiver, cli: Callable
     assert ok_json(group, "endpoints", "messages", eid, "--status", "failed") == {"items": []}
     assert ok_json(group, "endpoints", "replay", eid, "--since", "2000-01-01") == {"queued": 2}
     assert len(receiver.ok()) == 5
+    # `crmhub replay --endpoint ID` is the same operation (contract §2 names `crmhub replay …`; helper-28)
+    again = run(group, "replay", "--endpoint", eid, "--since", "2000-01-01T08:00:00+0800")
+    assert again.exit_code == 0 and "queued 2 message(s)" in again.stdout, again.output + again.stderr
+    assert len(receiver.ok()) == 7
+    assert run(group, "replay", "--endpoint", eid).stdout.strip().startswith("queued 0 message(s)")
+    assert run(group, "replay", "--endpoint", eid, "--status", "quarantined").exit_code == 2
+    shub.start()
     assert run(group, "endpoints", "messages", eid, "--status", "failed").stdout.strip() == "no failed messages"
 
     run(group, "endpoints", "update", eid, "--disable")
