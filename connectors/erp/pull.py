@@ -75,7 +75,7 @@ class OrderPuller:
 
     def _key(self, config: ErpConfig) -> str:
         secret = config.client_secret.get_secret_value() if config.client_secret else ""
-        raw = f"{config.token_url}\n{config.base_url}\n{config.client_id}\n{secret}"
+        raw = f"{config.token_url}\n{config.base_url}\n{config.client_id}\n{secret}\n{config.scope or ''}"
         return hashlib.sha256(raw.encode()).hexdigest()
 
     def _session(self, key: str, config: ErpConfig, http: httpx.Client) -> OAuth2Client:

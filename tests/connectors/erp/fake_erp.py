@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -18,9 +19,14 @@ CLIENT_SECRET = "hub-client-secret-01"
 
 
 class FakeErp:
-    def __init__(self) -> None:
+    """Checks what an OAuth 2 server and a paged API check: client_secret_basic credentials (401 with
+    WWW-Authenticate, RFC 6749 §5.2), the grant type, the scope, token expiry, and the required query."""
+
+    def __init__(self, expires_in: int = 3600) -> None:
         self.orders: list[dict[str, Any]] = []
-        self.tokens: set[str] = set()
+        self.tokens: dict[str, float] = {}  # token → when it expires
+        self.expires_in = expires_in
+        self.clock = time.time
         self.log: list[tuple[str, dict[str, str]]] = []
         self.fail_pages: set[int] = set()  # pages answered 500 once (a crash mid-pull)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -33,9 +39,11 @@ class FakeErp:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def _send(self, status: int, body: Any) -> None:
+            def _send(self, status: int, body: Any, challenge: str | None = None) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
+                if challenge:
+                    self.send_header("www-authenticate", challenge)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
@@ -44,14 +52,18 @@ class FakeErp:
             def do_POST(self) -> None:  # noqa: N802
                 form = parse_qs(self.rfile.read(int(self.headers.get("content-length") or 0)).decode())
                 expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
-                if self.path != "/oauth/token" or self.headers.get("authorization") != expected:
-                    return self._send(401, {"error": "invalid_client"})
+                if self.path != "/oauth/token":
+                    return self._send(404, {"error": "not_found"})
+                if self.headers.get("authorization") != expected:
+                    return self._send(401, {"error": "invalid_client"}, challenge='Basic realm="erp"')
                 if form.get("grant_type") != ["client_credentials"]:
                     return self._send(400, {"error": "unsupported_grant_type"})
+                if set(" ".join(form.get("scope", [])).split()) - {"orders.read"}:
+                    return self._send(400, {"error": "invalid_scope"})
                 token = f"tok-{len(fake.tokens) + 1}"
-                fake.tokens.add(token)
+                fake.tokens[token] = fake.clock() + fake.expires_in
                 fake.log.append(("token", {}))
-                self._send(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600})
+                self._send(200, {"access_token": token, "token_type": "Bearer", "expires_in": fake.expires_in})
 
             def do_GET(self) -> None:  # noqa: N802
                 url = urlparse(self.path)
@@ -59,14 +71,17 @@ class FakeErp:
                 auth = self.headers.get("authorization") or ""
                 if url.path != "/orders":
                     return self._send(404, {"error": "not_found"})
-                if not auth.startswith("Bearer ") or auth[7:] not in fake.tokens:
-                    return self._send(401, {"error": "invalid_token"})
+                if not auth.startswith("Bearer ") or fake.tokens.get(auth[7:], 0) <= fake.clock():
+                    return self._send(401, {"error": "invalid_token"}, challenge='Bearer error="invalid_token"')
                 fake.log.append(("orders", query))
-                page, size = int(query.get("page", 1)), int(query.get("page_size", 100))
+                try:
+                    page, size = int(query.get("page", 1)), int(query.get("page_size", 100))
+                    since = datetime.fromisoformat(query["updated_since"])
+                except (KeyError, ValueError) as exc:
+                    return self._send(400, {"error": "invalid_request", "detail": f"bad query: {exc}"})
                 if page in fake.fail_pages:
                     fake.fail_pages.discard(page)
                     return self._send(500, {"error": "boom"})
-                since = datetime.fromisoformat(query["updated_since"])
                 rows = sorted((o for o in fake.orders if datetime.fromisoformat(o["updated_at"]) >= since),
                               key=lambda o: (o["updated_at"], o["order_no"]))
                 self._send(200, {"items": rows[(page - 1) * size: page * size], "page": page})

@@ -97,3 +97,25 @@ def test_wrong_client_secret_fails_clearly_and_pull_due_schedules_only_pull_sour
         assert pull_due() == 1  # only the source with pull settings; it is now claimed until its interval passes
         assert pull_due() == 0
         hub.runner.join(timeout=10)
+
+
+def test_a_token_the_erp_expired_is_renewed_and_a_wrong_scope_is_refused(hub: Hub) -> None:
+    """The fake expires tokens on its own clock (helper-27's G9): the hub must not keep a dead one."""
+    from connectors.erp.pull import ErpPullError
+
+    fake = FakeErp()
+    fake.orders = [_order(1, "2026-03-01T10:00:00+08:00")]
+    with fake.running():
+        client = client_for(hub)
+        sid = uuid.UUID(add_source(client, "erp", "erp-exp", _config(fake)))
+        assert run_pull(hub, sid).new == 1
+        fake.expires_in = 3600
+        later = fake.clock() + 7200
+        fake.clock = lambda: later  # two hours on: the ERP no longer takes the first token
+        with pytest.raises(RetryableError, match="401"):
+            run_pull(hub, sid)
+        run_pull(hub, sid)  # a new token, fetched with the same client credentials
+        assert len(fake.tokens) == 2
+        scoped = uuid.UUID(add_source(client, "erp", "erp-scope", _config(fake, scope="orders.write")))
+        with pytest.raises(ErpPullError, match="invalid_scope"):
+            run_pull(hub, scoped)
