@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from enrichment.asr_rules import rec_task_problem
+
 SECRET_ID = "AKIDcrmhubDemo0000000000000000000000"
 API_VERSION = "2019-06-14"
 MAX_SKEW_S = 300
@@ -45,6 +47,11 @@ class TencentError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+def _stamp(ms: int) -> str:
+    """Tencent's `Result` time stamps: minutes:seconds.millis."""
+    return f"{ms // 60000}:{(ms % 60000) / 1000:.3f}"
 
 
 def _sentences() -> list[dict[str, Any]]:
@@ -102,11 +109,9 @@ class AsrStandIn:
             raise TencentError("AuthFailure.SignatureFailure", "the signature does not match the request")
 
     def _create(self, params: dict[str, Any]) -> dict[str, Any]:
-        for name in ("EngineModelType", "ChannelNum", "ResTextFormat", "SourceType"):
-            if name not in params:
-                raise TencentError("MissingParameter", f"the request is missing a required parameter `{name}`.")
-        if params["SourceType"] == 0 and not params.get("Url"):
-            raise TencentError("MissingParameter", "SourceType=0 requires `Url`.")
+        problem = rec_task_problem(params)
+        if problem is not None:
+            raise TencentError(*problem)
         with self._lock:
             task_id, self._next_task = self._next_task, self._next_task + 1
             self.tasks[task_id] = dict(params)
@@ -117,9 +122,11 @@ class AsrStandIn:
         if not isinstance(task_id, int) or task_id not in self.tasks:
             raise TencentError("FailedOperation.NoSuchTask", f"no task {task_id!r}")
         sentences = _sentences()
+        detail = sentences if self.tasks[task_id].get("ResTextFormat", 0) >= 1 else None  # format 0: text only
         return {"Data": {"TaskId": task_id, "Status": 2, "StatusStr": "success", "ErrorMsg": "",
-                         "Result": "".join(s["FinalSentence"] for s in sentences), "ResultDetail": sentences,
-                         "AudioDuration": len(sentences) * 4.0}}
+                         "Result": "".join(f"[{_stamp(s['StartMs'])},{_stamp(s['EndMs'])},{s['SpeakerId']}]  "
+                                           f"{s['FinalSentence']}\n" for s in sentences),
+                         "ResultDetail": detail, "AudioDuration": len(sentences) * 4.0}}
 
 
 def _handler(stand_in: AsrStandIn) -> type[BaseHTTPRequestHandler]:

@@ -40,6 +40,8 @@ import pytest
 from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 
+from enrichment.asr_rules import rec_task_problem
+
 SECRET_ID = "AKIDfakeSecretIdForLocalTests0000"
 SECRET_KEY = "fakeSecretKeyForLocalTests000000"
 SERVICE_VERSIONS = {"asr": "2019-06-14", "ccc": "2020-02-10", "hunyuan": "2023-09-01"}
@@ -484,27 +486,9 @@ def result_text(sentences: Iterable[Mapping[str, Any]]) -> str:
 
 
 def _validate_rec_task(params: Mapping[str, Any]) -> None:
-    for name in ("EngineModelType", "ChannelNum", "ResTextFormat", "SourceType"):
-        if name not in params:
-            raise FakeApiError("MissingParameter", f"the request is missing a required parameter `{name}`.")
-    engine = params["EngineModelType"]
-    if not isinstance(engine, str) or not re.match(r"(8k|16k)_", engine):
-        raise FakeApiError("InvalidParameterValue", f"EngineModelType {engine!r} is not a known engine")
-    for name in ("ChannelNum", "ResTextFormat", "SourceType"):
-        if not isinstance(params[name], int) or isinstance(params[name], bool):
-            raise FakeApiError("InvalidParameter", f"{name} must be an integer")
-    if params["ChannelNum"] not in (1, 2):
-        raise FakeApiError("InvalidParameterValue", "ChannelNum must be 1 or 2")
-    if params["ChannelNum"] == 2 and not engine.startswith("8k_"):
-        raise FakeApiError("InvalidParameterValue", "ChannelNum=2 is only supported by 8k engines")
-    if not 0 <= params["ResTextFormat"] <= 5:
-        raise FakeApiError("InvalidParameterValue", "ResTextFormat must be between 0 and 5")
-    if params["SourceType"] == 0 and not params.get("Url"):
-        raise FakeApiError("MissingParameter", "SourceType=0 requires `Url`.")
-    if params["SourceType"] == 1 and not (params.get("Data") and params.get("DataLen")):
-        raise FakeApiError("MissingParameter", "SourceType=1 requires `Data` and `DataLen`.")
-    if params["SourceType"] not in (0, 1):
-        raise FakeApiError("InvalidParameterValue", "SourceType must be 0 (Url) or 1 (Data)")
+    problem = rec_task_problem(params)  # the same rules the demo's stand-in applies
+    if problem is not None:
+        raise FakeApiError(*problem)
 
 
 # ---------------------------------------------------------------------- Hunyuan behaviour
