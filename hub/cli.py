@@ -151,7 +151,10 @@ def worker(queues: str, concurrency: int, pool: str) -> None:
     """Run a Celery worker (requires CRMHUB_BROKER_URL)."""
     app = _celery_app()
     settle_gc()  # before the prefork pool forks: the children share what is frozen here
-    app.worker_main(
+    # app.start, not app.worker_main, which drops the exit code: Celery's "Unrecoverable error" (e.g. kombu failing
+    # to restore unacked messages when Redis drops the connection) must exit non-zero, so a supervisor that
+    # restarts on failure (systemd Restart=on-failure) brings the worker back.
+    _exit_with(app.start(
         [
             "worker",
             "-Q",
@@ -165,14 +168,21 @@ def worker(queues: str, concurrency: int, pool: str) -> None:
             "--without-gossip",
             "--without-mingle",
         ]
-    )
+    ))
 
 
 @cli.command()
 def beat() -> None:
     """Run the Celery beat scheduler: retries, recovery sweep, silent-customer scan."""
     app = _celery_app()
-    app.start(["beat", "--loglevel", "INFO", "--schedule", str(get_settings().data_dir / "celerybeat-schedule")])
+    _exit_with(app.start(["beat", "--loglevel", "INFO", "--schedule",
+                          str(get_settings().data_dir / "celerybeat-schedule")]))
+
+
+def _exit_with(code: int | None) -> None:
+    if code:
+        click.echo(f"error: the Celery process stopped with exit code {code} (see its log above)", err=True)
+        raise SystemExit(code)
 
 
 def _celery_app() -> Any:

@@ -125,18 +125,27 @@ def _send(base: str, source_id: str, n: int, prefix: str) -> None:
             assert resp.status_code == 200, resp.text
 
 
+def _queues(service: dict[str, Any]) -> set[str]:
+    command = list(map(str, service["command"]))
+    return set(command[command.index("--queues") + 1].split(","))
+
+
 def test_compose_file_matches_the_native_topology() -> None:
     compose: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) >= {"postgres", "redis", "api", "worker", "beat"}
-    for name, command in (("api", "serve"), ("worker", "worker"), ("beat", "beat")):
+    assert set(services) >= {"postgres", "redis", "api", "worker", "worker-deliver", "beat"}
+    # every queue has a worker, and deliveries (which wait on receivers) have their own (helper-25)
+    assert _queues(services["worker"]) == {"ingest", "enrich"} and _queues(services["worker-deliver"]) == {"deliver"}
+    for name in ("worker", "worker-deliver"):
+        assert services[name]["stop_grace_period"] == "30s"
+    for name, command in (("api", "serve"), ("worker", "worker"), ("worker-deliver", "worker"), ("beat", "beat")):
         assert command in " ".join(map(str, services[name]["command"]))
         env = services[name]["environment"]
         assert env["CRMHUB_DATABASE_URL"].startswith("postgresql+psycopg://")
         assert env["CRMHUB_BROKER_URL"].startswith("redis://")
         assert services[name]["restart"] == "unless-stopped"  # a crash at start is retried, not left dead
     assert "/healthz" in " ".join(services["api"]["healthcheck"]["test"])
-    for name in ("worker", "beat"):
+    for name in ("worker", "worker-deliver", "beat"):
         assert services[name]["depends_on"] == {"api": {"condition": "service_healthy"}}
 
 
@@ -153,7 +162,8 @@ def test_worker_killed_mid_processing_loses_nothing_and_duplicates_nothing(topol
 
     total = 400
     _send(base, source_id, total, "k")  # queued in Redis; no worker yet
-    topology.start("worker", "worker", "--concurrency", "2")
+    topology.start("worker-deliver", "worker", "--queues", "deliver", "--concurrency", "1")  # as compose runs them
+    topology.start("worker", "worker", "--queues", "ingest,enrich", "--concurrency", "2")
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         _, handled, _ = _counts(topology.db_url)
@@ -164,7 +174,7 @@ def test_worker_killed_mid_processing_loses_nothing_and_duplicates_nothing(topol
     _, handled_at_kill, _ = _counts(topology.db_url)
     assert handled_at_kill < total, "the worker finished before it could be killed; raise `total`"
 
-    topology.start("worker2", "worker", "--concurrency", "2")
+    topology.start("worker2", "worker", "--queues", "ingest,enrich", "--concurrency", "2")
     topology.start("beat", "beat")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -174,3 +184,54 @@ def test_worker_killed_mid_processing_loses_nothing_and_duplicates_nothing(topol
         time.sleep(0.5)
     raws, handled, events = _counts(topology.db_url)
     assert (raws, handled, events) == (total, total, total), topology.logs()
+
+
+def test_a_hanging_receiver_does_not_hold_back_inbound_processing(topology: Topology) -> None:
+    """compose runs deliveries on their own worker (helper-25: one worker for every queue let a receiver that
+    hangs keep inbound events unprocessed for a minute). Every event is processed before the first delivery
+    attempt could even time out: the attempts table is still empty when the last raw request is handled."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    release = threading.Event()
+
+    class Hanging(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            release.wait(60)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Hanging)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    topology.env["CRMHUB_ALLOW_PRIVATE_ENDPOINTS"] = "true"
+    base = f"http://127.0.0.1:{topology.port}"
+    try:
+        topology.start("api", "serve", "--port", str(topology.port))
+        _wait_http(f"{base}/healthz", topology)
+        headers = {"authorization": f"Bearer {TOKEN}"}
+        source = httpx.post(f"{base}/v1/sources", headers=headers, timeout=10,
+                            json={"connector": "web", "name": "site", "config": {"write_key": KEY}}).json()["id"]
+        hook = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+        assert httpx.post(f"{base}/v1/endpoints", headers=headers, timeout=10, json={"url": hook}).status_code == 201
+        topology.start("worker-deliver", "worker", "--queues", "deliver", "--concurrency", "1")
+        topology.start("worker", "worker", "--queues", "ingest,enrich", "--concurrency", "2")
+        total = 12
+        _send(base, source, total, "h")
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and _counts(topology.db_url)[1] < total:
+            time.sleep(0.1)
+        engine = create_engine(topology.db_url)
+        try:
+            with engine.connect() as conn:
+                attempts = conn.scalar(text("SELECT count(*) FROM attempts"))
+        finally:
+            engine.dispose()
+        assert _counts(topology.db_url)[1] == total, topology.logs()
+        assert attempts == 0  # no delivery has finished (the receiver still hangs), yet everything is processed
+    finally:
+        release.set()
+        receiver.shutdown()
+        receiver.server_close()

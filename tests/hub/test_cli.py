@@ -357,3 +357,22 @@ def test_sources_add_help_lists_the_connectors_and_their_required_keys() -> None
     lines = {line.split()[0]: line.split(None, 1)[1] for line in shown.output.splitlines()[-12:]
              if line.startswith("    ")}
     assert lines["pos"] == "secret" and lines["wecom"] == "corp_id, token, encoding_aes_key"
+
+
+@pytest.mark.parametrize("command", ["worker", "beat"])
+def test_a_celery_process_that_stops_on_an_error_exits_non_zero(monkeypatch: pytest.MonkeyPatch,
+                                                                command: str) -> None:
+    """helper-25: a worker killed by Celery's "Unrecoverable error" exited 0, so Restart=on-failure left it dead."""
+    started: list[list[str]] = []
+
+    class App:
+        def start(self, argv: list[str]) -> int:
+            started.append(argv)
+            return 1  # what celery's `ctx.exit(worker.exitcode)` hands back after an unrecoverable error
+
+    monkeypatch.setattr("hub.cli._celery_app", lambda: App())
+    result = CliRunner().invoke(cli, [command])
+    assert result.exit_code == 1 and "exit code 1" in result.stderr
+    assert started and started[0][0] == command
+    App.start = lambda self, argv: 0  # type: ignore[method-assign]
+    assert CliRunner().invoke(cli, [command]).exit_code == 0
