@@ -59,6 +59,9 @@ class Rejection:
 _STOP = object()
 
 
+BROKER_PAUSE_S = 5.0  # after a failed enqueue, how long new rows are left to the recovery sweep
+
+
 class RawWriter:
     """One thread that turns many concurrent submissions into few commits."""
 
@@ -71,6 +74,7 @@ class RawWriter:
         self.batches = 0
         self.rows = 0
         self.last_submit_at = 0.0
+        self._broker_retry_at = 0.0  # while the broker is down, enqueues are skipped until then
         runner = hub.runner
         if hasattr(runner, "ingest_busy"):
             runner.ingest_busy = self.busy
@@ -135,12 +139,25 @@ class RawWriter:
         self.batches += 1
         self.rows += len(submissions)
         _settle([(sub.future, result, None) for sub, result in zip(submissions, results, strict=True)])
-        for raw_id, is_new in results:
-            if is_new and raw_id is not None:
-                try:
-                    enqueue("hub.pipeline.process_raw", raw_id)
-                except Exception:  # broker down: the row is durable, the sweep re-queues it
-                    log.exception("could not enqueue raw event %s", raw_id)
+        self._enqueue([raw_id for raw_id, is_new in results if is_new and raw_id is not None])
+
+    def _enqueue(self, raw_ids: list[int]) -> None:
+        """Hand new rows to the workers. With the broker down each publish fails only after Celery's retries
+        (~0.6 s), and the next group commit waits for this thread: 32 concurrent requests took 11 s to be
+        answered (helper-25). So the first failure skips the rest, and enqueues pause for a few seconds; the
+        rows are durable and the recovery sweep (`requeue_pending`) queues them once the broker is back."""
+        if not raw_ids or time.monotonic() < self._broker_retry_at:
+            return
+        for n, raw_id in enumerate(raw_ids):
+            try:
+                enqueue("hub.pipeline.process_raw", raw_id)
+            except Exception as exc:  # broker down: the rows are durable, the sweep re-queues them
+                self._broker_retry_at = time.monotonic() + BROKER_PAUSE_S
+                log.warning("could not enqueue %d raw event(s) from %s on (%s: %s); they are stored and the "
+                            "recovery sweep queues them within %.0f s of the broker coming back",
+                            len(raw_ids) - n, raw_id, type(exc).__name__, exc,
+                            self.hub.settings.requeue_after_s + self.hub.settings.requeue_every_s)
+                return
 
 
 def _settle(outcomes: list[tuple[Any, Any, BaseException | None]]) -> None:

@@ -34,7 +34,7 @@ from hub.runtime import Hub, get_hub
 from hub.schemas import EventDraft, UnifiedEvent, utcnow
 from hub.tasks import enqueue, enqueue_after_commit, task
 from webhooks import sender
-from webhooks.claim import Batch, Claimed, Wait, claim
+from webhooks.claim import DUE_SLACK_S, Batch, Claimed, Wait, claim
 from webhooks.follow import follow_customer_change
 from webhooks.models import MSG_DELIVERED, MSG_FAILED, MSG_PENDING, AttemptRow, EndpointRow, MessageRow
 
@@ -210,8 +210,8 @@ def _next(hub: Hub, claimed: Claimed, result: sender.SendResult, now: datetime) 
     if attempts >= len(delays):
         return _Next(MSG_FAILED, MSG_FAILED, claimed.next_attempt_at, now)
     delay = _jittered(delays[attempts])
-    if result.retry_after is not None:
-        delay = max(delay, min(result.retry_after, MAX_RETRY_AFTER_S))
+    if result.retry_after is not None:  # plus the claim's slack, which may take a message that early
+        delay = max(delay, min(result.retry_after, MAX_RETRY_AFTER_S) + DUE_SLACK_S)
     return _Next("retry_scheduled", MSG_PENDING, now + timedelta(seconds=delay), retry_in=delay)
 
 

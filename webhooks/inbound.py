@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import bindparam, literal_column, select, union_all
+from sqlalchemy.exc import SQLAlchemyError
 
 from hub import metrics
 from hub.bodies import read_limited
@@ -43,6 +44,10 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 HOOK_METHODS = ["GET", "POST", "PUT", "OPTIONS"]
+STORAGE_UNAVAILABLE = {"error": {"code": "storage_unavailable", "details": None,
+                                 "message": "the request could not be stored; retry later"}}
+INTERNAL_ERROR = {"error": {"code": "internal_error", "details": None,
+                            "message": "unexpected error; the hub's log has the details"}}
 # A browser's CORS preflight (analytics.js sends Authorization and X-Retry-Count from the visitor's page):
 # answered without touching the source. It lets the browser send; the POST itself is verified as always.
 PREFLIGHT_HEADERS = [(b"access-control-allow-origin", b"*"), (b"access-control-allow-methods", b"POST"),
@@ -70,6 +75,9 @@ async def accept(
         log.exception("source %s cannot be loaded", source_id)
         return Reply(503, {"error": {"code": "source_unavailable", "details": None,
                                      "message": "this source's configuration cannot be read now; retry later"}})
+    except SQLAlchemyError as exc:  # the database is down: a 503 the platform retries, as when storing fails
+        log.warning("source %s: database unavailable (%s)", source_id, type(exc).__name__)
+        return Reply(503, STORAGE_UNAVAILABLE)
     connector, config = source.connector, source.config
     inbound: InboundRequest | None = None
     try:
@@ -95,9 +103,7 @@ async def accept(
     except Exception:  # nothing was stored: a 5xx makes the platform retry later
         log.exception("could not store an inbound request for source %s", source.id)
         metrics.INGEST_REQUESTS.labels(connector.name, "storage_unavailable").inc()
-        body = {"error": {"code": "storage_unavailable", "message": "the request could not be stored; retry later",
-                          "details": None}}
-        return Reply(503, body)
+        return Reply(503, STORAGE_UNAVAILABLE)
     metrics.INGEST_REQUESTS.labels(connector.name, "accepted" if is_new else "duplicate").inc()
     accepted, duplicates = (count, 0) if is_new else (0, count)
     if is_new and keys and raw_id is not None:
@@ -186,10 +192,14 @@ async def hooks_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
     params = scope.get("path_params", {})
-    reply = await accept(
-        scope["app"].state.hub, method=scope["method"], source_id=str(params["source_id"]),
-        path=params.get("path", ""), headers=headers, query=query, body=chunks(),
-    )
+    try:
+        reply = await accept(
+            scope["app"].state.hub, method=scope["method"], source_id=str(params["source_id"]),
+            path=params.get("path", ""), headers=headers, query=query, body=chunks(),
+        )
+    except Exception:  # this path bypasses the app's error handlers: answer in the contract's shape all the same
+        log.exception("inbound request for source %s failed", params.get("source_id"))
+        reply = Reply(500, INTERNAL_ERROR)
     content = reply.content()
     response_headers = [(b"content-type", reply.media_type.encode()), (b"content-length", str(len(content)).encode())]
     response_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]

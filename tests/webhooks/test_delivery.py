@@ -90,6 +90,20 @@ def test_retry_after_is_honoured(shub: Hub, receiver: Receiver) -> None:
     assert message.next_attempt_at >= utcnow() + timedelta(seconds=590)
 
 
+def test_retry_after_is_a_minimum_even_with_the_claims_slack(shub: Hub, receiver: Receiver) -> None:
+    """helper-25 saw `retry-after: 20` retried after 19.8 s: the claim takes messages up to DUE_SLACK_S early."""
+    from webhooks.claim import DUE_SLACK_S
+
+    receiver.script = lambda _r: (503, {"retry-after": "600"}, b"")
+    add_endpoint(shub, receiver.url)
+    before_the_answer = utcnow()
+    store(shub, draft("e-1"))
+    settle(shub)
+    [message] = _messages(shub)
+    earliest_claim = message.next_attempt_at - timedelta(seconds=DUE_SLACK_S)
+    assert earliest_claim >= before_the_answer + timedelta(seconds=600)
+
+
 def test_schedule_exhausted_marks_failed_then_replay_keeps_id(hub_factory, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
     hub = hub_factory(retry_schedule="0,0,0")
     receiver.script = lambda _r: (500, {}, b"down")

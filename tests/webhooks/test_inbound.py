@@ -149,6 +149,50 @@ def test_storage_failure_is_a_503_naming_the_problem_and_nothing_is_acknowledged
 
 
 
+def test_a_broker_outage_does_not_slow_acknowledgements_and_loses_nothing(web, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    """helper-25: each failed publish took ~0.6 s inside the writer thread, so every request waited seconds. After
+    one failure the writer leaves new rows to the recovery sweep for a few seconds instead of trying each."""
+    hub, client, sid = web
+    tried: list[int] = []
+
+    def broker_down(name: str, raw_id: int) -> None:
+        tried.append(raw_id)
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6399. Connection refused.")
+
+    monkeypatch.setattr("hub.ingest.enqueue", broker_down)
+    for n in range(3):
+        assert client.post(f"/hooks/{sid}/v1/track", content=_track(f"m-bk{n}"), headers=basic(KEY)).json() == {
+            "accepted": 1, "duplicates": 0}
+    assert len(tried) == 1  # the first failure pauses enqueueing; the next requests do not wait on the broker
+    assert "could not enqueue 1 raw event(s)" in caplog.text and "Traceback" not in caplog.text
+    monkeypatch.undo()
+    assert len(pending_raw_ids(hub)) == 3  # stored, waiting for the sweep
+    for raw_id in pending_raw_ids(hub):
+        process_raw(raw_id)  # what the recovery sweep's tasks do
+    assert count_events(hub) == 3
+
+
+def test_a_database_outage_is_a_503_in_json_and_any_other_failure_a_json_500(web, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """helper-25: once the source cache expired, a database outage answered a plain-text 500 and a traceback."""
+    from sqlalchemy.exc import OperationalError
+
+    hub, client, sid = web
+
+    def db_down(source_id: uuid.UUID) -> None:
+        raise OperationalError("SELECT sources", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(hub, "active_source", db_down)
+    resp = client.post(f"/hooks/{sid}/v1/track", content=_track("m-db"), headers=basic(KEY))
+    assert resp.status_code == 503 and resp.json()["error"]["code"] == "storage_unavailable"
+
+    def bug(source_id: uuid.UUID) -> None:
+        raise KeyError("unexpected")
+
+    monkeypatch.setattr(hub, "active_source", bug)
+    resp = client.post(f"/hooks/{sid}/v1/track", content=_track("m-db"), headers=basic(KEY))
+    assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error"
+
+
 def test_a_source_whose_config_cannot_be_read_is_a_503_in_json(web) -> None:  # type: ignore[no-untyped-def]
     """Sealed with another key (a wrong CRMHUB_SECRET_KEY): JSON naming the problem, and the platform retries."""
     hub, client, sid = web
