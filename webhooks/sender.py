@@ -197,11 +197,12 @@ async def _request(client: httpx.AsyncClient, url: str, vetted: Vetted, body: by
         async with asyncio.timeout(TOTAL_TIMEOUT_S):
             async with client.stream("POST", url, content=body, headers=headers) as resp:
                 excerpt = await _read_excerpt(resp)
-                return SendResult(
-                    resp.status_code, _ms(started), error=None if resp.is_success else f"HTTP {resp.status_code}",
-                    excerpt=excerpt, retry_after=parse_retry_after(resp.headers.get("retry-after")),
-                    abort=resp.headers.get("webhook-delivery", "").strip().lower() == "abort-message",
-                )
+                abort = resp.headers.get("webhook-delivery", "").strip().lower() == "abort-message"
+                error = None if resp.is_success else f"HTTP {resp.status_code}"
+                if error and abort:  # say why a single failed attempt ended the message (helper-25)
+                    error += "; the receiver asked not to retry (webhook-delivery: abort-message)"
+                return SendResult(resp.status_code, _ms(started), error=error, excerpt=excerpt,
+                                  retry_after=parse_retry_after(resp.headers.get("retry-after")), abort=abort)
     except TimeoutError:
         return SendResult(None, _ms(started), error="timeout: total delivery timeout exceeded")
     except httpx.TimeoutException as exc:

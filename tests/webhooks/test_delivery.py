@@ -143,6 +143,7 @@ def test_abort_message_header_stops_retries(shub: Hub, receiver: Receiver) -> No
     assert len(receiver.received) == 1
     [message] = _messages(shub)
     assert message.status == "failed" and message.attempt_count == 1
+    assert "abort-message" in (message.last_error or "")  # the listing says why one attempt ended it
 
 
 def test_endpoint_failing_for_days_is_disabled_and_reported(shub: Hub, receiver: Receiver) -> None:
