@@ -257,7 +257,21 @@ def _merged_config(hub: Hub, connector: Any, row: SourceRow, body: SourceUpdate)
     except SecretUnreadable as exc:
         raise SecretUnreadable(f"{exc.message}. If that key is lost, send the source's whole config with "
                                "replace_config: true (CLI: --replace-config) to replace it") from exc
-    return {**stored, **keep_masked_secrets(connector, change)}
+    kept = keep_masked_secrets(connector, change)
+    _refuse_secrets_to_a_new_destination(connector, stored, change, kept)
+    return {**stored, **kept}
+
+
+def _refuse_secrets_to_a_new_destination(connector: Any, stored: dict[str, Any], change: dict[str, Any],
+                                         kept: dict[str, Any]) -> None:
+    moved = sorted(k for k in connector.destination_fields() if k in change and change[k] != stored.get(k))
+    carried = sorted(k for k in connector.secret_fields() if stored.get(k) and k not in kept)
+    if moved and carried:
+        raise InvalidRequest(
+            f"changing {', '.join(moved)} sends this source's secrets there: send {', '.join(carried)} again",
+            code="secrets_required",
+            details=[{"field": k, "message": f"required with a new {' / '.join(moved)}; the stored value is not "
+                      "sent to a new destination"} for k in carried])
 
 
 @admin.patch("/sources/{source_id}")

@@ -195,6 +195,14 @@ class Connector:
             name for name, info in self.config_model.model_fields.items() if _is_secret(info.annotation)
         }
 
+    def destination_fields(self) -> set[str]:
+        """Config keys that say where the hub sends requests, with the source's secrets (`*url`, `endpoint`).
+
+        Changing one must come with the secrets again: otherwise a PATCH of the URL alone would have the hub
+        hand its stored secrets to any server, and the API never shows them back (helper-31).
+        """
+        return {k for k in self.config_model.model_fields if k.endswith("url") or k in ("endpoint", "host")}
+
     # ------------------------------------------------------------- request path
     def verify(self, request: InboundRequest, config: Any) -> None:
         """Raise VerificationError unless the request is authentic. Runs on the raw bytes, first."""

@@ -77,6 +77,26 @@ def test_patching_back_what_get_showed_keeps_the_secret(hub: Hub) -> None:
         assert row is not None and hub.box.open(row.config_sealed)["secret"] == secret
 
 
+def test_a_new_destination_needs_the_secrets_sent_again(hub: Hub) -> None:
+    """helper-31: PATCHing only an ERP's token_url had the next pull send the stored client_secret to that URL,
+    a way to read back secrets the API never shows. The secrets must come with the new destination."""
+    client = client_for(hub)
+    config = {"secret": "erp-push-secret-0001", "base_url": "https://erp.example.com/api", "client_id": "hub",
+              "client_secret": "TOP-SECRET-erp-oauth", "token_url": "https://erp.example.com/oauth/token"}
+    sid = add_source(client, "erp", "erp", config)
+    url = f"/v1/sources/{sid}"
+    moved = {"token_url": "https://attacker.example.net/steal"}
+    for change in (moved, {**moved, "client_secret": SECRET_MASK, "secret": SECRET_MASK}):
+        resp = client.patch(url, headers=ADMIN, json={"config": change})
+        assert resp.status_code == 422 and resp.json()["error"]["code"] == "secrets_required", resp.text
+        assert {d["field"] for d in resp.json()["error"]["details"]} == {"client_secret", "secret"}
+    shown = client.get(url, headers=ADMIN).json()["config"]
+    assert shown["token_url"] == config["token_url"]  # nothing changed
+    assert client.patch(url, headers=ADMIN, json={"config": shown}).status_code == 200  # same destination: fine
+    again = {**moved, "client_secret": "TOP-SECRET-erp-oauth", "secret": "erp-push-secret-0001"}
+    assert client.patch(url, headers=ADMIN, json={"config": again}).status_code == 200
+
+
 def test_an_unset_secret_shows_as_null_and_the_mask_is_no_new_secret(hub: Hub) -> None:
     client = client_for(hub)
     sid = add_source(client, "douyin", "dy", {"client_key": "ck", "client_secret": "cs-0123456789"})
