@@ -7,7 +7,8 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -155,13 +156,26 @@ class Settings(BaseSettings):
         return token, not existed
 
 
-def _read_or_create(path: Path, make: object) -> str:
-    if path.exists():
-        return path.read_text().strip()
-    value = make()  # type: ignore[operator]
-    path.write_text(str(value) + "\n")
-    path.chmod(0o600)
-    return str(value)
+def _read_or_create(path: Path, make: Callable[[], str]) -> str:
+    """The value in `path`, else a new one written there.
+
+    The file is created 0600 (O_EXCL): written then chmod-ed, it was world-readable for a moment (helper-31).
+    O_EXCL also makes two processes starting together (serve, worker, beat) agree on one value.
+    """
+    for _ in range(100):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            value = path.read_text().strip()
+            if value:
+                return value
+            time.sleep(0.02)  # another process has created it and is writing
+            continue
+        value = str(make())
+        with os.fdopen(fd, "w") as out:
+            out.write(value + "\n")
+        return value
+    raise HubError(f"{path} exists but is empty; delete it to have a new value generated", code="data_dir_unusable")
 
 
 def unknown_env_names(environ: Mapping[str, str]) -> list[str]:

@@ -26,6 +26,7 @@ _CELL_WITH_FORMULA = re.compile(rb"<(?:\w+:)?c\s([^>]*?)>\s*<(?:\w+:)?f[\s>/]"
                                 rb"|<(?:\w+:)?c\s([^>]*?\bt=\"e\"[^>]*)>")
 _REF = re.compile(rb'\br="([A-Z]{1,3})([0-9]+)"')
 _CHUNK = 1 << 20
+_CARRY_MAX = 1 << 16  # a `<c …>` start tag and its `<f` fit in this, however long the cell's value
 _NS_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
 
 
@@ -70,7 +71,9 @@ def scan_formulas(path: str, sheet_index: int) -> tuple[dict[int, set[int]], int
                     buffer = carry + chunk
                     cut = len(buffer) if not chunk else buffer.rfind(b"</c>") + 4
                     if cut < 4 and chunk:
-                        carry = buffer
+                        # No cell ends in this megabyte: keep only its tail, where the next cell's start may be.
+                        # Keeping it all made a small crafted file (a 1 GiB cell) take minutes (helper-31).
+                        carry = buffer[-_CARRY_MAX:]
                         continue
                     for match in _CELL_WITH_FORMULA.finditer(buffer, 0, cut):
                         ref = _REF.search(match.group(1) or match.group(2))

@@ -376,3 +376,35 @@ def test_a_celery_process_that_stops_on_an_error_exits_non_zero(monkeypatch: pyt
     assert started and started[0][0] == command
     App.start = lambda self, argv: 0  # type: ignore[method-assign]
     assert CliRunner().invoke(cli, [command]).exit_code == 0
+
+
+def test_generated_key_files_are_never_readable_by_others_and_processes_agree(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """helper-31: secret.key and admin.token were written 0644, then chmod-ed: readable by anyone for a moment."""
+    import os
+    import stat
+    import threading
+
+    from hub.settings import Settings
+
+    seen_modes: list[int] = []
+    real_fdopen = os.fdopen
+
+    def watching_fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
+        seen_modes.append(stat.S_IMODE(os.fstat(fd).st_mode))  # the mode while the value is being written
+        return real_fdopen(fd, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fdopen", watching_fdopen)
+    settings = Settings(data_dir=tmp_path / "data", _env_file=None)  # type: ignore[call-arg]
+    keys: list[str] = []
+    threads = [threading.Thread(target=lambda: keys.append(settings.resolved_secret_key())) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    token, created = settings.resolved_admin_token()
+    assert created and token.startswith("crmhub_")
+    assert len(set(keys)) == 1  # eight "processes" starting at once agree on one key
+    assert seen_modes and set(seen_modes) == {0o600}
+    for name in ("secret.key", "admin.token"):
+        assert stat.S_IMODE((tmp_path / "data" / name).stat().st_mode) == 0o600
