@@ -107,6 +107,21 @@ def read_envelope(body: bytes) -> Envelope:
         raise PayloadError("not a Douyin webhook envelope: 'event' is missing", code="invalid_envelope") from exc
 
 
+def event_id(request: InboundRequest, envelope: Envelope) -> str:
+    """The stored event's id: from the signed body when it names the message (server_message_id, log_id).
+
+    `Msg-Id` is not covered by the signature, so keying events on it let one captured request be stored again
+    under each new header value (helper-31). The request itself is still deduplicated on `Msg-Id`, as
+    platforms.md says (`message_id`); a replay with a forged one is stored as a request but makes no new event.
+    """
+    server_id = envelope.content_text("server_message_id")
+    if server_id:
+        return "smid:" + server_id[:200]
+    if envelope.log_id:
+        return "log:" + envelope.log_id[:200]
+    return message_id(request, envelope)
+
+
 def message_id(request: InboundRequest, envelope: Envelope) -> str:
     """Douyin's message id: the `Msg-Id` header, else server_message_id, else log_id, else a body digest."""
     header = _as_text(request.header("msg-id"))
