@@ -7,18 +7,27 @@ inside it), so entity declarations are refused outright rather than trusting the
 from __future__ import annotations
 
 import hashlib
+import re
 import xml.etree.ElementTree as ET
 
 from hub.errors import PayloadError, UnreadableBody
 
 MAX_XML_BYTES = 256 * 1024
+_DECLARED_ENCODING = re.compile(r"""\s*<\?xml[^>]*?\bencoding\s*=\s*["']([^"']*)["']""", re.IGNORECASE)
 
 
 def parse_xml(raw: bytes) -> dict[str, str]:
     """`<xml><A>x</A>…</xml>` → {"A": "x"} (first level only; CDATA unwrapped)."""
     if len(raw) > MAX_XML_BYTES:
         raise UnreadableBody("XML body is too large", code="body_too_large")
-    if b"<!DOCTYPE" in raw.upper() or b"<!ENTITY" in raw.upper():
+    try:  # WeCom sends UTF-8; another encoding (UTF-16) would hide a DOCTYPE from the check below (helper-31)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnreadableBody("XML body is not UTF-8", code="invalid_xml") from exc
+    declared = _DECLARED_ENCODING.match(text)
+    if "\x00" in text or (declared and declared.group(1).lower().replace("-", "") != "utf8"):
+        raise UnreadableBody("XML body must be UTF-8 (no other declared encoding)", code="invalid_xml")
+    if "<!DOCTYPE" in text.upper() or "<!ENTITY" in text.upper():
         raise UnreadableBody("XML with a DOCTYPE or ENTITY is refused", code="invalid_xml")
     try:
         root = ET.fromstring(raw)

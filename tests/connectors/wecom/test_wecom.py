@@ -170,6 +170,19 @@ def test_entity_declarations_are_refused() -> None:
     assert not isinstance(inner.value, UnreadableBody) and inner.value.code == "invalid_xml"
 
 
+@pytest.mark.parametrize("raw", [
+    '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE x [<!ENTITY a "aaaa">]><xml><Encrypt>&a;</Encrypt></xml>'
+    .encode("utf-16"),  # the byte check saw no "<!DOCTYPE" in UTF-16 (helper-31)
+    '<?xml version="1.0" encoding="UTF-16LE"?><!DOCTYPE x><xml/>'.encode("utf-16-le"),
+    b'<?xml version="1.0" encoding="latin-1"?><xml><Encrypt>x</Encrypt></xml>',
+    b"<\x00!\x00D\x00O\x00C\x00T\x00Y\x00P\x00E\x00",
+])
+def test_xml_in_another_encoding_is_refused_before_it_is_parsed(raw: bytes) -> None:
+    with pytest.raises(UnreadableBody):
+        connector.verify(InboundRequest("POST", raw, {}, {"msg_signature": "x", "timestamp": "1", "nonce": "1"}),
+                         config)
+
+
 def test_end_to_end_over_http(hub: Hub) -> None:
     client = client_for(hub)
     live = {**CONFIG, "max_clock_skew_s": 300}
