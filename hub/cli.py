@@ -151,10 +151,10 @@ def worker(queues: str, concurrency: int, pool: str) -> None:
     """Run a Celery worker (requires CRMHUB_BROKER_URL)."""
     app = _celery_app()
     settle_gc()  # before the prefork pool forks: the children share what is frozen here
-    # app.start, not app.worker_main, which drops the exit code: Celery's "Unrecoverable error" (e.g. kombu failing
-    # to restore unacked messages when Redis drops the connection) must exit non-zero, so a supervisor that
-    # restarts on failure (systemd Restart=on-failure) brings the worker back.
-    _exit_with(app.start(
+    # Celery's "Unrecoverable error" (e.g. kombu failing to restore unacked messages when Redis drops the
+    # connection) must exit non-zero, so a supervisor that restarts on failure (systemd Restart=on-failure)
+    # brings the worker back: see _run_celery.
+    _exit_with(_run_celery(app,
         [
             "worker",
             "-Q",
@@ -175,8 +175,26 @@ def worker(queues: str, concurrency: int, pool: str) -> None:
 def beat() -> None:
     """Run the Celery beat scheduler: retries, recovery sweep, silent-customer scan."""
     app = _celery_app()
-    _exit_with(app.start(["beat", "--loglevel", "INFO", "--schedule",
-                          str(get_settings().data_dir / "celerybeat-schedule")]))
+    _exit_with(_run_celery(app, ["beat", "--loglevel", "INFO", "--schedule",
+                                 str(get_settings().data_dir / "celerybeat-schedule")]))
+
+
+def _run_celery(app: Any, argv: list[str]) -> int | None:
+    """Celery's own command line, returning the exit code it chose.
+
+    app.worker_main() and app.start() both drop it: with standalone_mode=False click hands `ctx.exit(code)` back
+    as main()'s return value, which they ignore, so a worker that stopped on an error exited 0 (helper-32).
+    """
+    from celery.bin.celery import celery as celery_command
+
+    celery_command.params[0].default = app
+    try:
+        code = celery_command.main(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    finally:
+        celery_command.params[0].default = None
+    return code if isinstance(code, int) else None
 
 
 def _exit_with(code: int | None) -> None:

@@ -359,23 +359,23 @@ def test_sources_add_help_lists_the_connectors_and_their_required_keys() -> None
     assert lines["pos"] == "secret" and lines["wecom"] == "corp_id, token, encoding_aes_key"
 
 
-@pytest.mark.parametrize("command", ["worker", "beat"])
-def test_a_celery_process_that_stops_on_an_error_exits_non_zero(monkeypatch: pytest.MonkeyPatch,
-                                                                command: str) -> None:
-    """helper-25: a worker killed by Celery's "Unrecoverable error" exited 0, so Restart=on-failure left it dead."""
-    started: list[list[str]] = []
+@pytest.mark.filterwarnings("ignore:You're running the worker with superuser")  # CI runs as root
+def test_a_worker_that_celery_stops_on_an_error_exits_non_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    """helper-25: a worker killed by Celery's "Unrecoverable error" exited 0, so Restart=on-failure left it dead.
+    A real Celery app and command line; only the worker's start is replaced by what that error leaves behind."""
+    import celery.worker
+    from celery import Celery
 
-    class App:
-        def start(self, argv: list[str]) -> int:
-            started.append(argv)
-            return 1  # what celery's `ctx.exit(worker.exitcode)` hands back after an unrecoverable error
+    def unrecoverable(self: Any) -> None:
+        self.exitcode = 1  # what WorkController.start sets after logging "Unrecoverable error"
 
-    monkeypatch.setattr("hub.cli._celery_app", lambda: App())
-    result = CliRunner().invoke(cli, [command])
-    assert result.exit_code == 1 and "exit code 1" in result.stderr
-    assert started and started[0][0] == command
-    App.start = lambda self, argv: 0  # type: ignore[method-assign]
-    assert CliRunner().invoke(cli, [command]).exit_code == 0
+    monkeypatch.setattr(celery.worker.WorkController, "start", unrecoverable)
+    monkeypatch.setattr("hub.cli._celery_app", lambda: Celery("exit-code-test", broker="memory://"))
+    result = CliRunner().invoke(cli, ["worker", "--pool", "solo", "--concurrency", "1"])
+    assert result.exit_code == 1, result.output
+    assert "exit code 1" in result.stderr
+    monkeypatch.setattr(celery.worker.WorkController, "start", lambda self: None)  # a clean stop
+    assert CliRunner().invoke(cli, ["worker", "--pool", "solo", "--concurrency", "1"]).exit_code == 0
 
 
 def test_generated_key_files_are_never_readable_by_others_and_processes_agree(tmp_path: Path,
