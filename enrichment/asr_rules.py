@@ -15,7 +15,7 @@ from typing import Any
 
 __all__ = ["rec_task_problem"]
 
-_ENGINE = re.compile(r"(8k|16k)_[a-z0-9_]+")
+_ENGINE = re.compile(r"(8k|16k)_[A-Za-z0-9_-]+")  # 16k_zh-PY too
 
 
 def rec_task_problem(params: Mapping[str, Any]) -> tuple[str, str] | None:

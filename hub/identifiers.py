@@ -487,18 +487,24 @@ def _builtin_placeholder(type: str, value: str) -> bool:
 
 
 # What forms get typed into to get past a required email field: a placeholder word or a run of digits before the
-# @ (test@test.com, null@qq.com, 123456@qq.com), a no-reply sender, one character repeated on both sides (a@a.com).
-_NO_REPLY = frozenset({"noreply", "no-reply", "no_reply", "donotreply", "do-not-reply", "do_not_reply"})
+# @ (test@test.com, null@qq.com, 123456@qq.com), a no-reply sender, one letter repeated on both sides (aaa@aaa.com).
+# Its own word list: DEFAULT_PLACEHOLDERS holds `na`, `nan` and `nil` for N/A and NaN cells, and na@ (娜) and
+# nan@ (楠, 南) are real people's addresses (helper-32).
+_EMAIL_LOCAL_PLACEHOLDERS = frozenset({
+    "null", "none", "undefined", "test", "anonymous", "unknown", "noreply", "no-reply", "no_reply", "donotreply",
+    "do-not-reply", "do_not_reply", "无", "暂无", "没有", "未知", "不详", "测试", "匿名",
+})
 
 
 def _fake_email(text: str) -> bool:
     local, at, domain = text.rpartition("@")
     if not at:
         return False
-    if local in DEFAULT_PLACEHOLDERS or local in _NO_REPLY or _fake_digits("email", local):
+    if local in _EMAIL_LOCAL_PLACEHOLDERS or _fake_digits("email", local):
         return True
     label = domain.partition(".")[0]
-    return len(set(local)) == 1 and len(set(label)) == 1 and local[0] == label[0]
+    # a@a.com, xxx@xxx.cn; one letter alone may be a real mailbox (q@qq.com), so two or more on the left
+    return len(local) >= 2 and len(set(local)) == 1 and set(label) == set(local)
 
 
 def clear_caches() -> None:

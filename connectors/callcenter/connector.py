@@ -37,9 +37,11 @@ class CallcenterConfig(BaseModel):
     endpoint: str | None = Field(None, description="host[:port] override for the CCC API (tests, private endpoints)")
     protocol: Literal["https", "http"] = "https"
     reconcile_interval_s: float = Field(86400.0, ge=60, description="seconds between reconciles (nightly)")
-    reconcile_lookback_s: float = Field(2 * 86400.0, ge=3600, le=MAX_AGE_S,
-                                        description="how far back the first reconcile looks (DescribeTelCdr: "
-                                                    "at most 180 days)")
+    # No upper bound: a stored config is validated again on every use, and a source saved with 180 days would
+    # stop working. The reconcile asks for at most MAX_AGE_S back (reconcile.pull_page) and says so.
+    reconcile_lookback_s: float = Field(2 * 86400.0, ge=3600,
+                                        description="how far back the first reconcile looks (DescribeTelCdr keeps "
+                                                    f"180 days: more is clamped to {MAX_AGE_S // 86400} days)")
     reconcile_lag_s: float = Field(3600.0, ge=0, description="leave the last hour for the next run")
 
     def reconcile_enabled(self) -> bool:

@@ -22,8 +22,10 @@ from .errors import FileUnreadable
 
 # A cell holding a formula (`<c r="B2"><f>…`), or an error value a formula left when the sheet was pasted as
 # values (`<c r="B2" t="e"><v>#N/A</v>`): calamine reads the latter as an empty string.
-_CELL_WITH_FORMULA = re.compile(rb"<(?:\w+:)?c\s([^>]*?)>\s*<(?:\w+:)?f[\s>/]"
-                                rb"|<(?:\w+:)?c\s([^>]*?\bt=\"e\"[^>]*)>")
+# The attributes stay inside one tag ([^<>]): a run of `<c ` with no `>` would otherwise be rescanned from each
+# one, quadratic in a few kilobytes of crafted XML (helper-32).
+_CELL_WITH_FORMULA = re.compile(rb"<(?:\w+:)?c\s([^<>]*)>\s*<(?:\w+:)?f[\s>/]"
+                                rb"|<(?:\w+:)?c\s([^<>]*\bt=\"e\"[^<>]*)>")
 _REF = re.compile(rb'\br="([A-Z]{1,3})([0-9]+)"')
 _CHUNK = 1 << 20
 _CARRY_MAX = 1 << 16  # a `<c …>` start tag and its `<f` fit in this, however long the cell's value
@@ -76,7 +78,8 @@ def scan_formulas(path: str, sheet_index: int) -> tuple[dict[int, set[int]], int
                         carry = buffer[-_CARRY_MAX:]
                         continue
                     for match in _CELL_WITH_FORMULA.finditer(buffer, 0, cut):
-                        ref = _REF.search(match.group(1) or match.group(2))
+                        attributes = match.group(1) if match.group(1) is not None else match.group(2)
+                        ref = _REF.search(attributes)
                         if ref is None:
                             unplaced += 1
                             continue

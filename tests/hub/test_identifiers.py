@@ -320,7 +320,7 @@ def test_normalize_identity_rejects_placeholders_on_request() -> None:
         ("email", "test@example.com"),
         ("email", "null@null.com"),
         ("email", "none@qq.com"),
-        ("email", "a@a.com"),
+        ("email", "aa@aa.com"),
         ("email", "xxx@xxx.cn"),
         ("email", "123456@qq.com"),
         ("email", "88888888@163.com"),
@@ -346,6 +346,11 @@ def test_is_placeholder(type_: str, value: str) -> None:
         ("email", "a@brand.cn"),  # one letter is a real (if rare) mailbox
         ("email", "li.lei@example.com"),
         ("email", "12345@qq.com"),  # a five-digit QQ number is real
+        ("email", "na@huawei.com"),  # 娜 (helper-32: `na` is a placeholder only as a whole value, N/A)
+        ("email", "nan@tsinghua.edu.cn"),  # 楠
+        ("email", "nil@brand.cn"),
+        ("email", "q@qq.com"),
+        ("email", "e@e.com.cn"),
         ("email", "2851234567@qq.com"),
         ("erp_customer_code", "1001"),  # short pure-digit codes can be real
         ("erp_customer_code", "111"),

@@ -167,8 +167,14 @@ def test_the_fake_refuses_what_describetelcdr_refuses() -> None:
             describe_page(config, now - 100 * 86400, now, 0)  # a span of 90 days or more
 
 
-def test_a_first_reconcile_cannot_look_back_further_than_the_api_keeps(hub: Hub) -> None:
-    resp = client_for(hub).post("/v1/sources", json={
-        "connector": "callcenter", "name": "tccc-far", "config": {**CONFIG, "reconcile_lookback_s": 365 * 86400}},
-        headers=ADMIN)
-    assert resp.status_code == 422 and "reconcile_lookback_s" in resp.text
+def test_a_lookback_beyond_what_the_api_keeps_is_accepted_and_clamped(hub: Hub) -> None:
+    """A refusal would also break sources saved with 180 days: stored configs are validated on every use."""
+    config = {**CONFIG, "reconcile_lookback_s": 365 * 86400}
+    assert client_for(hub).post("/v1/sources", headers=ADMIN, json={
+        "connector": "callcenter", "name": "tccc-far", "config": config}).status_code == 201
+    fake = FakeCcc()
+    with fake.running():
+        now = int(time.time())
+        pull_page(CallcenterConfig.model_validate(_reconcile_config(fake, reconcile_lookback_s=365 * 86400)), None,
+                  now=now)
+    assert fake.requests[0]["StartTimeStamp"] >= now - 180 * 86400

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -365,3 +366,27 @@ def test_the_formula_scan_keeps_finding_cells_after_megabytes_without_one(tmp_pa
             dst.writestr(item, data)
     found, unplaced = scan_formulas(str(padded), 0)
     assert found == {1: {1}} and unplaced == 0
+
+
+def _with_sheet_xml(tmp_path: Path, name: str, change: Any) -> Path:
+    import zipfile
+
+    source = write_xlsx(tmp_path / "plain.xlsx", [HEADER, ["腾讯科技", "张三", "13800138000"]])
+    out = tmp_path / name
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            dst.writestr(item, change(data) if item.filename == "xl/worksheets/sheet1.xml" else data)
+    return out
+
+
+def test_the_formula_scan_survives_odd_cell_tags(tmp_path: Path) -> None:
+    """helper-32: `<c ><f>` (no attributes) raised TypeError; a run of `<c ` without `>` was quadratic."""
+    from connectors.spreadsheet.xlsx import scan_formulas
+
+    bare = _with_sheet_xml(tmp_path, "bare.xlsx", lambda d: d.replace(
+        b"</sheetData>", b'<row r="9"><c ><f>A1</f><v>1</v></c><c r="B9" t="e"><v>#N/A</v></c></row></sheetData>'))
+    assert scan_formulas(str(bare), 0) == ({8: {1}}, 1)  # the error cell placed, the bare one counted
+    run = _with_sheet_xml(tmp_path, "run.xlsx", lambda d: d.replace(b"<sheetData>", b"<!--" + b"<c " * 200_000
+                                                                     + b"--><sheetData>", 1))
+    assert scan_formulas(str(run), 0) == ({}, 0)
