@@ -75,3 +75,45 @@ def test_processes_migrating_an_empty_sqlite_database_at_once_all_succeed(tmp_pa
 @pytest.mark.postgres
 def test_processes_migrating_an_empty_postgresql_database_at_once_all_succeed(pg_url: str) -> None:
     _migrate_at_once(pg_url)
+
+
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_0007_points_existing_messages_at_their_customer_as_it_is_now(tmp_path: Path, db: str,
+                                                                     request: pytest.FixtureRequest) -> None:
+    """Messages made before webhooks/follow.py: one whose event a split moved, one of a merged-away customer."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from hub.models import EventRow
+    from identity.models import CustomerRow
+    from webhooks.models import EndpointRow, MessageRow
+
+    url = request.getfixturevalue("pg_url") if db == "postgres" else f"sqlite:///{tmp_path / 'm.db'}"
+    engine = create_engine(url)
+    try:
+        upgrade(engine, "0006")
+        now = datetime(2026, 12, 1, tzinfo=UTC)
+        original, split_off, survivor, merged = (uuid.uuid4() for _ in range(4))
+        moved_event, merged_event, endpoint = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        with engine.begin() as conn:
+            conn.execute(CustomerRow.__table__.insert(), [
+                {"id": c, "traits": {}, "created_at": now, "updated_at": now, "merged_into": into}
+                for c, into in ((original, None), (split_off, None), (survivor, None), (merged, survivor))])
+            conn.execute(EventRow.__table__.insert(), [
+                {"id": e, "type": "lead.submitted", "source": "test", "source_event_id": str(e), "occurred_at": now,
+                 "received_at": now, "stored_at": now, "customer_id": c, "data": {}}
+                for e, c in ((moved_event, split_off), (merged_event, merged))])
+            conn.execute(EndpointRow.__table__.insert(), [{"id": endpoint, "url": "https://crm.example.com/h",
+                                                           "event_types": ["*"], "secret_sealed": "x"}])
+            conn.execute(MessageRow.__table__.insert(), [
+                {"id": uuid.uuid4(), "endpoint_id": endpoint, "event_id": e, "event_type": "lead.submitted",
+                 "customer_id": c, "occurred_at": now, "status": "delivered"}
+                for e, c in ((moved_event, original), (merged_event, merged))])
+        upgrade(engine)
+        with engine.connect() as conn:
+            now_named = dict(conn.execute(select(MessageRow.event_id, MessageRow.customer_id)).all())
+        assert now_named == {moved_event: split_off, merged_event: survivor}
+    finally:
+        engine.dispose()
