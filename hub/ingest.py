@@ -59,7 +59,8 @@ class Rejection:
 _STOP = object()
 
 
-BROKER_PAUSE_S = 5.0  # after a failed enqueue, how long new rows are left to the recovery sweep
+BROKER_PAUSE_S = 5.0  # after a failed enqueue, how long new rows are held back (then tried first)
+HELD_MAX = 10_000
 
 
 class RawWriter:
@@ -75,6 +76,7 @@ class RawWriter:
         self.rows = 0
         self.last_submit_at = 0.0
         self._broker_retry_at = 0.0  # while the broker is down, enqueues are skipped until then
+        self._held: list[int] = []  # rows not enqueued during the pause, published first after it
         runner = hub.runner
         if hasattr(runner, "ingest_busy"):
             runner.ingest_busy = self.busy
@@ -146,18 +148,28 @@ class RawWriter:
         (~0.6 s), and the next group commit waits for this thread: 32 concurrent requests took 11 s to be
         answered (helper-25). So the first failure skips the rest, and enqueues pause for a few seconds; the
         rows are durable and the recovery sweep (`requeue_pending`) queues them once the broker is back."""
-        if not raw_ids or time.monotonic() < self._broker_retry_at:
+        if time.monotonic() < self._broker_retry_at:
+            self._hold(raw_ids)
             return
+        # Rows held during the pause go first: a one-off blip must not leave them to the sweep's minutes.
+        raw_ids, self._held = self._held + raw_ids, []
         for n, raw_id in enumerate(raw_ids):
             try:
                 enqueue("hub.pipeline.process_raw", raw_id)
             except Exception as exc:  # broker down: the rows are durable, the sweep re-queues them
                 self._broker_retry_at = time.monotonic() + BROKER_PAUSE_S
-                log.warning("could not enqueue %d raw event(s) from %s on (%s: %s); they are stored and the "
-                            "recovery sweep queues them within %.0f s of the broker coming back",
-                            len(raw_ids) - n, raw_id, type(exc).__name__, exc,
-                            self.hub.settings.requeue_after_s + self.hub.settings.requeue_every_s)
+                self._hold(raw_ids[n:])
+                log.warning("could not enqueue %d raw event(s) from %s on (%s: %s); they are stored, tried again "
+                            "with the next request after %.0f s, and the recovery sweep queues them within %.0f s "
+                            "of the broker coming back", len(raw_ids) - n, raw_id, type(exc).__name__, exc,
+                            BROKER_PAUSE_S, self.hub.settings.requeue_after_s + self.hub.settings.requeue_every_s)
                 return
+
+    def _hold(self, raw_ids: list[int]) -> None:
+        """Keep ids to publish after the pause (bounded: past that the sweep has them anyway)."""
+        room = HELD_MAX - len(self._held)
+        if room > 0:
+            self._held.extend(raw_ids[:room])
 
 
 def _settle(outcomes: list[tuple[Any, Any, BaseException | None]]) -> None:

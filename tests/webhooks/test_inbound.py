@@ -166,10 +166,18 @@ def test_a_broker_outage_does_not_slow_acknowledgements_and_loses_nothing(web, m
     assert len(tried) == 1  # the first failure pauses enqueueing; the next requests do not wait on the broker
     assert "could not enqueue 1 raw event(s)" in caplog.text and "Traceback" not in caplog.text
     monkeypatch.undo()
-    assert len(pending_raw_ids(hub)) == 3  # stored, waiting for the sweep
+    assert len(pending_raw_ids(hub)) == 3  # stored
+    # The broker is back: after the pause, the next request publishes the held rows first (helper-32: they
+    # used to wait up to two minutes for the sweep).
+    published: list[int] = []
+    monkeypatch.setattr("hub.ingest.enqueue", lambda name, raw_id: published.append(raw_id))
+    monkeypatch.setattr(hub.writer, "_broker_retry_at", 0.0)
+    client.post(f"/hooks/{sid}/v1/track", content=_track("m-bk3"), headers=basic(KEY))
+    assert sorted(published) == sorted(pending_raw_ids(hub))
+    monkeypatch.undo()
     for raw_id in pending_raw_ids(hub):
-        process_raw(raw_id)  # what the recovery sweep's tasks do
-    assert count_events(hub) == 3
+        process_raw(raw_id)  # what the published tasks do
+    assert count_events(hub) == 4
 
 
 def test_a_database_outage_is_a_503_in_json_and_any_other_failure_a_json_500(web, monkeypatch) -> None:  # type: ignore[no-untyped-def]
