@@ -131,22 +131,27 @@ class DouyinOpenAPI:
         Tokens are cached per process and a newer fetch elsewhere (another worker, another tool using the same
         app) ends an older token's life early, so "token invalid" is an everyday answer, not a failure.
         """
+        token = self.client_token()
         try:
-            return self._post_once(path, payload)
+            return self._post_once(path, payload, token)
         except DouyinAPIError as exc:
             if _err_no(exc.details) not in TOKEN_REJECTED:
                 raise
-            self.drop_token()
-            return self._post_once(path, payload)
+            self.drop_token(token)
+            return self._post_once(path, payload, self.client_token())
 
-    def drop_token(self) -> None:
+    def drop_token(self, rejected: str | None = None) -> None:
+        """Forget the cached token; with `rejected`, only if it is still that one (a thread sharing this client
+        may have fetched a new one meanwhile, and dropping that would only end another token early)."""
         with self._lock:
-            self.oauth.token = None
+            current = self.oauth.token
+            if rejected is None or (current and current.get("access_token") == rejected):
+                self.oauth.token = None
 
-    def _post_once(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def _post_once(self, path: str, payload: dict[str, Any], token: str) -> dict[str, Any]:
         try:
             resp = self.http.post(self.base_url + path, json=payload, timeout=TIMEOUT_S,
-                                  headers={"access-token": self.client_token()})
+                                  headers={"access-token": token})
         except httpx.HTTPError as exc:
             raise RetryableError(f"Douyin API unreachable: {exc}") from exc
         if resp.status_code >= 500 or resp.status_code == 429:

@@ -115,8 +115,8 @@ def event_id(request: InboundRequest, envelope: Envelope) -> str:
     platforms.md says (`message_id`); a replay with a forged one is stored as a request but makes no new event.
     """
     server_id = envelope.content_text("server_message_id")
-    if server_id:
-        return "smid:" + server_id[:200]
+    if server_id:  # with the event: an enter-conversation push and a lead card may name the same message
+        return f"smid:{envelope.event}:{server_id[:200]}"
     if envelope.log_id:
         return "log:" + envelope.log_id[:200]
     return message_id(request, envelope)

@@ -68,7 +68,7 @@ def test_sent_message_is_about_the_receiver() -> None:
 def test_content_as_json_string_is_read() -> None:
     draft = parse("im_receive_msg_image_content_string.json")
     assert draft.type == "message.received" and draft.properties["message_type"] == "image"
-    assert draft.properties["text"] is None and draft.source_event_id == "smid:7306432799999990003"
+    assert draft.properties["text"] is None and draft.source_event_id == "smid:im_receive_msg:7306432799999990003"
 
 
 def test_entering_a_dm_from_an_ad_carries_the_campaign() -> None:

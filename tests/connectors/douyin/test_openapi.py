@@ -80,6 +80,17 @@ def test_a_token_douyin_no_longer_accepts_is_fetched_again_once(fake: FakeDouyin
     assert len(fake.tokens) == 4
 
 
+def test_a_rejected_token_is_dropped_only_if_still_cached(fake: FakeDouyin, http: httpx.Client) -> None:
+    """helper-32: a thread whose token was rejected dropped whichever token was cached, maybe one another thread
+    had just fetched, ending it early for everyone."""
+    api = DouyinOpenAPI(http, CONFIG["client_key"], CONFIG["client_secret"], fake.base_url)
+    old = api.client_token()
+    api.drop_token()
+    fresh = api.client_token()  # another thread's fetch
+    api.drop_token(old)  # the first thread's rejection arrives late
+    assert api.client_token() == fresh and fake.tokens == [old, fresh]
+
+
 def test_an_expired_token_is_fetched_again(fake: FakeDouyin, http: httpx.Client) -> None:
     api = DouyinOpenAPI(http, CONFIG["client_key"], CONFIG["client_secret"], fake.base_url)
     api.client_token()
