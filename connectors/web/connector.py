@@ -90,10 +90,6 @@ class WebConnector(Connector):
     def event_count(self, request: InboundRequest, config: WebConfig) -> int:
         return len(self._messages(request))
 
-    def event_keys(self, request: InboundRequest, config: WebConfig) -> list[tuple[str, str]] | None:
-        """Each message is stored under its messageId, so a batch answers `duplicates` per message (contract §3)."""
-        return [(message_id(m), "msg:" + message_id(m)) for m in self._messages(request)]
-
     def parse(self, request: InboundRequest, config: WebConfig, ctx: ParseContext) -> list[EventDraft]:
         try:
             messages = self._messages(request)

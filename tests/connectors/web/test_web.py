@@ -133,27 +133,3 @@ def test_browser_sdk_requests_with_the_write_key_in_the_body_are_accepted(hub: H
                                                      "access-control-request-headers": "authorization,x-retry-count"})
     assert preflight.status_code == 204 and preflight.headers["access-control-allow-origin"] == "*"
     assert "x-retry-count" in preflight.headers["access-control-allow-headers"]
-
-
-def test_a_batch_answers_duplicates_per_message(hub: Hub) -> None:
-    """Contract §3: `accepted` counts new events and `duplicates` those already seen, inside a batch too (helper-28)."""
-    client = client_for(hub)
-    source_id = add_source(client, "web", "dups", {"write_key": KEY})
-
-    def track(mid: str) -> dict[str, Any]:
-        return {"type": "track", "event": "Viewed", "anonymousId": "a-dup", "messageId": mid}
-
-    def send(path: str, body: dict[str, Any]) -> dict[str, Any]:
-        resp = client.post(f"/hooks/{source_id}/v1/{path}", json=body, headers=basic(KEY))
-        assert resp.status_code == 200, resp.text
-        return dict(resp.json())
-
-    assert send("track", track("bt-A")) == {"accepted": 1, "duplicates": 0}
-    wait_processed(hub)
-    assert send("batch", {"batch": [track("bt-A"), track("bt-B")]}) == {"accepted": 1, "duplicates": 1}
-    wait_processed(hub)
-    assert send("track", track("bt-B")) == {"accepted": 0, "duplicates": 1}
-    assert send("batch", {"batch": [track("bt-C"), track("bt-C")]}) == {"accepted": 1, "duplicates": 1}
-    wait_processed(hub)
-    with hub.sessions() as s:
-        assert sorted(s.scalars(select(EventRow.source_event_id))) == ["bt-A", "bt-B", "bt-C"]
