@@ -146,8 +146,9 @@ class RawWriter:
     def _enqueue(self, raw_ids: list[int]) -> None:
         """Hand new rows to the workers. With the broker down each publish fails only after Celery's retries
         (~0.6 s), and the next group commit waits for this thread: 32 concurrent requests took 11 s to be
-        answered (helper-25). So the first failure skips the rest, and enqueues pause for a few seconds; the
-        rows are durable and the recovery sweep (`requeue_pending`) queues them once the broker is back."""
+        answered (helper-25). So the first failure skips the rest and enqueues pause for a few seconds; the rows
+        are durable, held (bounded) and published first after the pause, and the recovery sweep
+        (`requeue_pending`) takes any the writer could not."""
         if time.monotonic() < self._broker_retry_at:
             self._hold(raw_ids)
             return
