@@ -76,12 +76,18 @@ def sniff_delimiter(text: str) -> tuple[str, bool]:
     return dialect.delimiter, bool(dialect.skipinitialspace)
 
 
-def csv_cell(text: str) -> str | None:
-    """A cell's text, None if blank. Excel's leading `'` text marker is dropped before a phone-like value."""
-    if not text.strip():
-        return None
+def drop_text_marker(text: str) -> str:
+    """`'13800138001` → `13800138001`: Excel's leading `'` text marker, dropped before a phone-like value only
+    (the .xlsx reader does the same, for exports that wrote the marker into the cell's text)."""
     marked = _EXCEL_TEXT_MARK.fullmatch(text)
     return marked.group(1) if marked else text
+
+
+def csv_cell(text: str) -> str | None:
+    """A cell's text, None if blank, without a text marker (`drop_text_marker`)."""
+    if not text.strip():
+        return None
+    return drop_text_marker(text)
 
 
 class CsvSheet:

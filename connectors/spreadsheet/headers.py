@@ -10,10 +10,12 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from hub.identifiers import strip_invisible
 
+HEADER_SEARCH_ROWS = 20  # non-blank rows searched for the header row (titles and group rows above it)
 KEY_FIELDS: frozenset[str] = frozenset({"name", "company", "phone", "email", "uscc"})
 IGNORE = "ignore"
 
@@ -56,9 +58,35 @@ def guess_field(header: str) -> str | None:
     return _LOOKUP.get(normalise_header(header))
 
 
+def column_letters(index: int) -> str:
+    """Spreadsheet column letters of a 0-based column index: 0 → `A`, 26 → `AA`."""
+    letters = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
+
+
+def unnamed_column(index: int) -> str:
+    """The extra field of a column with no header text (or right of the header row): its cells are kept,
+    named by where they are in the sheet."""
+    return f"extra:column {column_letters(index)}"
+
+
+def column_labels(headers: Sequence[str], width: int) -> list[str]:
+    """A distinct name per column (`width` at least), for a person fixing a row: the header; `column D` for a blank
+    header or a column right of the header row; `备注 (column E)` for a name that two columns share."""
+    names = [str(h).strip() for h in headers] + [""] * (width - len(headers))
+    base = [name or f"column {column_letters(i)}" for i, name in enumerate(names)]
+    counts = Counter(base)
+    return [b if counts[b] == 1 else f"{b} (column {column_letters(i)})" for i, b in enumerate(base)]
+
+
 def header_score(cells: Sequence[object]) -> int:
-    """How many cells of a row read as known headers (used to find the header row below a title)."""
-    return sum(1 for cell in cells if isinstance(cell, str) and guess_field(cell) is not None)
+    """How many distinct fields a row's cells name (used to find the header row below a title). Distinct, so a
+    group row above the header (联系方式 merged over five columns) does not outscore the header itself."""
+    return len({guess_field(cell) for cell in cells if isinstance(cell, str)} - {None})
 
 
 def validate_overrides(overrides: Mapping[str, str]) -> dict[str, str]:
@@ -86,7 +114,8 @@ def validate_overrides(overrides: Mapping[str, str]) -> dict[str, str]:
 
 
 def map_columns(headers: Sequence[str], overrides: Mapping[str, str]) -> tuple[dict[int, str], list[str]]:
-    """Column index → field for every column (unknown headers keep their text, prefixed `extra:`).
+    """Column index → field for every column (unknown headers keep their text, prefixed `extra:`; a blank one
+    is `extra:column D`).
 
     Returns the mapping and the override headers that matched no column (reported as warnings).
     """
@@ -96,6 +125,8 @@ def map_columns(headers: Sequence[str], overrides: Mapping[str, str]) -> tuple[d
     for index, header in enumerate(headers):
         key = normalise_header(header)
         if not key:
+            text = str(header).strip()
+            mapping[index] = f"extra:{text}" if text else unnamed_column(index)
             continue
         if key in wanted:
             used.add(key)

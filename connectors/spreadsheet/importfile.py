@@ -16,12 +16,11 @@ from typing import Any
 
 from .csvfile import CsvSheet
 from .errors import FileUnreadable
-from .headers import header_score, map_columns, validate_overrides
+from .headers import HEADER_SEARCH_ROWS, column_letters, header_score, map_columns, validate_overrides
 from .mapping import RowOutcome, analyse_row
 from .xlsx import XlsxSheet
 
 BODY_FORMAT = "crmhub.spreadsheet/1"
-HEADER_SEARCH_ROWS = 20
 DEFAULT_BATCH_ROWS = 1000
 
 
@@ -43,6 +42,8 @@ class ImportFile:
     headers: list[str] = field(default_factory=list)
     fields: list[str | None] = field(default_factory=list)
     blank_rows: int = 0
+    wide_rows: int = 0  # rows with cells right of the header row
+    widest: int = 0
 
     def __post_init__(self) -> None:
         validate_overrides(self.overrides)  # a bad --map fails before the file is read (ValueError)
@@ -52,6 +53,7 @@ class ImportFile:
             raise FileUnreadable(f"no such file: {self.path}")
         self.name = os.path.basename(self.path)
         suffix = os.path.splitext(self.path)[1].lower()
+        _check_content(self.path, self.name, suffix)
         if suffix in (".xlsx", ".xlsm"):
             self.sheet: XlsxSheet | CsvSheet = XlsxSheet(self.path)
         elif suffix in (".csv", ".txt", ".tsv"):
@@ -132,6 +134,7 @@ class ImportFile:
         outcomes: list[RowOutcome] = []
         for row, cells, formulas in self.data_rows():
             cells = _trim(cells)
+            self._note_width(cells)
             outcomes.append(analyse_row(row, cells, self.fields, formulas))
             pending.append([row, cells, formulas] if formulas else [row, cells])
             if len(pending) >= self.batch_rows:
@@ -140,6 +143,11 @@ class ImportFile:
         if pending:
             yield self._batch(pending, outcomes)
         self._final_warnings()
+
+    def _note_width(self, cells: list[Any]) -> None:
+        if len(cells) > len(self.fields):
+            self.wide_rows += 1
+            self.widest = max(self.widest, len(cells))
 
     def _batch(self, rows: list[list[Any]], outcomes: list[RowOutcome]) -> Batch:
         content = json.dumps([self.fields, rows], ensure_ascii=False, separators=(",", ":"), default=str)
@@ -159,9 +167,10 @@ class ImportFile:
                                       "formulas or their error values (#N/A …); the cached values were read and "
                                       "the cells flagged"})
             if sheet.other_sheets:
+                which = ("the first visible worksheet" if sheet.first_visible
+                         else f"the first visible worksheet with a header row ({sheet.name})")
                 self.warnings.append({"code": "other_sheets_ignored",
-                                      "detail": "only the first visible worksheet is imported; ignored: "
-                                      + ", ".join(sheet.other_sheets)})
+                                      "detail": f"only {which} is imported; ignored: " + ", ".join(sheet.other_sheets)})
         else:
             if sheet.encoding not in ("utf-8", "utf-8-sig"):
                 self.warnings.append({"code": "encoding_detected", "detail": sheet.encoding})
@@ -170,10 +179,70 @@ class ImportFile:
                                       f"bytes that are not {sheet.encoding}; replaced with U+FFFD"})
         if self.blank_rows:
             self.warnings.append({"code": "blank_rows_skipped", "detail": f"{self.blank_rows} blank row(s)"})
+        if self.wide_rows:
+            columns = _column_span(len(self.fields), self.widest)
+            self.warnings.append({"code": "cells_beyond_header", "detail": f"{self.wide_rows} row(s) have cells "
+                                  f"right of the header row ({columns}); kept as extra fields named by column"})
+
+
+_ZIP = b"PK\x03\x04"  # an .xlsx is a zip archive
+_OLE2 = b"\xd0\xcf\x11\xe0"  # a legacy Excel 97-2003 .xls is an OLE2 compound file
+_TEXT_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
+
+
+def _check_content(path: str, name: str, suffix: str) -> None:
+    """Refuse a file whose bytes are not what its name says, saying what it is and what to do: a legacy .xls,
+    or a CSV renamed .xlsx, otherwise fails with a parser's message that helps nobody."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(4096)
+    except OSError as exc:
+        raise FileUnreadable(f"cannot read {path}: {exc.strerror or exc}") from exc
+    message = _mismatch(name, suffix, _content_kind(head))
+    if message is not None:
+        raise FileUnreadable(message)
+
+
+def _content_kind(head: bytes) -> str:
+    """`zip`, `ole2`, `text` or `other` (an empty file too), from a file's first bytes."""
+    if not head:
+        return "other"
+    if head.startswith(_ZIP):
+        return "zip"
+    if head.startswith(_OLE2):
+        return "ole2"
+    if head.startswith(_TEXT_BOMS) or all(b >= 0x20 or b in b"\t\r\n" for b in head):
+        return "text"
+    return "other"
+
+
+def _mismatch(name: str, suffix: str, kind: str) -> str | None:
+    workbook = suffix in (".xlsx", ".xlsm", ".xls")
+    if kind == "ole2" and (workbook or suffix in (".csv", ".txt", ".tsv")):
+        return (f"{name} is a legacy Excel 97-2003 workbook (.xls), which cannot be read: open it in Excel or WPS "
+                "and save it as .xlsx (or as CSV UTF-8), then import that file")
+    if kind == "zip" and suffix in (".xls", ".csv", ".txt", ".tsv"):
+        return f"{name} is an .xlsx workbook: rename it to .xlsx and import it again"
+    if kind == "text" and suffix in (".xlsx", ".xlsm"):
+        return f"{name} is a text file (CSV), not an .xlsx workbook: rename it to .csv and import it again"
+    if kind == "text" and suffix == ".xls":
+        return (f"{name} is a text file, not an Excel workbook (some systems export CSV, tab-separated text or HTML "
+                "as .xls): if it is comma- or tab-separated, rename it to .csv; otherwise open it in Excel or WPS and "
+                "save it as .xlsx")
+    if suffix == ".xls":
+        return f"{name}: .xls is not a readable workbook format: open it in Excel or WPS and save it as .xlsx or .csv"
+    return None
 
 
 def _is_blank(cells: list[Any]) -> bool:
     return all(c is None or (isinstance(c, str) and not c.strip()) for c in cells)
+
+
+def _column_span(first: int, end: int) -> str:
+    """`column G` or `columns G-I` (0-based `first`, exclusive `end`)."""
+    if end - first == 1:
+        return f"column {column_letters(first)}"
+    return f"columns {column_letters(first)}-{column_letters(end - 1)}"
 
 
 def _trim(cells: list[Any]) -> list[Any]:

@@ -21,7 +21,7 @@ from hub.identifiers import Normalized, normalize_identity
 from hub.quality import check_company_name, clean_text, looks_like_formula
 from hub.schemas import EventDraft, Identity, Quality, QualityIssue
 
-from .headers import KEY_FIELDS
+from .headers import KEY_FIELDS, column_labels, unnamed_column
 
 EVENT_TYPE = "record.imported"
 IDENTITY_FIELDS = ("phone", "email", "uscc")
@@ -30,6 +30,8 @@ ISSUE_KEYS = ("invisible_chars", "formula_residue", "invalid_phone", "invalid_em
               "invalid_uscc", "placeholder_identity")
 _SPLIT_MULTI = re.compile(r"[,，;；/、|\n]+")
 MULTI_VALUE_SEPARATOR = "; "  # joins the values of a field that several columns map to
+_PHONE_NOTE = re.compile(r"\s*[(（][^()（）0-9]+[)）]\s*$")  # 13800138000（微信同号）: a note, no digits
+_TEXT_WRAPPER = re.compile(r'\s*=\s*"([^"]*)"\s*')  # ="13800138000": a string literal, nothing else
 _FLOAT_DIGITS = re.compile(r"([0-9]+)\.0+")  # a phone as pandas writes a float column: 13800138058.0
 
 
@@ -46,6 +48,7 @@ class RowOutcome:
     identities: list[Identity] = field(default_factory=list)
     issues: list[QualityIssue] = field(default_factory=list)
     tainted: set[str] = field(default_factory=set)  # fields holding formula residue: kept out of traits
+    tainted_columns: list[int] = field(default_factory=list)  # where that residue is, for the quarantine detail
 
     @property
     def quarantined(self) -> bool:
@@ -77,17 +80,19 @@ def _path(name: str) -> str:
 def analyse_row(
     row: int, cells: Sequence[Any], fields: Sequence[str | None], formulas: Sequence[int] = ()
 ) -> RowOutcome:
-    """Clean, check and classify one row. `fields[i]` names column i (`extra:<header>` for unknown ones)."""
+    """Clean, check and classify one row. `fields[i]` names column i (`extra:<header>` for unknown ones); a
+    cell right of the header row is kept as `extra:column <letters>`."""
     out = RowOutcome(row=row, source_event_id="")
     raw_ids: dict[str, list[str]] = {k: [] for k in IDENTITY_FIELDS}
     formula_cols = set(formulas)
-    for index, name in enumerate(fields):
+    for index, name in enumerate(row_fields(fields, len(cells))):
         if name is None:
             continue
         raw = cell_text(cells[index]) if index < len(cells) else None
         if raw is None and index not in formula_cols:
             continue
-        _clean_cell(out, name, raw or "", index in formula_cols, raw_ids)
+        if _clean_cell(out, name, raw or "", index in formula_cols, raw_ids):
+            out.tainted_columns.append(index)
     _check_identities(out, raw_ids)
     company = out.record.get("company")
     if company is not None and "company" not in out.tainted:
@@ -101,8 +106,16 @@ def analyse_row(
     return out
 
 
-def _clean_cell(out: RowOutcome, name: str, raw: str, is_formula: bool, raw_ids: dict[str, list[str]]) -> None:
+def row_fields(fields: Sequence[str | None], width: int) -> list[str | None]:
+    """`fields`, extended to a row `width` cells wide: a cell past the header row is data too."""
+    return [*fields, *(unnamed_column(i) for i in range(len(fields), width))]
+
+
+def _clean_cell(out: RowOutcome, name: str, raw: str, is_formula: bool, raw_ids: dict[str, list[str]]) -> bool:
+    """Clean one cell into `out`; True if it holds formula residue."""
     path = _path(name)
+    if not is_formula:
+        raw = _unwrap_text(out, raw, path)
     text, found = clean_text(raw, path)
     if name == "phone" and (digits := _FLOAT_DIGITS.fullmatch(text)):
         text = digits.group(1)  # as the .xlsx path reads a float cell (cell_text), so the row id agrees too
@@ -111,7 +124,8 @@ def _clean_cell(out: RowOutcome, name: str, raw: str, is_formula: bool, raw_ids:
             out.problems.add("invisible_chars")
         if issue.code != "formula_residue":
             out.issues.append(issue)
-    if is_formula or looks_like_formula(text):
+    residue = is_formula or looks_like_formula(text)
+    if residue:
         detail = "cell holds a formula or its error value; the cached value was read" if is_formula else text[:80]
         out.issues.append(QualityIssue(field=path, code="formula_residue", detail=detail))
         out.problems.add("formula_residue")
@@ -119,13 +133,24 @@ def _clean_cell(out: RowOutcome, name: str, raw: str, is_formula: bool, raw_ids:
         if name in KEY_FIELDS and "formula_residue" not in out.reasons:
             out.reasons.append("formula_residue")
     if not text:
-        return
+        return residue
     if name.startswith("extra:"):
         _keep(out.extra, name[6:], text)
-        return
+        return residue
     if name in raw_ids and name not in out.tainted:
         raw_ids[name].append(text)
     _keep(out.record, name, text)
+    return residue
+
+
+def _unwrap_text(out: RowOutcome, raw: str, path: str) -> str:
+    """`="13800138000"` is how Excel is told to keep a CSV value as text (no lost leading zero or digits): the
+    value is the text it wraps, noted, unless that is formula-like itself (then it stays residue)."""
+    wrapped = _TEXT_WRAPPER.fullmatch(raw)
+    if wrapped is None or looks_like_formula(wrapped.group(1)):
+        return raw
+    out.issues.append(QualityIssue(field=path, code="excel_text_wrapper_removed", detail=raw[:80]))
+    return wrapped.group(1)
 
 
 def _keep(values: dict[str, str], name: str, text: str) -> None:
@@ -142,7 +167,10 @@ def _check_identities(out: RowOutcome, raw_ids: dict[str, list[str]]) -> None:
     seen: set[tuple[str, str]] = set()
     for kind, values in raw_ids.items():
         for value in values:
-            for result, part in _candidates(kind, value):
+            for result, note, part in _candidates(kind, value):
+                if note is not None:
+                    out.issues.append(QualityIssue(field=f"identities.{kind}", code="phone_note_removed",
+                                                   detail=f"{part[:64]!r}: note {note!r} left out of the identity"))
                 if result.value is not None:
                     if (kind, result.value) not in seen:
                         seen.add((kind, result.value))
@@ -154,15 +182,38 @@ def _check_identities(out: RowOutcome, raw_ids: dict[str, list[str]]) -> None:
                                                detail=f"{kind} {part[:64]!r} left out"))
 
 
-def _candidates(kind: str, value: str) -> list[tuple[Normalized, str]]:
-    """The value itself, or — if that is not valid — its parts (`138…/139…`, `a@x.cn；b@x.cn`)."""
-    whole = _normalise(kind, value)
+def _candidates(kind: str, value: str) -> list[tuple[Normalized, str | None, str]]:
+    """The value itself, or — if that is not valid — its parts (`138…/139…`, `a@x.cn；b@x.cn`): (result, the
+    note read off it (`（微信同号）`) or None, the text)."""
+    whole, note = _normalise_noted(kind, value)
     if whole.value is not None or kind == "uscc":
-        return [(whole, value)]
-    parts = [p.strip() for p in _SPLIT_MULTI.split(value) if p.strip()]
+        return [(whole, note, value)]
+    parts = _split_values(kind, value)
     if len(parts) < 2:
-        return [(whole, value)]
-    return [(_normalise(kind, p), p) for p in parts]
+        return [(whole, None, value)]
+    return [(*_normalise_noted(kind, p), p) for p in parts]
+
+
+def _split_values(kind: str, value: str) -> list[str]:
+    """A multi-value cell's parts. Phones on separate lines reach here space-separated (cleaning collapses the
+    newline), so a phone cell splits on spaces too, but only when every part is a phone (`138 0013 8000` is one)."""
+    parts = [p.strip() for p in _SPLIT_MULTI.split(value) if p.strip()]
+    if len(parts) < 2 and kind == "phone":
+        spaced = value.split()
+        if len(spaced) >= 2 and all(_normalise_noted(kind, p)[0].value is not None for p in spaced):
+            return spaced
+    return parts
+
+
+def _normalise_noted(kind: str, value: str) -> tuple[Normalized, str | None]:
+    """A phone followed by a bracketed note (`13800138000（微信同号）`) is that phone; the note is returned so
+    the change is recorded (the cell's text, note included, stays in the record)."""
+    result = _normalise(kind, value)
+    note = _PHONE_NOTE.search(value) if result.value is None and kind == "phone" else None
+    if note is None:
+        return result, None
+    bare = _normalise(kind, value[: note.start()])
+    return (bare, note.group(0).strip()) if bare.value is not None else (result, None)
 
 
 def row_id(record: dict[str, str], extra: dict[str, str]) -> str:
@@ -191,24 +242,25 @@ def to_draft(out: RowOutcome, *, file: str, received_at: datetime, fields: Seque
 
 
 def quarantine_payload(out: RowOutcome, *, file: str, headers: Sequence[str], cells: Sequence[Any]) -> dict[str, Any]:
-    """What the quarantine table keeps for a rejected row: enough to fix and re-import it."""
-    values = {str(h): cells[i] for i, h in enumerate(headers) if i < len(cells) and cells[i] not in (None, "")}
+    """What the quarantine table keeps for a rejected row: enough to fix and re-import it, so every cell, keyed by
+    its column's label (`column_labels`: a repeated or blank header, or no header, still gets its own key)."""
+    labels = column_labels(headers, len(cells))
+    values = {labels[i]: cell for i, cell in enumerate(cells) if cell not in (None, "")}
     return {"file": file, "row": out.row, "reasons": list(out.reasons), "values": values,
             "issues": [i.model_dump(mode="json") for i in out.issues]}
 
 
 def quarantine_detail(out: RowOutcome, *, headers: Sequence[str], fields: Sequence[str | None]) -> str:
     """`row 2: formula_residue in 手机号` — each reason with the columns behind it, so a person can fix the row."""
-    column = {name: str(headers[i]) for i, name in enumerate(fields) if name and i < len(headers)}
+    labels = column_labels(headers, len(fields))
     parts = []
     for reason in out.reasons:
         if reason == "formula_residue":
-            tainted = [column.get(n, n) for n in dict.fromkeys(f for f in fields if f) if n in out.tainted
-                       and n in KEY_FIELDS]
+            tainted = [labels[i] for i in out.tainted_columns if i < len(fields) and fields[i] in KEY_FIELDS]
             parts.append(f"formula_residue in {', '.join(tainted)}")
         elif reason == "no_person_identity":
             left_out = [i.detail for i in out.issues if i.field in ("identities.phone", "identities.email")]
-            columns = [column[n] for n in ("phone", "email") if n in column]
+            columns = [labels[i] for kind in ("phone", "email") for i, name in enumerate(fields) if name == kind]
             where = f" in {', '.join(columns)}" if columns else " (the file has no phone or email column)"
             parts.append(f"no_person_identity: no usable phone or email{where}"
                          + (f"; {'; '.join(left_out)}" if left_out else ""))

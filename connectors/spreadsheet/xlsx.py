@@ -18,7 +18,9 @@ from xml.etree import ElementTree
 
 from python_calamine import CalamineError, CalamineWorkbook, SheetTypeEnum, SheetVisibleEnum
 
+from .csvfile import drop_text_marker
 from .errors import FileUnreadable
+from .headers import HEADER_SEARCH_ROWS, header_score
 
 # A cell holding a formula (`<c r="B2"><f>…`), or an error value a formula left when the sheet was pasted as
 # values (`<c r="B2" t="e"><v>#N/A</v>`): calamine reads the latter as an empty string.
@@ -93,14 +95,15 @@ def scan_formulas(path: str, sheet_index: int) -> tuple[dict[int, set[int]], int
 
 
 def json_cell(value: Any) -> Any:
-    """A calamine value as a JSON primitive (dates become ISO strings)."""
+    """A calamine value as a JSON primitive (dates become ISO strings). A cell Excel marked as text
+    (quotePrefix) comes without its `'`; one whose text holds it loses it as in a CSV (`drop_text_marker`)."""
     if isinstance(value, datetime | date | time):
         return value.isoformat()
     if isinstance(value, timedelta):
         return value.total_seconds()
     if value == "":
         return None
-    return value
+    return drop_text_marker(value) if isinstance(value, str) else value
 
 
 def first_row_yielded(sheet: Any) -> int:
@@ -117,28 +120,49 @@ def first_row_yielded(sheet: Any) -> int:
     return 0 if padded else top
 
 
-def first_visible_worksheet(workbook: Any) -> int:
-    """The index of the sheet a person sees first when opening the file: hidden sheets (lookup tables, a
-    template's leftovers) and chart sheets are passed over. 0 when every sheet is hidden."""
-    for index, sheet in enumerate(workbook.sheets_metadata):
-        if sheet.visible == SheetVisibleEnum.Visible and sheet.typ == SheetTypeEnum.WorkSheet:
-            return index
-    return 0
+def visible_worksheets(workbook: Any) -> list[int]:
+    """The indexes of the sheets a person sees when opening the file: hidden sheets (lookup tables, a template's
+    leftovers) and chart sheets are passed over."""
+    return [index for index, sheet in enumerate(workbook.sheets_metadata)
+            if sheet.visible == SheetVisibleEnum.Visible and sheet.typ == SheetTypeEnum.WorkSheet]
+
+
+def data_worksheet(workbook: Any) -> tuple[int, Any]:
+    """(index, sheet) to import: the first visible worksheet with a recognised header row, so an empty sheet or
+    a cover page in front of the data is passed over; failing that the first visible one with rows, then the
+    first visible one (the first sheet when every sheet is hidden)."""
+    visible = visible_worksheets(workbook) or [0]
+    with_rows: int | None = None
+    for index in visible:
+        sheet = workbook.get_sheet_by_index(index)
+        head = _head_rows(sheet)
+        if any(header_score(row) for row in head):
+            return index, sheet
+        if head and with_rows is None:
+            with_rows = index
+    index = visible[0] if with_rows is None else with_rows
+    return index, workbook.get_sheet_by_index(index)
+
+
+def _head_rows(sheet: Any) -> list[list[Any]]:
+    """The first non-blank rows, as many as the header search reads."""
+    rows = (row for row in sheet.iter_rows() if any(cell not in ("", None) for cell in row))
+    return list(islice(rows, HEADER_SEARCH_ROWS))
 
 
 class XlsxSheet:
-    """The first worksheet's rows (0-based absolute row, cells with merges filled, formula columns)."""
+    """The data worksheet's rows (0-based absolute row, cells with merges filled, formula columns)."""
 
     def __init__(self, path: str) -> None:
         try:
             self.workbook = CalamineWorkbook.from_path(path)
-            self.index = first_visible_worksheet(self.workbook)
-            self.sheet = self.workbook.get_sheet_by_index(self.index)
+            self.index, self.sheet = data_worksheet(self.workbook)
         except (CalamineError, OSError, ValueError) as exc:
             raise FileUnreadable(f"not a readable .xlsx workbook: {exc}") from exc
         except Exception as exc:  # python-calamine raises its own zip/xml errors
             raise FileUnreadable(f"not a readable .xlsx workbook: {exc}") from exc
         self.name = self.sheet.name
+        self.first_visible = (visible_worksheets(self.workbook) or [0])[0] == self.index
         self.other_sheets = [n for i, n in enumerate(self.workbook.sheet_names) if i != self.index]
         self.start = self.sheet.start or (0, 0)
         self.first_row = first_row_yielded(self.sheet)

@@ -226,3 +226,20 @@ def test_a_bad_row_repeated_in_the_file_is_quarantined_once_and_counted_once(hub
     assert report["issues"]["formula_residue"] == 2  # issues still count rows
     if not dry_run:
         assert _count(hub, QuarantineRow) == 1
+
+
+def test_a_quarantined_row_keeps_every_cell_and_names_every_column_to_fix(hub: Hub, tmp_path: Path) -> None:
+    """The payload was keyed by header, so a repeated or blank header (and a cell past the header row) lost
+    cells; the detail named the last column of a field, not the one holding the formula."""
+    rows = [["客户名称", "联系人", "手机", "电话", "备注", "备注", None, "邮箱"],
+            ["腾讯科技", "张三", "=A2", "13900139000", "r1", "r2", "无表头", "zs@example.com", "表外"],
+            ["阿里巴巴", "李四", "=A3", "=B3", None, None, None, "ls@example.com"]]
+    report = run_import(hub, str(write_csv(tmp_path / "q.csv", rows)))
+    assert report["quarantined"] == 2
+    with hub.sessions() as s:
+        held = {r.payload["item"]["row"]: r for r in s.scalars(select(QuarantineRow))}
+    assert held[2].detail == "row 2: formula_residue in 手机"
+    assert held[3].detail == "row 3: formula_residue in 手机, 电话"
+    assert held[2].payload["item"]["values"] == {
+        "客户名称": "腾讯科技", "联系人": "张三", "手机": "=A2", "电话": "13900139000", "备注 (column E)": "r1",
+        "备注 (column F)": "r2", "column G": "无表头", "邮箱": "zs@example.com", "column I": "表外"}

@@ -390,3 +390,163 @@ def test_the_formula_scan_survives_odd_cell_tags(tmp_path: Path) -> None:
     run = _with_sheet_xml(tmp_path, "run.xlsx", lambda d: d.replace(b"<sheetData>", b"<!--" + b"<c " * 200_000
                                                                      + b"--><sheetData>", 1))
     assert scan_formulas(str(run), 0) == ({}, 0)
+
+
+# ---------------------------------------------------------------- no cell is dropped for want of a header
+def test_a_cell_under_a_blank_header_is_kept_as_an_extra_named_by_its_column(tmp_path: Path) -> None:
+    """A column with no header text was skipped, its cells lost without a trace."""
+    rows = [["客户名称", "联系人", "手机号", None, "邮箱"],
+            ["腾讯科技", "张三", "13800138000", "老客户，勿扰", "zs@example.com"]]
+    for path in (write_csv(tmp_path / "b.csv", rows), write_xlsx(tmp_path / "b.xlsx", rows)):
+        opened = ImportFile(str(path))
+        [outcome] = _outcomes(opened)
+        assert opened.fields[3] == "extra:column D", path
+        assert outcome.extra == {"column D": "老客户，勿扰"} and outcome.record["email"] == "zs@example.com", path
+
+
+def test_cells_right_of_the_header_row_are_kept_and_reported(tmp_path: Path) -> None:
+    """A CSV row longer than its header lost the cells past the last header column."""
+    rows = [HEADER[:3], ["腾讯科技", "张三", "13800138000", "VIP", "2023-01-05 回访"],
+            ["阿里巴巴", "王五", "13700137000"]]
+    opened = ImportFile(str(write_csv(tmp_path / "w.csv", rows)))
+    wide, narrow = _outcomes(opened)
+    assert wide.extra == {"column D": "VIP", "column E": "2023-01-05 回访"} and not wide.reasons
+    assert narrow.extra == {}
+    assert {"code": "cells_beyond_header", "detail": "1 row(s) have cells right of the header row (columns D-E); "
+            "kept as extra fields named by column"} in opened.warnings
+
+
+def test_column_letters_round_trip() -> None:
+    from connectors.spreadsheet.headers import column_letters
+
+    assert [column_letters(i) for i in (0, 3, 25, 26, 701, 702, 16383)] == ["A", "D", "Z", "AA", "ZZ", "AAA", "XFD"]
+    assert all(column_index(column_letters(i).encode()) == i for i in range(2000))
+
+
+def test_a_group_row_above_the_header_is_not_taken_for_it(tmp_path: Path) -> None:
+    """Two-level headers: 联系方式 merged over five columns named the phone field five times and outscored the
+    real header row (four known names), whose names then became a data row."""
+    rows = [["客户信息", "联系方式", None, None, None, None],
+            ["客户名称", "手机", "备用手机号", "QQ", "微信", "邮箱"],
+            ["腾讯科技", "13800138000", "13900139000", "10001", "zs_wx", "zs@example.com"]]
+    csv_rows = [[*rows[0][:2], *["联系方式"] * 4], *rows[1:]]  # a CSV repeats the group name instead
+    for path in (write_xlsx(tmp_path / "g.xlsx", rows, merges=("B1:F1",)), write_csv(tmp_path / "g.csv", csv_rows)):
+        opened = ImportFile(str(path))
+        [outcome] = _outcomes(opened)
+        assert opened.headers[:2] == ["客户名称", "手机"], path
+        assert outcome.record == {"company": "腾讯科技", "phone": "13800138000", "wechat": "zs_wx",
+                                  "email": "zs@example.com"}, path
+        assert outcome.extra == {"备用手机号": "13900139000", "QQ": "10001"} and outcome.row == 3, path
+        assert any(w["code"] == "rows_before_header_skipped" for w in opened.warnings), path
+
+
+@pytest.mark.parametrize("cell", ["13800138000\n13900139000", "13800138000 13900139000", "13800138000\r\n13900139000"])
+def test_two_phones_on_two_lines_or_space_separated(cell: str) -> None:
+    """Cleaning collapsed the newline to a space before the split, so the cell read as one invalid number and a
+    row with no other identity was quarantined."""
+    out = analyse_row(2, ["腾讯科技", "张三", cell], FIELDS)
+    assert [i.value for i in out.identities] == ["+8613800138000", "+8613900139000"] and not out.reasons
+    assert not out.problems
+
+
+def test_a_spaced_cell_splits_only_when_every_part_is_a_phone() -> None:
+    assert [i.value for i in analyse_row(2, [None, "张三", "138 0013 8000"], FIELDS).identities] == ["+8613800138000"]
+    mixed = analyse_row(2, [None, "张三", "13800138000 12345"], FIELDS)
+    assert mixed.reasons == ["no_person_identity"] and mixed.problems == {"invalid_phone"}
+
+
+@pytest.mark.parametrize("cell", ["13800138000（微信同号）", "13800138000(微信同号)", "13800138000 (微信同号)"])
+def test_a_trailing_note_after_a_phone_is_read_off_and_recorded(cell: str) -> None:
+    out = analyse_row(2, ["腾讯科技", "张三", cell], FIELDS)
+    assert [i.value for i in out.identities] == ["+8613800138000"] and not out.reasons
+    assert "微信同号" in out.record["phone"]  # the cell's text keeps the note
+    [issue] = [i for i in out.issues if i.code == "phone_note_removed"]
+    assert issue.field == "identities.phone" and "(微信同号)" in issue.detail
+    assert analyse_row(2, [None, "张三", "13800138000转801"], FIELDS).reasons == ["no_person_identity"]  # not handled
+
+
+def test_excels_text_wrapper_in_a_csv_is_the_text_not_a_formula(tmp_path: Path) -> None:
+    """`="13800138000"` keeps a value as text when Excel opens the CSV; it was quarantined as formula residue."""
+    path = tmp_path / "w.csv"
+    path.write_text('客户名称,联系人,手机号,邮箱\n腾讯科技,张三,="13800138000","=""zs@example.com"""\n'
+                    '阿里巴巴,李四,="=A1",\n', encoding="utf-8")
+    wrapped, formula = _outcomes(ImportFile(str(path)))
+    assert not wrapped.reasons and not wrapped.problems
+    assert wrapped.record == {"company": "腾讯科技", "name": "张三", "phone": "13800138000", "email": "zs@example.com"}
+    assert [i.value for i in wrapped.identities] == ["+8613800138000", "zs@example.com"]
+    assert {(i.field, i.code) for i in wrapped.issues} >= {("properties.record.phone", "excel_text_wrapper_removed"),
+                                                           ("properties.record.email", "excel_text_wrapper_removed")}
+    assert wrapped.source_event_id == analyse_row(2, ["腾讯科技", "张三", "13800138000", "zs@example.com"],
+                                                  ["company", "name", "phone", "email"]).source_event_id
+    assert formula.reasons[0] == "formula_residue"  # what it wraps is a formula: still residue
+
+
+def test_xlsx_drops_the_apostrophe_text_marker_as_csv_does(tmp_path: Path) -> None:
+    """A quotePrefix cell reads without its `'`; an export that wrote `'13800138001` into the text lost the row's
+    only identity in .xlsx, while the same cell in a CSV read as the phone."""
+    from openpyxl import load_workbook
+
+    rows = [[*HEADER[:3], "备注"], ["腾讯科技", "张三", "'13800138001", "'VIP'"], ["阿里巴巴", "李四", "13900139002"]]
+    path = write_xlsx(tmp_path / "m.xlsx", rows)
+    book = load_workbook(path)
+    book.active["C3"].quotePrefix = True  # what Excel saves for a typed '13900139002
+    book.save(path)
+    for source in (path, write_csv(tmp_path / "m.csv", rows)):
+        marked, prefixed = _outcomes(ImportFile(str(source)))
+        assert marked.record["phone"] == "13800138001" and not marked.reasons, source
+        assert marked.record["remark"] == "'VIP'", source  # only a phone-like value loses the marker
+        assert prefixed.record["phone"] == "13900139002" and not prefixed.reasons, source
+
+
+_OLE2_HEAD = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 504  # a legacy .xls (OLE2 compound file)
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("old.xls", _OLE2_HEAD, "old.xls is a legacy Excel 97-2003 workbook (.xls), which cannot be read: open it in "
+                            "Excel or WPS and save it as .xlsx"),
+    ("old.xlsx", _OLE2_HEAD, "old.xlsx is a legacy Excel 97-2003 workbook (.xls)"),
+    ("renamed.xlsx", "客户名称,手机号\n腾讯科技,13800138000\n".encode("gbk"),
+     "renamed.xlsx is a text file (CSV), not an .xlsx workbook: rename it to .csv"),
+    ("bom.xlsx", "客户名称,手机号\n".encode("utf-8-sig"), "bom.xlsx is a text file (CSV)"),
+    ("export.xls", b"<html><table><tr><td>a</td></tr></table></html>", "export.xls is a text file, not an Excel "
+                                                                       "workbook"),
+])
+def test_a_file_whose_bytes_are_not_what_its_name_says_is_refused_with_what_it_is(
+        tmp_path: Path, name: str, content: bytes, message: str) -> None:
+    """A .xls was refused as an unsupported suffix and a CSV renamed .xlsx with a zip error, neither saying
+    what the file was or what to do."""
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(FileUnreadable) as raised:
+        ImportFile(str(tmp_path / name))
+    assert str(raised.value).startswith(message), str(raised.value)
+
+
+def test_an_xlsx_named_xls_or_csv_is_refused_with_the_fix(tmp_path: Path) -> None:
+    source = write_xlsx(tmp_path / "real.xlsx", ROWS)
+    for name in ("real.xls", "real.csv"):
+        (tmp_path / name).write_bytes(source.read_bytes())
+        with pytest.raises(FileUnreadable, match=f"{name} is an .xlsx workbook: rename it to .xlsx"):
+            ImportFile(str(tmp_path / name))
+
+
+def test_xlsx_passes_over_an_empty_or_header_less_sheet_in_front_of_the_data(tmp_path: Path) -> None:
+    """An empty first sheet gave "the file has no rows"; a notes sheet in front was imported instead of the data."""
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    wb.active.title = "空白"
+    notes = wb.create_sheet("说明")
+    notes.append(["本表由 CRM 系统导出"])
+    data = wb.create_sheet("客户")
+    for row in ROWS:
+        data.append(row)
+    data["F2"] = "=说明!A1"  # the formula scan reads the chosen sheet's XML
+    wb.save(tmp_path / "s.xlsx")
+    opened = ImportFile(str(tmp_path / "s.xlsx"))
+    [outcome] = _outcomes(opened)
+    assert outcome.record["company"] == "腾讯科技" and "formula_residue" in outcome.problems
+    ignored = "only the first visible worksheet with a header row (客户) is imported; ignored: 空白, 说明"
+    assert {"code": "other_sheets_ignored", "detail": ignored} in opened.warnings
+    del wb["客户"]
+    wb.save(tmp_path / "n.xlsx")  # no sheet has a header row: the first one with rows, as before
+    assert ImportFile(str(tmp_path / "n.xlsx")).sheet.name == "说明"
