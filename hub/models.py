@@ -7,7 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, text
+from sqlalchemy.event import listen
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.schema import DDL
 
 from hub.db import Base, BigIntPK, Timestamps, UUIDPk
 from hub.ids import new_id
@@ -74,6 +76,8 @@ class EventRow(Base):
     PostgreSQL `seq` values are handed out before commit, so a later `seq` can be visible while an earlier
     one is still uncommitted; the feed orders by (txid, seq) and only reads rows of transactions older than
     every running one (identity/api_events.py). SQLite runs one writer at a time, so `seq` alone is safe.
+    The pipeline inserts `txid_current()`, and it is also the column default (migration 0008): a PostgreSQL
+    row with NULL would never appear in the feed.
     """
 
     __tablename__ = "events"
@@ -102,6 +106,11 @@ class EventRow(Base):
     account_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
     data: Mapped[dict[str, Any]] = mapped_column()
     txid: Mapped[int | None] = mapped_column(BigInteger)
+
+
+# The default only PostgreSQL has (SQLite has no txid_current()): the same as migration 0008, for create_all.
+listen(EventRow.__table__, "after_create", DDL(
+    "ALTER TABLE events ALTER COLUMN txid SET DEFAULT txid_current()").execute_if(dialect="postgresql"))
 
 
 class QuarantineRow(UUIDPk, Base):

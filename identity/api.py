@@ -33,7 +33,7 @@ from identity.views import (
     parse_identity,
 )
 
-__all__ = ["cursor_int", "decode_cursor", "encode_cursor", "events_out", "router"]
+__all__ = ["cursor_int", "decode_cursor", "encode_cursor", "events_out", "invalid_cursor", "router"]
 
 router = APIRouter(prefix="/v1", dependencies=[AdminDep])
 MAX_LIMIT = 500

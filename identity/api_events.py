@@ -12,12 +12,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from sqlalchemy import Select, literal, literal_column, select, tuple_
+from sqlalchemy.orm import Session
 
 from hub.api import AdminDep, HubDep
-from hub.errors import NotFound
+from hub.errors import Conflict, NotFound
 from hub.models import EventRow
 from hub.schemas import UnifiedEvent
-from identity.api import MAX_LIMIT, cursor_int, decode_cursor, encode_cursor, events_out
+from identity.api import MAX_LIMIT, cursor_int, decode_cursor, encode_cursor, events_out, invalid_cursor
 
 __all__ = ["router"]
 
@@ -39,6 +40,8 @@ def event_feed(
         if wanted:
             stmt = stmt.where(EventRow.type.in_(wanted))
         rows = list(session.scalars(stmt.limit(limit)))
+        if postgres and not rows and position[0]:  # such a cursor finds nothing: check only then
+            _reached(session, position[0])
         items = events_out(session, rows)
     if rows:
         position = (rows[-1].txid or 0, rows[-1].seq)
@@ -48,11 +51,33 @@ def event_feed(
 
 
 def _position(after: str | None) -> tuple[int, int]:
-    """(txid, seq) of the last event a consumer has; a cursor without `x` is (0, seq)."""
+    """(txid, seq) of the last event a consumer has; a cursor without `x` is (0, seq).
+
+    Only a cursor this feed issued: a journey cursor (`t`, `s`) also decodes, and would silently be read as a
+    feed position.
+    """
     if not after:
         return 0, 0
     cursor = decode_cursor(after, param="after")
+    if "s" not in cursor or not cursor.keys() <= _FEED_KEYS:
+        raise invalid_cursor("after")
     return cursor_int(cursor, "x", "after", default=0), cursor_int(cursor, "s", "after")
+
+
+_FEED_KEYS = frozenset({"x", "s"})
+
+
+def _reached(session: Session, txid: int) -> None:
+    """409 for a cursor naming a transaction this database has not reached yet.
+
+    Only a restore (pg_dump onto another server, point-in-time recovery) makes one: transaction ids are the
+    server's own, and every event stored before its ids pass this one would sort behind the cursor, unseen
+    (docs/operations.md).
+    """
+    if txid >= session.scalars(select(_XMAX)).one():
+        raise Conflict("this cursor was issued before the database was restored or moved; read the feed again "
+                       "from the start and skip the event ids you have", code="cursor_ahead_of_database",
+                       details=[{"field": "after", "message": "re-read from the start: docs/operations.md"}])
 
 
 @router.get("/events/{event_id}")
@@ -78,6 +103,7 @@ def _after_pg(position: tuple[int, int]) -> Select[tuple[EventRow]]:
             .order_by(EventRow.txid, EventRow.seq))
 
 
+_XMAX = literal_column("txid_snapshot_xmax(txid_current_snapshot())")
 _HORIZON = literal_column("""(SELECT coalesce(
     (SELECT min(xid) FROM txid_snapshot_xip(txid_current_snapshot()) AS xid
      WHERE xid % 4294967296 NOT IN (

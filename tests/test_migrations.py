@@ -117,3 +117,59 @@ def test_0007_points_existing_messages_at_their_customer_as_it_is_now(tmp_path: 
         assert now_named == {moved_event: split_off, merged_event: survivor}
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_0008_gives_events_without_a_txid_one_every_consumer_then_reads(tmp_path: Path, pg_url: str) -> None:
+    """A PostgreSQL row stored without txid (old code during a rolling deploy, a manual insert) was never in the
+    feed; after 0008 it is, behind a cursor issued before, and the column defaults to the storing transaction."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from hub.migrate import alembic_config
+    from hub.runtime import set_hub
+    from tests.conftest import make_hub, make_settings
+    from tests.helpers import ADMIN, client_for
+    from tests.identity.conftest import draft, ingest
+
+    engine = create_engine(pg_url)
+    upgrade(engine, "0007")
+    hub = make_hub(make_settings(tmp_path, pg_url), plugins="identity")
+    try:
+        client = client_for(hub)
+        stored, untracked = ingest(hub, draft(("phone", "13912340011")), draft(("phone", "13912340012")))
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE events SET txid = NULL WHERE id = :id"), {"id": untracked.id})
+        held = client.get("/v1/events", headers=ADMIN).json()
+        assert [e["id"] for e in held["items"]] == [str(stored.id)]
+        upgrade(engine)
+        after = client.get("/v1/events", params={"after": held["next_cursor"]}, headers=ADMIN).json()
+        assert [e["id"] for e in after["items"]] == [str(untracked.id)]
+        everything = client.get("/v1/events", headers=ADMIN).json()["items"]
+        assert [e["id"] for e in everything] == [str(stored.id), str(untracked.id)]
+
+        def default() -> object:
+            return next(c["default"] for c in inspect(engine).get_columns("events") if c["name"] == "txid")
+
+        assert default() == "txid_current()"
+        cfg = alembic_config()
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0007")
+        assert default() is None
+    finally:
+        hub.engine.dispose()
+        set_hub(None)
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_postgresql_schema_built_from_the_models_defaults_txid_as_migrations_do(pg_url: str) -> None:
+    """Test hubs and benches use create_all: their events get a txid however they are inserted, as in production."""
+    engine = create_engine(pg_url)
+    try:
+        Base.metadata.create_all(engine)
+        (txid,) = [c["default"] for c in inspect(engine).get_columns("events") if c["name"] == "txid"]
+        assert txid == "txid_current()"
+    finally:
+        engine.dispose()

@@ -241,6 +241,22 @@ def test_event_feed_is_not_held_back_by_a_transaction_in_another_database(quiet_
         elsewhere.dispose()
 
 
+def test_a_feed_cursor_from_before_a_restore_is_409(quiet_hub: Hub, client: TestClient) -> None:
+    """Restored onto another server, the database's transaction ids start lower than the cursors issued before:
+    such a cursor would hide every new event until the ids pass it, so the feed says so instead."""
+    if quiet_hub.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite cursors carry no transaction id")
+    rows = ingest(quiet_hub, draft(("phone", "13912340021")), draft(("phone", "13912340022")))
+    page = client.get("/v1/events", params={"limit": 1}, headers=ADMIN).json()
+    assert client.get("/v1/events", params={"after": page["next_cursor"]}, headers=ADMIN).json()["items"][0]["id"] \
+        == str(rows[1].id)
+    with quiet_hub.sessions() as session:
+        xmax = session.scalars(text("SELECT txid_snapshot_xmax(txid_current_snapshot())")).one()
+    for ahead in (xmax + 1000, 2**62):
+        got = client.get("/v1/events", params={"after": _tampered({"x": ahead, "s": 1})}, headers=ADMIN)
+        assert got.status_code == 409 and got.json()["error"]["code"] == "cursor_ahead_of_database", got.text
+
+
 def _tampered(data: object) -> str:
     import base64
     import json
@@ -267,10 +283,30 @@ def test_a_tampered_journey_cursor_is_422_not_500(quiet_hub: Hub, client: TestCl
 
 @pytest.mark.parametrize("raw", ['{"s": 1e400}', '{"s": 1e18}', '{"s": 99999999999999999999}',
                                  '{"x": 99999999999999999999, "s": 1}', '{"x": "5", "s": 1}', '{"s": null}',
-                                 '{"x": -3, "s": 1}'])
+                                 '{"x": -3, "s": 1}', '{"x": 5}', '{}', '{"s": 1, "y": 2}',
+                                 '{"t": "2026-01-25T14:22:00+08:00", "s": 1}'])
 def test_a_tampered_feed_cursor_is_422_not_500(quiet_hub: Hub, client: TestClient, raw: str) -> None:
     import base64
 
     after = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
     got = client.get("/v1/events", params={"after": after}, headers=ADMIN)
     assert got.status_code == 422 and got.json()["error"]["code"] == "invalid_cursor", got.text
+
+
+def test_the_feed_and_the_journey_each_refuse_the_others_cursor(quiet_hub: Hub, client: TestClient) -> None:
+    """Both cursors carry `s`: the feed read a journey cursor as a position in storage order and skipped events."""
+    (row,) = ingest(quiet_hub, draft(("email", "both@example.com")), draft(("email", "both@example.com")))[-1:]
+    journey_url = f"/v1/customers/{row.customer_id}/events"
+    journey = client.get(journey_url, params={"limit": 1}, headers=ADMIN).json()["next_cursor"]
+    feed = client.get("/v1/events", params={"limit": 1}, headers=ADMIN).json()["next_cursor"]
+    assert journey is not None
+    for url, param, cursor in (("/v1/events", "after", journey), (journey_url, "cursor", feed)):
+        got = client.get(url, params={param: cursor}, headers=ADMIN)
+        assert got.status_code == 422 and got.json()["error"]["code"] == "invalid_cursor", (url, got.text)
+        assert got.json()["error"]["details"] == [{"field": param, "message": "pass back a next_cursor unchanged"}]
+
+
+def test_a_malformed_customer_id_on_the_journey_and_history_is_customer_not_found(client: TestClient) -> None:
+    for path in ("/v1/customers/not-a-uuid/events", "/v1/customers/not-a-uuid/history"):
+        got = client.get(path, headers=ADMIN)
+        assert got.status_code == 404 and got.json()["error"]["code"] == "customer_not_found", (path, got.text)
