@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from hub import metrics
 from hub.connector import InboundRequest, ParseContext, SetAside
-from hub.db import JSONText
+from hub.db import JSONText, after_commit
 from hub.errors import PayloadError, QuarantineError, RetryableError
 from hub.identifiers import is_placeholder, normalize_identity, parse_placeholders
 from hub.ids import new_id
@@ -110,11 +110,12 @@ def _process(hub: Hub, session: Session, raw_id: int) -> str:
         reason = exc.reason if isinstance(exc, QuarantineError) else exc.code
         quarantine(session, source.id, raw.id, reason, exc.message, _raw_payload(raw), exc.details)
         raw.status, raw.error, raw.handled_at = RAW_QUARANTINED, reason, utcnow()
-        metrics.EVENTS_QUARANTINED.labels(source.connector.name).inc()
+        _count_quarantined(session, source.connector.name, 1)
         return RAW_QUARANTINED
-    for item in _quarantine_items(session, source.id, raw.id, ctx.quarantined):
+    items = _quarantine_items(session, source.id, raw.id, ctx.quarantined)
+    for item in items:
         quarantine(session, source.id, raw.id, item.reason, item.detail, {"item": item.payload}, item_key=item.key)
-        metrics.EVENTS_QUARANTINED.labels(source.connector.name).inc()
+    _count_quarantined(session, source.connector.name, len(items))
     stored, duplicates = store_drafts(
         hub,
         session,
@@ -126,8 +127,15 @@ def _process(hub: Hub, session: Session, raw_id: int) -> str:
     )
     raw.status, raw.error, raw.handled_at = RAW_HANDLED, None, utcnow()
     raw.events_stored, raw.events_duplicate = stored, duplicates
-    metrics.observe_lag(source.connector.name, raw.received_at)
+    connector, received_at = source.connector.name, raw.received_at
+    after_commit(session, lambda: metrics.observe_lag(connector, received_at))
     return RAW_HANDLED
+
+
+def _count_quarantined(session: Session, connector: str, n: int) -> None:
+    """Count quarantined payloads once committed: a rolled-back run (retried later) quarantined nothing."""
+    if n:
+        after_commit(session, lambda: metrics.EVENTS_QUARANTINED.labels(connector).inc(n))
 
 
 def _lock_raw(session: Session, raw_id: int) -> RawEvent | None:
@@ -337,7 +345,26 @@ def _after_stored(hub: Hub, session: Session, event: UnifiedEvent) -> None:
     for derived in hub.pm.hook.enrich_event(event=event):
         for draft in derived or []:
             emit(session, draft, source=event.source)
-    metrics.EVENTS_STORED.labels(event.source, event.type).inc()
+    _count_stored(session, event)
+
+
+# session.info key: events stored per (source, type) in this transaction, counted once it commits.
+_STORED_COUNTS = "stored_counts"
+
+
+def _count_stored(session: Session, event: UnifiedEvent) -> None:
+    """Count the event once the transaction commits: a rolled-back batch (retried later) stored nothing."""
+    counts: dict[tuple[str, str], int] | None = session.info.get(_STORED_COUNTS)
+    if counts is None:
+        counts = session.info[_STORED_COUNTS] = {}
+        after_commit(session, lambda: _publish_stored(session.info.pop(_STORED_COUNTS, {})))
+    key = (event.source, event.type)
+    counts[key] = counts.get(key, 0) + 1
+
+
+def _publish_stored(counts: dict[tuple[str, str], int]) -> None:
+    for (source, type_), n in counts.items():
+        metrics.EVENTS_STORED.labels(source, type_).inc(n)
 
 
 _EVENT_INSERT = insert(EventRow.__table__)

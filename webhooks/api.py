@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from hub.api import AdminDep, HubDep
@@ -18,7 +18,7 @@ from hub.schemas import PatchBody, QueryTime, Schema, utcnow
 from webhooks.delivery import requeue
 from webhooks.event_types import event_type_warnings
 from webhooks.health import endpoint_health, source_health
-from webhooks.models import MESSAGE_STATUSES, MSG_FAILED, AttemptRow, EndpointRow, MessageRow
+from webhooks.models import MESSAGE_STATUSES, MSG_FAILED, MSG_PENDING, AttemptRow, EndpointRow, MessageRow
 from webhooks.signing import generate_secret
 from webhooks.ssrf import check_url
 
@@ -215,12 +215,17 @@ def message_view(message: MessageRow, attempts: list[AttemptRow]) -> dict[str, A
     })
 
 
-def list_messages(hub: Hub, endpoint_id: uuid.UUID, status: str | None, limit: int) -> list[dict[str, Any]]:
+def list_messages(hub: Hub, endpoint_id: uuid.UUID, status: str | None, limit: int, *,
+                  last_failed: bool = False) -> list[dict[str, Any]]:
+    """Newest first. `last_failed`: only messages whose last attempt failed, still retrying or failed for good."""
     with hub.sessions() as session:
         _get(session, endpoint_id)
         stmt = select(MessageRow).where(MessageRow.endpoint_id == endpoint_id)
         if status:
             stmt = stmt.where(MessageRow.status == status)
+        if last_failed:  # a pending message tried since it was (re)queued has only failed attempts since then
+            stmt = stmt.where(or_(MessageRow.status == MSG_FAILED,
+                                  and_(MessageRow.status == MSG_PENDING, MessageRow.attempt_count > 0)))
         messages = session.scalars(stmt.order_by(MessageRow.created_at.desc()).limit(limit)).all()
         by_message: dict[uuid.UUID, list[AttemptRow]] = {}
         if messages:

@@ -240,7 +240,7 @@ _END_STREAK = (update(_ENDPOINTS)
 
 
 def _record(hub: Hub, batch: Batch, results: list[sender.SendResult]) -> list[str]:
-    now = utcnow()
+    now, clock = utcnow(), time.monotonic()
     plans = [_next(hub, m, r, now) for m, r in zip(batch.messages, results, strict=True)]
     with hub.transaction() as session:
         ids = [m.message_id for m in batch.messages]
@@ -248,7 +248,11 @@ def _record(hub: Hub, batch: Batch, results: list[sender.SendResult]) -> list[st
         rows = [(m, r, p) for m, r, p in zip(batch.messages, results, plans, strict=True) if m.message_id in alive]
         sent = [row for row in rows if row[1].sent]
         if sent:
-            session.execute(AttemptRow.__table__.insert(), [_attempt_row(batch, m, r, now) for m, r, _ in sent])
+            # In finish order, each at its own finish time: the health streak counts failures after the last success.
+            session.execute(AttemptRow.__table__.insert(), [
+                _attempt_row(batch, m, r, _finished_at(r, now, clock))
+                for m, r, _ in sorted(sent, key=lambda row: row[1].done)
+            ])
             session.execute(_SETTLE, [_settle_row(m, r, p) for m, r, p in sent])
         if len(sent) < len(rows):
             session.execute(_RELEASE, [{"m_id": m.message_id, "m_lease": m.lease_until}
@@ -260,8 +264,13 @@ def _record(hub: Hub, batch: Batch, results: list[sender.SendResult]) -> list[st
     return [plan.outcome if m.message_id in alive else "missing" for m, plan in zip(batch.messages, plans, strict=True)]
 
 
-def _attempt_row(batch: Batch, claimed: Claimed, result: sender.SendResult, now: datetime) -> dict[str, Any]:
-    return {"message_id": claimed.message_id, "endpoint_id": batch.endpoint_id, "at": now, "success": result.ok,
+def _finished_at(result: sender.SendResult, now: datetime, clock: float) -> datetime:
+    """When the attempt finished: `done` is monotonic (immune to clock steps), so place it back from now."""
+    return now - timedelta(seconds=max(0.0, clock - result.done))
+
+
+def _attempt_row(batch: Batch, claimed: Claimed, result: sender.SendResult, at: datetime) -> dict[str, Any]:
+    return {"message_id": claimed.message_id, "endpoint_id": batch.endpoint_id, "at": at, "success": result.ok,
             "status_code": result.status_code, "latency_ms": result.latency_ms, "error": result.error,
             "response_excerpt": result.excerpt}
 

@@ -36,12 +36,13 @@ def _percentile(values: list[float], q: float) -> float | None:
     return round(values[index], 3)
 
 
-def endpoint_status(enabled: bool, consecutive: int, attempts_1h: int, rate: float | None) -> str:
+def endpoint_status(enabled: bool, consecutive: int, attempts_1h: int, ok_1h: int) -> str:
+    """From counts, not the rounded `success_rate_1h`: 1 success in 30,000 attempts rounds to 0.0 but is not none."""
     if not enabled:
         return "disabled"
-    if consecutive >= FAILING_STREAK or (attempts_1h > 0 and rate == 0):
+    if consecutive >= FAILING_STREAK or (attempts_1h > 0 and ok_1h == 0):
         return "failing"
-    if consecutive > 0 or (rate is not None and rate < DEGRADED_BELOW):
+    if consecutive > 0 or ok_1h < DEGRADED_BELOW * attempts_1h:
         return "degraded"
     return "healthy"
 
@@ -70,7 +71,7 @@ def endpoint_health(session: Session, endpoint: EndpointRow, now: datetime | Non
                                                       MessageRow.status.in_([MSG_PENDING, MSG_FAILED]))
         .group_by(MessageRow.status)).all())
     return {
-        "status": endpoint_status(endpoint.enabled, consecutive, len(recent), rate),
+        "status": endpoint_status(endpoint.enabled, consecutive, len(recent), ok),
         "success_rate_1h": rate,
         "latency_p50_ms": _percentile(latencies, 0.5),
         "latency_p95_ms": _percentile(latencies, 0.95),

@@ -38,6 +38,8 @@ router = APIRouter(include_in_schema=False)
 _templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                          autoescape=select_autoescape(["html"]))
 RECENT_FAILURES = 5
+# What `/ops?notice=<key>&n=<count>` may show: fixed texts, so a crafted link cannot put its own words on the page.
+NOTICES = {"replayed": "Queued {n} failed message(s) for replay."}
 
 
 # ---------------------------------------------------------------- /metrics
@@ -115,14 +117,21 @@ def dashboard(hub: Any) -> dict[str, Any]:
                               "health": endpoint_health(session, row)})
     sources.sort(key=lambda s: (STATUS_ORDER.get(s["status"], 9), s["name"]))
     endpoints.sort(key=lambda e: (STATUS_ORDER.get(e["health"]["status"], 9), e["url"]))
-    for endpoint in endpoints:
-        endpoint["failures"] = (list_messages(hub, uuid.UUID(endpoint["id"]), MSG_FAILED, RECENT_FAILURES)
-                                if endpoint["health"]["failed"] or endpoint["health"]["consecutive_failures"] else [])
+    for endpoint in endpoints:  # why it fails, before anything has failed for good (pending retries included)
+        health = endpoint["health"]
+        endpoint["failures"] = (list_messages(hub, uuid.UUID(endpoint["id"]), None, RECENT_FAILURES, last_failed=True)
+                                if health["failed"] or health["consecutive_failures"] else [])
     return {"sources": sources, "endpoints": endpoints, "now": utcnow()}
 
 
+def _notice(key: str | None, n: str | None) -> str | None:
+    text = NOTICES.get(key or "")
+    count = int(n) if n and len(n) <= 9 and n.isascii() and n.isdigit() else 0
+    return None if text is None else text.format(n=count)
+
+
 @router.get("/ops")
-def ops_page(request: Request, hub: HubDep, notice: str | None = None) -> Response:
+def ops_page(request: Request, hub: HubDep, notice: str | None = None, n: str | None = None) -> Response:
     try:
         require_ops(request)
     except Unauthorized:
@@ -130,7 +139,7 @@ def ops_page(request: Request, hub: HubDep, notice: str | None = None) -> Respon
     context = dashboard(hub)
     for endpoint in context["endpoints"]:
         endpoint["form_token"] = _form_token(request, endpoint["id"])
-    html = _templates.get_template("ops.html").render(**context, notice=notice)
+    html = _templates.get_template("ops.html").render(**context, notice=_notice(notice, n))
     return HTMLResponse(html, headers={"cache-control": "no-store", "x-frame-options": "DENY"})
 
 
@@ -146,4 +155,4 @@ async def ops_replay(request: Request, endpoint_id: uuid.UUID, hub: HubDep) -> R
     if not hmac.compare_digest(token.encode(), _form_token(request, str(endpoint_id)).encode()):
         return Response("stale or forged form; reload /ops\n", status_code=403, media_type="text/plain")
     queued = await run_in_threadpool(replay_endpoint, hub, endpoint_id, failed_only=True)
-    return RedirectResponse(f"/ops?notice=replayed+{queued}+failed+messages", status_code=303)
+    return RedirectResponse(f"/ops?notice=replayed&n={queued}", status_code=303)

@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import String, cast, select
+from prometheus_client import REGISTRY
+from sqlalchemy import String, cast, event, select
 
 from hub.db import JSONText, _json_serializer
 from hub.ingest import RawSubmission, store_raw_batch
@@ -169,3 +170,59 @@ def test_a_lone_surrogate_in_a_property_name_does_not_fail_the_event(source: tup
         event = s.scalars(select(EventRow)).one()
     assert event.data["properties"]["properties"] == {"a\ufffd": 1}
     assert "unencodable_chars_replaced" in {i["code"] for i in event.data["quality"]["issues"]}
+
+
+class _FailNextCommit:
+    """Make the next commit of the hub's sessions fail, as a lost race or a dropped connection would."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub, self.armed = hub, True
+
+    def __enter__(self) -> _FailNextCommit:
+        event.listen(self.hub.sessions, "before_commit", self._fail)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        event.remove(self.hub.sessions, "before_commit", self._fail)
+
+    def _fail(self, _session: Any) -> None:
+        if self.armed:
+            self.armed = False
+            raise RuntimeError("commit failed")
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_metrics_move_only_when_the_transaction_commits(source: tuple[Hub, str]) -> None:
+    """A rolled-back run stored and quarantined nothing (it is retried), so it must not count."""
+    hub, sid = source
+    stored = ("crmhub_events_stored_total", {"source": "web", "type": "track"})
+    quarantined = ("crmhub_events_quarantined_total", {"connector": "web"})
+    lag = ("crmhub_processing_lag_seconds_count", {"connector": "web"})
+    before = [_sample(name, **labels) for name, labels in (stored, quarantined, lag)]
+    raw_id = _submit(hub, sid, {"batch": [_msg("m-1"), _msg("m-2"), {"type": "track", "messageId": "m-3"}]},
+                     path="v1/batch")
+    with _FailNextCommit(hub):
+        assert process_raw(raw_id) == "failed"
+    assert count_events(hub) == 0
+    assert [_sample(name, **labels) for name, labels in (stored, quarantined, lag)] == before
+
+    assert replay(hub, statuses=["failed"]) == 1
+    wait_processed(hub)
+    assert count_events(hub) == 2
+    after = [_sample(name, **labels) for name, labels in (stored, quarantined, lag)]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [2, 1, 1]
+
+
+def test_a_rolled_back_quarantine_is_not_counted(source: tuple[Hub, str]) -> None:
+    hub, sid = source
+    before = _sample("crmhub_events_quarantined_total", connector="web")
+    raw_id = _submit(hub, sid, {"batch": "not-a-list"}, path="v1/batch")
+    with _FailNextCommit(hub):
+        assert process_raw(raw_id) == "failed"
+    assert _sample("crmhub_events_quarantined_total", connector="web") == before
+    assert replay(hub, statuses=["failed"]) == 1
+    wait_processed(hub)
+    assert _sample("crmhub_events_quarantined_total", connector="web") == before + 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -9,24 +10,47 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
+from sqlalchemy import select
+
 from hub.models import InboundRejection
 from hub.runtime import Hub
 from hub.schemas import utcnow
 from tests.helpers import ADMIN, add_source, basic, client_for, jbody, wait_processed
 from tests.webhooks.conftest import Receiver, add_endpoint, draft, make_due, settle, store
+from webhooks import sender
 from webhooks.health import endpoint_status, source_status
+from webhooks.models import AttemptRow, MessageRow
 
 KEY = "write-key-123456"
 
 
 def test_status_rule() -> None:
-    assert endpoint_status(False, 0, 0, None) == "disabled"
-    assert endpoint_status(True, 5, 5, 0.5) == "failing"
-    assert endpoint_status(True, 2, 2, 0.0) == "failing"
-    assert endpoint_status(True, 1, 10, 0.9) == "degraded"
-    assert endpoint_status(True, 0, 100, 0.9) == "degraded"
-    assert endpoint_status(True, 0, 0, None) == "healthy"
-    assert endpoint_status(True, 0, 10, 1.0) == "healthy"
+    assert endpoint_status(False, 0, 0, 0) == "disabled"
+    assert endpoint_status(True, 5, 10, 5) == "failing"
+    assert endpoint_status(True, 2, 2, 0) == "failing"
+    assert endpoint_status(True, 1, 10, 9) == "degraded"
+    assert endpoint_status(True, 0, 100, 90) == "degraded"
+    assert endpoint_status(True, 0, 100, 95) == "healthy"
+    assert endpoint_status(True, 0, 0, 0) == "healthy"
+    assert endpoint_status(True, 0, 10, 10) == "healthy"
+
+
+def test_one_success_among_many_attempts_is_degraded_not_failing(shub: Hub) -> None:
+    """1 success in 30,000 attempts: `success_rate_1h` rounds to 0.0, yet the endpoint did deliver."""
+    eid = uuid.UUID(add_endpoint(shub, "http://127.0.0.1:9/hook")["id"])
+    store(shub, draft("e-1"))
+    settle(shub)  # its one real attempt fails (nothing listens on port 9); the success below comes last
+    at = utcnow() - timedelta(minutes=5)
+    with shub.transaction() as s:
+        message_id = s.scalars(select(MessageRow.id)).one()
+        s.execute(AttemptRow.__table__.insert(), [
+            {"message_id": message_id, "endpoint_id": eid, "at": at + timedelta(microseconds=i), "success": False,
+             "status_code": 500} for i in range(29_998)] + [
+            {"message_id": message_id, "endpoint_id": eid, "at": utcnow(), "success": True, "status_code": 200}])
+    health = client_for(shub).get(f"/v1/endpoints/{eid}/health", headers=ADMIN).json()
+    assert health["success_rate_1h"] == 0.0 and health["consecutive_failures"] == 0
+    assert health["status"] == "degraded"
 
 
 def test_endpoint_health_tracks_failures_and_recovery(shub: Hub, receiver: Receiver) -> None:
@@ -151,7 +175,9 @@ def test_ops_auth_and_replay_button(hub_factory, receiver: Receiver) -> None:  #
     receiver.script = lambda _r: (200, {}, b"")
     resp = client.post(f"/ops/endpoints/{eid}/replay", data={"token": token}, headers=basic("x", "test-admin-token"),
                        follow_redirects=False)
-    assert resp.status_code == 303 and "replayed+1" in resp.headers["location"]
+    assert resp.status_code == 303 and resp.headers["location"] == "/ops?notice=replayed&n=1"
+    page = client.get(resp.headers["location"], headers=ADMIN).text
+    assert '<p class="notice" id="notice">Queued 1 failed message(s) for replay.</p>' in page
     settle(hub)
     assert len(receiver.ok()) == 1
 
@@ -170,3 +196,72 @@ def test_a_verification_handshake_counts_as_received(shub: Hub) -> None:
     item = _source_item(client, sid, lambda i: i["received_1h"] > 0)
     assert (item["received_1h"], item["handshakes_1h"], item["accepted_1h"], item["rejected_other_1h"]) == (1, 1, 0, 0)
     assert item["last_received_at"] is not None
+
+
+def _scripted_batch(monkeypatch: pytest.MonkeyPatch, finish: dict[str, tuple[int, float]]) -> None:
+    """`send_batch` answers each message (by source event id) with a status, finished `offset` s into the batch."""
+
+    def send(_url: str, _signer: object, items: list[sender.Outgoing], **_: object) -> list[sender.SendResult]:
+        start = time.monotonic() - 1.0
+        results = []
+        for item in items:
+            status, offset = finish[json.loads(item.body)["data"]["source_event_id"]]
+            results.append(sender.SendResult(status, 5.0, error=None if status < 300 else f"HTTP {status}",
+                                             done=start + offset))
+        return results
+
+    monkeypatch.setattr(sender, "send_batch", send)
+
+
+@pytest.mark.parametrize(("finish", "consecutive"), [
+    ({"e-0": (200, 0.1), "e-1": (500, 0.2), "e-2": (503, 0.3)}, 2),  # the failures finished after the success
+    ({"e-0": (500, 0.1), "e-1": (503, 0.2), "e-2": (200, 0.3)}, 0),  # the success finished last
+])
+def test_consecutive_failures_follow_each_attempts_finish_time(
+    shub: Hub, monkeypatch: pytest.MonkeyPatch, finish: dict[str, tuple[int, float]], consecutive: int
+) -> None:
+    """One batch's attempts finish at different times; stamped with one time, failures after a success were lost."""
+    _scripted_batch(monkeypatch, finish)
+    eid = add_endpoint(shub, "http://127.0.0.1:9/hook")["id"]
+    store(shub, *(draft(sei, phone=f"+861380013800{i}") for i, sei in enumerate(finish)))  # one batch
+    settle(shub)
+    health = client_for(shub).get(f"/v1/endpoints/{eid}/health", headers=ADMIN).json()
+    assert health["attempts_1h"] == 3 and health["consecutive_failures"] == consecutive
+    with shub.sessions() as s:
+        attempts = s.scalars(select(AttemptRow).order_by(AttemptRow.id)).all()
+    assert [a.status_code for a in attempts] == [status for status, _ in finish.values()]  # in finish order
+    assert [a.at for a in attempts] == sorted({a.at for a in attempts})  # each at its own time
+
+
+def test_ops_shows_why_an_endpoint_fails_while_its_messages_still_retry(
+    shub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A streak shows its reason at once, not only after the last retry (the default schedule waits hours)."""
+
+    def send(_url: str, _signer: object, items: list[sender.Outgoing], **_: object) -> list[sender.SendResult]:
+        return [sender.SendResult(None, 3.0, error="ConnectError: <b>refused</b>") for _ in items]
+
+    monkeypatch.setattr(sender, "send_batch", send)
+    eid = add_endpoint(shub, "http://127.0.0.1:9/hook")["id"]
+    store(shub, draft("e-1"))
+    settle(shub)
+    client = client_for(shub)
+    health = client.get(f"/v1/endpoints/{eid}/health", headers=ADMIN).json()
+    assert health["consecutive_failures"] == 1 and health["pending"] == 1 and health["failed"] == 0
+    [message] = client.get(f"/v1/endpoints/{eid}/messages", headers=ADMIN).json()["items"]
+    page = client.get("/ops", headers=ADMIN).text
+    assert re.search(rf'<li class="failure" data-status="pending">lead.submitted <code>{message["id"]}</code>\s*'
+                     r"\(retrying, 1 attempt\):\s*no response ConnectError: &lt;b&gt;refused&lt;/b&gt;", page), page
+    assert "<b>refused" not in page
+
+
+def test_ops_shows_only_known_notices(shub: Hub) -> None:
+    """A link to /ops must not put its own words on the operator's page (phishing), escaped or not."""
+    client = client_for(shub)
+    for query in ("notice=Session+expired:+log+in+at+evil.example", "notice=%3Cscript%3Ex%3C/script%3E",
+                  "notice=replayed+1+failed+messages"):
+        page = client.get(f"/ops?{query}", headers=ADMIN).text
+        assert 'id="notice"' not in page and "evil.example" not in page and "script%3E" not in page
+    for n, shown in (("3", "3"), ("x", "0"), ("<b>", "0"), ("9" * 5000, "0")):
+        page = client.get("/ops", params={"notice": "replayed", "n": n}, headers=ADMIN).text
+        assert f'<p class="notice" id="notice">Queued {shown} failed message(s) for replay.</p>' in page
