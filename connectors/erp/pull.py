@@ -1,10 +1,14 @@
 """Incremental order pull: `GET {base_url}/orders?updated_since=…&page=…&page_size=…` with OAuth2 client credentials.
 
+Keyset paging, not offset paging: an order edited while we page moves to the end of the ERP's
+`updated_at` order, which would shift every later row back by one and make an offset skip one.
+So after every page the next request starts again at page 1 from the page's largest `updated_at`
+(`updated_since` is inclusive; orders on that boundary are fetched again and dedupe on
+(order_no, updated_at)). Only when a whole page shares one `updated_at` — no later time to move
+to — does the next request go to the next page of that same `updated_since`.
+
 The cursor is opaque to the kernel, which stores it after every page:
-`{"updated_since": <time>, "page": <n>, "max_seen": <largest updated_at so far>}`. A full page
-moves to the next page; a short (last) page restarts at page 1 from the largest `updated_at`
-seen, so the next pull only asks for newer orders. Orders on that boundary may be fetched
-again; they dedupe on (order_no, updated_at).
+`{"updated_since": <time>, "page": <n>}`.
 """
 
 from __future__ import annotations
@@ -46,14 +50,17 @@ class OrderPuller:
         self._lock = threading.Lock()
 
     def page(self, config: ErpConfig, http: httpx.Client, cursor: Any) -> tuple[list[dict[str, Any]], Any]:
-        cursor = dict(cursor or {"updated_since": config.pull_since, "page": 1, "max_seen": None})
-        params = {"updated_since": cursor["updated_since"], "page": cursor["page"], "page_size": config.page_size}
+        cursor = dict(cursor or {"updated_since": config.pull_since, "page": 1})
+        since, page = cursor["updated_since"], int(cursor.get("page") or 1)
+        params = {"updated_since": since, "page": page, "page_size": config.page_size}
         response = self._get(config, http, f"{str(config.base_url).rstrip('/')}/orders", params)
         items = _items(response)
-        max_seen = _latest([cursor.get("max_seen"), *(item.get("updated_at") for item in items)])
-        if len(items) >= config.page_size:
-            return items, {"updated_since": cursor["updated_since"], "page": cursor["page"] + 1, "max_seen": max_seen}
-        return items, {"updated_since": max_seen or cursor["updated_since"], "page": 1, "max_seen": None}
+        latest = _latest([since, *(item.get("updated_at") for item in items)])
+        if latest is not None and _moves_forward(latest, since):
+            return items, {"updated_since": latest, "page": 1}
+        if len(items) >= config.page_size:  # a full page all at `since`: only an offset gets past it
+            return items, {"updated_since": since, "page": page + 1}
+        return items, {"updated_since": since, "page": 1}
 
     def _get(self, config: ErpConfig, http: httpx.Client, url: str, params: dict[str, Any]) -> httpx.Response:
         key = self._key(config)
@@ -117,6 +124,12 @@ def _items(response: httpx.Response) -> list[dict[str, Any]]:
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise ErpPullError("ERP API answer has no list of orders under `items`")
     return items
+
+
+def _moves_forward(latest: Any, since: Any) -> bool:
+    """True when `latest` is a later instant than `since` (a since the ERP cannot parse counts as earliest)."""
+    after, before = parse_platform_time(latest), parse_platform_time(since)
+    return after is not None and (before is None or after > before)
 
 
 def _latest(values: list[Any]) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,7 +28,9 @@ class FakeErp:
         self.expires_in = expires_in
         self.clock = time.time
         self.log: list[tuple[str, dict[str, str]]] = []
-        self.fail_pages: set[int] = set()  # pages answered 500 once (a crash mid-pull)
+        self.fail_requests: set[int] = set()  # `GET /orders` calls (1-based) answered 500 once (a crash mid-pull)
+        self.after_request: Callable[[int], None] | None = None  # e.g. an order edited while the hub pages
+        self.requests = 0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
@@ -79,12 +81,15 @@ class FakeErp:
                     since = datetime.fromisoformat(query["updated_since"])
                 except (KeyError, ValueError) as exc:
                     return self._send(400, {"error": "invalid_request", "detail": f"bad query: {exc}"})
-                if page in fake.fail_pages:
-                    fake.fail_pages.discard(page)
+                fake.requests += 1
+                if fake.requests in fake.fail_requests:
+                    fake.fail_requests.discard(fake.requests)
                     return self._send(500, {"error": "boom"})
                 rows = sorted((o for o in fake.orders if datetime.fromisoformat(o["updated_at"]) >= since),
                               key=lambda o: (o["updated_at"], o["order_no"]))
                 self._send(200, {"items": rows[(page - 1) * size: page * size], "page": page})
+                if fake.after_request is not None:
+                    fake.after_request(fake.requests)
 
         return Handler
 

@@ -36,15 +36,15 @@ def _events(hub: Hub) -> list[dict[str, Any]]:
 def test_pull_pages_with_a_token_resumes_after_a_failure_and_dedupes(hub: Hub) -> None:
     fake = FakeErp()
     fake.orders = [_order(i, f"2026-03-0{i}T10:00:00+08:00") for i in range(1, 6)]
-    fake.fail_pages = {2}
+    fake.fail_requests = {2}
     with fake.running():
         sid = uuid.UUID(add_source(client_for(hub), "erp", "erp-pull", _config(fake)))
-        with pytest.raises(RetryableError):  # the ERP falls over on page 2: page 1 is stored, cursor saved
+        with pytest.raises(RetryableError):  # the ERP falls over on the 2nd page: the 1st is stored, cursor saved
             run_pull(hub, sid)
-        assert read_state(hub, sid, CURSOR_KEY)["page"] == 2
-        result = run_pull(hub, sid)  # a restart resumes at page 2, not page 1
-        pages = [q["page"] for kind, q in fake.log if kind == "orders"]
-        assert pages[:3] == ["1", "2", "2"] and result.new == 3
+        assert read_state(hub, sid, CURSOR_KEY) == {"updated_since": "2026-03-02T10:00:00+08:00", "page": 1}
+        result = run_pull(hub, sid)  # a restart resumes after the stored page, not from the beginning
+        since = [q["updated_since"][:10] for kind, q in fake.log if kind == "orders"]
+        assert since[:3] == ["1970-01-01", "2026-03-02", "2026-03-02"] and result.new == 3
         wait_processed(hub)
         events = _events(hub)
         assert [e["properties"]["order_no"] for e in events] == [f"SO-{i:03d}" for i in range(1, 6)]
@@ -63,6 +63,36 @@ def test_pull_pages_with_a_token_resumes_after_a_failure_and_dedupes(hub: Hub) -
         assert last["type"] == "order.updated" and last["properties"]["order_no"] == "SO-002"
         assert last["properties"]["changes"] == {"contract_date": {"before": "2026-04-01", "after": "2026-05-01"}}
         assert len(fake.tokens) == 1  # the token was fetched once and reused
+
+
+def test_an_order_edited_while_the_hub_pages_does_not_make_it_skip_another(hub: Hub) -> None:
+    """Helper-35's F1: offset paging under a fixed updated_since lost the row an edit shifted past the page edge."""
+    fake = FakeErp()
+    fake.orders = [_order(i, f"2026-03-0{i}T10:00:00+08:00") for i in range(1, 7)]
+
+    def edit_first_order(request_no: int) -> None:
+        if request_no == 1:  # SO-001 changes in the ERP right after the hub read the first page
+            fake.orders[0] = _order(1, "2026-03-09T10:00:00+08:00", contract_date="2026-06-01")
+
+    fake.after_request = edit_first_order
+    with fake.running():
+        sid = uuid.UUID(add_source(client_for(hub), "erp", "erp-edit", _config(fake)))
+        run_pull(hub, sid)
+        wait_processed(hub)
+    pulled = {(e["properties"]["order_no"], e["type"]) for e in _events(hub)}
+    assert {f"SO-{i:03d}" for i in range(1, 7)} <= {order_no for order_no, _ in pulled}
+    assert ("SO-001", "order.updated") in pulled
+
+
+def test_a_page_of_orders_all_at_one_time_moves_on_by_page(hub: Hub) -> None:
+    """Only a page that shares one updated_at needs an offset: there is no later time to move to."""
+    fake = FakeErp()
+    fake.orders = [_order(i, "2026-03-01T10:00:00+08:00") for i in range(1, 6)]
+    with fake.running():
+        sid = uuid.UUID(add_source(client_for(hub), "erp", "erp-same", _config(fake)))
+        assert run_pull(hub, sid).new == 5
+    asked = [(q["updated_since"][:10], q["page"]) for kind, q in fake.log if kind == "orders"]
+    assert asked[:4] == [("1970-01-01", "1"), ("2026-03-01", "1"), ("2026-03-01", "2"), ("2026-03-01", "3")]
 
 
 def test_a_pulled_version_already_pushed_is_not_stored_twice(hub: Hub) -> None:
