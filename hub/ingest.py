@@ -211,9 +211,13 @@ def _insert_for(dialect: str) -> Any:
 
 
 def store_raw_batch(
-    hub: Hub, submissions: list[RawSubmission], rejections: list[Rejection] | None = None
+    hub: Hub, submissions: list[RawSubmission], rejections: list[Rejection] | None = None,
+    *, log_duplicates: bool = True,
 ) -> list[tuple[int | None, bool]]:
-    """Insert in one transaction; a key repeated inside the batch counts as a redelivery."""
+    """Insert in one transaction; a key repeated inside the batch counts as a redelivery.
+
+    `log_duplicates=False` is for the hub's own re-reads (pulls), which are not inbound traffic.
+    """
     insert = _insert_for(hub.engine.dialect.name)
     first_by_key: dict[tuple[uuid.UUID, str], int] = {}
     rows: list[dict[str, Any]] = []
@@ -253,8 +257,8 @@ def store_raw_batch(
             *(
                 Rejection(sub.source_id, 200, "duplicate", sub.received_at)
                 for index, sub in enumerate(submissions)
-                if inserted.get((sub.source_id, sub.dedup_key)) is None
-                or first_by_key[(sub.source_id, sub.dedup_key)] != index
+                if log_duplicates and (inserted.get((sub.source_id, sub.dedup_key)) is None
+                                       or first_by_key[(sub.source_id, sub.dedup_key)] != index)
             ),
         ]
         if rejections:

@@ -13,15 +13,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from hub.errors import InvalidRequest, NotFound, RetryableError
+from hub.errors import Conflict, InvalidRequest, NotFound, RetryableError
 from hub.ingest import RawSubmission, store_raw_batch
 from hub.models import SourceRow
 from hub.pipeline import DbState
@@ -62,6 +65,7 @@ class PullResult:
     items: int = 0
     new: int = 0
     cursor: Any = None
+    skipped: bool = False  # another pull of the same source was running
 
 
 def default_pulled_request(item: Any) -> PulledRequest:
@@ -82,34 +86,78 @@ def write_state(hub: Hub, source_id: uuid.UUID, key: str, value: Any) -> None:
 
 def run_pull(hub: Hub, source_id: uuid.UUID, *, http: httpx.Client | None = None,
              max_pages: int = MAX_PAGES_PER_RUN) -> PullResult:
-    """Pull pages until the connector has nothing new (or `max_pages`), storing and enqueueing each item."""
+    """Pull pages until the connector has nothing new (or `max_pages`), storing and enqueueing each item.
+
+    One pull per source at a time (see `pull_lock`): two would read the same cursor, fetch the same pages
+    and together exceed the platform's rate limit. A pull that finds the source busy returns `skipped`.
+    """
     with hub.sessions() as session:
         row = session.get(SourceRow, source_id)
         if row is None:
             raise NotFound(f"no source {source_id}", code="source_not_found")
+        if not row.enabled:
+            raise Conflict(f"source {source_id} is disabled", code="source_disabled")
         source = hub.load_source(row)
     connector = source.connector
     if not isinstance(connector, Pullable):
         raise InvalidRequest(f"connector {connector.name!r} cannot pull", code="pull_not_supported")
     to_request = getattr(connector, "pulled_request", default_pulled_request)
-    result = PullResult(cursor=read_state(hub, source_id, CURSOR_KEY))
-    client = http or httpx.Client(timeout=HTTP_TIMEOUT_S)
-    try:
-        while result.pages < max_pages:
-            items, new_cursor = connector.pull(source.config, client, result.cursor)
-            result.pages += 1
-            result.items += len(items)
-            result.new += _store(hub, source_id, [PulledRequest(*to_request(item)) for item in items])
-            write_state(hub, source_id, CURSOR_KEY, new_cursor)  # after the page is durable
-            if not items or new_cursor == result.cursor:
+    with pull_lock(hub, source_id) as acquired:
+        if not acquired:
+            log.info("a pull of source %s is already running; skipped", source_id)
+            return PullResult(skipped=True)
+        result = PullResult(cursor=read_state(hub, source_id, CURSOR_KEY))
+        client = http or httpx.Client(timeout=HTTP_TIMEOUT_S)
+        try:
+            while result.pages < max_pages:
+                items, new_cursor = connector.pull(source.config, client, result.cursor)
+                result.pages += 1
+                result.items += len(items)
+                result.new += _store(hub, source_id, [PulledRequest(*to_request(item)) for item in items])
+                write_state(hub, source_id, CURSOR_KEY, new_cursor)  # after the page is durable
+                if not items or new_cursor == result.cursor:
+                    result.cursor = new_cursor
+                    break
                 result.cursor = new_cursor
-                break
-            result.cursor = new_cursor
-    finally:
-        if http is None:
-            client.close()
+        finally:
+            if http is None:
+                client.close()
     log.info("pulled %d items (%d new) in %d pages for source %s", result.items, result.new, result.pages, source_id)
     return result
+
+
+_local_pulls: set[uuid.UUID] = set()
+_local_pulls_lock = threading.Lock()
+
+
+@contextmanager
+def pull_lock(hub: Hub, source_id: uuid.UUID) -> Iterator[bool]:
+    """Yield whether this process may pull `source_id` now; never waits.
+
+    On PostgreSQL a session advisory lock held on its own connection covers every worker process; with
+    SQLite (one process runs the tasks) a process-local set is enough.
+    """
+    if hub.engine.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(b"crmhub-pull:" + source_id.bytes).digest()[:8], "big", signed=True)
+        with hub.engine.connect() as conn:
+            acquired = bool(conn.scalar(select(func.pg_try_advisory_lock(key))))
+            conn.commit()
+            try:
+                yield acquired
+            finally:
+                if acquired:
+                    conn.scalar(select(func.pg_advisory_unlock(key)))
+                    conn.commit()
+        return
+    with _local_pulls_lock:
+        acquired = source_id not in _local_pulls
+        _local_pulls.add(source_id)
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            with _local_pulls_lock:
+                _local_pulls.discard(source_id)
 
 
 def _store(hub: Hub, source_id: uuid.UUID, pulled: list[PulledRequest]) -> int:
@@ -117,7 +165,9 @@ def _store(hub: Hub, source_id: uuid.UUID, pulled: list[PulledRequest]) -> int:
         return 0
     subs = [RawSubmission(source_id, p.dedup_key[:300], p.request, p.body) for p in pulled]
     new = 0
-    for raw_id, is_new in store_raw_batch(hub, subs):
+    # A pulled item seen before is the pull overlapping itself (the boundary page), not a platform redelivering:
+    # it is not logged as an inbound duplicate, which would count as traffic in source health.
+    for raw_id, is_new in store_raw_batch(hub, subs, log_duplicates=False):
         if is_new and raw_id is not None:
             new += 1
             enqueue("hub.pipeline.process_raw", raw_id)
@@ -129,6 +179,9 @@ def pull_source(source_id: str) -> int:
     """Run one source's pull; transient upstream failures are retried, the cursor makes that safe."""
     try:
         return run_pull(get_hub(), uuid.UUID(source_id)).new
+    except (NotFound, Conflict) as exc:  # deleted or disabled since the pull was scheduled: nothing to do
+        log.info("pull of source %s not run: %s", source_id, exc)
+        return 0
     except httpx.HTTPError as exc:
         raise RetryableError(f"pull failed: {exc.__class__.__name__}: {exc}") from exc
 

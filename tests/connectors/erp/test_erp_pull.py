@@ -149,3 +149,56 @@ def test_a_token_the_erp_expired_is_renewed_and_a_wrong_scope_is_refused(hub: Hu
         scoped = uuid.UUID(add_source(client, "erp", "erp-scope", _config(fake, scope="orders.write")))
         with pytest.raises(ErpPullError, match="invalid_scope"):
             run_pull(hub, scoped)
+
+
+def test_a_disabled_source_is_not_pulled_and_a_scheduled_pull_of_it_is_a_no_op(hub: Hub) -> None:
+    """Helper-35's F3: disabling a source must stop its pulls, including one already queued."""
+    from hub.errors import Conflict
+    from hub.pull import pull_source
+    from tests.helpers import ADMIN
+
+    fake = FakeErp()
+    fake.orders = [_order(1, "2026-03-01T10:00:00+08:00")]
+    with fake.running():
+        client = client_for(hub)
+        sid = add_source(client, "erp", "erp-off", _config(fake))
+        assert client.patch(f"/v1/sources/{sid}", json={"enabled": False}, headers=ADMIN).status_code == 200
+        with pytest.raises(Conflict, match="disabled"):
+            run_pull(hub, uuid.UUID(sid))
+        assert pull_source(sid) == 0
+        assert pull_source(str(uuid.uuid4())) == 0  # deleted since it was scheduled
+    assert fake.requests == 0
+
+
+@pytest.mark.parametrize("overlap", ["same process", "other connection"])
+def test_a_second_pull_of_a_busy_source_is_skipped(any_hub: Hub, overlap: str) -> None:
+    """Helper-35's F2: overlapping pulls read one cursor, fetch the same pages and break the rate limit."""
+    from hub.pull import pull_lock
+
+    fake = FakeErp()
+    fake.orders = [_order(1, "2026-03-01T10:00:00+08:00")]
+    with fake.running():
+        sid = uuid.UUID(add_source(client_for(any_hub), "erp", "erp-busy", _config(fake)))
+        with pull_lock(any_hub, sid) as held:
+            assert held
+            if overlap == "other connection" and any_hub.engine.dialect.name == "postgresql":
+                with pull_lock(any_hub, sid) as again:  # a second pooled connection: as another worker would
+                    assert not again
+            assert run_pull(any_hub, sid).skipped
+            assert fake.requests == 0
+        assert run_pull(any_hub, sid).new == 1  # released: the next pull runs
+
+
+def test_re_reading_the_boundary_order_is_not_counted_as_inbound_duplicates(hub: Hub) -> None:
+    """Helper-35's F5: the pull's own overlap is not a platform redelivering; source health must not count it."""
+    from webhooks.health import source_health
+
+    fake = FakeErp()
+    fake.orders = [_order(i, f"2026-03-0{i}T10:00:00+08:00") for i in range(1, 4)]
+    with fake.running():
+        sid = uuid.UUID(add_source(client_for(hub), "erp", "erp-dup", _config(fake)))
+        run_pull(hub, sid)
+        run_pull(hub, sid)  # fetches the boundary order SO-003 again
+    with hub.sessions() as session:
+        item = next(i for i in source_health(session) if i["source_id"] == sid)
+    assert item["duplicates_1h"] == 0 and item["accepted_1h"] == 3
