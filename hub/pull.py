@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 CURSOR_KEY = "pull:cursor"
 LAST_RUN_KEY = "pull:last_run"
+HEALTH_KEY = "pull:health"  # {"last_success_at", "last_error", "last_error_at", "consecutive_failures"}
 MAX_PAGES_PER_RUN = 1000
 PULL_SWEEP_EVERY_S = 60.0
 HTTP_TIMEOUT_S = 5.0
@@ -109,21 +110,55 @@ def run_pull(hub: Hub, source_id: uuid.UUID, *, http: httpx.Client | None = None
         result = PullResult(cursor=read_state(hub, source_id, CURSOR_KEY))
         client = http or httpx.Client(timeout=HTTP_TIMEOUT_S)
         try:
-            while result.pages < max_pages:
-                items, new_cursor = connector.pull(source.config, client, result.cursor)
-                result.pages += 1
-                result.items += len(items)
-                result.new += _store(hub, source_id, [PulledRequest(*to_request(item)) for item in items])
-                write_state(hub, source_id, CURSOR_KEY, new_cursor)  # after the page is durable
-                if not items or new_cursor == result.cursor:
-                    result.cursor = new_cursor
-                    break
-                result.cursor = new_cursor
+            _pull_pages(hub, source_id, source, client, to_request, result, max_pages)
+        except Exception as exc:
+            _record_outcome(hub, source_id, f"{exc.__class__.__name__}: {exc}"[:500])
+            raise
+        else:
+            _record_outcome(hub, source_id, None)
         finally:
             if http is None:
                 client.close()
     log.info("pulled %d items (%d new) in %d pages for source %s", result.items, result.new, result.pages, source_id)
     return result
+
+
+def _pull_pages(hub: Hub, source_id: uuid.UUID, source: Any, client: httpx.Client, to_request: Any,
+                result: PullResult, max_pages: int) -> None:
+    connector = source.connector
+    while result.pages < max_pages:
+        items, new_cursor = connector.pull(source.config, client, result.cursor)
+        result.pages += 1
+        result.items += len(items)
+        result.new += _store(hub, source_id, [PulledRequest(*to_request(item)) for item in items])
+        write_state(hub, source_id, CURSOR_KEY, new_cursor)  # after the page is durable
+        if not items or new_cursor == result.cursor:
+            result.cursor = new_cursor
+            break
+        result.cursor = new_cursor
+
+
+def _record_outcome(hub: Hub, source_id: uuid.UUID, error: str | None) -> None:
+    """Keep the pull's health where source health reads it: a pull that fails is otherwise invisible
+    (a pulling source receives no requests, so nothing else would change)."""
+    now = utcnow().isoformat()
+    try:
+        _write_outcome(hub, source_id, error, now)
+    except Exception:  # never let bookkeeping hide the pull's own outcome (or its exception)
+        log.exception("could not record the pull outcome of source %s", source_id)
+
+
+def _write_outcome(hub: Hub, source_id: uuid.UUID, error: str | None, now: str) -> None:
+    with hub.transaction() as session:
+        state = DbState(session, source_id)
+        health = dict(state.get(HEALTH_KEY) or {"last_success_at": None, "last_error": None,
+                                                 "last_error_at": None, "consecutive_failures": 0})
+        if error is None:
+            health.update(last_success_at=now, consecutive_failures=0)
+        else:
+            health.update(last_error=error, last_error_at=now,
+                          consecutive_failures=int(health.get("consecutive_failures") or 0) + 1)
+        state.set(HEALTH_KEY, health)
 
 
 _local_pulls: set[uuid.UUID] = set()

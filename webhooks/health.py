@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hub.models import RAW_PENDING, InboundRejection, QuarantineRow, RawEvent, SourceRow
+from hub.models import RAW_PENDING, InboundRejection, QuarantineRow, RawEvent, SourceCursor, SourceRow
+from hub.pull import HEALTH_KEY as PULL_HEALTH_KEY
 from hub.schemas import utcnow
 from webhooks.models import MSG_FAILED, MSG_PENDING, AttemptRow, EndpointRow, MessageRow
 
@@ -26,6 +27,7 @@ WINDOW = timedelta(hours=1)
 HANDSHAKE = "handshake"  # inbound_rejections code of an answered verification request (Douyin, WeCom GET)
 _KINDS = ("duplicate", "auth", "other", HANDSHAKE)
 STATUS_ORDER = {"failing": 0, "disabled": 1, "degraded": 2, "healthy": 3}
+PULL_FAILING_STREAK = 3
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -113,6 +115,8 @@ def source_health(session: Session, now: datetime | None = None) -> list[dict[st
         SourceRow.id,
         select(func.max(InboundRejection.at)).where(InboundRejection.source_id == SourceRow.id).scalar_subquery(),
     ))
+    pulls = _by_source(session, select(SourceCursor.source_id, SourceCursor.value)
+                       .where(SourceCursor.key == PULL_HEALTH_KEY))
     rejections: dict[uuid.UUID, dict[str, int]] = {}
     for sid, code, status_code, n in session.execute(
         select(InboundRejection.source_id, InboundRejection.code, InboundRejection.status_code, func.count())
@@ -140,16 +144,20 @@ def source_health(session: Session, now: datetime | None = None) -> list[dict[st
             "quarantined_1h": int(quarantined.get(sid, 0)),
             "last_received_at": max(lasts) if lasts else None,
             "processing_lag_s": round(max(0.0, (now - pending_since).total_seconds()), 3) if pending_since else 0.0,
+            "pull": pulls.get(sid),  # None unless it pulls; else last_success_at, last_error(_at), consecutive_failures
         })
     return items
 
 
 def source_status(item: dict[str, Any]) -> str:
-    """For /ops ordering: a source is failing when it rejects or quarantines, or lags over 5 minutes."""
+    """For /ops ordering: a source is failing when it rejects or quarantines, lags over 5 minutes, or its
+    pull failed 3 times running."""
     if not item["enabled"]:
         return "disabled"
-    if item["processing_lag_s"] > 300 or (item["accepted_1h"] == 0 and item["rejected_auth_1h"] > 0):
+    pull_failures = int((item.get("pull") or {}).get("consecutive_failures") or 0)
+    if (item["processing_lag_s"] > 300 or (item["accepted_1h"] == 0 and item["rejected_auth_1h"] > 0)
+            or pull_failures >= PULL_FAILING_STREAK):
         return "failing"
-    if item["quarantined_1h"] or item["rejected_auth_1h"] or item["rejected_other_1h"]:
+    if item["quarantined_1h"] or item["rejected_auth_1h"] or item["rejected_other_1h"] or pull_failures:
         return "degraded"
     return "healthy"

@@ -202,3 +202,35 @@ def test_re_reading_the_boundary_order_is_not_counted_as_inbound_duplicates(hub:
     with hub.sessions() as session:
         item = next(i for i in source_health(session) if i["source_id"] == sid)
     assert item["duplicates_1h"] == 0 and item["accepted_1h"] == 3
+
+
+def test_failing_pulls_show_in_source_health_and_turn_the_source_failing(hub: Hub) -> None:
+    """Helper-35's F4: a pulling source receives no requests, so a pull that keeps failing was invisible."""
+    from connectors.erp.pull import ErpPullError
+    from tests.helpers import ADMIN
+    from webhooks.health import source_status
+
+    fake = FakeErp()
+    fake.orders = [_order(1, "2026-03-01T10:00:00+08:00")]
+    with fake.running():
+        client = client_for(hub)
+        sid = add_source(client, "erp", "erp-sick", _config(fake, client_secret="wrong-secret-000000"))
+
+        def health() -> dict[str, Any]:
+            items = client.get("/v1/health/sources", headers=ADMIN).json()["items"]
+            return next(item for item in items if item["source_id"] == sid)
+
+        assert health()["pull"] is None
+        for attempt in range(1, 4):
+            with pytest.raises(ErpPullError):
+                run_pull(hub, uuid.UUID(sid))
+            item = health()
+            assert item["pull"]["consecutive_failures"] == attempt
+            assert "token request failed" in item["pull"]["last_error"]
+            assert source_status(item) == ("failing" if attempt >= 3 else "degraded")
+        assert "token request failed" in client.get("/ops", headers=ADMIN).text
+        assert client.patch(f"/v1/sources/{sid}", json={"config": _config(fake)}, headers=ADMIN).status_code == 200
+        run_pull(hub, uuid.UUID(sid))
+        item = health()
+        assert item["pull"]["consecutive_failures"] == 0 and item["pull"]["last_success_at"]
+        assert source_status(item) == "healthy"
