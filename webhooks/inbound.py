@@ -88,6 +88,7 @@ async def accept(
             handshake = connector.handshake(inbound, config)
             if handshake is not None:  # logged like a refusal, so source health counts every request it received
                 hub.writer.reject(Rejection(source.id, handshake.status, HANDSHAKE))
+                metrics.INGEST_REQUESTS.labels(connector.name, HANDSHAKE).inc()
                 return handshake
             dedup_key, count, keys = _request_keys(connector, inbound, config)
         except RecursionError:  # json.loads of `[[[[…` well under the size limit: unreadable, not a 500

@@ -184,8 +184,15 @@ def test_ops_auth_and_replay_button(hub_factory, receiver: Receiver) -> None:  #
 
 def test_a_verification_handshake_counts_as_received(shub: Hub) -> None:
     """Douyin's verify_webhook is answered without storing anything; health still counts the request."""
+    from prometheus_client import REGISTRY
+
     from connectors.douyin.connector import signature
 
+    def handshakes_counted() -> float:
+        return REGISTRY.get_sample_value("crmhub_ingest_requests_total",
+                                         {"connector": "douyin", "outcome": "handshake"}) or 0.0
+
+    before = handshakes_counted()
     client = client_for(shub)
     sid = add_source(client, "douyin", "dy", {"client_key": "ck", "client_secret": "cs-0123456789"})
     body = jbody({"event": "verify_webhook", "client_key": "ck", "content": {"challenge": 12345}})
@@ -196,6 +203,7 @@ def test_a_verification_handshake_counts_as_received(shub: Hub) -> None:
     item = _source_item(client, sid, lambda i: i["received_1h"] > 0)
     assert (item["received_1h"], item["handshakes_1h"], item["accepted_1h"], item["rejected_other_1h"]) == (1, 1, 0, 0)
     assert item["last_received_at"] is not None
+    assert handshakes_counted() == before + 1  # the request metric counts every request too
 
 
 def _scripted_batch(monkeypatch: pytest.MonkeyPatch, finish: dict[str, tuple[int, float]]) -> None:
