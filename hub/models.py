@@ -52,6 +52,7 @@ class RawEvent(Base):
     __table_args__ = (
         UniqueConstraint("source_id", "dedup_key"),
         Index("ix_raw_events_status_received", "status", "received_at"),
+        Index("ix_raw_events_source_received", "source_id", "received_at"),  # source health, per source
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)

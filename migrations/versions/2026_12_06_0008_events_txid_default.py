@@ -2,7 +2,7 @@
 
 Revision ID: 0008
 Revises: 0007
-Create Date: 2026-12-07
+Create Date: 2026-12-06
 
 Why: the feed compares (txid, seq) with the cursor, so a row whose txid is NULL never appears in
 `GET /v1/events`. The pipeline sets txid as it inserts, but a row stored any other way (a process still

@@ -273,3 +273,29 @@ def test_ops_shows_only_known_notices(shub: Hub) -> None:
     for n, shown in (("3", "3"), ("x", "0"), ("<b>", "0"), ("9" * 5000, "0")):
         page = client.get("/ops", params={"notice": "replayed", "n": n}, headers=ADMIN).text
         assert f'<p class="notice" id="notice">Queued {shown} failed message(s) for replay.</p>' in page
+
+
+def test_source_health_reads_raw_events_by_index_not_by_scanning_the_table(hub: Hub) -> None:
+    """Helper-36's F4: /ops and /v1/health/sources read every raw request ever stored on each load."""
+    from sqlalchemy import event
+
+    from webhooks.health import source_health
+
+    add_source(client_for(hub), "pos", "pos-plan", {"secret": "pos-secret-0123456789"})
+    statements: list[tuple[str, Any]] = []
+
+    def keep(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        if "raw_events" in statement and statement.lstrip().upper().startswith("SELECT"):
+            statements.append((statement, parameters))
+
+    event.listen(hub.engine, "before_cursor_execute", keep)
+    try:
+        with hub.sessions() as session:
+            source_health(session)
+    finally:
+        event.remove(hub.engine, "before_cursor_execute", keep)
+    assert statements
+    with hub.engine.connect() as conn:
+        for statement, parameters in statements:
+            plan = " | ".join(row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
+            assert "SCAN raw_events" not in plan, plan  # a SCAN (even of an index) reads every row; SEARCH a range
