@@ -2,9 +2,10 @@
 
 Why trial decoding first: Chinese Excel saves "CSV" as GBK, and a GBK file opened as UTF-8 fails within the first
 few Chinese characters, while UTF-8 text almost never decodes as valid GB18030 *and* valid UTF-8 at once. A
-1 MiB sample decides; a sample with a few bad bytes among many good multi-byte characters (a truncated
-character, a stray byte) is still that encoding. charset-normalizer is the fallback for anything else. Rows are
-read lazily.
+1 MiB sample decides: the first 1 MiB that holds a non-ASCII byte, since a long export whose first rows are all
+ASCII (English headers, phone numbers, pinyin) says nothing about its encoding there. A sample with a few bad
+bytes among many good multi-byte characters (a truncated character, a stray byte) is still that encoding.
+charset-normalizer is the fallback for anything else. Rows are read lazily.
 
 Only the delimiter is sniffed: the quote is always `"` (RFC 4180, Excel). Legacy exports keep Excel's `'` text
 marker (`'13800138001`), which the sniffer would take for a quote character, merging rows.
@@ -22,6 +23,7 @@ from typing import IO, Any
 from .errors import FileUnreadable
 
 SAMPLE_BYTES = 1 << 20
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 _TRIALS = ("utf-8", "gb18030")
 _HANDFUL = 5  # bad sequences tolerated in any sample, however small
@@ -99,11 +101,27 @@ class CsvSheet:
             sample = self._raw.read(SAMPLE_BYTES)
         except OSError as exc:
             raise FileUnreadable(f"cannot read {path}: {exc.strerror or exc}") from exc
-        self.encoding, self.bom = detect_encoding(sample)
+        self.encoding, self.bom = detect_encoding(self._telling_sample(sample))
         self.total_bytes = max(1, self._size())
         self.delimiter, self.skip_space = sniff_delimiter(sample.decode(self.encoding, errors="replace")[: 64 * 1024])
         self._raw.seek(0)
         self.replaced_rows = 0
+
+    def _telling_sample(self, sample: bytes) -> bytes:
+        """`sample`, or if it is all ASCII (and not BOM-less UTF-16, whose NULs are ASCII too), the first
+        `SAMPLE_BYTES` from the start of the line holding the file's first non-ASCII byte. Reads ahead once."""
+        if not sample.isascii() or b"\x00" in sample:
+            return sample
+        offset = len(sample)
+        while chunk := self._raw.read(SAMPLE_BYTES):
+            found = _NON_ASCII.search(chunk)
+            if found is None:
+                offset += len(chunk)
+                continue
+            start = offset + chunk.rfind(b"\n", 0, found.start()) + 1
+            self._raw.seek(start)
+            return self._raw.read(SAMPLE_BYTES)
+        return sample
 
     def _size(self) -> int:
         self._raw.seek(0, io.SEEK_END)

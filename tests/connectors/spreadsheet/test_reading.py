@@ -36,6 +36,20 @@ def test_csv_encodings_are_detected(tmp_path: Path, encoding: str, bom: bool) ->
         assert {"code": "encoding_detected", "detail": "gb18030"} in opened.warnings
 
 
+def test_a_gbk_csv_whose_first_mebibyte_is_ascii_is_still_read_as_gbk(tmp_path: Path) -> None:
+    """Helper-34's F8: only the first 1 MiB was sampled; all ASCII there, the file was read as UTF-8 and every
+    later Chinese row came out as replacement characters."""
+    ascii_rows = "".join(f"Company {n:06d} Ltd,Li Lei,139{n:08d}\n" for n in range(40_000))
+    assert len(ascii_rows) > (1 << 20)
+    path = tmp_path / "long.csv"
+    path.write_bytes(b"company,name,phone\n" + ascii_rows.encode()
+                      + "腾讯科技（深圳）有限公司,张三,13800138000\n".encode("gbk"))
+    opened = ImportFile(str(path))
+    last = _outcomes(opened)[-1]
+    assert last.record["company"] == "腾讯科技（深圳）有限公司" and last.record["name"] == "张三"
+    assert {"code": "encoding_detected", "detail": "gb18030"} in opened.warnings
+
+
 def test_semicolon_and_tab_delimiters(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("姓名\t手机\n张三\t13800138000\n", encoding="utf-8")
