@@ -26,8 +26,12 @@ from .headers import HEADER_SEARCH_ROWS, header_score
 # values (`<c r="B2" t="e"><v>#N/A</v>`): calamine reads the latter as an empty string.
 # The attributes stay inside one tag ([^<>]): a run of `<c ` with no `>` would otherwise be rescanned from each
 # one, quadratic in a few kilobytes of crafted XML (helper-32).
-_CELL_WITH_FORMULA = re.compile(rb"<(?:\w+:)?c\s([^<>]*)>\s*<(?:\w+:)?f[\s>/]"
+_CELL_WITH_FORMULA = re.compile(rb"<(?:\w+:)?c(?:\s([^<>]*))?>\s*<(?:\w+:)?f[\s>/]"
                                 rb"|<(?:\w+:)?c\s([^<>]*\bt=\"e\"[^<>]*)>")
+# For a sheet whose writer left out `r` (it is optional in OOXML: a row follows the previous row, a cell the
+# previous cell), every row and cell tag, to count positions. Slower, so only used when such a cell holds a formula.
+_ROW_OR_CELL = re.compile(rb"<(?:\w+:)?(row|c)(?:\s([^<>]*?))?(/?)>(\s*<(?:\w+:)?f[\s>/])?")
+_ROW_NUMBER = re.compile(rb'\br="([0-9]+)"')
 _REF = re.compile(rb'\br="([A-Z]{1,3})([0-9]+)"')
 _CHUNK = 1 << 20
 _CARRY_MAX = 1 << 16  # a `<c …>` start tag and its `<f` fit in this, however long the cell's value
@@ -60,14 +64,58 @@ def _sheet_xml_path(archive: zipfile.ZipFile, sheet_index: int) -> str | None:
 
 
 def scan_formulas(path: str, sheet_index: int) -> tuple[dict[int, set[int]], int]:
-    """Cells holding a formula or its error value, as {row: {column}} (0-based, absolute), and how many had no `r`."""
-    found: dict[int, set[int]] = {}
-    unplaced = 0
+    """Cells holding a formula or its error value, as {row: {column}} (0-based, absolute), and how many of them
+    could not be placed (0 unless the sheet XML is malformed)."""
+    found, unplaced = _scan(path, sheet_index, _formulas_by_reference)
+    if unplaced:  # a writer that leaves out cell references: count positions instead
+        found, unplaced = _scan(path, sheet_index, _formulas_by_position)
+    return found, unplaced
+
+
+class _Scan:
+    def __init__(self) -> None:
+        self.found: dict[int, set[int]] = {}
+        self.unplaced = 0
+        self.row = -1  # where the position count stands (for _formulas_by_position)
+        self.column = -1
+
+    def add(self, row: int, column: int) -> None:
+        self.found.setdefault(row, set()).add(column)
+
+
+def _formulas_by_reference(scan: _Scan, buffer: bytes, cut: int) -> None:
+    for match in _CELL_WITH_FORMULA.finditer(buffer, 0, cut):
+        attributes = match.group(1) if match.group(1) is not None else match.group(2)
+        ref = _REF.search(attributes or b"")
+        if ref is None:
+            scan.unplaced += 1
+            continue
+        scan.add(int(ref.group(2)) - 1, column_index(ref.group(1)))
+
+
+def _formulas_by_position(scan: _Scan, buffer: bytes, cut: int) -> None:
+    for match in _ROW_OR_CELL.finditer(buffer, 0, cut):
+        tag, attributes, closed, formula = match.group(1), match.group(2) or b"", match.group(3), match.group(4)
+        if tag == b"row":
+            number = _ROW_NUMBER.search(attributes)
+            scan.row, scan.column = (int(number.group(1)) - 1 if number else scan.row + 1), -1
+            continue
+        ref = _REF.search(attributes)
+        if ref is not None:
+            scan.row, scan.column = int(ref.group(2)) - 1, column_index(ref.group(1))
+        else:
+            scan.column += 1
+        if not closed and (formula is not None or b't="e"' in attributes):
+            scan.add(max(scan.row, 0), scan.column)
+
+
+def _scan(path: str, sheet_index: int, step: Any) -> tuple[dict[int, set[int]], int]:
+    scan = _Scan()
     try:
         with zipfile.ZipFile(path) as archive:
             member = _sheet_xml_path(archive, sheet_index)
             if member is None or member not in archive.namelist():
-                return found, 0
+                return scan.found, 0
             with archive.open(member) as stream:
                 carry = b""
                 while True:
@@ -79,19 +127,13 @@ def scan_formulas(path: str, sheet_index: int) -> tuple[dict[int, set[int]], int
                         # Keeping it all made a small crafted file (a 1 GiB cell) take minutes (helper-31).
                         carry = buffer[-_CARRY_MAX:]
                         continue
-                    for match in _CELL_WITH_FORMULA.finditer(buffer, 0, cut):
-                        attributes = match.group(1) if match.group(1) is not None else match.group(2)
-                        ref = _REF.search(attributes)
-                        if ref is None:
-                            unplaced += 1
-                            continue
-                        found.setdefault(int(ref.group(2)) - 1, set()).add(column_index(ref.group(1)))
+                    step(scan, buffer, cut)
                     carry = buffer[cut:]
                     if not chunk:
                         break
     except (OSError, zipfile.BadZipFile, KeyError) as exc:
         raise FileUnreadable(f"cannot read the sheet XML: {exc}") from exc
-    return found, unplaced
+    return scan.found, scan.unplaced
 
 
 def json_cell(value: Any) -> Any:

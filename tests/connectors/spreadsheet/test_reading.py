@@ -400,10 +400,31 @@ def test_the_formula_scan_survives_odd_cell_tags(tmp_path: Path) -> None:
 
     bare = _with_sheet_xml(tmp_path, "bare.xlsx", lambda d: d.replace(
         b"</sheetData>", b'<row r="9"><c ><f>A1</f><v>1</v></c><c r="B9" t="e"><v>#N/A</v></c></row></sheetData>'))
-    assert scan_formulas(str(bare), 0) == ({8: {1}}, 1)  # the error cell placed, the bare one counted
+    assert scan_formulas(str(bare), 0) == ({8: {0, 1}}, 0)  # the bare cell is the row's first: A9
     run = _with_sheet_xml(tmp_path, "run.xlsx", lambda d: d.replace(b"<sheetData>", b"<!--" + b"<c " * 200_000
                                                                      + b"--><sheetData>", 1))
     assert scan_formulas(str(run), 0) == ({}, 0)
+
+
+def test_formulas_are_found_in_a_sheet_written_without_cell_references(tmp_path: Path) -> None:
+    """Helper-34's F5: `r` is optional in OOXML (some streaming writers leave it out); such formula cells were
+    counted in the `formulas_found` warning, which says they were flagged, but no row was flagged."""
+    import re as regex
+    import zipfile
+
+    source = write_xlsx(tmp_path / "refs.xlsx", [HEADER[:3], ["腾讯科技", "张三", "13800138000"],
+                                                 ["阿里巴巴", "王五", "=A2"]])
+    out = tmp_path / "norefs.xlsx"
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = regex.sub(rb'(<(?:row|c)\b[^<>]*?)\s+r="[A-Z]*[0-9]+"', rb"\1", data)
+                assert b' r="' not in data.split(b"<sheetData")[1]
+            dst.writestr(item, data)
+    opened = ImportFile(str(out))
+    first, second = _outcomes(opened)
+    assert not first.reasons and "formula_residue" in second.reasons
 
 
 # ---------------------------------------------------------------- no cell is dropped for want of a header
