@@ -382,10 +382,10 @@ def test_the_formula_scan_keeps_finding_cells_after_megabytes_without_one(tmp_pa
     assert found == {1: {1}} and unplaced == 0
 
 
-def _with_sheet_xml(tmp_path: Path, name: str, change: Any) -> Path:
+def _with_sheet_xml(tmp_path: Path, name: str, change: Any, rows: list[list[Any]] | None = None) -> Path:
     import zipfile
 
-    source = write_xlsx(tmp_path / "plain.xlsx", [HEADER, ["腾讯科技", "张三", "13800138000"]])
+    source = write_xlsx(tmp_path / "plain.xlsx", rows or [HEADER, ["腾讯科技", "张三", "13800138000"]])
     out = tmp_path / name
     with zipfile.ZipFile(source) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
         for item in src.infolist():
@@ -410,18 +410,14 @@ def test_formulas_are_found_in_a_sheet_written_without_cell_references(tmp_path:
     """Helper-34's F5: `r` is optional in OOXML (some streaming writers leave it out); such formula cells were
     counted in the `formulas_found` warning, which says they were flagged, but no row was flagged."""
     import re as regex
-    import zipfile
 
-    source = write_xlsx(tmp_path / "refs.xlsx", [HEADER[:3], ["腾讯科技", "张三", "13800138000"],
-                                                 ["阿里巴巴", "王五", "=A2"]])
-    out = tmp_path / "norefs.xlsx"
-    with zipfile.ZipFile(source) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
-        for item in src.infolist():
-            data = src.read(item.filename)
-            if item.filename == "xl/worksheets/sheet1.xml":
-                data = regex.sub(rb'(<(?:row|c)\b[^<>]*?)\s+r="[A-Z]*[0-9]+"', rb"\1", data)
-                assert b' r="' not in data.split(b"<sheetData")[1]
-            dst.writestr(item, data)
+    def drop_references(data: bytes) -> bytes:
+        data = regex.sub(rb'(<(?:row|c)\b[^<>]*?)\s+r="[A-Z]*[0-9]+"', rb"\1", data)
+        assert b' r="' not in data.split(b"<sheetData")[1]
+        return data
+
+    out = _with_sheet_xml(tmp_path, "norefs.xlsx", drop_references,
+                          [HEADER[:3], ["腾讯科技", "张三", "13800138000"], ["阿里巴巴", "王五", "=A2"]])
     opened = ImportFile(str(out))
     first, second = _outcomes(opened)
     assert not first.reasons and "formula_residue" in second.reasons
