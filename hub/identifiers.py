@@ -57,9 +57,17 @@ _USCC_RE = re.compile(r"[1-9ANY][0-9A-HJ-NPQRTUWXY]{17}")
 _USCC_SEPARATORS = re.compile(r"[\s\-\u2010-\u2015]+")
 
 # Separators people put in phone numbers; anything else (letters, 转, ext) makes the value invalid,
-# because phonenumbers would otherwise read `1-800-FLOWERS` or `手机13800138000` as a number.
+# because phonenumbers would otherwise read `1-800-FLOWERS` or `手机13800138000` as a number. The one
+# exception is an extension after a number (below).
 _PHONE_SEPARATORS = re.compile(r"[\s\-.()/\u2010-\u2015]+")
 _PHONE_COMPACT = re.compile(r"\+?[0-9]{3,20}")
+# An extension after a switchboard, as Chinese contact lists write it: `010-62345678转801`, `0755-88888888
+# 分机 801`, `(内线801)`, `ext. 801`, `x801`, `#801`. Read only after a number that is not a mobile (a
+# mobile has no extensions: `13800138000转123` is not one person's number). A bare trailing `-801` is read
+# only after a landline or a 400/800 line, and only when the whole is not a number of its own.
+_EXTENSION = re.compile(r"\s*[(\[]?\s*(?:转|轉|分机|分機|内线|內線|ext\.?|extension|x|#)\s*([0-9]{1,6})\s*[)\]]?\s*$",
+                        re.IGNORECASE)
+_DASH_EXTENSION = re.compile(r"\s*-\s*([0-9]{1,6})\s*$")
 # A Chinese mobile number, written nationally (as nearly every CRM export holds it) or in E.164 (as the
 # pipeline sees it again after the connector normalised it, and as platforms send it). phonenumbers.parse()
 # reads either as country 86 with exactly these 11 digits as the national number, so the parse (~15 µs of
@@ -106,10 +114,14 @@ _MIN_FAKE_DIGITS = 6  # a pure-digit platform id or ERP code shorter than this m
 
 @dataclass(frozen=True, slots=True)
 class Normalized:
-    """A normaliser's answer: the canonical `value`, or `reason` (snake_case) why there is none."""
+    """A normaliser's answer: the canonical `value`, or `reason` (snake_case) why there is none.
+
+    `note`: what a valid value left out of the input (`extension 801`), for the caller to report.
+    """
 
     value: str | None
     reason: str | None = None
+    note: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -141,7 +153,7 @@ def _memo(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _memo_normalized(fn: Callable[..., Normalized]) -> Callable[..., Normalized]:
-    """`_memo` for a normaliser: its answer is kept as a (value, reason) tuple and rebuilt on each call."""
+    """`_memo` for a normaliser: its answer is kept as a (value, reason, note) tuple and rebuilt on each call."""
     packed = _memo(lambda *args: _pack(fn(*args)))
 
     @wraps(fn)
@@ -151,8 +163,8 @@ def _memo_normalized(fn: Callable[..., Normalized]) -> Callable[..., Normalized]
     return cached
 
 
-def _pack(result: Normalized) -> tuple[str | None, str | None]:
-    return result.value, result.reason
+def _pack(result: Normalized) -> tuple[str | None, str | None, str | None]:
+    return result.value, result.reason, result.note
 
 
 _MEMOS: list[dict[tuple[Any, ...], Any]] = []
@@ -201,7 +213,8 @@ def normalize_phone(raw: str, region: str = "CN") -> Normalized:
     """Phone number → E.164 (`+8613800138000`), national numbers read in `region`.
 
     Full-width digits, separators, `+86`/`0086`/`86` prefixes and the trunk `0` of landlines
-    (`010-12345678`) are understood; numbers phonenumbers does not consider valid are refused.
+    (`010-12345678`) are understood; numbers phonenumbers does not consider valid are refused. An
+    extension (`010-62345678转801`) is left out of the value and named in `note` (`extension 801`).
     """
     return _normalize_phone(raw, region)
 
@@ -219,11 +232,27 @@ def _normalize_phone(raw: str, region: str) -> Normalized:
         return _cn_mobile(national)
     parsed = _parse_phone(compact, region)
     if parsed is None:
-        return _invalid("invalid_phone")
+        return _without_extension(prepared, region) or _invalid("invalid_phone")
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     if e164 not in _PARSED:
         _remember(e164, (*_classify(parsed), phonenumbers.national_significant_number(parsed)))
     return _valid(e164)
+
+
+def _without_extension(prepared: str, region: str) -> Normalized | None:
+    """The number before an extension (see `_EXTENSION`), with the extension as the note; None if there is none."""
+    for pattern, accepted in ((_EXTENSION, _NOT_MOBILE), (_DASH_EXTENSION, _SWITCHBOARD)):
+        found = pattern.search(prepared)
+        if found is None or found.start() == 0:
+            continue
+        main = _normalize_phone(prepared[: found.start()], region)
+        if main.value is not None and main.note is None and phone_kind(main.value) in accepted:
+            return Normalized(main.value, None, f"extension {found.group(1)}")
+    return None
+
+
+_NOT_MOBILE = frozenset({"fixed_line", "toll_free", "other"})
+_SWITCHBOARD = frozenset({"fixed_line", "toll_free"})
 
 
 def _cn_mobile(national: str) -> Normalized:

@@ -447,6 +447,9 @@ def normalise_identities(
                     )
                 )
             continue
+        if result.note is not None:
+            issues.append(QualityIssue(field=f"identities.{ident.type}", code=f"{ident.type}_extension_removed",
+                                       detail=f"{str(ident.value)[:64]!r}: {result.note} left out of the identity"))
         key = (ident.type, result.value)
         if key not in seen:
             seen.add(key)

@@ -171,6 +171,9 @@ def _check_identities(out: RowOutcome, raw_ids: dict[str, list[str]]) -> None:
                 if note is not None:
                     out.issues.append(QualityIssue(field=f"identities.{kind}", code="phone_note_removed",
                                                    detail=f"{part[:64]!r}: note {note!r} left out of the identity"))
+                if result.note is not None:
+                    out.issues.append(QualityIssue(field=f"identities.{kind}", code=f"{kind}_extension_removed",
+                                                   detail=f"{part[:64]!r}: {result.note} left out of the identity"))
                 if result.value is not None:
                     if (kind, result.value) not in seen:
                         seen.add((kind, result.value))

@@ -109,6 +109,18 @@ def test_quality_issues_and_identity_normalisation(source: tuple[Hub, str]) -> N
     assert any(i["field"] == "identities.email" for i in data["quality"]["issues"])
 
 
+def test_a_phone_with_an_extension_is_its_switchboard_and_the_extension_is_reported(source: tuple[Hub, str]) -> None:
+    hub, sid = source
+    message = {"type": "identify", "userId": "u-10", "messageId": "q-ext", "traits": {"phone": "010-62345678转801"}}
+    process_raw(_submit(hub, sid, message, path="v1/identify"))
+    with hub.sessions() as s:
+        data = s.scalars(select(EventRow)).one().data
+    assert {"type": "phone", "value": "+861062345678"} in data["identities"]
+    [issue] = [i for i in data["quality"]["issues"] if i["code"] == "phone_extension_removed"]
+    assert issue["field"] == "identities.phone" and "extension 801" in issue["detail"]
+    assert "010-62345678转801" in json.dumps(data, ensure_ascii=False)  # the text as sent is kept
+
+
 def test_event_json_is_stored_as_pydantic_writes_it(source: tuple[Hub, str]) -> None:
     """The event goes in as model_dump_json() text (not dumped twice); it reads back as the same value,
     Chinese unescaped, on SQLite and PostgreSQL."""

@@ -493,7 +493,17 @@ def test_a_trailing_note_after_a_phone_is_read_off_and_recorded(cell: str) -> No
     assert "微信同号" in out.record["phone"]  # the cell's text keeps the note
     [issue] = [i for i in out.issues if i.code == "phone_note_removed"]
     assert issue.field == "identities.phone" and "(微信同号)" in issue.detail
-    assert analyse_row(2, [None, "张三", "13800138000转801"], FIELDS).reasons == ["no_person_identity"]  # not handled
+    assert analyse_row(2, [None, "张三", "13800138000转801"], FIELDS).reasons == ["no_person_identity"]  # a mobile
+
+
+@pytest.mark.parametrize("cell", ["010-62345678转801", "010-62345678（分机801）", "010-62345678-801"])
+def test_a_landline_with_an_extension_is_read_and_the_extension_recorded(cell: str) -> None:
+    """An extension after a switchboard made the cell an invalid phone: a row with no email was quarantined."""
+    out = analyse_row(2, ["腾讯科技", "张三", cell], FIELDS)
+    assert [i.value for i in out.identities] == ["+861062345678"] and not out.reasons and not out.problems
+    assert "801" in out.record["phone"]  # the cell's text keeps the extension
+    [issue] = [i for i in out.issues if i.code == "phone_extension_removed"]
+    assert issue.field == "identities.phone" and "extension 801" in issue.detail
 
 
 def test_excels_text_wrapper_in_a_csv_is_the_text_not_a_formula(tmp_path: Path) -> None:
