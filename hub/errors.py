@@ -93,8 +93,17 @@ class QuarantineError(HubError):
 
 
 class RetryableError(HubError):
+    """`retry_after`: the seconds the upstream asked us to wait (its `Retry-After`), when it said; the task
+    runners wait at least that long before the retry (hub.retry)."""
+
     status_code = 503
     code = "retryable"
+
+    def __init__(
+        self, message: str, *, code: str | None = None, details: Any = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, code=code, details=details)
+        self.retry_after = retry_after
 
 
 class SecretUnreadable(HubError):

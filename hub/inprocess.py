@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from hub.errors import RetryableError
+from hub.retry import retry_delay_s
 from hub.tasks import TASKS
 
 log = logging.getLogger(__name__)
@@ -186,7 +187,7 @@ class InProcessRunner:
             definition.fn(*args)
         except RetryableError as exc:
             if attempt < definition.max_retries:
-                delay = min(60.0, 0.2 * 2**attempt)
+                delay = retry_delay_s(attempt, exc.retry_after)
                 log.info("task %s%r retrying in %.1fs: %s", name, args, delay, exc)
                 self.enqueue(name, args, countdown=delay, attempt=attempt + 1)
             else:

@@ -6,18 +6,21 @@ idempotent), prefetch 1, no reject-on-worker-lost, narrow autoretry on Retryable
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, Task, signals
 
 from hub.errors import RetryableError
+from hub.retry import BACKOFF_MAX_S, retry_delay_s
 from hub.settings import Settings
 from hub.tasks import TASKS
 
 log = logging.getLogger(__name__)
 
-RETRY_BACKOFF_MAX_S = 60
+RETRY_BACKOFF_MAX_S = int(BACKOFF_MAX_S)
 
 
 def make_celery(settings: Settings, schedules: list[tuple[str, float]] | None = None) -> Celery:
@@ -47,6 +50,7 @@ def make_celery(settings: Settings, schedules: list[tuple[str, float]] | None = 
         app.task(
             name=definition.name,
             queue=definition.queue,
+            bind=True,
             acks_late=True,
             ignore_result=True,
             autoretry_for=(RetryableError,),
@@ -54,8 +58,28 @@ def make_celery(settings: Settings, schedules: list[tuple[str, float]] | None = 
             retry_backoff_max=RETRY_BACKOFF_MAX_S,
             retry_jitter=True,
             max_retries=definition.max_retries,
-        )(definition.fn)
+        )(_honouring_retry_after(definition.fn))
     return app
+
+
+def _honouring_retry_after(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The task body, retried no sooner than the upstream's `Retry-After` when the error carries one.
+
+    Celery's autoretry backoff (kept for every other RetryableError) cannot see the error's own delay.
+    """
+
+    @functools.wraps(fn)
+    def run(task: Task, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except RetryableError as exc:
+            if exc.retry_after is None:
+                raise  # autoretry: exponential backoff with jitter
+            countdown = retry_delay_s(task.request.retries, exc.retry_after)
+            log.info("task %s%r retrying in %.1fs (Retry-After): %s", task.name, args, countdown, exc)
+            raise task.retry(exc=exc, countdown=countdown) from exc
+
+    return run
 
 
 class CeleryRunner:

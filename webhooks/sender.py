@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import email.utils
 import os
 import threading
 import time
@@ -20,6 +19,7 @@ from typing import TypeVar
 
 import httpx
 
+from hub.retry import parse_retry_after
 from webhooks.pinned import VETTED, PinnedTransport, Vetted, pool_host
 from webhooks.signing import Signer
 from webhooks.ssrf import UnsafeURL, check_url
@@ -218,22 +218,6 @@ async def _read_excerpt(resp: httpx.Response) -> str:
         if len(data) >= EXCERPT_BYTES:
             break
     return bytes(data[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from `retry-after` (delta-seconds or an HTTP date); None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _ms(started: float) -> float:

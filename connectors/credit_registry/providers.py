@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from hub.errors import HubError, RetryableError
+from hub.retry import parse_retry_after
 
 if TYPE_CHECKING:
     from .connector import CreditRegistryConfig
@@ -72,7 +73,8 @@ def _get(http: httpx.Client, provider: str, url: str, **kwargs: Any) -> Any:
         raise RegistryAuthError(f"{provider} refused the credentials (HTTP {response.status_code})",
                                 provider=provider, provider_code=str(response.status_code))
     if response.status_code == 429 or response.status_code >= 500:
-        raise RetryableError(f"{provider} answered HTTP {response.status_code}")
+        raise RetryableError(f"{provider} answered HTTP {response.status_code}",
+                             retry_after=parse_retry_after(response.headers.get("retry-after")))
     try:
         data = response.json()
     except ValueError as exc:

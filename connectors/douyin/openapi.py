@@ -17,6 +17,7 @@ from authlib.oauth2.client import OAuth2Client  # type: ignore[import-untyped]
 from authlib.oauth2.rfc6749 import OAuth2Error  # type: ignore[import-untyped]
 
 from hub.errors import HubError, RetryableError
+from hub.retry import parse_retry_after
 
 DEFAULT_BASE_URL = "https://open.douyin.com"
 TOKEN_PATH = "/oauth/client_token/"
@@ -155,7 +156,8 @@ class DouyinOpenAPI:
         except httpx.HTTPError as exc:
             raise RetryableError(f"Douyin API unreachable: {exc}") from exc
         if resp.status_code >= 500 or resp.status_code == 429:
-            raise RetryableError(f"Douyin API answered HTTP {resp.status_code}")
+            raise RetryableError(f"Douyin API answered HTTP {resp.status_code}",
+                                 retry_after=parse_retry_after(resp.headers.get("retry-after")))
         try:
             doc = resp.json()
         except ValueError as exc:

@@ -30,6 +30,11 @@ class FakeErp:
         self.log: list[tuple[str, dict[str, str]]] = []
         self.fail_requests: set[int] = set()  # `GET /orders` calls (1-based) answered 500 once (a crash mid-pull)
         self.after_request: Callable[[int], None] | None = None  # e.g. an order edited while the hub pages
+        # Rate limiting as an API gateway does it: `throttle(s)` answers every `GET /orders` with 429 and
+        # `Retry-After: s` until s seconds have passed; `throttled` counts those answers.
+        self.throttled_until = 0.0
+        self.retry_after = 0
+        self.throttled = 0
         self.requests = 0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -41,11 +46,14 @@ class FakeErp:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def _send(self, status: int, body: Any, challenge: str | None = None) -> None:
+            def _send(self, status: int, body: Any, challenge: str | None = None,
+                      headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 if challenge:
                     self.send_header("www-authenticate", challenge)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
@@ -81,6 +89,9 @@ class FakeErp:
                     since = datetime.fromisoformat(query["updated_since"])
                 except (KeyError, ValueError) as exc:
                     return self._send(400, {"error": "invalid_request", "detail": f"bad query: {exc}"})
+                if time.monotonic() < fake.throttled_until:
+                    fake.throttled += 1
+                    return self._send(429, {"error": "rate_limited"}, headers={"retry-after": str(fake.retry_after)})
                 fake.requests += 1
                 if fake.requests in fake.fail_requests:
                     fake.fail_requests.discard(fake.requests)
@@ -92,6 +103,10 @@ class FakeErp:
                     fake.after_request(fake.requests)
 
         return Handler
+
+    def throttle(self, seconds: int) -> None:
+        self.retry_after = seconds
+        self.throttled_until = time.monotonic() + seconds
 
     @contextmanager
     def running(self) -> Iterator[FakeErp]:

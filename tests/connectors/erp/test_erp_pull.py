@@ -234,3 +234,30 @@ def test_failing_pulls_show_in_source_health_and_turn_the_source_failing(hub: Hu
         item = health()
         assert item["pull"]["consecutive_failures"] == 0 and item["pull"]["last_success_at"]
         assert source_status(item) == "healthy"
+
+
+def test_a_throttled_pull_is_retried_after_the_erps_retry_after_not_sooner(hub: Hub) -> None:
+    """The ERP's 429 `Retry-After` was ignored: the task retried after 0.2, 0.4, 0.8 … s, inside the rate-limit
+    window, and each early retry was another 429 (five of them and the pull gave up)."""
+    import time
+
+    from hub.tasks import enqueue
+
+    fake = FakeErp()
+    fake.orders = [_order(1, "2026-03-01T10:00:00+08:00")]
+    with fake.running():
+        sid = add_source(client_for(hub), "erp", "erp-throttled", _config(fake))
+        fake.throttle(1)
+        started = time.monotonic()
+        with pytest.raises(RetryableError) as raised:
+            run_pull(hub, uuid.UUID(sid))
+        assert raised.value.retry_after == 1.0 and "retry after 1s" in str(raised.value)
+        enqueue("hub.pull.pull_source", sid)  # as the schedule does: the runner retries it
+        deadline = time.monotonic() + 20
+        while fake.requests == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert fake.requests >= 1, "the pull never got through"
+        assert time.monotonic() - started >= 1.0
+        assert fake.throttled == 2  # the direct call and the task's first try; the retry waited out the window
+        wait_processed(hub)
+        assert [e["properties"]["order_no"] for e in _events(hub)] == ["SO-001"]

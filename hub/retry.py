@@ -1,0 +1,46 @@
+"""How long to wait before retrying a step that failed for a transient reason.
+
+Why one module: the in-process runner and the Celery worker must back off alike, and an upstream that says
+how long to wait (HTTP 429/503 with `Retry-After`) must be believed by both. Retrying a throttled ERP after
+0.2, 0.4 … 3.2 s spent all five retries inside its own rate-limit window, so the pull failed every time.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from datetime import UTC, datetime
+
+__all__ = ["BACKOFF_MAX_S", "RETRY_AFTER_MAX_S", "backoff_s", "parse_retry_after", "retry_delay_s"]
+
+BACKOFF_MAX_S = 60.0
+# An upstream asking for more than this is still retried after this long: a task waiting hours would hold
+# a pull or an enrichment that the next schedule redoes anyway.
+RETRY_AFTER_MAX_S = 900.0
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from `Retry-After` (delta-seconds or an HTTP date); None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def backoff_s(attempt: int) -> float:
+    """The delay before retry number `attempt + 1` when nobody said how long to wait: 0.2 s doubling, ≤ 60 s."""
+    return min(BACKOFF_MAX_S, 0.2 * 2**attempt)
+
+
+def retry_delay_s(attempt: int, retry_after: float | None) -> float:
+    """The backoff, or the upstream's `Retry-After` (capped at RETRY_AFTER_MAX_S) when that is longer."""
+    if retry_after is None:
+        return backoff_s(attempt)
+    return max(backoff_s(attempt), min(max(retry_after, 0.0), RETRY_AFTER_MAX_S))
