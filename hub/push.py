@@ -34,7 +34,8 @@ def verify_signature(request: InboundRequest, secret: str) -> None:
     if scheme.lower() != "sha256" or not given:
         raise VerificationError("X-Hub-Signature-256 must be sha256=<hex>", code="malformed_signature")
     expected = hmac.new(secret.encode(), request.body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, given.strip().lower()):
+    # Bytes, not str: compare_digest raises TypeError on a non-ASCII str (a header byte > 0x7f), which was a 500.
+    if not hmac.compare_digest(expected.encode(), given.strip().lower().encode()):
         raise VerificationError("X-Hub-Signature-256 does not match the body", code="bad_signature")
 
 

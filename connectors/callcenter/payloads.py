@@ -6,13 +6,16 @@ Field names are TCCC's own (PascalCase, matching the SDK's `TelCdrInfo`); unknow
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from hub.errors import PayloadError, UnreadableBody
 
 ACTIONS = ("cdr", "record")
+# An id is part of a stored key (`cdr:<SessionId>`, the `call:<SessionId>` state, both VARCHAR(300)); an empty one
+# would make every such push the same event. Outside these bounds the push is quarantined with the reason.
+PushId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S")]
 
 
 class _Tccc(BaseModel):
@@ -23,7 +26,7 @@ class _Tccc(BaseModel):
 class TcccCdr(_Tccc):
     """One call session's CDR (one record per whole session; `ServeParticipants` holds the legs)."""
 
-    SessionId: str
+    SessionId: PushId
     SdkAppId: int | None = None
     Caller: str | None = None
     Callee: str | None = None
@@ -53,8 +56,8 @@ class TcccCdr(_Tccc):
 class TcccRecord(_Tccc):
     """One participant's recording of a session; several per SessionId."""
 
-    SessionId: str
-    RecordId: str
+    SessionId: PushId
+    RecordId: PushId
     SdkAppId: int | None = None
     Timestamp: int | None = None
     EndpointUser: str | None = None  # a phone number for the customer's leg, an email for an agent's

@@ -30,6 +30,7 @@ AD_ID_KEYS = ("adv_id", "ad_id", "creative_id", "promotion_id", "material_title_
               "material_video_id")
 PHONE_KEYS = ("phone", "mobile", "telephone", "phone_number", "tel")
 NAME_KEYS = ("name", "user_name", "nick_name")
+TYPE_MAX = 64  # events.type is VARCHAR(64): a longer type failed every insert on PostgreSQL (retried, never stored)
 
 
 def event_type(envelope: Envelope) -> str:
@@ -37,7 +38,7 @@ def event_type(envelope: Envelope) -> str:
         return "lead.submitted"
     if envelope.event in MESSAGE_EVENTS:
         return MESSAGE_EVENTS[envelope.event]
-    return NAMED_EVENTS.get(envelope.event, "douyin." + envelope.event[:60])
+    return NAMED_EVENTS.get(envelope.event, ("douyin." + envelope.event)[:TYPE_MAX])
 
 
 def _is_lead_card(envelope: Envelope) -> bool:

@@ -114,22 +114,27 @@ def event_id(request: InboundRequest, envelope: Envelope) -> str:
     under each new header value (helper-31). The request itself is still deduplicated on `Msg-Id`, as
     platforms.md says (`message_id`); a replay with a forged one is stored as a request but makes no new event.
     """
-    server_id = envelope.content_text("server_message_id")
-    if server_id:  # with the event: an enter-conversation push and a lead card may name the same message
-        return f"smid:{envelope.event}:{server_id[:200]}"
+    if smid := _server_message_key(envelope):
+        return smid
     if envelope.log_id:
         return "log:" + envelope.log_id[:200]
     return message_id(request, envelope)
 
 
+def _server_message_key(envelope: Envelope) -> str | None:
+    """`smid:<event>:<server_message_id>`: with the event, as an enter-conversation push and a lead card may name
+    the same message; both parts bounded, so the key fits the 300-character id columns."""
+    server_id = envelope.content_text("server_message_id")
+    return f"smid:{envelope.event[:64]}:{server_id[:200]}" if server_id else None
+
+
 def message_id(request: InboundRequest, envelope: Envelope) -> str:
-    """Douyin's message id: the `Msg-Id` header, else server_message_id, else log_id, else a body digest."""
+    """Douyin's message id: the `Msg-Id` header, else event + server_message_id, else log_id, else a body digest."""
     header = _as_text(request.header("msg-id"))
     if header:
         return "msg:" + header[:200]
-    server_id = envelope.content_text("server_message_id")
-    if server_id:
-        return "smid:" + server_id[:200]
+    if smid := _server_message_key(envelope):  # keyed like the event, or the second of two such pushes was lost
+        return smid
     if envelope.log_id:
         return "log:" + envelope.log_id[:200]
     return "sha256:" + hashlib.sha256(request.body).hexdigest()

@@ -75,8 +75,9 @@ class WebConnector(Connector):
 
     def _messages(self, request: InboundRequest) -> list[object]:
         if "messages" not in request.memo:
+            call = self._call(request)  # a wrong path or method is named before the body is read
             body, doc = self._doc(request)
-            request.memo["messages"] = read_messages(body, doc, self._call(request))
+            request.memo["messages"] = read_messages(body, doc, call)
         messages: list[object] = request.memo["messages"]
         return messages
 

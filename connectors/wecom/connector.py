@@ -60,8 +60,8 @@ class WeComConnector(Connector):
         signature, timestamp = _query(request, "msg_signature"), _query(request, "timestamp")
         nonce = _query(request, "nonce")
         if config.max_clock_skew_s:
-            try:
-                skew = abs(time.time() - int(timestamp))
+            try:  # integers throughout: a float of a 400-digit timestamp overflowed (a 500)
+                skew = abs(int(time.time()) - int(timestamp))
             except ValueError as exc:
                 raise VerificationError("timestamp is not a number", code="bad_timestamp") from exc
             if skew > config.max_clock_skew_s:

@@ -21,6 +21,7 @@ CONTACT_TYPES = {
     "del_follow_user": "contact.removed",
 }
 REMOVED_BY = {"del_external_contact": "employee", "del_follow_user": "customer"}
+TYPE_MAX = 64  # events.type is VARCHAR(64): a longer type failed every insert on PostgreSQL (retried, never stored)
 PROPERTY_FIELDS = {
     "UserID": "user_id", "State": "state", "Source": "removal_source", "FailReason": "fail_reason",
     "Id": "id", "TagType": "tag_type", "StrategyId": "strategy_id", "SuiteId": "suite_id", "AgentID": "agent_id",
@@ -45,10 +46,10 @@ def state_campaign(state: str | None) -> Campaign | None:
 def event_type(event: dict[str, str]) -> str:
     name, change = event_name(event), event.get("ChangeType", "")
     if name == "change_external_contact":
-        return CONTACT_TYPES.get(change, f"wecom.{change or 'change_external_contact'}")
+        return CONTACT_TYPES.get(change) or f"wecom.{change or 'change_external_contact'}"[:TYPE_MAX]
     if name == "change_external_tag":
         return "wecom.tag_changed"
-    return f"wecom.{name}"[:80]
+    return f"wecom.{name}"[:TYPE_MAX]
 
 
 def event_to_draft(event: dict[str, str], event_id: str, received_at: datetime) -> EventDraft:

@@ -92,6 +92,23 @@ def test_a_recording_that_arrives_first_is_carried_by_the_call(hub: Hub) -> None
     assert call["properties"]["recordings"][0]["record_id"] == "rec-fix-01"
 
 
+def test_a_push_whose_id_is_empty_or_too_long_is_quarantined_not_merged_or_stuck(hub: Hub) -> None:
+    """An empty SessionId made every such CDR the one event `cdr:`; one over 300 characters could not be stored
+    (VARCHAR(300) on PostgreSQL: retried, never handled). Both are kept in quarantine with the reason."""
+    from hub.models import QuarantineRow
+
+    client = client_for(hub)
+    sid = add_source(client, "callcenter", "tccc", CONFIG)
+    cdr = json.loads((FIXTURES / "cdr_inbound.json").read_text())
+    for n, session in enumerate(("", " ", "s" * 400)):
+        assert _push(client, sid, jbody({**cdr, "SessionId": session}), push_uuid=f"p-{n}").status_code == 200
+    wait_processed(hub)
+    assert _events(hub) == []
+    with hub.sessions() as s:
+        reasons = [q.reason for q in s.scalars(select(QuarantineRow))]
+    assert reasons == ["invalid_tccc_cdr"] * 3
+
+
 def test_unknown_action_is_a_400_naming_the_problem(hub: Hub) -> None:
     client = client_for(hub)
     sid = add_source(client, "callcenter", "tccc", CONFIG)

@@ -147,12 +147,38 @@ def test_webhook_secret_overrides_client_secret_for_signatures() -> None:
 def test_dedup_prefers_msg_id_then_server_message_id_then_log_id() -> None:
     body = (FIXTURES / "im_receive_msg.json").read_bytes()
     request = sign(body, CONFIG)
-    assert connector.dedup_key(request, config) == "smid:7306432799999990001"
+    assert connector.dedup_key(request, config) == "smid:im_receive_msg:7306432799999990001"
     assert connector.dedup_key(replace(request, headers={"msg-id": "m-1"}), config) == "msg:m-1"
     follow = sign((FIXTURES / "new_follow_action.json").read_bytes(), CONFIG)
     assert connector.dedup_key(follow, config) == "log:202603021946000102030406"
     with pytest.raises(PayloadError):
         connector.dedup_key(InboundRequest("POST", b"[1]"), config)
+
+
+def test_two_events_naming_one_message_without_msg_id_are_both_kept(hub: Hub) -> None:
+    """Without Msg-Id the request was keyed on server_message_id alone, so the second event was a 'duplicate'."""
+    from tests.helpers import add_source
+
+    client = client_for(hub)
+    source_id = add_source(client, "douyin", "brand-douyin", CONFIG)
+    content = {"server_message_id": "7306432799999990042", "create_time": 1772422860000}
+    for doc in ({"event": "im_enter_direct_msg", "from_user_id": CUSTOMER, "content": json.dumps(content)},
+                {"event": "im_receive_msg", "from_user_id": CUSTOMER,
+                 "content": {**content, "message_type": "retain_consult_card", "phone": "13800138000"}}):
+        body = json.dumps(doc).encode()
+        resp = client.post(f"/hooks/{source_id}", content=body, headers=dict(sign(body, CONFIG).headers))
+        assert resp.status_code == 200 and resp.json() == {"accepted": 1, "duplicates": 0}
+    wait_processed(hub)
+    assert count_events(hub, type="conversation.opened") == 1 and count_events(hub, type="lead.submitted") == 1
+
+
+def test_a_long_event_name_fits_the_stored_columns() -> None:
+    """events.type is VARCHAR(64) and source_event_id VARCHAR(300): longer values failed every PostgreSQL insert."""
+    doc = {"event": "e" * 500, "from_user_id": CUSTOMER, "content": {"server_message_id": "9" * 500}}
+    request = sign(json.dumps(doc).encode(), CONFIG)
+    [draft] = connector.parse(request, config, ParseContext(uuid.uuid4(), "dy", utcnow(), _State()))
+    assert draft.type.startswith("douyin.e") and len(draft.type) <= 64
+    assert len(draft.source_event_id) <= 300 and len(connector.dedup_key(request, config)) <= 300
 
 
 def test_end_to_end_over_http(hub: Hub) -> None:

@@ -62,6 +62,18 @@ def test_bad_or_missing_signature_is_401_and_nothing_is_stored(hub: Hub) -> None
     assert _events(hub) == []
 
 
+def test_a_signature_header_with_non_ascii_bytes_is_401_not_500(hub: Hub) -> None:
+    """A header byte above 0x7f arrives as a latin-1 character; comparing it as str raised TypeError (a 500)."""
+    client = client_for(hub)
+    sid = add_source(client, "pos", "store", {"secret": SECRET})
+    body = (FIXTURES / "purchase.json").read_bytes()
+    for value in ("sha256=\xe9" + "0" * 63, "sha256=caf\xe9"):
+        resp = client.post(f"/hooks/{sid}", content=body, headers={"x-hub-signature-256": value.encode("latin-1")})
+        assert resp.status_code == 401 and resp.json()["error"]["code"] == "bad_signature"
+    wait_processed(hub)
+    assert _events(hub) == []
+
+
 def test_a_formal_order_from_pos_is_stored_as_intent_with_an_issue(hub: Hub) -> None:
     client = client_for(hub)
     sid = add_source(client, "pos", "store", {"secret": SECRET})

@@ -133,3 +133,10 @@ def test_browser_sdk_requests_with_the_write_key_in_the_body_are_accepted(hub: H
                                                      "access-control-request-headers": "authorization,x-retry-count"})
     assert preflight.status_code == 204 and preflight.headers["access-control-allow-origin"] == "*"
     assert "x-retry-count" in preflight.headers["access-control-allow-headers"]
+
+
+def test_a_get_with_credentials_is_told_to_use_post_not_that_its_body_is_bad_json(hub: Hub) -> None:
+    client = client_for(hub)
+    sid = add_source(client, "web", "site", {"write_key": KEY})
+    resp = client.get(f"/hooks/{sid}/v1/track", headers=basic(KEY))
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "method_not_allowed"

@@ -87,6 +87,15 @@ def test_stale_timestamps_are_refused() -> None:
     assert err.value.code == "missing_signature"
 
 
+@pytest.mark.parametrize("timestamp", ["9" * 400, "-" + "9" * 400])
+def test_a_timestamp_too_large_for_a_float_is_refused_not_a_500(timestamp: str) -> None:
+    strict = connector.validate_config({**CONFIG, "max_clock_skew_s": 300})
+    request = sign((FIXTURES / "add_external_contact.xml").read_bytes(), CONFIG)
+    with pytest.raises(VerificationError) as err:
+        connector.verify(replace(request, query={**request.query, "timestamp": timestamp}), strict)
+    assert err.value.code == "stale_timestamp"
+
+
 def test_add_external_contact_state_is_the_campaign() -> None:
     draft = parse("add_external_contact.xml")
     assert draft.type == "contact.added"
@@ -124,6 +133,18 @@ def test_tag_changes_are_recorded(name: str, change: str, tag_type: str | None) 
     assert draft.type == "wecom.tag_changed" and draft.identities == []
     assert draft.properties["change_type"] == change and draft.properties.get("tag_type") == tag_type
     assert draft.properties["id"].startswith("et")
+
+
+@pytest.mark.parametrize("xml", [
+    "<xml><ToUserName>c</ToUserName><Event>change_external_contact</Event><ChangeType>{long}</ChangeType>"
+    "<ExternalUserID>wm1</ExternalUserID><CreateTime>1772505000</CreateTime></xml>",
+    "<xml><ToUserName>c</ToUserName><Event>{long}</Event><CreateTime>1772505000</CreateTime></xml>",
+])
+def test_an_unknown_long_event_or_change_type_fits_the_type_column(xml: str) -> None:
+    """events.type is VARCHAR(64): a longer type failed every insert on PostgreSQL, so the event was never stored."""
+    request = sign(xml.format(long="x" * 100).encode(), CONFIG)
+    [draft] = connector.parse(request, config, ParseContext(uuid.uuid4(), "wecom", utcnow(), _State()))
+    assert draft.type.startswith("wecom.x") and len(draft.type) == 64
 
 
 def test_third_party_envelope() -> None:
