@@ -6,6 +6,7 @@ import uuid
 
 from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from hub.schemas import EventDraft, Identity, utcnow
 from identity.models import CustomerRow, SplitPairRow
@@ -49,7 +50,9 @@ def merge_into(
     merge_traits(survivor, loser)
     if loser.last_activity_at is not None:
         touch_activity(survivor, loser.last_activity_at, loser.last_source or "")
-    loser.merged_into = survivor.id
+    # Written by the merge's statements (identity.pending), in order with the re-pointing of customers merged
+    # into the loser; an ORM flush after them would undo that re-pointing for a merge earlier in the batch.
+    set_committed_value(loser, "merged_into", survivor.id)
     _inherit_splits(session, survivor.id, loser.id)
     record(session, "merge", reason, [survivor.id, loser.id], identity, event_id)
     draft = EventDraft(

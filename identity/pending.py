@@ -70,7 +70,10 @@ def add_shared_line(session: Session, type_: str, value: str) -> None:
 
 def add_merge(session: Session, loser: uuid.UUID, survivor: uuid.UUID) -> None:
     """Move the loser's identifiers (dropping ones the survivor holds too) and memberships to the survivor,
-    and re-point customers merged into the loser. The ORM objects (traits, `merged_into`) are the caller's."""
+    mark the loser merged into it and re-point customers merged into the loser. The survivor's traits and
+    activity stay on its ORM object (the caller's); `merged_into` is written here, in merge order, so a
+    customer merged into the loser earlier in the same transaction is re-pointed too (a chain B→A→Z left
+    by an ORM flush after these statements named A, a merged-away customer, as B's survivor)."""
     _pending(session).merges.append((loser, survivor))
 
 
@@ -125,6 +128,7 @@ def _merge_statements(dialect: str) -> tuple[Any, ...]:
         update(_IDS).where(_IDS.c.customer_id == bindparam("loser")).values(customer_id=bindparam("survivor")),
         copy_members,
         delete(_MEMBERS).where(_MEMBERS.c.customer_id == bindparam("loser")),
+        update(customers).where(customers.c.id == bindparam("loser")).values(merged_into=bindparam("survivor")),
         update(customers).where(customers.c.merged_into == bindparam("loser"))
         .values(merged_into=bindparam("survivor")),
     )

@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "PRIORITY",
     "Rules",
+    "is_weak_line",
     "parse_limits",
     "parse_placeholders",
     "rules_from_settings",
@@ -66,7 +67,7 @@ class Rules:
         Weak identifiers never link an event that has a stronger identifier to a customer, which is
         what keeps two members of a household (one landline, two mobiles) two customers.
         """
-        return ident.type == "phone" and (is_shared_line(ident.value) or phone_kind(ident.value) == "fixed_line")
+        return is_weak_line(ident.type, ident.value)
 
     @staticmethod
     def always_shared(ident: Identity) -> bool:
@@ -76,6 +77,12 @@ class Rules:
     def rank(ident: Identity) -> int:
         """Lower is higher priority; unknown types rank last."""
         return PRIORITY.index(ident.type) if ident.type in PRIORITY else len(PRIORITY)
+
+
+def is_weak_line(type: str, value: str) -> bool:
+    """`Rules.weak` for a (type, value) pair: identity.store counts rows with it (weak lines never count
+    against the per-type limits)."""
+    return type == "phone" and (is_shared_line(value) or phone_kind(value) == "fixed_line")
 
 
 def parse_limits(text: str) -> dict[str, int]:

@@ -1,8 +1,10 @@
 """Undoing a wrong merge: a new customer takes the named identities and the events that came through them.
 
 An event moves when it carries one of the named identities and none of those the original customer keeps
-(an event carrying both is the evidence that linked them, so it stays). Traits learnt from moved events
-move too. The pair is remembered, so the resolver never merges the two again (`split_previously`).
+(an event carrying both is the evidence that linked them, so it stays); a weak line the original keeps
+(a landline, a switchboard, a 400 number) is not such evidence, since weak lines never link customers.
+Traits learnt from moved events move too. The pair is remembered, so the resolver never merges the two
+again (`split_previously`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from hub.runtime import Hub
 from hub.schemas import EventDraft, Identity, utcnow
 from identity import sql, store
 from identity.models import AccountMemberRow, CustomerRow, IdentityRow, SplitPairRow
+from identity.rules import is_weak_line
 from identity.views import get_customer, parse_identity
 
 __all__ = ["split_customer"]
@@ -50,7 +53,10 @@ def split_customer(
     session.flush()
     for row in moving:
         row.customer_id = new.id
-    moved = _events_through(session, [original.id, *store.merged_from(session, original.id)], wanted, keep)
+    # A weak line the original keeps (a household landline, a company switchboard) is no evidence that linked
+    # the two: weak lines never link customers, so an event carrying one moves with the named identity.
+    evidence = {(t, v) for t, v in keep if not is_weak_line(t, v)}
+    moved = _events_through(session, [original.id, *store.merged_from(session, original.id)], wanted, evidence)
     reassign_events(session, [e.id for e in moved], new.id)
     _move_traits(original, new, {str(e.id) for e in moved})
     _recompute_activity(session, original)

@@ -9,7 +9,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, bindparam, event as sa_event, func, insert, select, update
+from sqlalchemy import Table, bindparam, case, event as sa_event, func, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -26,6 +26,7 @@ from identity.models import (
     SplitPairRow,
 )
 from identity.pending import add_claims, add_customer, add_shared_line, write_pending
+from identity.rules import is_weak_line
 from identity.sql import by_type_and_value, claim_many
 
 OWNER_KEY = "identity_owner"
@@ -202,7 +203,7 @@ def claim(
              "source": source, "first_seen": now, "last_seen": now} for i in idents]
     add_claims(session, rows)
     if not shared:
-        _count_claimed(session, customer_id, [i.type for i in idents])
+        _count_claimed(session, customer_id, [i.type for i in idents if not is_weak_line(i.type, i.value)])
     cache = row_cache(session)
     if cache is None:
         return
@@ -213,15 +214,10 @@ def claim(
 
 
 def share_line(session: Session, type_: str, value: str, rows: list[Held]) -> None:
-    """Every holder's row of this line becomes shared (written with the batch); it no longer counts
-    against the per-type limits."""
-    counts = batch_cache(session).get(COUNTS_KEY) or {}
+    """Every holder's row of this line becomes shared (written with the batch). A weak line, so it never
+    counted against the per-type limits (`type_counts`)."""
     for row in rows:
-        if not row.shared:
-            per_type = counts.get(row.customer_id)
-            if per_type is not None and per_type.get(row.type, 0) > 0:
-                per_type[row.type] -= 1
-            row.shared = True
+        row.shared = True
     add_shared_line(session, type_, value)
 
 
@@ -271,7 +267,8 @@ def merged_from(session: Session, customer_id: uuid.UUID) -> list[uuid.UUID]:
 
 
 def type_counts(session: Session, customer_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
-    """Exclusive (non-shared) identifiers per type of each customer: the per-type limits count these.
+    """Exclusive (non-shared) strong identifiers per type of each customer: the per-type limits count these.
+    Weak lines (landlines, 400/800) never count, shared or not: they never merge anybody (docs/identity.md).
 
     Within a batch the counts are cached and kept current by claims, merges and shared lines.
     """
@@ -286,15 +283,18 @@ def type_counts(session: Session, customer_ids: Iterable[uuid.UUID]) -> dict[uui
 def _count_types(session: Session, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
     out: dict[uuid.UUID, dict[str, int]] = {c: {} for c in ids}
     for i in range(0, len(ids), 400):
-        for cid, type_, n in session.execute(_COUNT_TYPES, {"ids": ids[i : i + 400]}):
-            out[cid][type_] = int(n)
+        for cid, type_, phone, n in session.execute(_COUNT_TYPES, {"ids": ids[i : i + 400]}):
+            if phone is None or not is_weak_line(type_, phone):
+                out[cid][type_] = out[cid].get(type_, 0) + int(n)
     return out
 
 
+# Phones are counted one by one (a customer holds a few): only Python knows which are weak lines.
+_PHONE = case((IdentityRow.type == "phone", IdentityRow.value), else_=None)
 _COUNT_TYPES = (
-    select(IdentityRow.customer_id, IdentityRow.type, func.count())
+    select(IdentityRow.customer_id, IdentityRow.type, _PHONE, func.count())
     .where(IdentityRow.customer_id.in_(bindparam("ids", expanding=True)), IdentityRow.shared.is_(False))
-    .group_by(IdentityRow.customer_id, IdentityRow.type)
+    .group_by(IdentityRow.customer_id, IdentityRow.type, _PHONE)
 )
 
 

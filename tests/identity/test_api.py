@@ -116,6 +116,46 @@ def test_split_moves_identities_and_events_and_sticks(quiet_hub: Hub, client: Te
 
 
 
+def test_split_moves_events_that_also_carry_a_weak_line(quiet_hub: Hub, client: TestClient) -> None:
+    """Weak lines never link customers, so a switchboard (or household landline) the original keeps is no
+    evidence: the events that came through the split-off identity move, their traits with them."""
+    (a,) = ingest(quiet_hub, draft(("email", "info@acme.cn"), ("phone", "13912345678"), ("phone", "010-62345678转801")))
+    (b,) = ingest(quiet_hub, draft(("email", "info@acme.cn"), ("phone", "13987654321"), ("phone", "010-62345678转802")))
+    (b2,) = ingest(quiet_hub, draft(("phone", "13987654321"), ("phone", "010-62345678转802"), traits={"name": "乙"}))
+    cid = str(a.customer_id)
+    assert {str(b.customer_id), str(b2.customer_id)} == {cid}
+    resp = client.post(f"/v1/customers/{cid}/split", headers=ADMIN,
+                       json={"identities": [{"type": "phone", "value": "13987654321"}], "reason": "two colleagues"})
+    assert resp.status_code == 201, resp.text
+    new = resp.json()
+    moved = client.get(f"/v1/customers/{new['id']}/events", headers=ADMIN).json()["items"]
+    assert [e["id"] for e in moved] == [str(b2.id)]  # b carries info@acme.cn, which the original keeps: it stays
+    assert new["traits"] == {"name": "乙"}
+    kept = client.get(f"/v1/customers/{cid}/events", headers=ADMIN).json()["items"]
+    assert {str(a.id), str(b.id)} <= {e["id"] for e in kept} and str(b2.id) not in {e["id"] for e in kept}
+
+
+def test_merges_chained_in_one_batch_name_the_survivor_everywhere(quiet_hub: Hub, client: TestClient) -> None:
+    """b into a, then a into z, in one batch: the feed, the journey and the profile follow b to z."""
+    (z,) = ingest(quiet_hub, draft(("douyin_open_id", "z1")))
+    (a,) = ingest(quiet_hub, draft(("xhs_user_id", "a1")))
+    (b,) = ingest(quiet_hub, draft(("pos_member_id", "b1")))
+    with quiet_hub.transaction() as session:
+        store_drafts(quiet_hub, session, [draft(("xhs_user_id", "a1"), ("pos_member_id", "b1")),
+                                          draft(("douyin_open_id", "z1"), ("xhs_user_id", "a1"))],
+                     source="pos", source_id=None)
+    survivor = str(z.customer_id)
+    feed = client.get("/v1/events", headers=ADMIN).json()["items"]
+    assert len(feed) == 7 and {e["customer_id"] for e in feed} == {survivor}  # 5 messages, 2 customer.merged
+    assert client.get(f"/v1/events/{b.id}", headers=ADMIN).json()["customer_id"] == survivor
+    journey = client.get(f"/v1/customers/{survivor}/events", headers=ADMIN).json()["items"]
+    assert {e["id"] for e in journey} == {e["id"] for e in feed}
+    got = client.get(f"/v1/customers/{b.customer_id}", headers=ADMIN).json()
+    assert got["id"] == survivor and set(got["merged_from"]) == {str(a.customer_id), str(b.customer_id)}
+    hist = client.get(f"/v1/customers/{survivor}/history", headers=ADMIN).json()["items"]
+    assert [h["action"] for h in hist] == ["merge", "merge"]
+
+
 def test_a_split_sticks_to_whoever_the_split_off_customer_merges_into(quiet_hub: Hub, client: TestClient) -> None:
     """A survivor inherits the loser's splits (identity.merge._inherit_splits)."""
     (older,) = ingest(quiet_hub, draft(("phone", "13900000031")))

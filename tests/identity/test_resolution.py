@@ -163,6 +163,37 @@ def test_limit_blocks_a_merge_of_two_customers(quiet_hub: Hub) -> None:
     assert history(quiet_hub, "merge_refused")[0].customer_ids == [str(a), str(b)]
 
 
+def test_a_landline_does_not_count_against_the_phone_limit(quiet_hub: Hub) -> None:
+    """Weak lines are attached without counting against the per-type limit: an office switchboard (written with
+    its extension, read as the switchboard's number) must not cost a member one of their five phones."""
+    email = ("email", "a@example.com")
+    cid = customer_of(quiet_hub, draft(email, ("phone", "13912345670")))
+    for phone in ("13912345671", "13912345672", "13912345673", "010-62345678转801"):
+        assert customer_of(quiet_hub, draft(email, ("phone", phone))) == cid
+    assert customer_of(quiet_hub, draft(email, ("phone", "13912345674"))) == cid  # the 5th mobile
+    assert not history(quiet_hub, "merge_refused")
+    assert customer_of(quiet_hub, draft(email, ("phone", "13912345675"))) != cid  # a 6th is still refused
+    assert [h.reason for h in history(quiet_hub, "merge_refused")] == ["limit_exceeded:phone"]
+    with quiet_hub.sessions() as s:
+        phones = s.scalars(select(IdentityRow.value).where(IdentityRow.customer_id == cid,
+                                                           IdentityRow.type == "phone")).all()
+    assert len(phones) == 6 and "+861062345678" in phones
+
+
+def test_merges_chained_in_one_batch_point_straight_at_the_survivor(quiet_hub: Hub) -> None:
+    """b merges into a, then a into z, in one transaction: b must name z, not a (a merged-away customer)."""
+    z = customer_of(quiet_hub, draft(("douyin_open_id", "z1")))
+    a = customer_of(quiet_hub, draft(("xhs_user_id", "a1")))
+    b = customer_of(quiet_hub, draft(("pos_member_id", "b1")))
+    with quiet_hub.transaction() as session:
+        store_drafts(quiet_hub, session, [draft(("xhs_user_id", "a1"), ("pos_member_id", "b1")),
+                                          draft(("douyin_open_id", "z1"), ("xhs_user_id", "a1"))],
+                     source="pos", source_id=None)
+    assert customer(quiet_hub, a).merged_into == z
+    assert customer(quiet_hub, b).merged_into == z
+    assert [m.customer_ids for m in history(quiet_hub, "merge")] == [[str(a), str(b)], [str(z), str(a)]]
+
+
 def test_traits_latest_non_empty_wins_with_source_and_time(quiet_hub: Hub) -> None:
     phone = ("phone", "13912345678")
     ingest(quiet_hub, draft(phone, at=T0.replace(day=5), traits={"name": "张三", "city": "福州"}), source="pos")
