@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.connector import dump_config, keep_masked_secrets, public_config, refuse_masked_secrets
-from hub.errors import HubError, InvalidRequest, NotFound, SecretUnreadable, Unauthorized
+from hub.errors import HubError, InvalidRequest, NotFound, SecretUnreadable, Unauthorized, validation_message
 from hub.models import SourceRow
 from hub.runtime import Hub
 from hub.schemas import ConnectorInfo, Source, SourceCreate, SourceUpdate
@@ -51,7 +51,7 @@ AdminDep = Depends(require_admin)
 def _validation_detail(err: Any) -> dict[str, str]:
     if err.get("type") == "json_invalid":  # FastAPI names the position (`body.0`): say what is wrong instead
         return {"field": "body", "message": f"body is not valid JSON: {(err.get('ctx') or {}).get('error', '')}"}
-    return {"field": ".".join(str(p) for p in err["loc"] if p != "body"), "message": err["msg"]}
+    return {"field": ".".join(str(p) for p in err["loc"] if p != "body"), "message": validation_message(err)}
 
 
 def install_error_handlers(app: Any) -> None:

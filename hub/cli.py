@@ -339,7 +339,7 @@ def quality() -> None:
     help="Events stored since (no offset means UTC; default: the last 24 hours).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--limit", default=20, show_default=True, help="Quarantined rows to list.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=0), help="Quarantined rows to list.")
 @click.option(
     "--export",
     "export_path",

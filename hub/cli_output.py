@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 import click
 from pydantic import BaseModel, ValidationError
 
+from hub.errors import validation_message
+
 __all__ = ["TIME_FORMATS", "TimeOption", "echo_json", "echo_result", "json_option"]
 
 
@@ -56,5 +58,6 @@ def request_body(model: type[M], **values: Any) -> M:
     try:
         return model(**values)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {validation_message(e)}"
+                             for e in exc.errors())
         raise click.UsageError(problems) from exc

@@ -14,6 +14,7 @@ HubError
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -111,3 +112,9 @@ class SecretUnreadable(HubError):
 
     status_code = 500
     code = "secret_unreadable"
+
+
+def validation_message(error: Mapping[str, Any]) -> str:
+    """A pydantic error's message; a validator's own without the "Value error, " pydantic puts before it."""
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ") if error.get("type") == "value_error" else message

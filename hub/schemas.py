@@ -7,6 +7,7 @@ webhooks/ read them. Field names are the public contract: add, never rename.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
@@ -167,7 +168,47 @@ class UnifiedEvent(Schema):
 SourceName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
-class SourceCreate(Schema):
+# What no text column takes: PostgreSQL refuses NUL in text and jsonb, and a lone surrogate has no UTF-8 form on any
+# database. JSON spells both (`\u0000`, `\ud800`: a client cutting a string inside an emoji); they were 500s.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def unstorable_text(value: Any, path: str = "") -> str | None:
+    """What is wrong with the first string (or key) in a JSON value that cannot be stored, and where; None if none."""
+    if isinstance(value, str):
+        found = _UNSTORABLE.search(value)
+        if found is None:
+            return None
+        what = "NUL" if found.group() == "\x00" else "an unpaired surrogate"
+        return f"{path + ': ' if path else ''}U+{ord(found.group()):04X} ({what}) cannot be stored; send plain text"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            shown = _UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", str(key))
+            where = f"{path}.{shown}" if path else shown
+            problem = unstorable_text(key, where) or unstorable_text(item, where)
+            if problem:
+                return problem
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            problem = unstorable_text(item, f"{path}[{index}]")
+            if problem:
+                return problem
+    return None
+
+
+class RequestBody(Schema):
+    """Base of the admin API's request bodies: text no database can store is a 422 naming its field."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _storable_text(cls, value: Any) -> Any:
+        problem = unstorable_text(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+class SourceCreate(RequestBody):
     model_config = ConfigDict(extra="forbid")  # a misspelt field is a 422, never silently dropped
 
     connector: str
@@ -175,7 +216,7 @@ class SourceCreate(Schema):
     config: dict[str, Any] = Field(default_factory=dict)
 
 
-class PatchBody(Schema):
+class PatchBody(RequestBody):
     """A PATCH body. A field it does not know is a 422 (a typo must not be a PATCH that changes nothing), a null
     for a field in `not_null` is a 422 naming it, and the fields in `read_only` — what a GET shows but a PATCH
     cannot change — are dropped, so a client may send back what it read."""

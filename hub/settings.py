@@ -92,6 +92,23 @@ class Settings(BaseSettings):
             raise ValueError("empty (tasks run in-process) or a broker URL, e.g. redis://127.0.0.1:6379/0")
         return value.strip()
 
+    @field_validator("asr_protocol")
+    @classmethod
+    def _http_or_https(cls, value: str) -> str:
+        """The SDK takes anything but `http` as https: `HTTP` for a local endpoint failed every ASR call on TLS."""
+        if value.strip().lower() not in ("http", "https"):
+            raise ValueError("http or https")
+        return value.strip().lower()
+
+    @field_validator("asr_endpoint")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        """`host[:port]` (contract §1): the SDK puts its scheme before it, so `http://…` reached no host."""
+        if "/" in value:
+            raise ValueError("host[:port] with no scheme or path, e.g. 127.0.0.1:9000 (the scheme is "
+                             "CRMHUB_ASR_PROTOCOL)")
+        return value.strip()
+
     @field_validator("identity_limits")
     @classmethod
     def _limits_are_pairs(cls, value: str) -> str:

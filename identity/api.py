@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from hub.api import AdminDep, HubDep
 from hub.errors import InvalidRequest, NotFound
 from hub.models import EventRow
-from hub.schemas import Identity, Schema, UnifiedEvent
+from hub.schemas import Identity, RequestBody, UnifiedEvent
 from identity import store
 from identity.split import split_customer
 from identity.views import (
@@ -39,7 +39,7 @@ router = APIRouter(prefix="/v1", dependencies=[AdminDep])
 MAX_LIMIT = 500
 
 
-class SplitRequest(Schema):
+class SplitRequest(RequestBody):
     identities: list[Identity] = Field(min_length=1)
     reason: str = "manual split"
 

@@ -15,9 +15,9 @@ from sqlalchemy import Select, literal, literal_column, select, tuple_
 from sqlalchemy.orm import Session
 
 from hub.api import AdminDep, HubDep
-from hub.errors import Conflict, NotFound
+from hub.errors import Conflict, InvalidRequest, NotFound
 from hub.models import EventRow
-from hub.schemas import UnifiedEvent
+from hub.schemas import UnifiedEvent, unstorable_text
 from identity.api import MAX_LIMIT, cursor_int, decode_cursor, encode_cursor, events_out, invalid_cursor
 
 __all__ = ["router"]
@@ -32,6 +32,9 @@ def event_feed(
 ) -> dict[str, Any]:
     position = _position(after)
     wanted = [t.strip() for t in (types or "").split(",") if t.strip()]
+    problem = unstorable_text(types)
+    if problem:  # `%00`: PostgreSQL refuses it even in a comparison
+        raise InvalidRequest(f"invalid types: {problem}", details=[{"field": "types", "message": problem}])
     with hub.sessions() as session:
         postgres = session.get_bind().dialect.name == "postgresql"
         # Explicit order on both: with a type filter the database may walk the index on type instead.

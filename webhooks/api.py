@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from hub.api import AdminDep, HubDep
 from hub.errors import Conflict, InvalidRequest, NotFound
 from hub.runtime import Hub
-from hub.schemas import PatchBody, QueryTime, Schema, utcnow
+from hub.schemas import PatchBody, QueryTime, RequestBody, Schema, utcnow
 from webhooks.delivery import requeue
 from webhooks.event_types import event_type_warnings
 from webhooks.health import endpoint_health, source_health
@@ -32,7 +32,7 @@ MESSAGE_PAGE_MAX = 500
 EventType = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
-class EndpointCreate(Schema):
+class EndpointCreate(RequestBody):
     # A misspelt field (`event_type`) would otherwise be dropped silently: the endpoint subscribed to "*".
     model_config = ConfigDict(extra="forbid")
 
@@ -66,13 +66,13 @@ class Endpoint(Schema):
     secret: str | None = None  # only on create and rotate-secret
 
 
-class RotateSecret(Schema):
+class RotateSecret(RequestBody):
     overlap_hours: float = Field(default=DEFAULT_ROTATION_OVERLAP_H, ge=0, le=24 * 30)
     # Only one old secret signs alongside the new one: rotating again during an overlap stops the oldest at once.
     force: bool = False
 
 
-class Replay(Schema):
+class Replay(RequestBody):
     since: QueryTime | None = None
     status: Literal["failed"] | None = None
 

@@ -16,6 +16,7 @@ from hub.errors import HubError
 from hub.models import SourceRow
 from hub.runtime import Hub, current_hub, set_hub
 from hub.settings import get_settings, unknown_env_names
+from tests.conftest import make_settings
 from tests.helpers import ADMIN, add_source, client_for
 
 KEY = "write-key-0123456789"
@@ -105,11 +106,18 @@ def test_unknown_id_on_update_is_exit_1(run: Callable[..., Result]) -> None:
     ["sources", "update", UNKNOWN, "--config", "[1, 2]"],  # not an object
     ["sources", "add", "web", "x", "--config", '"text"'],
     ["sources", "frobnicate"],
+    ["quality", "report", "--limit", "-1"],  # was a traceback on PostgreSQL (LIMIT must not be negative)
 ])
 def test_usage_errors_exit_2(run: Callable[..., Result], args: list[str]) -> None:
     result = run(*args)
     assert result.exit_code == 2, result.output + result.stderr
     assert "Error:" in result.stderr
+
+
+def test_text_a_database_cannot_store_is_a_usage_error_naming_it(run: Callable[..., Result]) -> None:
+    result = run("sources", "add", "pos", "till", "--config", '{"secret": "0123456789abcdef\\u0000"}')
+    assert result.exit_code == 2, result.output + result.stderr
+    assert "Error: config: secret: U+0000 (NUL) cannot be stored" in result.stderr  # no pydantic "Value error, "
 
 
 # ---------------------------------------------------------------- an unreachable or unusable database
@@ -188,6 +196,9 @@ def test_a_genuine_bug_keeps_its_traceback(run: Callable[..., Result], monkeypat
     ("CRMHUB_MAX_BODY_BYTES", "-5", "greater than 0"),
     ("CRMHUB_PUBLIC_URL", "notaurl", "absolute http(s) URL"),
     ("CRMHUB_BROKER_URL", "nonsense", "broker URL"),
+    # The SDK took anything but `http` as https, and put its scheme before the endpoint: every ASR call failed.
+    ("CRMHUB_ASR_PROTOCOL", "ftp", "http or https"),
+    ("CRMHUB_ASR_ENDPOINT", "http://127.0.0.1:9000", "host[:port]"),
 ])
 def test_an_invalid_setting_is_one_line_and_exit_1(env_db: Callable[[str], None], tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch, name: str, value: str,
@@ -202,6 +213,11 @@ def test_an_invalid_setting_is_one_line_and_exit_1(env_db: Callable[[str], None]
     with pytest.raises(SystemExit) as exited:  # the same when the settings are first read to load plugins
         build_cli()
     assert exited.value.code == 1
+
+
+def test_the_asr_protocol_is_read_in_any_case(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, asr_protocol="HTTP", asr_endpoint="[::1]:9000")
+    assert (settings.asr_protocol, settings.asr_endpoint) == ("http", "[::1]:9000")
 
 
 def test_a_misspelt_setting_is_reported_with_a_suggestion(monkeypatch: pytest.MonkeyPatch,
