@@ -62,9 +62,11 @@ _USCC_SEPARATORS = re.compile(r"[\s\-\u2010-\u2015]+")
 _PHONE_SEPARATORS = re.compile(r"[\s\-.()/\u2010-\u2015]+")
 _PHONE_COMPACT = re.compile(r"\+?[0-9]{3,20}")
 # An extension after a switchboard, as Chinese contact lists write it: `010-62345678转801`, `0755-88888888
-# 分机 801`, `(内线801)`, `ext. 801`, `x801`, `#801`. Read only after a number that is not a mobile (a
-# mobile has no extensions: `13800138000转123` is not one person's number). A bare trailing `-801` is read
-# only after a landline or a 400/800 line, and only when the whole is not a number of its own.
+# 分机 801`, `(内线801)`, `ext. 801`, `x801`, `#801`, or a bare trailing `-801` when the whole is not a number
+# of its own. Read only after a number known to be a landline or a 400/800 line: those are weak lines to
+# identity/ (they never merge customers), which is what lets colleagues share the switchboard. A mobile has
+# no extensions (`13800138000转123` is not one person's number), and a number phonenumbers cannot tell from a
+# mobile (US, Canada: `other`) would be a strong identifier merging everyone behind the switchboard.
 _EXTENSION = re.compile(r"\s*[(\[]?\s*(?:转|轉|分机|分機|内线|內線|ext\.?|extension|x|#)\s*([0-9]{1,6})\s*[)\]]?\s*$",
                         re.IGNORECASE)
 _DASH_EXTENSION = re.compile(r"\s*-\s*([0-9]{1,6})\s*$")
@@ -241,17 +243,16 @@ def _normalize_phone(raw: str, region: str) -> Normalized:
 
 def _without_extension(prepared: str, region: str) -> Normalized | None:
     """The number before an extension (see `_EXTENSION`), with the extension as the note; None if there is none."""
-    for pattern, accepted in ((_EXTENSION, _NOT_MOBILE), (_DASH_EXTENSION, _SWITCHBOARD)):
+    for pattern in (_EXTENSION, _DASH_EXTENSION):
         found = pattern.search(prepared)
         if found is None or found.start() == 0:
             continue
         main = _normalize_phone(prepared[: found.start()], region)
-        if main.value is not None and main.note is None and phone_kind(main.value) in accepted:
+        if main.value is not None and main.note is None and phone_kind(main.value) in _SWITCHBOARD:
             return Normalized(main.value, None, f"extension {found.group(1)}")
     return None
 
 
-_NOT_MOBILE = frozenset({"fixed_line", "toll_free", "other"})
 _SWITCHBOARD = frozenset({"fixed_line", "toll_free"})
 
 
