@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from hub import metrics
@@ -79,17 +79,38 @@ def process_raw(raw_id: int) -> str:
             return _process(hub, session, raw_id)
     except (QuarantineError, RetryableError):
         raise
-    except (OperationalError, IntegrityError) as exc:
-        # A deadlock or a lost race on a unique key (another worker stored the same
-        # customer or event first): the transaction rolled back, so running again is safe.
-        metrics.PROCESS_RETRIES.inc()
-        raise RetryableError(f"database conflict, retrying: {exc.__class__.__name__}") from exc
     except DBAPIError as exc:
+        if _never_storable(exc):
+            # The database refuses this content itself (a value longer than its column, a NULL where none may
+            # be): retrying cannot help, and the row would stay pending, retried by every requeue sweep.
+            log.error("raw event %s cannot be stored: %s", raw_id, exc.orig)
+            _mark_failed(hub, raw_id, exc)
+            return RAW_FAILED
+        if isinstance(exc, OperationalError | IntegrityError):
+            # A deadlock or a lost race on a unique key (another worker stored the same
+            # customer or event first): the transaction rolled back, so running again is safe.
+            metrics.PROCESS_RETRIES.inc()
+            raise RetryableError(f"database conflict, retrying: {exc.__class__.__name__}") from exc
         raise RetryableError(str(exc)) from exc
     except Exception as exc:
         log.exception("raw event %s failed", raw_id)
         _mark_failed(hub, raw_id, exc)
         return RAW_FAILED
+
+
+# SQLSTATEs and SQLite messages of content the database will never take (PostgreSQL class 22, data exceptions,
+# reaches us as DataError; these are class 23 ones that are not a race with another worker).
+_REFUSED_SQLSTATES = frozenset({"23502", "23514"})  # not_null_violation, check_violation
+_REFUSED_SQLITE = ("NOT NULL constraint failed", "CHECK constraint failed")
+
+
+def _never_storable(exc: DBAPIError) -> bool:
+    if isinstance(exc, DataError):
+        return True
+    if not isinstance(exc, IntegrityError):
+        return False
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code in _REFUSED_SQLSTATES or str(exc.orig).startswith(_REFUSED_SQLITE)
 
 
 def _process(hub: Hub, session: Session, raw_id: int) -> str:

@@ -121,6 +121,47 @@ def test_a_phone_with_an_extension_is_its_switchboard_and_the_extension_is_repor
     assert "010-62345678转801" in json.dumps(data, ensure_ascii=False)  # the text as sent is kept
 
 
+def test_content_the_database_refuses_fails_the_request_instead_of_staying_pending(
+    source: tuple[Hub, str], monkeypatch: Any
+) -> None:
+    """helper-42: an event type longer than its column is a DataError on PostgreSQL; it was retried like a
+    deadlock, and after the retries the request stayed pending, retried again by every requeue sweep."""
+    from hub.schemas import EventDraft, utcnow
+
+    hub, sid = source
+    if hub.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite does not enforce a column's length")
+    raw_id = _submit(hub, sid, _msg("long"))
+    connector = hub.connectors.get("web")
+    too_long = EventDraft(type="x" * 100, source_event_id="long", occurred_at=utcnow())
+    monkeypatch.setattr(connector, "parse", lambda *_: [too_long])
+    assert process_raw(raw_id) == "failed"
+    with hub.sessions() as s:
+        raw = s.get(RawEvent, raw_id)
+        assert raw is not None and raw.status == "failed" and "DataError" in (raw.error or "")
+    monkeypatch.undo()
+    assert replay(hub, statuses=["failed"]) == 1  # kept, and replayable once the cause is fixed
+    wait_processed(hub)
+    assert count_events(hub) == 1
+
+
+def test_only_content_the_database_refuses_is_failed_at_once_a_race_is_retried() -> None:
+    import sqlite3
+
+    from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+
+    from hub.pipeline import _never_storable
+
+    def integrity(message: str) -> IntegrityError:
+        return IntegrityError("INSERT", {}, sqlite3.IntegrityError(message))
+
+    assert _never_storable(DataError("INSERT", {}, Exception("value too long for type character varying(64)")))
+    assert _never_storable(integrity("NOT NULL constraint failed: events.type"))
+    assert _never_storable(integrity("CHECK constraint failed: status"))
+    assert not _never_storable(integrity("UNIQUE constraint failed: identities.type, identities.value"))
+    assert not _never_storable(OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked")))
+
+
 def test_event_json_is_stored_as_pydantic_writes_it(source: tuple[Hub, str]) -> None:
     """The event goes in as model_dump_json() text (not dumped twice); it reads back as the same value,
     Chinese unescaped, on SQLite and PostgreSQL."""
