@@ -239,6 +239,10 @@ def replay(ctx: click.Context, source_id: uuid.UUID | None, since: datetime | No
         _replay_endpoint(ctx, endpoint_id, source_id, since, statuses)
         return
     hub = hub_for_cli()
+    if source_id is not None:
+        from hub.api import get_source
+
+        get_source(source_id, hub)  # an unknown source is an error (exit 1), not "replayed 0"
     hub.start()
     try:
         ids = replay_raw(hub, source_id=source_id, since=since, statuses=statuses)

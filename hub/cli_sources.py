@@ -44,6 +44,8 @@ def sources_list(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([v.model_dump(mode="json") for v in views], ensure_ascii=False, indent=2))
         return
+    if not views:
+        click.echo("no sources (add one: crmhub sources add CONNECTOR NAME --config JSON)")
     for v in views:
         click.echo(
             f"{v.id}  {v.connector:<16} {v.name:<24} {'enabled' if v.enabled else 'disabled':<9} {v.webhook_url}"

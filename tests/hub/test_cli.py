@@ -70,6 +70,8 @@ def test_show_enable_disable_update_delete(hub: Hub, run: Callable[..., Result])
 
 
 def test_add_and_list_json(hub: Hub, run: Callable[..., Result]) -> None:
+    empty = run("sources", "list")  # it printed nothing at all
+    assert empty.exit_code == 0 and empty.stdout.startswith("no sources") and ok_json(run, "sources", "list") == []
     created = ok_json(run, "sources", "add", "web", "site", "--config", json.dumps({"write_key": KEY}))
     assert created["connector"] == "web" and created["webhook_url"].endswith(f"/hooks/{created['id']}")
     text = run("sources", "add", "web", "shop", "--config", json.dumps({"write_key": KEY}))

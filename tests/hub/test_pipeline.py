@@ -213,6 +213,10 @@ def test_cli_replay_says_how_each_request_ended_and_fails_when_one_failed_again(
     assert fixed.stdout.strip() == "replayed 1 raw request(s): 1 handled"
     assert count_events(hub) == 1
 
+    unknown = CliRunner().invoke(cli, ["replay", "--source", "00000000-0000-7000-8000-000000000000"])
+    assert unknown.exit_code == 1 and "replayed" not in unknown.stdout  # it said "replayed 0" and exit 0
+    assert "00000000-0000-7000-8000-000000000000" in unknown.stderr
+
 
 def test_a_lone_surrogate_in_a_property_name_does_not_fail_the_event(source: tuple[Hub, str]) -> None:
     """JSON may escape a lone surrogate ("\\ud800"); UTF-8 cannot encode it, so storing used to fail the request."""
