@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -237,6 +237,8 @@ def _store_profile(hub: Hub, source: ActiveSource, uscc: str, props: dict[str, A
     draft = profile_draft(source, uscc, props)
     with hub.transaction() as session:
         row = session.get(CompanyProfile, uscc) or CompanyProfile(uscc=uscc)
+        if row.properties is not None and row.fetched_at is not None:
+            draft = _as_change(session, draft, profile_draft(source, uscc, row.properties), row.fetched_at)
         row.properties, row.fetched_at, row.requested_at = props, utcnow(), None
         row.error, row.source_id, row.lookup_failures = None, source.id, 0
         session.add(row)
@@ -247,6 +249,24 @@ def _store_profile(hub: Hub, source: ActiveSource, uscc: str, props: dict[str, A
                                               EventRow.source_event_id == draft.source_event_id)
         ).first()
         row.account_id = account_id or row.account_id
+
+
+def _as_change(session: Session, draft: EventDraft, previous: EventDraft, previous_at: datetime) -> EventDraft:
+    """The draft, with an id of its own when the profile changes back to an earlier one.
+
+    The id is derived from the content, so "37 insured, then 38, then 37 again" gave the third profile the
+    first one's id: it was dropped as a duplicate, and the account kept the 38 the registry no longer said.
+    The suffix is the replaced profile's fetch time, the same for two lookups that raced on one change.
+    """
+    if draft.source_event_id == previous.source_event_id:
+        return draft  # unchanged: deduplicated as before
+    taken = session.scalars(select(EventRow.id).where(
+        EventRow.source == REGISTRY_CONNECTOR, EventRow.source_id.is_(None),
+        EventRow.source_event_id == draft.source_event_id)).first()
+    if taken is None:
+        return draft
+    suffix = int(previous_at.timestamp() * 1000)
+    return draft.model_copy(update={"source_event_id": f"{draft.source_event_id}:after:{suffix}"})
 
 
 def profile_draft(source: ActiveSource, uscc: str, props: dict[str, Any]) -> EventDraft:

@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from enrichment.asr import AUDIO_FAILURES, AsrClient, AsrRejected, SubmitRequest, audio_failure_code
@@ -185,7 +186,7 @@ def submit(hub: Hub, job_id: uuid.UUID, client: AsrClient | None = None) -> str:
         job.attempts += 1
         job.error = None
         job.next_poll_at = now + timedelta(seconds=POLL_DELAYS_S[0])
-        enqueue_after_commit(session, POLL_TASK, str(job.id), countdown=POLL_DELAYS_S[0])
+        enqueue_after_commit(session, POLL_TASK, str(job.id), job.polls, countdown=POLL_DELAYS_S[0])
     return JOB_SUBMITTED
 
 
@@ -215,16 +216,26 @@ def _record_retry(hub: Hub, job_id: uuid.UUID, exc: RetryableError) -> tuple[int
 
 
 @task(POLL_TASK, queue="enrich", max_retries=5)
-def poll_job(job_id: str) -> str:
-    """Ask DescribeTaskStatus about one submitted job and act on the answer."""
-    return poll(get_hub(), uuid.UUID(job_id))
+def poll_job(job_id: str, poll_no: int | None = None) -> str:
+    """Ask DescribeTaskStatus about one submitted job and act on the answer.
+
+    `poll_no` is set by the poll schedule itself: the job's `polls` when this poll was scheduled.
+    """
+    return poll(get_hub(), uuid.UUID(job_id), poll_no=poll_no)
 
 
-def poll(hub: Hub, job_id: uuid.UUID, client: AsrClient | None = None) -> str:
+def poll(hub: Hub, job_id: uuid.UUID, client: AsrClient | None = None, *, poll_no: int | None = None) -> str:
+    """One status check. A scheduled poll (`poll_no` set) that another poll has overtaken does nothing.
+
+    The sweep and the callback queue polls of their own; whichever runs reschedules the job, so the
+    schedule's older poll is stale. Running it anyway started a second chain of polls for the job's day.
+    """
     with hub.sessions() as session:
         job = session.get(AsrJob, job_id)
         if job is None or job.state != JOB_SUBMITTED or job.task_id is None:
             return job.state if job else "missing"
+        if poll_no is not None and job.polls != poll_no:
+            return JOB_SUBMITTED
         task_id = job.task_id
         expired = _expired(job)
     if expired:  # Tencent has dropped the result: asking again can only fail
@@ -263,21 +274,37 @@ def _expire(hub: Hub, job_id: uuid.UUID, task_id: int) -> str:
 
 
 def apply_status(hub: Hub, job_id: uuid.UUID, task_id: int, data: dict[str, Any]) -> str:
-    """Act on DescribeTaskStatus `Data` (0 waiting, 1 doing, 2 success, 3 failed)."""
+    """Act on DescribeTaskStatus `Data` (0 waiting, 1 doing, 2 success, 3 failed).
+
+    A result that cannot be stored fails the job with the reason. Left `submitted`, the job was polled
+    again by every sweep until the result expired 24 h later: a DescribeTaskStatus call and the same error
+    each time, none of it on the job. A database or transient error still propagates; the sweep tries again.
+    """
     from enrichment.finish import store_summary
 
     status = _int(data.get("Status"), -1)
-    with hub.transaction() as session:
-        job = _lock(session, job_id)
-        if job is None or job.state != JOB_SUBMITTED or job.task_id != task_id:
-            return job.state if job else "missing"
-        if status == 2:
-            store_summary(hub, session, job, data)
-            return job.state
-        if status == 3:
-            return _failed_audio(session, job, str(data.get("ErrorMsg") or data.get("StatusStr") or "failed"))
-        job.error = None  # Tencent answered: an earlier failed status check is history
-        return _schedule_poll(session, job)
+    try:
+        with hub.transaction() as session:
+            job = _lock(session, job_id)
+            if job is None or job.state != JOB_SUBMITTED or job.task_id != task_id:
+                return job.state if job else "missing"
+            if status == 2:
+                store_summary(hub, session, job, data)
+                return job.state
+            if status == 3:
+                return _failed_audio(session, job, str(data.get("ErrorMsg") or data.get("StatusStr") or "failed"))
+            job.error = None  # Tencent answered: an earlier failed status check is history
+            return _schedule_poll(session, job)
+    except (DBAPIError, RetryableError):
+        raise
+    except Exception as exc:
+        log.exception("ASR job %s: the result (Status %s) could not be stored", job_id, status)
+        with hub.transaction() as session:
+            job = _lock(session, job_id)
+            if job is None or job.state != JOB_SUBMITTED or job.task_id != task_id:
+                return job.state if job else "missing"
+            _fail(job, f"result_not_stored: {exc.__class__.__name__}: {exc}")
+        return JOB_FAILED
 
 
 def _schedule_poll(session: Session, job: AsrJob) -> str:
@@ -288,7 +315,7 @@ def _schedule_poll(session: Session, job: AsrJob) -> str:
     delay = POLL_DELAYS_S[min(job.polls, len(POLL_DELAYS_S) - 1)]
     job.polls += 1
     job.next_poll_at = now + timedelta(seconds=delay)
-    enqueue_after_commit(session, POLL_TASK, str(job.id), countdown=delay)
+    enqueue_after_commit(session, POLL_TASK, str(job.id), job.polls, countdown=delay)
     return JOB_SUBMITTED
 
 

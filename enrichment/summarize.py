@@ -73,6 +73,8 @@ def make_lexicons(config: Mapping[str, Any] | None) -> Any:
     if not config:
         return Lexicons()
     try:
+        if not isinstance(config, Mapping):
+            raise TypeError(f"lexicons must be a mapping, got {type(config).__name__}")
         return Lexicons().merged(config)  # a source extends (or replaces) the default vocabularies
     except (ValueError, TypeError) as exc:
         log.warning("ignoring invalid lexicons in source config: %s", exc)
@@ -94,16 +96,33 @@ def summarise(
                                    detail=f"no extractor {name!r}; used {DEFAULT_EXTRACTOR!r}"))
         name = DEFAULT_EXTRACTOR
     try:
-        summary = factories[name](settings).extract(lines, lexicons)
+        return summary_dict(factories[name](settings).extract(lines, lexicons)), name, issues
     except Exception as exc:
         if name == DEFAULT_EXTRACTOR:
-            raise
+            return _no_summary(name, exc, issues)
         log.warning("extractor %s failed, falling back to %s: %s", name, DEFAULT_EXTRACTOR, exc)
-        issues.append(QualityIssue(field="summary", code="extractor_fallback",
-                                   detail=f"{name}: {exc.__class__.__name__}: {str(exc)[:200]}"))
-        name = DEFAULT_EXTRACTOR
-        summary = factories[name](settings).extract(lines, lexicons)
-    return summary_dict(summary), name, issues
+        issues.append(QualityIssue(field="summary", code="extractor_fallback", detail=_failure(name, exc)))
+    name = DEFAULT_EXTRACTOR
+    try:
+        return summary_dict(factories[name](settings).extract(lines, lexicons)), name, issues
+    except Exception as exc:
+        return _no_summary(name, exc, issues)
+
+
+def _no_summary(
+    name: str, exc: Exception, issues: list[QualityIssue]
+) -> tuple[dict[str, Any], str, list[QualityIssue]]:
+    """No extractor could read the transcript: the event still carries it, with empty facts and the reason.
+
+    Raising instead left the job polling Tencent every sweep until its result expired, transcript and all.
+    """
+    log.exception("extractor %s failed; storing the transcript without a summary", name)
+    issues.append(QualityIssue(field="summary", code="extractor_failed", detail=_failure(name, exc)))
+    return summary_dict({}), name, issues
+
+
+def _failure(name: str, exc: Exception) -> str:
+    return f"{name}: {exc.__class__.__name__}: {str(exc)[:200]}"
 
 
 def summary_dict(summary: Any) -> dict[str, Any]:

@@ -148,13 +148,20 @@ def answer_of(turn: Turn | None) -> Answer | None:
     return None
 
 
-def is_negated(turn: Turn, start: int, end: int) -> bool:
-    """Whether the word at [start, end) is ruled out in its clause (or by an elliptic next clause)."""
+def is_negated(turn: Turn, start: int, end: int, others: Sequence[int] = ()) -> bool:
+    """Whether the word at [start, end) is ruled out in its clause (or by an elliptic next clause).
+
+    `others` are the starts of the turn's other lexicon words: a next clause that names one of them
+    ("我在对比达内，不考虑千锋") rules out that word, not this one.
+    """
     c_start, c_end = turn.clause_at(start)
     if NEGATION.search(turn.text[c_start:start]) or NEGATION.search(turn.text[end:c_end]):
         return True
-    following = turn.clause_text(turn.clause_index(start) + 1)
-    return bool(ELLIPTIC_NEGATION.match(following))
+    n = turn.clause_index(start) + 1
+    if not ELLIPTIC_NEGATION.match(turn.clause_text(n)):
+        return False
+    f_start, f_end = turn.clauses[n]
+    return not any(f_start <= pos < f_end for pos in others)
 
 
 def course_rejected(turn: Turn, start: int, end: int | None = None) -> bool:

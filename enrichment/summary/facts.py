@@ -240,8 +240,10 @@ def competitors(turns: Sequence[Turn], matcher: TermMatcher) -> list[str]:
     names: list[str] = []
     for turn in turns:
         if turn.by_customer:
-            names += [m.canonical for m in matcher.find(turn.text)
-                      if not is_negated(turn, m.start, m.end) and not _works_there(turn.text, m)]
+            mentions = matcher.find(turn.text)
+            starts = [m.start for m in mentions]
+            names += [m.canonical for m in mentions
+                      if not is_negated(turn, m.start, m.end, starts) and not _works_there(turn.text, m)]
         elif turn.is_question and answer_of(reply_to(turns, turn.index)) == "yes":
             names += [m.canonical for m in matcher.find(turn.text) if turn.in_question(m.start)]
     return list(dict.fromkeys(names))

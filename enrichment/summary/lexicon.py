@@ -193,6 +193,8 @@ class Lexicons:
         typo in a source's config is not silently ignored.
         """
         known = {f.name for f in fields(self)}
+        for name in ("replace", "remove"):
+            _check_shape(name, overrides.get(name, ()), mapping=False)
         replace_names = set(overrides.get("replace", ()))
         unknown = (set(overrides) - known - {"replace", "remove"}) | (replace_names - known)
         if unknown:

@@ -448,3 +448,42 @@ def test_ops_see_stuck_asr_jobs_and_registry_retries_in_the_queue_depths(ahub: H
     with ahub.sessions() as s:
         depths = {k: v for d in ahub.pm.hook.queue_depths(session=s) if d for k, v in d.items()}
     assert depths["asr_failed"] == 1 and depths["registry_retrying"] == 1 and depths["registry_gave_up"] == 0
+
+
+def test_a_result_that_cannot_be_stored_fails_the_job_instead_of_polling_for_a_day(
+    ahub: Hub, cloud: FakeTencentCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import enrichment.finish
+
+    def broken(*args: Any) -> list[dict[str, Any]]:
+        raise ValueError("unreadable ResultDetail")
+
+    monkeypatch.setattr(enrichment.finish, "transcript_lines", broken)
+    AsrFake(cloud, statuses=("success",))
+    store_call(ahub, call_draft())
+    job = drive(ahub, "failed")
+    assert job.error is not None and job.error.startswith("result_not_stored: ValueError: unreadable ResultDetail")
+    asked = len(cloud.requests_for("DescribeTaskStatus"))
+    assert sweep_due(ahub) == 0  # nothing left due: no DescribeTaskStatus every 30 s until the result expires
+    ahub.runner.join(10)
+    assert len(cloud.requests_for("DescribeTaskStatus")) == asked and summaries(ahub) == []
+
+
+def test_a_sweep_that_finds_a_poll_overdue_does_not_start_a_second_poll_chain(
+    ahub: Hub, cloud: FakeTencentCloud
+) -> None:
+    AsrFake(cloud, statuses=("waiting",))  # a long recording: many polls before the result
+    store_call(ahub, call_draft())
+    drive(ahub, "submitted")  # the first poll waits on its timer
+    with ahub.transaction() as s:  # a busy worker: the timer has not fired when the sweep finds the poll due
+        s.execute(update(AsrJob).values(next_poll_at=utcnow()))
+    assert sweep_due(ahub) == 1
+    ahub.runner.join(10)
+    for _ in range(3):
+        ahub.runner.run_due_timers()
+        ahub.runner.join(10)
+    # One poll per round, not one per chain: each chain rescheduled itself, so every such sweep added one more
+    # for the rest of the job's day (the backlog that delays the timers is what makes the sweep find them due).
+    assert len(cloud.requests_for("DescribeTaskStatus")) == 1 + 3
+    [job] = jobs(ahub)
+    assert job.state == "submitted" and job.polls == 1 + 3

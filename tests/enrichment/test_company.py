@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -17,7 +18,7 @@ from hub.models import EventRow
 from hub.runtime import Hub
 from hub.schemas import EventDraft, Identity
 from tests.enrichment.conftest import USCC, FakeRegistry, store_call
-from tests.helpers import add_source, client_for, count_events, wait_processed
+from tests.helpers import ADMIN, add_source, client_for, count_events, wait_processed
 
 
 def _order_event(uscc: str, n: int = 1) -> EventDraft:
@@ -173,3 +174,28 @@ def test_a_sources_cache_ttl_decides_when_a_profile_is_stale(ehub: Hub, registry
     store_call(ehub, _order_event(USCC, 2))  # an event finds it stale too
     _settle(ehub)
     assert len(registry.calls) == 3
+
+
+def test_a_profile_that_changes_back_is_stored_again(
+    ehub: Hub, registry: FakeRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = client_for(ehub)
+    add_source(client, "credit_registry", "tyc", {"provider": "tianyancha", "token": "tok-1"})
+    store_call(ehub, _order_event(USCC, 1))
+    _settle(ehub)
+    original, staff = registry.lookup, iter([38, 37, 37])
+
+    def changing(config: Any, uscc: str, http: Any) -> dict[str, Any]:
+        return {**original(config, uscc, http), "insured_employees": next(staff)}
+
+    monkeypatch.setattr(registry, "lookup", changing)
+    lookup_company(ehub, USCC, force=True)  # 37 → 38
+    lookup_company(ehub, USCC, force=True)  # 38 → 37: the same content as the first profile, still a change
+    lookup_company(ehub, USCC, force=True)  # unchanged: no event
+    _settle(ehub)
+    with ehub.sessions() as s:
+        rows = list(s.scalars(select(EventRow).where(EventRow.type == "company.profile.updated")
+                              .order_by(EventRow.seq)))
+    assert [r.data["properties"]["insured_employees"] for r in rows] == [37, 38, 37]
+    account = client.get(f"/v1/accounts/{rows[0].account_id}", headers=ADMIN).json()
+    assert account["profile"]["insured_employees"] == 37  # not left at the 38 the registry no longer says

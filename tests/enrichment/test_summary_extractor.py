@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import enrichment.summary as summary_pkg
+from enrichment.summarize import make_lexicons
 from enrichment.summary import CallSummary, Extractor, Lexicons, RuleExtractor, TranscriptLine
 from enrichment.summary.segment import TermMatcher, tokenizer
 
@@ -108,6 +109,15 @@ def test_negated_competitors_are_dropped() -> None:
         "C: 支付宝上那种我不放心，不买。",
     )
     assert result.competitors == ["中公教育", "业之峰"]
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("C: 我在对比达内和黑马程序员，不考虑千锋。", ["达内", "黑马程序员"]),
+    ("C: 我看了达内，没看千锋。", ["达内"]),
+    ("C: 我看了达内，不考虑了。", []),  # a verdict with no object of its own still rules out the word before it
+])
+def test_a_next_clause_ruling_out_another_competitor_keeps_the_compared_ones(line: str, expected: list[str]) -> None:
+    assert extract(line).competitors == expected
 
 
 def test_competitor_aliases_report_the_canonical_name() -> None:
@@ -222,6 +232,12 @@ def test_lexicon_overrides_add_remove_and_replace() -> None:
         base.merged({"courses": "Python"})
     with pytest.raises(TypeError, match="mapping"):
         base.merged({"decision_roles": ["老板"]})
+
+
+@pytest.mark.parametrize("config", [["星辰学苑"], "星辰学苑", {"remove": [1]}, {"replace": "courses"}])
+def test_a_source_lexicon_of_the_wrong_shape_falls_back_to_the_defaults(config: object) -> None:
+    # It raised AttributeError, which no caller caught: the call's summary was never stored.
+    assert make_lexicons(config) == Lexicons()  # type: ignore[arg-type]
 
 
 def test_summary_dumps_to_the_contract_shape() -> None:

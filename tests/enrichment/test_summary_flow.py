@@ -198,3 +198,34 @@ def test_hook_register_extractors(tmp_path: Path, cloud: FakeTencentCloud) -> No
         assert summary == {"course": "4 lines", "budget": None, "decision_role": None, "competitors": ["插件"]}
     finally:
         _close(hub)
+
+
+class BrokenExtractor:
+    def extract(self, lines: list[TranscriptLine], lexicons: Any) -> CallSummary:
+        raise RuntimeError("extractor bug")
+
+
+class BrokenRulesPlugin:
+    @hookimpl
+    def register_extractors(self, register: Callable[[str, Callable[[Any], Any]], None]) -> None:
+        register("rules", lambda settings: BrokenExtractor())
+
+
+def test_an_extractor_that_fails_with_nothing_to_fall_back_on_keeps_the_transcript(
+    tmp_path: Path, cloud: FakeTencentCloud
+) -> None:
+    # The default extractor raising used to leave the job `submitted`, polled by every sweep until Tencent
+    # dropped the result: the transcript was lost with the facts.
+    AsrFake(cloud, statuses=("success",), sentences=CALL)
+    hub = _hub(tmp_path, cloud, [BrokenRulesPlugin()])
+    try:
+        store_call(hub, call_draft())
+        data = _finish(hub)
+        props = data["properties"]
+        assert props["summary"] == {"course": None, "budget": None, "decision_role": None, "competitors": []}
+        assert len(props["transcript"]) == len(CALL)
+        assert [i["code"] for i in data["quality"]["issues"]] == ["extractor_failed"]
+        with hub.sessions() as s:
+            assert list(s.scalars(select(AsrJob.state))) == ["done"]
+    finally:
+        _close(hub)

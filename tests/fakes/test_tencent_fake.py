@@ -203,6 +203,11 @@ def test_missing_action_or_version_and_unknown_action(cloud: FakeTencentCloud) -
         ({"SourceType": 0, "Url": ""}, "MissingParameter"),
         ({"ResTextFormat": 9}, "InvalidParameterValue"),
         ({"EngineModelType": "zh"}, "InvalidParameterValue"),
+        ({"SpeakerDiarization": 1, "SpeakerNumber": 2}, "InvalidParameterValue"),  # two channels: no diarization
+        ({"ChannelNum": 1, "EngineModelType": "16k_zh", "SpeakerDiarization": 1, "SpeakerNumber": 2},
+         "InvalidParameterValue"),  # 16k engines count the speakers themselves
+        ({"ChannelNum": 1, "SpeakerDiarization": 2}, "InvalidParameterValue"),
+        ({"ChannelNum": 1, "SpeakerDiarization": 1, "SpeakerNumber": 11}, "InvalidParameterValue"),
     ],
 )
 def test_create_rec_task_validates_like_the_service(
