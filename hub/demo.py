@@ -9,6 +9,7 @@ processing and prints a 360° view of the customers the hub built.
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import threading
 import time
@@ -71,11 +72,14 @@ def run_demo(workdir: str | None = None, console: Console | None = None) -> dict
     from hub.settings import Settings
 
     settings = Settings()
+    overridden = []  # settings of the environment the demo ignores: `crmhub serve` must ignore them too
     if settings.broker_url:
+        overridden.append("CRMHUB_BROKER_URL")
         console.print("[yellow]CRMHUB_BROKER_URL is set; the demo uses the embedded in-process runtime.[/]")
         settings = settings.model_copy(update={"broker_url": ""})
     embedded = Settings.model_fields["database_url"].default  # a SQLite file in the demo's directory
     if settings.database_url != embedded:
+        overridden.append("CRMHUB_DATABASE_URL")
         # The demo writes a made-up story; it must never land in the database an integrator configured.
         console.print(f"[yellow]CRMHUB_DATABASE_URL is set; the demo keeps its story in its own embedded database "
                       f"({Path('crmhub.db').resolve()}) and leaves {_redact(settings.database_url)} untouched.[/]")
@@ -90,11 +94,20 @@ def run_demo(workdir: str | None = None, console: Console | None = None) -> dict
         hub = Hub(settings, pm=pm)
         hub.migrate()
         report = _serve_and_feed(hub, port, console, stand_ins)
-    console.print(
-        f"\nDatabase: [bold]{Path('crmhub.db').resolve()}[/]. Run [bold]crmhub serve[/] in {Path.cwd()} to explore "
-        f"the API (admin token in {(settings.data_dir / 'admin.token').resolve()})."
-    )
+    _print_next_steps(console, settings, overridden)
     return report
+
+
+def _print_next_steps(console: Console, settings: Any, overridden: list[str]) -> None:
+    """Where the demo's data is and the one command that serves it, ready to paste (quoted, never wrapped)."""
+    from rich.markup import escape
+
+    serve = " ".join([*(["env", *(f"-u {name}" for name in overridden)] if overridden else []), "crmhub serve"])
+    console.print(f"\nDatabase: [bold]{escape(str(Path('crmhub.db').resolve()))}[/]. To explore it through the API:",
+                  soft_wrap=True)
+    console.print(f"  [bold]cd {escape(shlex.quote(str(Path.cwd())))} && {serve}[/]", soft_wrap=True)
+    console.print(f"then open http://127.0.0.1:8000/docs (admin token in "
+                  f"{escape(str((settings.data_dir / 'admin.token').resolve()))}).", soft_wrap=True)
 
 
 def _serve_and_feed(hub: Any, port: int, console: Console, stand_ins: ExitStack) -> dict[str, Any]:

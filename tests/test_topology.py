@@ -21,6 +21,7 @@ import yaml
 from sqlalchemy import create_engine, func, select, text
 
 from hub.models import EventRow, RawEvent
+from hub.settings import unknown_env_names
 from tests.conftest import REDIS_URL
 from tests.helpers import basic, jbody
 
@@ -130,6 +131,50 @@ def _queues(service: dict[str, Any]) -> set[str]:
     return set(command[command.index("--queues") + 1].split(","))
 
 
+def _compose_services() -> dict[str, Any]:
+    return dict(yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"])
+
+
+def _as_compose_runs(service: str, **native: object) -> list[str]:
+    """The `crmhub` arguments of a compose service, so the native topology runs what compose runs.
+
+    Only what cannot be the same on one shared machine is replaced: `--host` (loopback only), `--port` (a free
+    one) and `--concurrency` (2 shared cores).
+    """
+    command = [str(arg) for arg in _compose_services()[service]["command"]]
+    assert command[0] == "crmhub", command
+    args = command[1:]
+    for option, value in native.items():
+        flag = "--" + option
+        assert flag in args, f"{service} has no {flag}: {args}"
+        args[args.index(flag) + 1] = str(value)
+    return args
+
+
+# Contract §1: every setting an operator may need to give the containers (the rest pass through when set).
+CONTRACT_SETTINGS = {
+    "CRMHUB_DATABASE_URL", "CRMHUB_BROKER_URL", "CRMHUB_ADMIN_TOKEN", "CRMHUB_SECRET_KEY", "CRMHUB_PUBLIC_URL",
+    "CRMHUB_MAX_BODY_BYTES", "CRMHUB_RETRY_SCHEDULE", "CRMHUB_ALLOW_PRIVATE_ENDPOINTS",
+    "CRMHUB_TENCENTCLOUD_SECRET_ID", "CRMHUB_TENCENTCLOUD_SECRET_KEY", "CRMHUB_ASR_REGION", "CRMHUB_ASR_ENDPOINT",
+    "CRMHUB_ASR_PROTOCOL", "CRMHUB_SILENT_DAYS", "CRMHUB_METRICS_PUBLIC",
+}
+
+
+def test_compose_passes_every_contract_setting_under_its_real_name(tmp_path: Path) -> None:
+    """A misspelt variable in the compose file is ignored by the hub; a missing one cannot be set without editing
+    the file (a CRM core on the compose network needs CRMHUB_ALLOW_PRIVATE_ENDPOINTS)."""
+    services = _compose_services()
+    for name in ("api", "worker", "worker-deliver", "beat"):
+        env = services[name]["environment"]
+        assert unknown_env_names(env) == [], name
+        assert CONTRACT_SETTINGS <= set(env), f"{name} lacks {sorted(CONTRACT_SETTINGS - set(env))}"
+    # and the native topology sets what compose sets to a value (the rest stay at the hub's defaults there too)
+    native = Topology(tmp_path, "postgresql+psycopg://unused")
+    env = services["api"]["environment"]
+    given = {k for k, v in env.items() if v and not str(v).endswith(":-}")}  # `${X:-}` is empty, the default
+    assert given <= set(native.env), sorted(given - set(native.env))
+
+
 def test_compose_file_matches_the_native_topology() -> None:
     compose: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
@@ -151,7 +196,7 @@ def test_compose_file_matches_the_native_topology() -> None:
 
 def test_worker_killed_mid_processing_loses_nothing_and_duplicates_nothing(topology: Topology) -> None:
     base = f"http://127.0.0.1:{topology.port}"
-    topology.start("api", "serve", "--port", str(topology.port))
+    topology.start("api", *_as_compose_runs("api", host="127.0.0.1", port=topology.port))
     _wait_http(f"{base}/healthz", topology)
     headers = {"authorization": f"Bearer {TOKEN}"}
     resp = httpx.post(f"{base}/v1/sources", headers=headers, timeout=10,
@@ -162,8 +207,8 @@ def test_worker_killed_mid_processing_loses_nothing_and_duplicates_nothing(topol
 
     total = 400
     _send(base, source_id, total, "k")  # queued in Redis; no worker yet
-    topology.start("worker-deliver", "worker", "--queues", "deliver", "--concurrency", "1")  # as compose runs them
-    topology.start("worker", "worker", "--queues", "ingest,enrich", "--concurrency", "2")
+    topology.start("worker-deliver", *_as_compose_runs("worker-deliver", concurrency=1))  # as compose runs them
+    topology.start("worker", *_as_compose_runs("worker", concurrency=2))
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         _, handled, _ = _counts(topology.db_url)
@@ -174,8 +219,8 @@ def test_worker_killed_mid_processing_loses_nothing_and_duplicates_nothing(topol
     _, handled_at_kill, _ = _counts(topology.db_url)
     assert handled_at_kill < total, "the worker finished before it could be killed; raise `total`"
 
-    topology.start("worker2", "worker", "--queues", "ingest,enrich", "--concurrency", "2")
-    topology.start("beat", "beat")
+    topology.start("worker2", *_as_compose_runs("worker", concurrency=2))
+    topology.start("beat", *_as_compose_runs("beat"))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         raws, handled, events = _counts(topology.db_url)
@@ -209,15 +254,15 @@ def test_a_hanging_receiver_does_not_hold_back_inbound_processing(topology: Topo
     topology.env["CRMHUB_ALLOW_PRIVATE_ENDPOINTS"] = "true"
     base = f"http://127.0.0.1:{topology.port}"
     try:
-        topology.start("api", "serve", "--port", str(topology.port))
+        topology.start("api", *_as_compose_runs("api", host="127.0.0.1", port=topology.port))
         _wait_http(f"{base}/healthz", topology)
         headers = {"authorization": f"Bearer {TOKEN}"}
         source = httpx.post(f"{base}/v1/sources", headers=headers, timeout=10,
                             json={"connector": "web", "name": "site", "config": {"write_key": KEY}}).json()["id"]
         hook = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
         assert httpx.post(f"{base}/v1/endpoints", headers=headers, timeout=10, json={"url": hook}).status_code == 201
-        topology.start("worker-deliver", "worker", "--queues", "deliver", "--concurrency", "1")
-        topology.start("worker", "worker", "--queues", "ingest,enrich", "--concurrency", "2")
+        topology.start("worker-deliver", *_as_compose_runs("worker-deliver", concurrency=1))
+        topology.start("worker", *_as_compose_runs("worker", concurrency=2))
         total = 12
         _send(base, source, total, "h")
         deadline = time.monotonic() + 90

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -31,8 +32,12 @@ def _demo(workdir: Path, **settings: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_demo_feeds_every_platform_and_shows_the_customer_and_company(tmp_path: Path) -> None:
+    tmp_path = tmp_path / "my demo"  # a newcomer's folder may have a space: the command printed must still paste
+    tmp_path.mkdir()
     run = _demo(tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
+    # the last lines say what to run next, as one line that can be pasted as it is
+    assert f"  cd {shlex.quote(str(tmp_path))} && crmhub serve\n" in run.stdout, run.stdout
     sent = re.search(r"Sent (\d+) requests from (\d+) sources \(1 more the hub calls out to\): (.*)", run.stdout)
     assert sent is not None, run.stdout
     assert int(sent.group(2)) == 7 and sent.group(3) == f"{sent.group(1)}× HTTP 200"  # every request accepted
@@ -58,6 +63,8 @@ def test_demo_feeds_every_platform_and_shows_the_customer_and_company(tmp_path: 
     again = _demo(tmp_path, CRMHUB_DATABASE_URL=f"sqlite:///{theirs}")
     assert again.returncode == 0 and "registry: active (risk low)" in again.stdout, again.stdout + again.stderr
     assert "CRMHUB_DATABASE_URL is set; the demo keeps its story in its own embedded database" in again.stdout
+    # `crmhub serve` would read the same environment: the command printed leaves that database out too
+    assert f"  cd {shlex.quote(str(tmp_path))} && env -u CRMHUB_DATABASE_URL crmhub serve\n" in again.stdout
     assert not theirs.exists()
     with sqlite3.connect(tmp_path / "crmhub.db") as db:
         assert db.execute("SELECT count(*) FROM events WHERE type = 'company.profile.updated'").fetchone()[0] == 1
