@@ -20,11 +20,12 @@ from typing import Any
 from sqlalchemy import and_, bindparam, exists, or_, select, update
 from sqlalchemy.orm import Session
 
+from hub.errors import SecretUnreadable
 from hub.models import EventRow
 from hub.runtime import Hub
 from hub.schemas import utcnow
 from webhooks.models import MSG_FAILED, MSG_PENDING, EndpointRow, MessageRow
-from webhooks.signing import Signer
+from webhooks.signing import Signer, SigningError
 
 BATCH = 32
 LEASE_S = 60.0
@@ -45,8 +46,9 @@ class Claimed:
 class Batch:
     endpoint_id: uuid.UUID
     url: str
-    signer: Signer
+    signer: Signer | None  # None: the endpoint's secret cannot be read, and `problem` says why
     messages: list[Claimed]
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,12 @@ def claim(hub: Hub, endpoint_id: uuid.UUID, *, limit: int = BATCH) -> Batch | Wa
     messages = [Claimed(row.id, row.attempt_count, row.next_attempt_at, lease_until,
                         _body(row.event_type, data[row.event_id], row.customer_id))
                 for row in leased if row.event_id in data]
-    return Batch(endpoint_id, endpoint.url, _signer(hub, endpoint, now), messages)
+    try:
+        return Batch(endpoint_id, endpoint.url, _signer(hub, endpoint, now), messages)
+    except (SecretUnreadable, SigningError) as exc:
+        # Recorded as failed attempts (delivery.attempt): raising here left the batch leased, retried and
+        # never attempted, forever, while the endpoint's health said `healthy`.
+        return Batch(endpoint_id, endpoint.url, None, messages, f"the endpoint secret cannot be used: {exc}")
 
 
 _ENDPOINTS = EndpointRow.__table__

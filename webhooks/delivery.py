@@ -163,15 +163,11 @@ def _summary(outcomes: Counter[str]) -> str:
 
 def attempt(hub: Hub, batch: Batch) -> list[str]:
     """Send a claimed batch and record the outcome of each message."""
-    items = [sender.Outgoing(str(m.message_id), m.body) for m in batch.messages]
-    try:
-        results = sender.send_batch(batch.url, batch.signer, items, allow_private=hub.settings.allow_private_endpoints)
-    except Exception as exc:  # a bug must still end in recorded, retried attempts
-        log.exception("delivery to endpoint %s crashed", batch.endpoint_id)
-        results = [sender.SendResult(None, 0.0, error=f"{exc.__class__.__name__}: {exc}"[:500]) for _ in items]
+    results = _send(hub, batch)
     for result in (r for r in results if r.sent):
         metrics.DELIVERY_ATTEMPTS.labels(result.outcome()).inc()
-        metrics.DELIVERY_LATENCY.observe(result.latency_ms / 1000.0)
+        if result.latency_ms is not None:  # a refusal took no time on the wire: no latency to report
+            metrics.DELIVERY_LATENCY.observe(result.latency_ms / 1000.0)
     for tries_left in range(RECORD_TRIES - 1, -1, -1):
         try:
             return _record(hub, batch, results)
@@ -180,6 +176,18 @@ def attempt(hub: Hub, batch: Batch) -> list[str]:
                 raise
             time.sleep(0.05)
     return []
+
+
+def _send(hub: Hub, batch: Batch) -> list[sender.SendResult]:
+    items = [sender.Outgoing(str(m.message_id), m.body) for m in batch.messages]
+    if batch.signer is None:
+        log.error("cannot sign for endpoint %s: %s", batch.endpoint_id, batch.problem)
+        return [sender.SendResult(None, None, error=f"refused: {batch.problem}"[:500]) for _ in items]
+    try:
+        return sender.send_batch(batch.url, batch.signer, items, allow_private=hub.settings.allow_private_endpoints)
+    except Exception as exc:  # a bug must still end in recorded, retried attempts
+        log.exception("delivery to endpoint %s crashed", batch.endpoint_id)
+        return [sender.SendResult(None, None, error=f"{exc.__class__.__name__}: {exc}"[:500]) for _ in items]
 
 
 # ---------------------------------------------------------------- recording the outcome

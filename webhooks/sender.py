@@ -39,7 +39,7 @@ T = TypeVar("T")
 @dataclass
 class SendResult:
     status_code: int | None
-    latency_ms: float
+    latency_ms: float | None  # None: nothing went out to time (refused before sending, or a crash)
     error: str | None = None
     excerpt: str | None = None
     retry_after: float | None = None
@@ -96,7 +96,9 @@ class _Loop:
         limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT)
         self.client = httpx.AsyncClient(
             transport=PinnedTransport(limits=limits), follow_redirects=False, trust_env=False,
-            timeout=httpx.Timeout(TOTAL_TIMEOUT_S, connect=CONNECT_TIMEOUT_S), headers={"user-agent": USER_AGENT},
+            timeout=httpx.Timeout(TOTAL_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+            # identity: the excerpt is read raw, never decompressed (64 KiB of gzip inflates to 64 MB)
+            headers={"user-agent": USER_AGENT, "accept-encoding": "identity"},
         )
         self.queue: asyncio.Queue[_Job] = asyncio.Queue()
         threading.Thread(target=self.loop.run_forever, name="crmhub-webhooks-sender", daemon=True).start()
@@ -117,7 +119,10 @@ class _Loop:
             if time.monotonic() - job.queued > TOTAL_TIMEOUT_S:
                 result = SendResult(None, 0.0, error="not sent: no free connection", sent=False)
             else:
-                result = await _request(self.client, job.url, job.vetted, job.body, job.headers)
+                try:
+                    result = await _request(self.client, job.url, job.vetted, job.body, job.headers)
+                except Exception as exc:  # a bug must not end this sender: the process has only MAX_IN_FLIGHT
+                    result = SendResult(None, None, error=f"{exc.__class__.__name__}: {exc}"[:500])
             job.batch.done(job.index, result)
 
     def submit(self, url: str, vetted: Vetted, signed: list[tuple[bytes, dict[str, str]]]) -> _Batch:
@@ -181,7 +186,7 @@ def _send_signed(url: str, signed: list[tuple[bytes, dict[str, str]]], *, allow_
     try:
         addresses = check_url(url, allow_private=allow_private)
     except UnsafeURL as exc:
-        return [SendResult(None, 0.0, error=f"refused: {exc.message}") for _ in signed]
+        return [SendResult(None, None, error=f"refused: {exc.message}") for _ in signed]
     batch = _runtime().submit(url, Vetted(pool_host(url), tuple(addresses)), signed)
     if not batch.ready.wait(BATCH_TIMEOUT_S):  # cannot happen while the loop runs: every POST is bounded
         return [r or SendResult(None, BATCH_TIMEOUT_S * 1000, error="timeout: sender loop unresponsive")
@@ -193,31 +198,44 @@ async def _request(client: httpx.AsyncClient, url: str, vetted: Vetted, body: by
                    headers: dict[str, str]) -> SendResult:
     VETTED.set(vetted)  # this task's context only: the backend connects to these addresses
     started = time.perf_counter()
+    resp: httpx.Response | None = None
+    excerpt = bytearray()
     try:
         async with asyncio.timeout(TOTAL_TIMEOUT_S):
             async with client.stream("POST", url, content=body, headers=headers) as resp:
-                excerpt = await _read_excerpt(resp)
-                abort = resp.headers.get("webhook-delivery", "").strip().lower() == "abort-message"
-                error = None if resp.is_success else f"HTTP {resp.status_code}"
-                if error and abort:  # say why a single failed attempt ended the message (helper-25)
-                    error += "; the receiver asked not to retry (webhook-delivery: abort-message)"
-                return SendResult(resp.status_code, _ms(started), error=error, excerpt=excerpt,
-                                  retry_after=parse_retry_after(resp.headers.get("retry-after")), abort=abort)
-    except TimeoutError:
+                await _read_excerpt(resp, excerpt)
+    except (TimeoutError, httpx.HTTPError) as exc:
+        if resp is None:  # no answer: a failed attempt
+            return _no_answer(exc, started)
+        # The status line came: the receiver answered, and a 2xx stands however slowly its body trickles.
+    assert resp is not None  # every way out of the stream without a response returned above
+    return _answered(resp, excerpt, started)
+
+
+def _no_answer(exc: Exception, started: float) -> SendResult:
+    if isinstance(exc, TimeoutError):
         return SendResult(None, _ms(started), error="timeout: total delivery timeout exceeded")
-    except httpx.TimeoutException as exc:
+    if isinstance(exc, httpx.TimeoutException):
         return SendResult(None, _ms(started), error=f"timeout: {exc.__class__.__name__}")
-    except httpx.HTTPError as exc:
-        return SendResult(None, _ms(started), error=f"{exc.__class__.__name__}: {exc}"[:500])
+    return SendResult(None, _ms(started), error=f"{exc.__class__.__name__}: {exc}"[:500])
 
 
-async def _read_excerpt(resp: httpx.Response) -> str:
-    data = bytearray()
-    async for chunk in resp.aiter_bytes():
+def _answered(resp: httpx.Response, excerpt: bytearray, started: float) -> SendResult:
+    abort = resp.headers.get("webhook-delivery", "").strip().lower() == "abort-message"
+    error = None if resp.is_success else f"HTTP {resp.status_code}"
+    if error and abort:  # say why a single failed attempt ended the message (helper-25)
+        error += "; the receiver asked not to retry (webhook-delivery: abort-message)"
+    return SendResult(resp.status_code, _ms(started), error=error,
+                      excerpt=bytes(excerpt[:EXCERPT_BYTES]).decode("utf-8", errors="replace"),
+                      retry_after=parse_retry_after(resp.headers.get("retry-after")), abort=abort)
+
+
+async def _read_excerpt(resp: httpx.Response, data: bytearray) -> None:
+    """Up to EXCERPT_BYTES of the body, as sent, into `data`; kept if the read then times out or breaks off."""
+    async for chunk in resp.aiter_raw():
         data += chunk
         if len(data) >= EXCERPT_BYTES:
             break
-    return bytes(data[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
 
 
 def _ms(started: float) -> float:

@@ -22,6 +22,12 @@ class UnsafeURL(InvalidRequest):
 def _refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
+    elif isinstance(ip, ipaddress.IPv6Address):
+        # Python < 3.12.4 calls these global: deprecated site-local, and 6to4, which tunnels to its embedded IPv4.
+        if ip.is_site_local:
+            return "site-local"
+        if ip.sixtofour is not None and (reason := _refusal(ip.sixtofour)):
+            return f"6to4 of a {reason}"
     for attr, name in (("is_loopback", "loopback"), ("is_link_local", "link-local"), ("is_multicast", "multicast"),
                        ("is_unspecified", "unspecified"), ("is_reserved", "reserved"), ("is_private", "private")):
         if getattr(ip, attr):

@@ -15,7 +15,8 @@ from hub.tasks import TASKS, TaskDef
 
 
 @pytest.mark.parametrize(("value", "expected"), [(None, None), ("", None), ("30", 30.0), (" 7 ", 7.0),
-                                                 ("soon", None), ("-5", None), ("1.5", None)])
+                                                 ("soon", None), ("-5", None), ("1.5", None),
+                                                 ("\u00b2", None), ("\u0663", None)])
 def test_parse_retry_after_reads_delta_seconds(value: str | None, expected: float | None) -> None:
     assert parse_retry_after(value) == expected
 

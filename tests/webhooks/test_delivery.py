@@ -6,7 +6,7 @@ import time
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from standardwebhooks import Webhook
 
 from hub.runtime import Hub
@@ -258,3 +258,24 @@ def test_refused_private_address_at_send_is_a_recorded_failure(hub_factory, rece
     assert receiver.received == []
     [attempt] = _attempts(hub)
     assert attempt.status_code is None and "loopback" in (attempt.error or "")
+
+
+def test_an_unreadable_endpoint_secret_is_a_recorded_failure_not_a_stuck_lease(shub: Hub, receiver: Receiver) -> None:
+    """The hub runs with another CRMHUB_SECRET_KEY: each batch used to crash after its claim, so its messages
+    stayed leased and pending forever, never attempted, and the endpoint's health said `healthy`."""
+    from hub.crypto import SecretBox
+
+    endpoint = add_endpoint(shub, receiver.url)
+    sealed_elsewhere = SecretBox("another key").seal_str(endpoint["secret"])
+    with shub.transaction() as s:
+        s.execute(update(EndpointRow).where(EndpointRow.id == uuid.UUID(endpoint["id"]))
+                  .values(secret_sealed=sealed_elsewhere))
+    store(shub, draft("e-1"))
+    settle(shub)
+    assert receiver.received == []
+    [message] = _messages(shub)
+    assert message.attempt_count == 1 and message.lease_until is None
+    [attempt] = _attempts(shub)
+    assert attempt.status_code is None and "CRMHUB_SECRET_KEY" in (attempt.error or "")
+    health = client_for(shub).get(f"/v1/endpoints/{endpoint['id']}/health", headers=ADMIN).json()
+    assert health["status"] == "failing" and health["consecutive_failures"] == 1

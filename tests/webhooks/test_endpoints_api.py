@@ -104,6 +104,10 @@ def test_admin_token_required(shub: Hub) -> None:
         ("http://169.254.169.254/latest/meta-data", "link-local"),
         ("http://[::1]/x", "loopback"),
         ("http://[::ffff:10.0.0.1]/x", "private"),
+        ("http://2130706433/x", "loopback"),  # 127.0.0.1 as one decimal number
+        ("http://[2002:7f00:1::]/x", "6to4 of a loopback"),  # 6to4 tunnels to its embedded 127.0.0.1
+        ("http://[2002:a00:1::1]/x", "6to4 of a private"),
+        ("http://[fec0::1]/x", "site-local"),
         ("http://224.0.0.1/x", "multicast"),
         ("http://240.0.0.1/x", "reserved"),
         ("ftp://203.0.113.9/x", "http:// or https://, not 'ftp'"),
@@ -132,6 +136,10 @@ def test_ssrf_guard_on_patch(hub_factory) -> None:  # type: ignore[no-untyped-de
 def test_unresolvable_host_is_refused() -> None:
     with pytest.raises(UnsafeURL, match="does not resolve"):
         check_url("http://no-such-host.invalid/x", allow_private=False)
+
+
+def test_a_6to4_address_of_a_public_ipv4_is_allowed() -> None:
+    assert check_url("https://[2002:5db8:d70e::1]/x", allow_private=False) == ["2002:5db8:d70e::1"]
 
 
 def test_allow_private_lets_loopback_through() -> None:

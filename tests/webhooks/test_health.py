@@ -77,6 +77,25 @@ def test_endpoint_health_tracks_failures_and_recovery(shub: Hub, receiver: Recei
     assert all(t.endswith("+00:00") for t in times), times  # one time format across the API
 
 
+def test_a_refused_attempt_has_no_latency_and_leaves_the_percentiles_alone(
+    hub_factory: Callable[..., Hub], receiver: Receiver
+) -> None:
+    """A refusal at send time never reached the network: its 0 ms pulled p50 to 0 for an endpoint that answers."""
+    hub = hub_factory(retry_schedule="0")
+    eid = add_endpoint(hub, receiver.url)["id"]
+    store(hub, draft("e-1"))
+    settle(hub)
+    hub.settings.allow_private_endpoints = False  # the host now resolves to a private address: refused
+    store(hub, draft("e-2", phone="+8613900139000"))
+    settle(hub)
+    msgs = client_for(hub).get(f"/v1/endpoints/{eid}/messages", headers=ADMIN).json()["items"]
+    [refused], [answered] = msgs[0]["attempts"], msgs[1]["attempts"]
+    assert refused["status_code"] is None and refused["latency_ms"] is None
+    health = client_for(hub).get(f"/v1/endpoints/{eid}/health", headers=ADMIN).json()
+    assert health["attempts_1h"] == 2 and health["success_rate_1h"] == 0.5
+    assert health["latency_p50_ms"] == health["latency_p95_ms"] == round(answered["latency_ms"], 3) > 0
+
+
 def test_source_health_counts(shub: Hub) -> None:
     client = client_for(shub)
     sid = add_source(client, "web", "site", {"write_key": KEY})

@@ -1,0 +1,119 @@
+"""The sender on its own: what a receiver's answer becomes, and that no answer can cost the process a sender."""
+
+from __future__ import annotations
+
+import gzip
+import socket
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.webhooks.conftest import Receiver
+from webhooks import sender
+from webhooks.signing import Signer, generate_secret
+
+RawServer = Callable[[bytes], str]
+
+
+@pytest.fixture
+def raw_server() -> Iterator[RawServer]:
+    """A loopback TCP server that reads the request, writes `head` as it is, then holds the connection 3 s."""
+    sockets: list[socket.socket] = []
+
+    def start(head: bytes) -> str:
+        srv = socket.create_server(("127.0.0.1", 0))
+        sockets.append(srv)
+
+        def serve() -> None:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(head)
+                time.sleep(3)
+
+        threading.Thread(target=serve, daemon=True).start()
+        return f"http://127.0.0.1:{srv.getsockname()[1]}/crm/hook"
+
+    yield start
+    for srv in sockets:
+        srv.close()
+
+
+def _send(url: str) -> sender.SendResult:
+    [result] = sender.send_batch(url, Signer([generate_secret()]), [sender.Outgoing("msg_1", "{}")],
+                                 allow_private=True)
+    return result
+
+
+def _senders_alive() -> int:
+    return sum(1 for future in sender._runtime().senders if not future.done())
+
+
+def test_an_unreadable_retry_after_is_ignored_and_costs_no_sender(receiver: Receiver) -> None:
+    """`retry-after: ²` (latin-1 0xB2) passed `str.isdigit` and crashed float(): the sender coroutine died
+    and the batch waited BATCH_TIMEOUT_S; 8 such answers left the process unable to deliver anything."""
+    receiver.script = lambda _r: (503, {"retry-after": "\u00b2"}, b"busy")
+    started = time.monotonic()
+    result = _send(receiver.url)
+    assert (result.status_code, result.retry_after, result.error) == (503, None, "HTTP 503")
+    assert time.monotonic() - started < 5
+    assert _senders_alive() == sender.MAX_IN_FLIGHT
+
+
+def test_a_crash_while_sending_is_a_failed_attempt_and_the_sender_lives_on(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(value: str | None) -> float | None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(sender, "parse_retry_after", broken)
+    started = time.monotonic()
+    result = _send(receiver.url)
+    assert result.sent and not result.ok and result.error == "RuntimeError: a bug"
+    assert time.monotonic() - started < 5
+    assert _senders_alive() == sender.MAX_IN_FLIGHT
+    monkeypatch.undo()
+    assert _send(receiver.url).ok
+
+
+def test_a_2xx_stands_when_its_body_is_slower_than_the_timeout(
+    raw_server: RawServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The receiver said 200; treating the stalled body read as a failure re-sent a delivered message."""
+    monkeypatch.setattr(sender, "TOTAL_TIMEOUT_S", 1.0)
+    result = _send(raw_server(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"ok\":"))
+    assert result.ok and result.error is None and result.excerpt == '{"ok":'
+
+
+def test_a_2xx_stands_when_its_body_breaks_off(raw_server: RawServer) -> None:
+    url = raw_server(b"HTTP/1.1 202 Accepted\r\ncontent-length: 100\r\nconnection: close\r\n\r\npartial")
+    # the server closes after 3 s with 93 bytes missing: httpx raises RemoteProtocolError on the body read
+    result = _send(url)
+    assert result.ok and result.status_code == 202 and result.excerpt == "partial"
+
+
+def test_no_status_line_in_time_is_a_timeout(raw_server: RawServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sender, "TOTAL_TIMEOUT_S", 1.0)
+    result = _send(raw_server(b""))
+    assert result.status_code is None and result.error == "timeout: total delivery timeout exceeded"
+
+
+def test_a_compressed_answer_is_never_inflated(receiver: Receiver) -> None:
+    """The excerpt is 1000 bytes, but one 64 KiB read of a gzip body used to be inflated whole (here to 64 MB)."""
+    bomb = gzip.compress(b"\0" * (64 << 20))
+    receiver.script = lambda _r: (200, {"content-encoding": "gzip"}, bomb)
+    tracemalloc.start()
+    try:
+        result = _send(receiver.url)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.ok and len(result.excerpt or "") <= sender.EXCERPT_BYTES
+    assert peak < 8 << 20, f"{peak / 2**20:.0f} MiB"
+    assert receiver.received[0].headers["accept-encoding"] == "identity"
