@@ -11,6 +11,7 @@ is committed.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import queue
 import threading
@@ -24,10 +25,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import insert as generic_insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from hub.db import write_lock
 from hub.models import RAW_PENDING, InboundRejection, RawEvent
-from hub.schemas import utcnow
+from hub.schemas import unstorable_text, utcnow
 from hub.tasks import enqueue
 
 if TYPE_CHECKING:
@@ -59,6 +61,10 @@ class Rejection:
 _STOP = object()
 
 
+DEDUP_KEY_MAX = 300  # raw_events.dedup_key is VARCHAR(300)
+# A batch failing with these is the database being out of reach or busy: every request in it gets a 503. Any other
+# failure is blamed on one row's content (a source deleted meanwhile), and the batch's requests are stored one by one.
+_UNAVAILABLE = (OperationalError, InterfaceError)
 BROKER_PAUSE_S = 5.0  # after a failed enqueue, how long new rows are held back (then tried first)
 HELD_MAX = 10_000
 
@@ -134,14 +140,39 @@ class RawWriter:
         rejections = [b for b in batch if isinstance(b, Rejection)]
         try:
             results = store_raw_batch(self.hub, submissions, rejections)
-        except Exception as exc:  # the database is down: every waiting request gets a 5xx
-            log.exception("raw-event batch of %d failed", len(submissions))
-            _settle([(sub.future, None, exc) for sub in submissions])
-            return
+            outcomes: list[tuple[Any, Any, BaseException | None]] = [
+                (sub.future, result, None) for sub, result in zip(submissions, results, strict=True)]
+        except Exception as exc:
+            if isinstance(exc, _UNAVAILABLE) or len(batch) == 1:  # every waiting request gets a 5xx
+                log.exception("raw-event batch of %d failed", len(submissions))
+                _settle([(sub.future, None, exc) for sub in submissions])
+                return
+            log.warning("raw-event batch of %d failed (%s: %s); storing its requests one by one",
+                        len(submissions), type(exc).__name__, exc)
+            outcomes = self._write_apart(submissions, rejections)
         self.batches += 1
         self.rows += len(submissions)
-        _settle([(sub.future, result, None) for sub, result in zip(submissions, results, strict=True)])
-        self._enqueue([raw_id for raw_id, is_new in results if is_new and raw_id is not None])
+        _settle(outcomes)
+        self._enqueue([res[0] for _, res, exc in outcomes if exc is None and res[1] and res[0] is not None])
+
+    def _write_apart(
+        self, submissions: list[RawSubmission], rejections: list[Rejection]
+    ) -> list[tuple[Any, Any, BaseException | None]]:
+        """One transaction per request, so a row the database refuses fails only its own request."""
+        outcomes: list[tuple[Any, Any, BaseException | None]] = []
+        for sub in submissions:
+            try:
+                outcomes.append((sub.future, store_raw_batch(self.hub, [sub])[0], None))
+            except Exception as exc:
+                log.exception("could not store a raw event of source %s", sub.source_id)
+                outcomes.append((sub.future, None, exc))
+        if rejections:
+            try:
+                store_raw_batch(self.hub, [], rejections)
+            except Exception as exc:  # best effort, as `reject` promises
+                log.warning("%d refused request(s) not counted in source health (%s: %s)",
+                            len(rejections), type(exc).__name__, exc)
+        return outcomes
 
     def _enqueue(self, raw_ids: list[int]) -> None:
         """Hand new rows to the workers. With the broker down each publish fails only after Celery's retries
@@ -219,9 +250,13 @@ def store_raw_batch(
     `log_duplicates=False` is for the hub's own re-reads (pulls), which are not inbound traffic.
     """
     insert = _insert_for(hub.engine.dialect.name)
+    # Rows go in in key order: two replicas storing overlapping keys in opposite orders each held a key the other
+    # waited for, and PostgreSQL failed one batch as a deadlock (503 to all its requests).
+    order = sorted(range(len(submissions)), key=lambda i: (str(submissions[i].source_id), submissions[i].dedup_key))
     first_by_key: dict[tuple[uuid.UUID, str], int] = {}
     rows: list[dict[str, Any]] = []
-    for index, sub in enumerate(submissions):
+    for index in order:
+        sub = submissions[index]
         key = (sub.source_id, sub.dedup_key)
         if key in first_by_key:
             continue
@@ -277,6 +312,19 @@ def store_raw_batch(
     return results
 
 
+def storable_key(key: str) -> str:
+    """A dedup key as the raw store keeps it: as is when any database can, else a digest of it.
+
+    A key holding a NUL or an unpaired surrogate (a message id sent as `"a\\u0000"` or `"\\ud83d"`) failed the
+    insert: a 503 the platform retried for ever, for every request in its batch. A key longer than the column used
+    to be cut, so two ids sharing their first 300 characters were one request: the second, answered as a duplicate,
+    was dropped.
+    """
+    if len(key) <= DEDUP_KEY_MAX and unstorable_text(key) is None:
+        return key
+    return "key-sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def pending_raw_ids(hub: Hub, older_than: datetime | None = None, limit: int = 10_000) -> list[int]:
     with hub.sessions() as session:
         stmt = select(RawEvent.id).where(RawEvent.status == RAW_PENDING).order_by(RawEvent.id).limit(limit)
@@ -294,7 +342,7 @@ def ingest_pulled(
     already pushed — or a page pulled twice — is a redelivery: (None, False), nothing enqueued.
     """
     record = request or {"method": "PULL", "headers": {}, "query": {}, "path": ""}
-    sub = RawSubmission(source_id, dedup_key[:300], record, body)
+    sub = RawSubmission(source_id, storable_key(dedup_key), record, body)
     ((raw_id, is_new),) = store_raw_batch(hub, [sub])
     if is_new and raw_id is not None:
         enqueue("hub.pipeline.process_raw", raw_id)

@@ -37,7 +37,7 @@ from hub.models import (
 from hub.orders import enforce_formal_order_rule
 from hub.quality import clean_fields
 from hub.runtime import Hub, get_hub
-from hub.schemas import EventDraft, Identity, QualityIssue, UnifiedEvent, utcnow
+from hub.schemas import EventDraft, Identity, QualityIssue, UnifiedEvent, unstorable_text, utcnow
 from hub.tasks import enqueue, task
 from hub.values import plausible_time
 
@@ -133,6 +133,7 @@ def _process(hub: Hub, session: Session, raw_id: int) -> str:
         raw.status, raw.error, raw.handled_at = RAW_QUARANTINED, reason, utcnow()
         _count_quarantined(session, source.connector.name, 1)
         return RAW_QUARANTINED
+    drafts = _set_aside_unstorable_ids(drafts, ctx)
     items = _quarantine_items(session, source.id, raw.id, ctx.quarantined)
     for item in items:
         quarantine(session, source.id, raw.id, item.reason, item.detail, {"item": item.payload}, item_key=item.key)
@@ -151,6 +152,19 @@ def _process(hub: Hub, session: Session, raw_id: int) -> str:
     connector, received_at = source.connector.name, raw.received_at
     after_commit(session, lambda: metrics.observe_lag(connector, received_at))
     return RAW_HANDLED
+
+
+def _set_aside_unstorable_ids(drafts: list[EventDraft], ctx: ParseContext) -> list[EventDraft]:
+    """Drafts whose id no database can store (a NUL, an unpaired surrogate) are quarantined; they failed the request."""
+    kept = []
+    for draft in drafts:
+        problem = unstorable_text(draft.source_event_id, "source_event_id")
+        if problem is None:
+            kept.append(draft)
+        else:
+            shown = draft.source_event_id.encode("ascii", "backslashreplace").decode()
+            ctx.quarantine("unstorable_id", problem, {"type": draft.type, "source_event_id": shown})
+    return kept
 
 
 def _count_quarantined(session: Session, connector: str, n: int) -> None:

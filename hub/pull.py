@@ -25,7 +25,7 @@ import httpx
 from sqlalchemy import func, select
 
 from hub.errors import Conflict, InvalidRequest, NotFound, RetryableError
-from hub.ingest import RawSubmission, store_raw_batch
+from hub.ingest import RawSubmission, storable_key, store_raw_batch
 from hub.models import SourceRow
 from hub.pipeline import DbState
 from hub.runtime import Hub, get_hub
@@ -198,7 +198,7 @@ def pull_lock(hub: Hub, source_id: uuid.UUID) -> Iterator[bool]:
 def _store(hub: Hub, source_id: uuid.UUID, pulled: list[PulledRequest]) -> int:
     if not pulled:
         return 0
-    subs = [RawSubmission(source_id, p.dedup_key[:300], p.request, p.body) for p in pulled]
+    subs = [RawSubmission(source_id, storable_key(p.dedup_key), p.request, p.body) for p in pulled]
     new = 0
     # A pulled item seen before is the pull overlapping itself (the boundary page), not a platform redelivering:
     # it is not logged as an inbound duplicate, which would count as traffic in source health.

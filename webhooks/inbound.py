@@ -35,7 +35,7 @@ from hub import metrics
 from hub.bodies import read_limited
 from hub.connector import InboundRequest, Reply
 from hub.errors import HubError, NotFound, PayloadError, PayloadTooLarge, UnreadableBody, VerificationError
-from hub.ingest import RawSubmission, Rejection
+from hub.ingest import RawSubmission, Rejection, storable_key
 from hub.models import RAW_PENDING, EventRow, RawEvent
 from hub.runtime import Hub
 from webhooks.health import HANDSHAKE
@@ -98,7 +98,7 @@ async def accept(
             hub.writer.reject(Rejection(source.id, err.status_code, err.code))
         metrics.INGEST_REQUESTS.labels(connector.name, err.code).inc()
         return connector.error_reply(inbound, err)
-    submission = RawSubmission(source.id, dedup_key[:300], inbound.to_record(), inbound.body, count)
+    submission = RawSubmission(source.id, storable_key(dedup_key), inbound.to_record(), inbound.body, count)
     try:
         raw_id, is_new = await hub.writer.submit(submission)
     except Exception:  # nothing was stored: a 5xx makes the platform retry later
@@ -152,11 +152,11 @@ def seen_counts(hub: Hub, source_id: uuid.UUID, raw_id: int, keys: list[tuple[st
     an event pending inside another *batch* (its key hashes all ids); the pipeline still stores it once.
     """
     ids = list(dict.fromkeys(sei for sei, _ in keys))
-    lone = list(dict.fromkeys(key[:300] for _, key in keys))
+    lone = list(dict.fromkeys(storable_key(key) for _, key in keys))
     with hub.engine.connect() as conn:
         rows = conn.execute(_SEEN, {"source_id": source_id, "ids": ids, "keys": lone}).all()
     seen = {(kind, value) for value, row_raw_id, kind in rows if row_raw_id != raw_id}
-    new = {sei for sei, key in keys if (0, sei) not in seen and (1, key[:300]) not in seen}
+    new = {sei for sei, key in keys if (0, sei) not in seen and (1, storable_key(key)) not in seen}
     return len(new), len(keys) - len(new)
 
 
@@ -180,8 +180,8 @@ async def hooks_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
     async def chunks() -> AsyncIterator[bytes]:
         while True:
             message = await receive()
-            if message["type"] == "http.disconnect":
-                return
+            if message["type"] == "http.disconnect":  # the sender is gone mid-body: what came is not its request
+                raise UnreadableBody("the connection closed before the body ended", code="incomplete_body")
             yield message.get("body", b"")
             if not message.get("more_body", False):
                 return

@@ -330,3 +330,124 @@ def test_events_the_request_itself_already_stored_are_not_its_duplicates(pos, mo
     assert post([_pos_event("A"), _pos_event("B")]) == {"accepted": 2, "duplicates": 0}
     assert post(_pos_event("C")) == {"accepted": 1, "duplicates": 0}
     assert _stored_ids(hub) == ["A", "B", "C"]
+
+
+# ---------------------------------------------------------------- what the raw store can hold (helper-46)
+
+
+@pytest.mark.parametrize("message_id", ["a\\u0000b", "a\\ud83db"])
+def test_a_message_id_no_database_can_store_is_accepted_once_not_a_503(web, message_id: str) -> None:  # type: ignore[no-untyped-def]
+    """A NUL (PostgreSQL) or a lone surrogate (both) in the message id made the dedup key unstorable: the insert failed
+    and the platform got 503 storage_unavailable on every retry, for ever. Stored now, and its event, whose id still
+    cannot be stored, is quarantined with the reason instead of failing the request."""
+    hub, client, sid = web
+    body = b'{"type": "track", "event": "E", "userId": "u-9", "messageId": "' + message_id.encode() + b'"}'
+    first = client.post(f"/hooks/{sid}/v1/track", content=body, headers=basic(KEY))
+    assert first.status_code == 200, first.text
+    assert first.json() == {"accepted": 1, "duplicates": 0}
+    assert client.post(f"/hooks/{sid}/v1/track", content=body, headers=basic(KEY)).json() == {
+        "accepted": 0, "duplicates": 1}
+    (raw,) = raw_rows(hub)
+    assert raw.dedup_key.startswith("key-sha256:") and raw.body == body
+    wait_processed(hub)
+    assert [r.status for r in raw_rows(hub)] == ["handled"]
+    with hub.sessions() as s:
+        (item,) = s.scalars(select(QuarantineRow)).all()
+        assert item.reason == "unstorable_id" and "cannot be stored" in item.detail
+    assert count_events(hub) == 0
+
+
+def test_long_event_ids_sharing_their_first_300_characters_are_two_requests(pos) -> None:  # type: ignore[no-untyped-def]
+    """The dedup key was cut to 300 characters: the second id was answered as a duplicate and never stored (here both
+    are too long for a POS event, so both are kept in quarantine with the reason)."""
+    hub, post = pos
+    prefix = "E" * 297
+    assert post(_pos_event(prefix + "1")) == {"accepted": 1, "duplicates": 0}
+    assert post(_pos_event(prefix + "2")) == {"accepted": 1, "duplicates": 0}
+    assert post(_pos_event(prefix + "2")) == {"accepted": 0, "duplicates": 1}
+    wait_processed(hub)
+    assert [(r.status, r.error) for r in raw_rows(hub)] == [("quarantined", "invalid_pos_event")] * 2
+
+
+def test_a_row_the_database_refuses_fails_only_its_own_request_in_a_group_commit(web) -> None:  # type: ignore[no-untyped-def]
+    """A source deleted by another process is still cached here for a few seconds; its row breaks the foreign key.
+    That failed the whole batch: every request committed with it, of any source, was answered 503."""
+    from concurrent.futures import Future
+
+    from hub.ingest import RawSubmission, Rejection
+
+    hub, _client, sid = web
+    good = RawSubmission(uuid.UUID(sid), "msg:good", {"method": "POST"}, b"{}")
+    gone = RawSubmission(uuid.uuid4(), "msg:gone", {"method": "POST"}, b"{}")
+    for sub in (good, gone):
+        sub.future = Future()
+    hub.writer._write([good, gone, Rejection(uuid.UUID(sid), 401, "bad_signature")])
+    raw_id, is_new = good.future.result(timeout=5)  # type: ignore[union-attr]
+    assert is_new and raw_id is not None
+    assert gone.future.exception(timeout=5) is not None  # type: ignore[union-attr]
+    assert [r.dedup_key for r in raw_rows(hub)] == ["msg:good"]
+    wait_processed(hub)
+
+
+@pytest.mark.postgres
+def test_replicas_storing_the_same_keys_in_opposite_orders_do_not_deadlock(tmp_path, pg_url) -> None:  # type: ignore[no-untyped-def]
+    """Two API replicas' writers inserting overlapping keys in opposite orders: PostgreSQL found a deadlock and one
+    batch failed, a 503 to all of its requests. Rows now go in in key order."""
+    import threading
+
+    from hub.ingest import RawSubmission, store_raw_batch
+    from tests.conftest import make_hub, make_settings
+
+    hub = make_hub(make_settings(tmp_path, pg_url))
+    try:
+        sid = uuid.UUID(add_source(client_for(hub), "web", "site", {"write_key": KEY}))
+        failures: list[BaseException] = []
+        for rnd in range(12):
+            keys = [f"msg:{rnd}-{n:03d}" for n in range(300)]
+            barrier = threading.Barrier(2)
+
+            def store(order: list[str], barrier: threading.Barrier) -> None:
+                subs = [RawSubmission(sid, key, {"method": "POST"}, b"{}") for key in order]
+                barrier.wait()
+                try:
+                    store_raw_batch(hub, subs)
+                except Exception as exc:
+                    failures.append(exc)
+
+            threads = [threading.Thread(target=store, args=(order, barrier)) for order in (keys, keys[::-1])]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=60)
+        assert failures == []
+        assert len(raw_rows(hub)) == 12 * 300
+    finally:
+        hub.engine.dispose()
+
+
+def test_a_body_cut_short_by_a_disconnect_is_not_stored(web) -> None:  # type: ignore[no-untyped-def]
+    """Real HTTP: a sender that closes the connection mid-body. The bytes received (here a complete JSON document,
+    shorter than the Content-Length) were stored and processed as if they were its request."""
+    import socket
+    import time
+
+    from hub.app import create_app
+    from tests.server import serve
+
+    hub, _client, sid = web
+    body = _track("m-cut")
+    head = (f"POST /hooks/{sid}/v1/track HTTP/1.1\r\nHost: 127.0.0.1\r\n{_basic_line()}"
+            f"Content-Length: {len(body) + 40}\r\n\r\n")
+    with serve(create_app(hub, manage_lifecycle=False)) as base:
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(head.encode() + body)
+            time.sleep(0.3)
+            sock.shutdown(socket.SHUT_WR)
+            sock.recv(4096)
+        time.sleep(0.5)
+    assert raw_rows(hub) == []
+
+
+def _basic_line() -> str:
+    return f"Authorization: {basic(KEY)['authorization']}\r\n"
