@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,10 @@ from hub.errors import InvalidRequest
 from hub.quality import neutralise_cell
 
 __all__ = ["check_export_target", "safe_cell", "write_table"]
+
+# What an .xlsx (XML 1.0) cannot hold: C0 controls but tab/LF/CR, lone surrogates, U+FFFE/U+FFFF. openpyxl refuses
+# the C0 ones with IllegalCharacterError, which would end an export of a quarantined row whose header held one.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def safe_cell(value: Any) -> Any:
@@ -85,7 +90,10 @@ def _write_xlsx(target: Path, header: Sequence[str], rows: Iterable[Sequence[Any
     def cells(values: Sequence[Any]) -> list[Any]:
         out = []
         for value in values:
-            cell = WriteOnlyCell(sheet, value=safe_cell(value))
+            value = safe_cell(value)
+            if isinstance(value, str):
+                value = _NOT_XML.sub("\ufffd", value)
+            cell = WriteOnlyCell(sheet, value=value)
             if isinstance(cell.value, str):
                 cell.data_type = "s"  # never "f": a string is not a formula, whatever it starts with
             out.append(cell)

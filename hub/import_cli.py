@@ -7,6 +7,7 @@ hub/importer.py and hub/quality_report.py.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -127,5 +128,11 @@ def _quality_text(report: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     lines.append("quarantined: " + (", ".join(f"{k} {v}" for k, v in report["quarantine"].items()) or "none"))
     for row in rows:
         where = f"{row['file']} row {row['row']}" if row["file"] else row["id"]
-        lines.append(f"  {row['created_at'][:19]}  {row['reason']:<20} {where}  {row['detail'][:80]}")
+        line = f"  {row['created_at'][:19]}  {row['reason']:<20} {where}  {row['detail'][:80]}"
+        lines.append(_TERMINAL_CONTROLS.sub("\ufffd", line))
     return "\n".join(lines)
+
+
+# Quarantined inputs are untrusted text (a header, a file name, a platform's message): an ESC in one would drive the
+# operator's terminal (colours, titles, cursor moves). C0 and C1 controls are shown as U+FFFD instead.
+_TERMINAL_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")

@@ -50,6 +50,13 @@ _TEXT_TOKENS = frozenset(
      "remark", "remarks", "comment", "comments", "summary"}
 )  # fmt: skip
 _TEXT_HINTS = ("备注", "内容", "描述", "留言", "摘要")
+# Fields holding a company's name, checked for `short_company_name` on every event: the last segment of the path
+# (`traits.company`, `companyName`, `公司名称`) or `name` under `company` / `account` (Segment's `company.name`, the
+# ERP's `account.name`). Not `customer_name`, which is a person in most sources.
+_COMPANY_NAMES = frozenset({"company", "company_name", "corp_name", "organization", "organisation", "公司", "公司名称",
+                            "企业", "企业名称", "单位", "单位名称", "客户公司"})
+_COMPANY_PARENTS = frozenset({"company", "account"})
+SHORT_COMPANY = 3
 
 _PATH_PARTS = re.compile(r"[^.\[\]]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
@@ -94,12 +101,32 @@ def _field_kind(field: str) -> str:
     return "plain"
 
 
+@lru_cache(maxsize=4096)
+def _is_company_field(field: str) -> bool:
+    parts = [_CAMEL.sub("_", part).lower() for part in _PATH_PARTS.findall(field) if not part.isdigit()]
+    if not parts:
+        return False
+    return parts[-1] in _COMPANY_NAMES or (parts[-1] == "name" and len(parts) > 1 and parts[-2] in _COMPANY_PARENTS)
+
+
+def _short_company(text: str, field: str) -> QualityIssue | None:
+    if not text or len(text) >= SHORT_COMPANY:
+        return None
+    return QualityIssue(field=field, code="short_company_name", detail=f"{len(text)} characters")
+
+
 def _remove_invisible(text: str, kind: str) -> tuple[str, str | None]:
     found = INVISIBLE_CHARS.findall(text)
     if not found:
         return text, None
-    detail = ", ".join(f"U+{ord(ch):04X} x{count}" for ch, count in Counter(found).items())
-    return INVISIBLE_CHARS.sub("", text), detail
+    if _ZWJ not in text:
+        result = INVISIBLE_CHARS.sub("", text)
+    else:  # a joiner inside an emoji sequence is part of the emoji: 👨‍👩‍👧 is one family, not three people
+        result = _STRAY_ZWJ.sub("", _INVISIBLE_BUT_ZWJ.sub("", text))
+    removed = Counter(found)
+    removed[_ZWJ] -= result.count(_ZWJ)
+    detail = ", ".join(f"U+{ord(ch):04X} x{count}" for ch, count in removed.items() if count > 0)
+    return (result, detail) if detail else (text, None)
 
 
 def _narrow(match: re.Match[str]) -> str:
@@ -168,6 +195,13 @@ def _already_clean(text: str, kind: str) -> bool:
     return kind != "identifier" or unicodedata.is_normalized("NFKC", text)
 
 
+_ZWJ = "\u200d"
+# Pictographs an emoji ZWJ sequence joins, with variation selector 16 and skin tones (U+1F3FB-U+1F3FF).
+_EMOJI = ("\u00a9\u00ae\u203c\u2049\u2122\u2139\u2194-\u21aa\u231a-\u23ff\u24c2\u25aa-\u27bf\u2934\u2935"
+          "\u2b05-\u2b55\u3030\u303d\u3297\u3299\ufe0f\U0001f000-\U0001faff")
+_INVISIBLE_BUT_ZWJ = re.compile(f"(?!{_ZWJ}){INVISIBLE_CHARS.pattern}")
+_STRAY_ZWJ = re.compile(f"(?<![{_EMOJI}]){_ZWJ}|{_ZWJ}(?![{_EMOJI}])")
+
 # What any step would change outside ASCII: invisibles, full-width forms, whitespace other than a space.
 _NOT_PLAIN = re.compile(f"{INVISIBLE_CHARS.pattern}|{_FULLWIDTH.pattern}|[^\\S ]")
 
@@ -233,6 +267,8 @@ def _clean_value(value: Any, path: str, issues: list[QualityIssue]) -> Any:
     if isinstance(value, str):
         text, found = clean_text(value, path)
         issues.extend(found)
+        if _is_company_field(path) and (short := _short_company(text, path)) is not None:
+            issues.append(short)
         return text
     if isinstance(value, Mapping):
         out = {}
@@ -250,6 +286,7 @@ def _clean_value(value: Any, path: str, issues: list[QualityIssue]) -> Any:
 def clean_fields(data: Mapping[str, Any], prefix: str = "") -> tuple[dict[str, Any], list[QualityIssue]]:
     """Clean every str in nested dicts and lists; issue fields are dotted paths (`items[0].name`).
 
+    A company name (`company`, `公司名称`, `company.name` …) under 3 characters gets the finding `short_company_name`.
     Returns new containers; non-str values are left as they are, and keys too, except a lone surrogate.
     """
     issues: list[QualityIssue] = []
@@ -265,9 +302,7 @@ def check_company_name(name: str | None, *, field: str = "company") -> QualityIs
     if name is None:
         return None
     cleaned, _ = clean_text(name, field)
-    if not cleaned or len(cleaned) >= 3:
-        return None
-    return QualityIssue(field=field, code="short_company_name", detail=f"{len(cleaned)} characters")
+    return _short_company(cleaned, field)
 
 
 def neutralise_cell(value: object) -> object:

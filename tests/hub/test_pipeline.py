@@ -109,6 +109,17 @@ def test_quality_issues_and_identity_normalisation(source: tuple[Hub, str]) -> N
     assert any(i["field"] == "identities.email" for i in data["quality"]["issues"])
 
 
+def test_a_short_company_name_is_flagged_on_a_live_event_not_only_in_imports(source: tuple[Hub, str]) -> None:
+    hub, sid = source
+    message = {"type": "identify", "userId": "u-8", "messageId": "q-2",
+               "traits": {"name": "王五", "company": {"name": "阿里"}, "phone": "13800138000"}}
+    process_raw(_submit(hub, sid, message, path="v1/identify"))
+    with hub.sessions() as s:
+        issues = s.scalars(select(EventRow)).one().data["quality"]["issues"]
+    assert [(i["field"], i["detail"]) for i in issues if i["code"] == "short_company_name"] == [
+        ("traits.company.name", "2 characters")]  # and a person's two-character name is not a company
+
+
 def test_a_phone_with_an_extension_is_its_switchboard_and_the_extension_is_reported(source: tuple[Hub, str]) -> None:
     hub, sid = source
     message = {"type": "identify", "userId": "u-10", "messageId": "q-ext", "traits": {"phone": "010-62345678转801"}}

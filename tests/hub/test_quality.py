@@ -49,6 +49,31 @@ def test_invisible_detail_counts_each_code_point_in_order_of_appearance() -> Non
     assert issues[0].detail == "U+200B x2, U+200E x1, U+FEFF x1"
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected", "detail"),
+    [
+        ("👨\u200d👩\u200d👧 一家", "👨\u200d👩\u200d👧 一家", None),  # a family emoji, not three people
+        ("❤\ufe0f\u200d🔥 👩🏽\u200d💻", "❤\ufe0f\u200d🔥 👩🏽\u200d💻", None),
+        ("\u200d👨\u200e\u200d👩\u200d", "👨\u200d👩", "U+200D x2, U+200E x1"),  # stray joiners still go
+        ("张\u200d三", "张三", "U+200D x1"),
+    ],
+)
+def test_a_zero_width_joiner_inside_an_emoji_sequence_is_kept(raw: str, expected: str, detail: str | None) -> None:
+    text, issues = clean_text(raw, "properties.remark")
+    assert text == expected
+    assert [i.detail for i in issues if i.code == "invisible_chars_removed"] == ([detail] if detail else [])
+
+
+EMOJI = st.sampled_from(["👨", "👩", "👧", "❤\ufe0f", "🔥", "👩🏽", "💻", "🏳\ufe0f", "🌈"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(parts=st.lists(EMOJI, min_size=2, max_size=5), field=FIELDS)
+def test_emoji_zwj_sequences_survive_cleaning(parts: list[str], field: str) -> None:
+    sequence = "\u200d".join(parts)
+    assert clean_text(sequence, field)[0] == sequence
+
+
 # --- clean_text table -------------------------------------------------------------------------------
 
 
@@ -237,6 +262,24 @@ def test_a_lone_surrogate_in_a_key_is_replaced_so_the_event_can_be_stored() -> N
     assert cleaned == {"a\ufffd": 1, "ok": {"b\ufffd": "x"}}
     assert [(i.field, i.code) for i in issues] == [("properties.a\ufffd", "unencodable_chars_replaced"),
                                                    ("properties.ok.b\ufffd", "unencodable_chars_replaced")]
+
+
+@pytest.mark.parametrize(
+    ("data", "flagged"),
+    [
+        ({"company": " 阿里 "}, ["traits.company"]),
+        ({"companyName": "BD"}, ["traits.companyName"]),
+        ({"公司名称": "京东"}, ["traits.公司名称"]),
+        ({"company": {"name": "腾讯", "id": "12"}}, ["traits.company.name"]),
+        ({"account": {"name": "\u200e阿里"}}, ["traits.account.name"]),
+        ({"company": "阿里巴巴", "company_id": "12", "name": "王五", "customer_name": "王五"}, []),
+        ({"company": ""}, []),  # empty, not short
+    ],
+)
+def test_clean_fields_flags_short_company_names(data: dict[str, Any], flagged: list[str]) -> None:
+    cleaned, issues = clean_fields(data, prefix="traits")
+    assert [i.field for i in issues if i.code == "short_company_name"] == flagged
+    assert cleaned == clean_fields(cleaned, prefix="traits")[0]  # a finding: the value is kept
 
 
 def test_clean_fields_empty() -> None:

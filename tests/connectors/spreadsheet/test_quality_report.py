@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings, strategies as st
 from openpyxl import load_workbook
 
 from hub.export import write_table
@@ -153,3 +154,42 @@ def test_export_neutralises_formula_cells(tmp_path: Path, suffix: str) -> None:
     assert header[1] == "'=b"
     assert row[:5] == ["'=1+2", "'+SUM(A1)", "'-2+3", "'@cmd", "'\t=x"]
     assert row[5] == "+8613800138000" and row[6] == "-12.5" and row[7] == "普通"
+
+
+def test_xlsx_export_of_a_control_character_is_a_replacement_not_a_crash(tmp_path: Path) -> None:
+    """A header with a stray \\x01 reaches the quarantine detail; openpyxl refused the whole export for it."""
+    path = tmp_path / "q.xlsx"
+    rows = [["row 2: no usable phone or email in 手机\x01号", "\x1b[31m红", "=\x00cmd", "tab\tand\nnewline"]]
+    assert write_table(path, ["a", "b", "c", "d"], rows) == 1
+    row = [c.value for c in list(load_workbook(path).active.iter_rows())[1]]
+    assert row == ["row 2: no usable phone or email in 手机\ufffd号", "\ufffd[31m红", "'=\ufffdcmd",
+                   "tab\tand\nnewline"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(value=st.text(max_size=20))
+def test_any_text_can_be_exported_to_xlsx(tmp_path_factory: pytest.TempPathFactory, value: str) -> None:
+    path = tmp_path_factory.mktemp("x") / "q.xlsx"
+    assert write_table(path, ["a"], [[value]]) == 1
+    cell = list(load_workbook(path).active.iter_rows())[1][0]
+    assert cell.data_type != "f"
+
+
+def test_cli_report_of_a_header_with_control_characters_lists_and_exports_it(
+    hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quarantine detail names the header as the file has it: an ESC must not reach the terminal, and a \\x01
+    must not stop the .xlsx export (openpyxl's IllegalCharacterError)."""
+    from hub.cli import cli
+
+    path = tmp_path / "ctl.csv"
+    path.write_text("客户名称,联系人,手机\x1b\x01号\n腾讯科技,张三,abc\n", encoding="utf-8")
+    run_import(hub, str(path))
+    monkeypatch.setattr("hub.cli.hub_for_cli", lambda migrate=True: hub)
+    out = tmp_path / "q.xlsx"
+    result = CliRunner().invoke(cli, ["quality", "report", "--export", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "no_person_identity" in result.output and "手机\ufffd\ufffd号" in result.output
+    assert "\x1b" not in result.output and "exported 1" in result.output
+    detail = list(load_workbook(out).active.iter_rows())[1][2].value
+    assert "手机\ufffd\ufffd号" in detail  # XML 1.0 holds no C0 control but tab, LF and CR
