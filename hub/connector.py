@@ -22,7 +22,7 @@ import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from hub.errors import HubError, InvalidRequest, UnreadableBody, VerificationError
-from hub.schemas import EventDraft
+from hub.schemas import MAX_NESTING, EventDraft, nests_deeper
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,8 @@ class ParseContext:
         same key for this source is not added again when another request brings it back (a re-import whose
         batches shifted by one row); its quarantine row is brought up to date instead.
         """
+        if nests_deeper(payload):  # kept whole in the raw request; stored here it would fail the request
+            payload = {"too_deep": f"nests deeper than {MAX_NESTING} levels; the raw request holds it"}
         self.quarantined.append(SetAside(reason, detail, payload, key[:ITEM_KEY_MAX] if key else None))
 
 

@@ -37,7 +37,16 @@ from hub.models import (
 from hub.orders import enforce_formal_order_rule
 from hub.quality import clean_fields
 from hub.runtime import Hub, get_hub
-from hub.schemas import EventDraft, Identity, QualityIssue, UnifiedEvent, unstorable_text, utcnow
+from hub.schemas import (
+    MAX_NESTING,
+    EventDraft,
+    Identity,
+    QualityIssue,
+    UnifiedEvent,
+    nests_deeper,
+    unstorable_text,
+    utcnow,
+)
 from hub.tasks import enqueue, task
 from hub.values import plausible_time
 
@@ -155,15 +164,21 @@ def _process(hub: Hub, session: Session, raw_id: int) -> str:
 
 
 def _set_aside_unstorable_ids(drafts: list[EventDraft], ctx: ParseContext) -> list[EventDraft]:
-    """Drafts whose id no database can store (a NUL, an unpaired surrogate) are quarantined; they failed the request."""
+    """Drafts whose id no database can store (a NUL, an unpaired surrogate) are quarantined; they failed the request.
+
+    So are drafts whose properties or traits nest deeper than MAX_NESTING levels (`too_deep`): they failed it too.
+    """
     kept = []
     for draft in drafts:
         problem = unstorable_text(draft.source_event_id, "source_event_id")
-        if problem is None:
-            kept.append(draft)
-        else:
+        if problem is not None:
             shown = draft.source_event_id.encode("ascii", "backslashreplace").decode()
             ctx.quarantine("unstorable_id", problem, {"type": draft.type, "source_event_id": shown})
+        elif nests_deeper(draft.properties) or nests_deeper(draft.traits):
+            ctx.quarantine("too_deep", f"properties or traits nest deeper than {MAX_NESTING} levels",
+                           {"type": draft.type, "source_event_id": draft.source_event_id})
+        else:
+            kept.append(draft)
     return kept
 
 

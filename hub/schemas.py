@@ -196,6 +196,27 @@ def unstorable_text(value: Any, path: str = "") -> str | None:
     return None
 
 
+# Levels of objects and arrays an event's properties or traits may nest. The code after parsing (cleaning, pydantic's
+# serialiser, json.dumps) recurses; from ~250 levels a value failed its whole request with a RecursionError, logging
+# a traceback of thousands of lines for a 2 kB body that anyone holding the public web write key can send.
+MAX_NESTING = 64
+
+
+def nests_deeper(value: Any, limit: int = MAX_NESTING) -> bool:
+    """Whether `value` holds objects or arrays more than `limit` levels deep (`value` itself is level 1).
+
+    Iterative, so it can look at what the recursive code cannot.
+    """
+    stack = [(value, 1)] if isinstance(value, dict | list | tuple) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list | tuple))
+    return False
+
+
 class RequestBody(Schema):
     """Base of the admin API's request bodies: text no database can store is a 422 naming its field."""
 

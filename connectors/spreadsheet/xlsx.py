@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 import zipfile
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime, time, timedelta
 from itertools import islice
 from typing import Any
@@ -34,6 +35,13 @@ _ROW_OR_CELL = re.compile(rb"<(?:\w+:)?(row|c)(?:\s([^<>]*?))?(/?)>(\s*<(?:\w+:)
 _ROW_NUMBER = re.compile(rb'\br="([0-9]+)"')
 _REF = re.compile(rb'\br="([A-Z]{1,3})([0-9]+)"')
 _CHUNK = 1 << 20
+# calamine holds a sheet as a dense grid over its used range, ~32 bytes a cell, blanks included: one cell at
+# XFD1048576 in a 1.5 kB file asked for 512 GiB and aborted the process. The range is read from the XML first
+# (every cell tag counts, a formatted blank too: an overestimate, which matters only near the limit).
+MAX_SHEET_CELLS = 50_000_000
+_TAG = re.compile(rb"<(?:\w+:)?(row|c)(?=[\s>/])([^<>]*)>")
+_ANY_CELL = re.compile(rb"<(?:\w+:)?c[\s>/]")
+_CELL_REF_TAG = re.compile(rb'<(?:\w+:)?c\s[^<>]*?\br="([A-Z]{1,3})([0-9]+)"')
 _CARRY_MAX = 1 << 16  # a `<c …>` start tag and its `<f` fit in this, however long the cell's value
 _NS_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
 
@@ -61,6 +69,88 @@ def _sheet_xml_path(archive: zipfile.ZipFile, sheet_index: int) -> str | None:
             target = rel.get("Target", "")
             return target.lstrip("/") if target.startswith("/") else "xl/" + target
     return None
+
+
+class _Extent:
+    """The used range of a sheet's XML so far, from its cells' references (or positions, for cells without one)."""
+
+    def __init__(self) -> None:
+        self.top = self.left = 1 << 30
+        self.bottom = self.right = -1
+        self.row = -1  # the position count, for cells without a reference
+        self.column = -1
+        self.unplaced = False
+
+    def note(self, rows: Iterable[int], columns: Iterable[int]) -> None:
+        rows, columns = list(rows), list(columns)
+        if rows and columns:
+            self.top, self.bottom = min(self.top, *rows), max(self.bottom, *rows)
+            self.left, self.right = min(self.left, *columns), max(self.right, *columns)
+
+    def by_reference(self, buffer: bytes, cut: int) -> None:
+        """Fast: distinct references only, in C; a cell without one makes the sheet go `by_position`."""
+        refs = _CELL_REF_TAG.findall(buffer, 0, cut)
+        if len(refs) != len(_ANY_CELL.findall(buffer, 0, cut)):
+            self.unplaced = True
+        self.note((int(d) - 1 for d in {d for _, d in refs}), (column_index(c) for c in {c for c, _ in refs}))
+
+    def by_position(self, buffer: bytes, cut: int) -> None:
+        for match in _TAG.finditer(buffer, 0, cut):
+            tag, attributes = match.group(1), match.group(2)
+            if tag == b"row":
+                number = _ROW_NUMBER.search(attributes)
+                self.row, self.column = (int(number.group(1)) - 1 if number else self.row + 1), -1
+                continue
+            ref = _REF.search(attributes)
+            if ref is not None:
+                self.row, self.column = int(ref.group(2)) - 1, column_index(ref.group(1))
+            else:
+                self.column += 1
+            self.note([max(self.row, 0)], [self.column])
+
+    def cells(self) -> int:
+        if self.right < 0:
+            return 0
+        return (self.bottom - self.top + 1) * (self.right - self.left + 1)
+
+
+def check_extent(path: str, limit: int = MAX_SHEET_CELLS) -> None:
+    """FileUnreadable when a worksheet's used range holds more than `limit` cells (blank ones included)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [n for n in archive.namelist() if n.startswith("xl/worksheets/") and n.endswith(".xml")]
+            for member in members:
+                extent = _Extent()
+                with archive.open(member) as stream:
+                    _chunks(stream, extent.by_reference)
+                if extent.unplaced:  # a writer that leaves out cell references: count positions instead
+                    extent = _Extent()
+                    with archive.open(member) as stream:
+                        _chunks(stream, extent.by_position)
+                if extent.cells() > limit:
+                    raise FileUnreadable(
+                        f"a worksheet's used range ({member.rsplit('/', 1)[-1]}) spans {extent.cells():,} cells, more "
+                        f"than the {limit:,} that can be read; delete the stray cells far right or below the data, "
+                        "or save the sheet as CSV (read as a stream)")
+    except (OSError, zipfile.BadZipFile, KeyError, EOFError, zlib.error, NotImplementedError) as exc:
+        raise FileUnreadable(f"not a readable .xlsx workbook: {exc}") from exc
+
+
+def _chunks(stream: Any, step: Any) -> None:
+    """`step(buffer, cut)` over the stream in chunks, `cut` after the last whole tag (a tag split by a chunk waits)."""
+    carry = b""
+    while True:
+        chunk = stream.read(_CHUNK)
+        buffer = carry + chunk
+        cut = len(buffer) if not chunk else buffer.rfind(b">") + 1
+        step(buffer, cut)
+        carry = buffer[cut:]
+        if len(carry) > _CARRY_MAX:  # text with no tag end: keep its tail, unless a tag began before it
+            if len(carry) - carry.rfind(b"<") > _CARRY_MAX and b"<" in carry:
+                raise FileUnreadable(f"the sheet XML has a tag longer than {_CARRY_MAX:,} bytes")
+            carry = carry[-_CARRY_MAX:]
+        if not chunk:
+            return
 
 
 def scan_formulas(path: str, sheet_index: int) -> tuple[dict[int, set[int]], int]:
@@ -196,6 +286,7 @@ class XlsxSheet:
     """The data worksheet's rows (0-based absolute row, cells with merges filled, formula columns)."""
 
     def __init__(self, path: str) -> None:
+        check_extent(path)
         try:
             self.workbook = CalamineWorkbook.from_path(path)
             self.index, self.sheet = data_worksheet(self.workbook)

@@ -14,6 +14,7 @@ from hub.ingest import RawSubmission, store_raw_batch
 from hub.models import EventRow, QuarantineRow, RawEvent
 from hub.pipeline import process_raw, recover_on_startup, replay
 from hub.runtime import Hub
+from hub.schemas import MAX_NESTING
 from tests.helpers import add_source, client_for, count_events, wait_processed
 
 KEY = "write-key-pipeline"
@@ -238,6 +239,39 @@ def test_a_lone_surrogate_in_a_property_name_does_not_fail_the_event(source: tup
         event = s.scalars(select(EventRow)).one()
     assert event.data["properties"]["properties"] == {"a\ufffd": 1}
     assert "unencodable_chars_replaced" in {i["code"] for i in event.data["quality"]["issues"]}
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for level in range(depth):
+        value = [value] if level % 2 else {"a": value}
+    return value
+
+
+def test_a_too_deep_message_is_quarantined_alone_not_failed(source: tuple[Hub, str]) -> None:
+    """A ~2 kB body nesting 300-900 levels (anyone with the public web write key can send it) failed its whole
+    request with a RecursionError and a traceback of thousands of lines. The event is quarantined instead, and the
+    other messages of its batch are stored."""
+    hub, sid = source
+    batch = {"batch": [_msg("deep-1", properties={"x": _nested(400)}),
+                       _msg("deep-2", type="identify", traits={"x": _nested(100)}),
+                       {"type": "bogus", "messageId": "deep-3", "x": _nested(600)}, _msg("ok-1")]}
+    raw_id = _submit(hub, sid, batch, path="v1/batch")
+    assert process_raw(raw_id) == "handled"
+    assert count_events(hub) == 1
+    with hub.sessions() as s:
+        rows = s.scalars(select(QuarantineRow).order_by(QuarantineRow.id)).all()
+    assert [(r.reason, r.payload["item"].get("source_event_id")) for r in rows] == [
+        ("unknown_call", None), ("too_deep", "deep-1"), ("too_deep", "deep-2")]
+    assert "too_deep" in rows[0].payload["item"]  # the unknown call's own deep payload is not stored
+
+
+def test_properties_up_to_the_nesting_limit_are_stored(source: tuple[Hub, str]) -> None:
+    hub, sid = source
+    # properties (level 1) > the message's properties (2) > MAX_NESTING - 2 levels more
+    raw_id = _submit(hub, sid, _msg("deep-ok", properties={"x": _nested(MAX_NESTING - 2)}))
+    assert process_raw(raw_id) == "handled"
+    assert count_events(hub) == 1
 
 
 class _FailNextCommit:

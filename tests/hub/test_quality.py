@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -158,6 +159,11 @@ def test_clean_text(field: str, raw: str, expected: str, expected_codes: list[st
         "+1+A1*2",
         "-5&C3",
         "+1-1 +A1",
+        # a name that starts with digits, or follows them (the linear form of the name search keeps these)
+        "-1+2a(1)",
+        "-1+2 1.5e3(",
+        "-1+x1.y (",
+        "-2+3+9cmd|' /C calc'!A0",
         # the error value a failed formula leaves (helper-28: #NAME? was imported as a person's name)
         "#N/A",
         "#NAME?",
@@ -213,6 +219,18 @@ def test_looks_like_formula(value: str) -> None:
 )
 def test_does_not_look_like_formula(value: str) -> None:
     assert not looks_like_formula(value)
+
+
+@pytest.mark.parametrize("tail", ["a" * 40_000, "a1" * 20_000, "a." * 20_000, "a" * 20_000 + " " * 20_000 + "x",
+                                  "ab" * 20_000 + "|"], ids=["letters", "letters-digits", "dotted", "spaced", "dde"])
+def test_formula_check_is_linear_in_a_long_run_of_name_characters(tail: str) -> None:
+    """`-1+aaaa…` (30 kB, the public web write key lets anyone send it) took 10 s of CPU: the name search was
+    tried from every letter of the run. Now ~2 ms; 1 s leaves room for a busy machine."""
+    started = time.perf_counter()
+    for value in ("-1+" + tail, "-1+" + tail + "("):
+        looks_like_formula(value)
+        clean_text(value, "properties.remark")
+    assert time.perf_counter() - started < 1.0
 
 
 # --- clean_fields -----------------------------------------------------------------------------------

@@ -591,3 +591,28 @@ def test_xlsx_passes_over_an_empty_or_header_less_sheet_in_front_of_the_data(tmp
     del wb["客户"]
     wb.save(tmp_path / "n.xlsx")  # no sheet has a header row: the first one with rows, as before
     assert ImportFile(str(tmp_path / "n.xlsx")).sheet.name == "说明"
+
+
+def test_a_sheet_whose_used_range_is_huge_is_refused_before_calamine_allocates_it(tmp_path: Path) -> None:
+    """One stray cell at XFD1048576 (a 5 kB file) made calamine ask for 512 GiB: the import process aborted (or was
+    killed for memory) with a Rust backtrace. The used range is read from the XML first and refused, with the fix."""
+    from openpyxl import load_workbook
+
+    path = write_xlsx(tmp_path / "stray.xlsx", ROWS)
+    workbook = load_workbook(path)
+    workbook.active["XFD1048576"] = "x"
+    workbook.save(path)
+    with pytest.raises(FileUnreadable, match=r"spans 17,179,869,184 cells.*save the sheet as CSV"):
+        ImportFile(str(path))
+
+
+def test_the_used_range_check_counts_positions_when_cells_have_no_reference(tmp_path: Path) -> None:
+    import re
+
+    from connectors.spreadsheet.xlsx import check_extent
+
+    path = _with_sheet_xml(tmp_path, "norefs.xlsx", lambda xml: re.sub(rb'(<c[^>]*?) r="[A-Z]+[0-9]+"', rb"\1", xml))
+    check_extent(str(path), limit=12)  # the 6-column header and a row
+    with pytest.raises(FileUnreadable, match="spans 12 cells"):
+        check_extent(str(path), limit=11)
+    assert ImportFile(str(path)).sheet.total_rows == 2  # within the real limit: read as before
