@@ -75,5 +75,6 @@ class CompanyProfile(Base):
     source_id: Mapped[uuid.UUID | None] = mapped_column()  # the credit_registry source that answered
     error: Mapped[str | None] = mapped_column(Text)
     # Lookups in a row that failed transiently (registry down, throttled); the sweep retries with a backoff.
-    lookup_failures: Mapped[int] = mapped_column(default=0)
+    # server_default as migration 0006 adds it, so a create_all database is the migrated one.
+    lookup_failures: Mapped[int] = mapped_column(default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
