@@ -96,17 +96,8 @@ class _Extent:
 
     def by_position(self, buffer: bytes, cut: int) -> None:
         for match in _TAG.finditer(buffer, 0, cut):
-            tag, attributes = match.group(1), match.group(2)
-            if tag == b"row":
-                number = _ROW_NUMBER.search(attributes)
-                self.row, self.column = (int(number.group(1)) - 1 if number else self.row + 1), -1
-                continue
-            ref = _REF.search(attributes)
-            if ref is not None:
-                self.row, self.column = int(ref.group(2)) - 1, column_index(ref.group(1))
-            else:
-                self.column += 1
-            self.note([max(self.row, 0)], [self.column])
+            if not _step_position(self, match.group(1), match.group(2) or b""):
+                self.note([max(self.row, 0)], [self.column])
 
     def cells(self) -> int:
         if self.right < 0:
@@ -186,17 +177,25 @@ def _formulas_by_reference(scan: _Scan, buffer: bytes, cut: int) -> None:
 def _formulas_by_position(scan: _Scan, buffer: bytes, cut: int) -> None:
     for match in _ROW_OR_CELL.finditer(buffer, 0, cut):
         tag, attributes, closed, formula = match.group(1), match.group(2) or b"", match.group(3), match.group(4)
-        if tag == b"row":
-            number = _ROW_NUMBER.search(attributes)
-            scan.row, scan.column = (int(number.group(1)) - 1 if number else scan.row + 1), -1
+        if _step_position(scan, tag, attributes):
             continue
-        ref = _REF.search(attributes)
-        if ref is not None:
-            scan.row, scan.column = int(ref.group(2)) - 1, column_index(ref.group(1))
-        else:
-            scan.column += 1
         if not closed and (formula is not None or b't="e"' in attributes):
             scan.add(max(scan.row, 0), scan.column)
+
+
+def _step_position(at: Any, tag: bytes, attributes: bytes) -> bool:
+    """Move `at` (its `row` and `column`) past a `<row>` or `<c>` tag; True for a row. A cell written without a
+    reference is the next one in its row, and a row without a number the next row."""
+    if tag == b"row":
+        number = _ROW_NUMBER.search(attributes)
+        at.row, at.column = (int(number.group(1)) - 1 if number else at.row + 1), -1
+        return True
+    ref = _REF.search(attributes)
+    if ref is not None:
+        at.row, at.column = int(ref.group(2)) - 1, column_index(ref.group(1))
+    else:
+        at.column += 1
+    return False
 
 
 def _scan(path: str, sheet_index: int, step: Any) -> tuple[dict[int, set[int]], int]:
