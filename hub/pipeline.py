@@ -142,7 +142,7 @@ def _process(hub: Hub, session: Session, raw_id: int) -> str:
         raw.status, raw.error, raw.handled_at = RAW_QUARANTINED, reason, utcnow()
         _count_quarantined(session, source.connector.name, 1)
         return RAW_QUARANTINED
-    drafts = _set_aside_unstorable_ids(drafts, ctx)
+    drafts = _set_aside_unstorable_drafts(drafts, ctx)
     items = _quarantine_items(session, source.id, raw.id, ctx.quarantined)
     for item in items:
         quarantine(session, source.id, raw.id, item.reason, item.detail, {"item": item.payload}, item_key=item.key)
@@ -163,7 +163,7 @@ def _process(hub: Hub, session: Session, raw_id: int) -> str:
     return RAW_HANDLED
 
 
-def _set_aside_unstorable_ids(drafts: list[EventDraft], ctx: ParseContext) -> list[EventDraft]:
+def _set_aside_unstorable_drafts(drafts: list[EventDraft], ctx: ParseContext) -> list[EventDraft]:
     """Drafts whose id no database can store (a NUL, an unpaired surrogate) are quarantined; they failed the request.
 
     So are drafts whose properties or traits nest deeper than MAX_NESTING levels (`too_deep`): they failed it too.
