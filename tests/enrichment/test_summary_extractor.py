@@ -120,6 +120,18 @@ def test_a_next_clause_ruling_out_another_competitor_keeps_the_compared_ones(lin
     assert extract(line).competitors == expected
 
 
+def test_a_competitor_compared_then_dismissed_in_a_later_turn_still_counts() -> None:
+    """"Competitors compared" (contract §5) includes one the customer looked at and later turned down.
+
+    A ruling-out in the mention's own clause drops it; a later verdict does not. Removing on a later negated
+    mention was tried: the clause-level negation check then read "极氪的配置好但价格不是很理想" as ruling out
+    极氪, and the labelled set (bench/summary_eval.py) fell from 1.000 to 0.988 on competitors.
+    """
+    assert extract("C: 我看过达内和黑马。", "A: 那您觉得怎么样？", "C: 达内太贵了，不考虑了。").competitors == [
+        "达内", "黑马程序员"]
+    assert extract("C: 我看过达内。", "A: 您还在考虑达内吗？", "C: 不考虑了。").competitors == ["达内"]
+
+
 def test_competitor_aliases_report_the_canonical_name() -> None:
     result = extract("C: 我问过达内，还有传智播客，黑马也看了。", "C: 我看了卡罗拉和思域。")
     assert result.competitors == ["达内", "黑马程序员", "丰田", "本田"]
