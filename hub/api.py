@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.connector import dump_config, keep_masked_secrets, public_config, refuse_masked_secrets
-from hub.errors import HubError, InvalidRequest, NotFound, SecretUnreadable, Unauthorized, validation_message
+from hub.errors import Conflict, HubError, InvalidRequest, NotFound, SecretUnreadable, Unauthorized, validation_message
 from hub.models import SourceRow
 from hub.runtime import Hub
 from hub.schemas import ConnectorInfo, Source, SourceCreate, SourceUpdate
@@ -184,9 +184,10 @@ def _flush_naming(session: Session, name: str) -> None:
         raise _name_taken(name) from exc
 
 
-def _name_taken(name: str) -> InvalidRequest:
-    return InvalidRequest(f"a source named {name!r} exists", code="duplicate_name",
-                          details=[{"field": "name", "message": "already used"}])
+def _name_taken(name: str) -> Conflict:
+    """409: the request is valid, it collides with a source that exists (contract §3: a fitting 4xx)."""
+    return Conflict(f"a source named {name!r} exists", code="duplicate_name",
+                    details=[{"field": "name", "message": "already used"}])
 
 
 def _public_part(connector: Any, config: dict[str, Any]) -> dict[str, Any]:

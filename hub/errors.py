@@ -2,7 +2,7 @@
 
 HubError
 ├── NotFound (404)
-├── Conflict (409)
+├── Conflict (409)             valid, but collides with what exists (a taken name, a disabled endpoint)
 ├── InvalidRequest (422)       config or body fails validation
 ├── Unauthorized (401)         admin token missing or wrong
 ├── VerificationError (401)    a platform's signature/credentials do not verify

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import aliased
 
-from hub.errors import HubError, InvalidRequest, RetryableError
+from hub.errors import Conflict, HubError, InvalidRequest, RetryableError
 from hub.ingest import RawSubmission, store_raw_batch
 from hub.models import RAW_FAILED, EventRow, RawEvent, SourceRow
 from hub.runtime import Hub, current_hub, set_hub
@@ -187,7 +187,7 @@ def _source(hub: Hub, name: str, *, create: bool) -> SourceRow | None:
 
     try:
         view = create_source(hub, SourceCreate(connector=IMPORT_CONNECTOR, name=name, config={}))
-    except InvalidRequest as exc:
+    except (InvalidRequest, Conflict) as exc:  # Conflict: a concurrent import took the name first
         raise ImportFailed(exc.message, code=exc.code) from exc
     with hub.sessions() as session:
         return session.get(SourceRow, view.id)

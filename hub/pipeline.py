@@ -95,7 +95,7 @@ def process_raw(raw_id: int) -> str:
             log.error("raw event %s cannot be stored: %s", raw_id, exc.orig)
             _mark_failed(hub, raw_id, exc)
             return RAW_FAILED
-        if isinstance(exc, OperationalError | IntegrityError):
+        if database_conflict(exc):
             # A deadlock or a lost race on a unique key (another worker stored the same
             # customer or event first): the transaction rolled back, so running again is safe.
             metrics.PROCESS_RETRIES.inc()
@@ -120,6 +120,13 @@ def _never_storable(exc: DBAPIError) -> bool:
         return False
     code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
     return code in _REFUSED_SQLSTATES or str(exc.orig).startswith(_REFUSED_SQLITE)
+
+
+def database_conflict(exc: DBAPIError) -> bool:
+    """A deadlock, a serialization failure, a lock or connection lost, a lost race on a unique key: the
+    transaction rolled back and the same step, run again, may well succeed. Content the database refuses
+    (`_never_storable`) is not one. Identity's split retries on what process_raw retries on."""
+    return isinstance(exc, OperationalError | IntegrityError) and not _never_storable(exc)
 
 
 def _process(hub: Hub, session: Session, raw_id: int) -> str:

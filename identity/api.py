@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -15,11 +12,12 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from hub.api import AdminDep, HubDep
-from hub.errors import InvalidRequest, NotFound
+from hub.cursors import cursor_int, cursor_time, decode_cursor, encode_cursor
+from hub.errors import NotFound
 from hub.models import EventRow
 from hub.schemas import Identity, RequestBody, UnifiedEvent
 from identity import store
-from identity.split import split_customer
+from identity.split import split_with_retries
 from identity.views import (
     AccountView,
     CustomerView,
@@ -33,7 +31,7 @@ from identity.views import (
     parse_identity,
 )
 
-__all__ = ["cursor_int", "decode_cursor", "encode_cursor", "events_out", "invalid_cursor", "router"]
+__all__ = ["events_out", "router"]
 
 router = APIRouter(prefix="/v1", dependencies=[AdminDep])
 MAX_LIMIT = 500
@@ -42,46 +40,6 @@ MAX_LIMIT = 500
 class SplitRequest(RequestBody):
     identities: list[Identity] = Field(min_length=1)
     reason: str = "manual split"
-
-
-def encode_cursor(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def invalid_cursor(param: str) -> InvalidRequest:
-    return InvalidRequest("invalid cursor", code="invalid_cursor",
-                          details=[{"field": param, "message": "pass back a next_cursor unchanged"}])
-
-
-def decode_cursor(cursor: str, param: str = "cursor") -> dict[str, Any]:
-    try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(data, dict):
-            raise ValueError("not an object")
-        return data
-    except (ValueError, TypeError) as exc:
-        raise invalid_cursor(param) from exc
-
-
-def cursor_int(data: dict[str, Any], key: str, param: str, default: int | None = None) -> int:
-    """A position number from a cursor: an integer the database can compare (0 … 2**63-1), else 422."""
-    value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
-        raise invalid_cursor(param)
-    return value
-
-
-def cursor_time(data: dict[str, Any], key: str, param: str) -> datetime:
-    """A time from a cursor: ISO text with its offset (as next_cursor carries it), else 422."""
-    value = data.get(key)
-    try:
-        at = datetime.fromisoformat(value) if isinstance(value, str) else None
-        if at is None or at.tzinfo is None:
-            raise ValueError("not an aware time")
-        at.astimezone(UTC)  # a time the database can store; year 1 at +08:00 cannot
-    except (ValueError, OverflowError) as exc:
-        raise invalid_cursor(param) from exc
-    return at
 
 
 def events_out(session: Session, rows: Sequence[EventRow]) -> list[UnifiedEvent]:
@@ -145,8 +103,7 @@ def customer_history(customer_id: uuid.UUID, hub: HubDep) -> dict[str, list[Hist
 
 @router.post("/customers/{customer_id}/split", status_code=201)
 def split_route(customer_id: uuid.UUID, body: SplitRequest, hub: HubDep) -> CustomerView:
-    with hub.transaction() as session:
-        return customer_view(session, split_customer(hub, session, customer_id, body.identities, body.reason))
+    return split_with_retries(hub, customer_id, body.identities, body.reason, customer_view)
 
 
 @router.get("/accounts")

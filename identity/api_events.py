@@ -15,10 +15,11 @@ from sqlalchemy import Select, literal, literal_column, select, tuple_
 from sqlalchemy.orm import Session
 
 from hub.api import AdminDep, HubDep
+from hub.cursors import cursor_int, decode_cursor, encode_cursor, invalid_cursor
 from hub.errors import Conflict, InvalidRequest, NotFound
 from hub.models import EventRow
 from hub.schemas import UnifiedEvent, unstorable_text
-from identity.api import MAX_LIMIT, cursor_int, decode_cursor, encode_cursor, events_out, invalid_cursor
+from identity.api import MAX_LIMIT, events_out
 
 __all__ = ["router"]
 

@@ -9,33 +9,70 @@ again (`split_previously`).
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from hub.errors import InvalidRequest
+from hub.errors import InvalidRequest, RetryableError
 from hub.ids import new_id
 from hub.models import EventRow
-from hub.pipeline import reassign_events, store_internal
+from hub.pipeline import database_conflict, reassign_events, store_internal
+from hub.retry import backoff_s
 from hub.runtime import Hub
 from hub.schemas import EventDraft, Identity, utcnow
 from identity import sql, store
 from identity.models import AccountMemberRow, CustomerRow, IdentityRow, SplitPairRow
 from identity.rules import is_weak_line
-from identity.views import get_customer, parse_identity
+from identity.views import checked_identity, get_customer
 
-__all__ = ["split_customer"]
+__all__ = ["SPLIT_RETRIES", "split_customer", "split_identities", "split_with_retries"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Times a split runs again after a transient conflict (0.2 s doubling: 3 s in all), within the request.
+SPLIT_RETRIES = 4
+
+
+def split_with_retries(
+    hub: Hub, customer_id: uuid.UUID, identities: list[Identity], reason: str,
+    view: Callable[[Session, CustomerRow], T],
+) -> T:
+    """`split_customer` in a transaction of its own, run again after a deadlock, a serialization failure, a lost
+    race or a customer merged meanwhile, as merges are (process_raw's runner retries what `database_conflict`
+    names); `view` builds the answer before the commit. Out of retries: 503 `retryable`, never a 500."""
+    attempt = 0
+    while True:
+        try:
+            with hub.transaction() as session:
+                return view(session, split_customer(hub, session, customer_id, identities, reason))
+        except (RetryableError, DBAPIError) as exc:
+            if isinstance(exc, DBAPIError) and not database_conflict(exc):
+                raise
+            if attempt == SPLIT_RETRIES:
+                if isinstance(exc, RetryableError):
+                    raise
+                raise RetryableError(f"database conflict ({type(exc.orig).__name__}) after {SPLIT_RETRIES} retries; "
+                                     "send the split again") from exc
+            cause = type(exc.orig).__name__ if isinstance(exc, DBAPIError) else exc.message
+            log.info("split of customer %s retrying (%d of %d): %s", customer_id, attempt + 1, SPLIT_RETRIES, cause)
+            time.sleep(backoff_s(attempt))
+            attempt += 1
 
 
 def split_customer(
     hub: Hub, session: Session, customer_id: uuid.UUID, identities: list[Identity], reason: str
 ) -> CustomerRow:
     """Split; stores the `customer.split` event and names it as each history entry's evidence."""
+    wanted = split_identities(identities)
     original = get_customer(session, customer_id)
     original = store.lock_customers(session, [original.id])[0]
-    wanted = {(i.type, i.value) for i in (parse_identity(f"{i.type}:{i.value}") for i in identities)}
     if not wanted:
         raise InvalidRequest("name at least one identity to split off", code="no_identities")
     rows = list(session.scalars(select(IdentityRow).where(IdentityRow.customer_id == original.id)))
@@ -78,6 +115,25 @@ def split_customer(
         store.record(session, "split", reason, [original.id, new.id], Identity(type=row.type, value=row.value),
                      event_id=event_id, at=now)
     return new
+
+
+def split_identities(identities: list[Identity]) -> set[tuple[str, str]]:
+    """The (type, value) pairs to split off, normalised as ingest does. Every invalid one is named by its path in
+    the request body (`identities.1.value`), not as `identity`, so a client sees which item to fix."""
+    wanted: set[tuple[str, str]] = set()
+    details: list[dict[str, str]] = []
+    for n, ident in enumerate(identities):
+        try:
+            checked = checked_identity(ident.type, ident.value, type_field=f"identities.{n}.type",
+                                       value_field=f"identities.{n}.value")
+        except InvalidRequest as exc:
+            details += exc.details
+            continue
+        wanted.add((checked.type, checked.value))
+    if details:
+        raise InvalidRequest(f"invalid identities: {', '.join(d['field'] for d in details)}",
+                             code="invalid_identity", details=details)
+    return wanted
 
 
 def _events_through(

@@ -30,6 +30,7 @@ __all__ = [
     "HistoryEntry",
     "TraitSource",
     "account_view",
+    "checked_identity",
     "customer_view",
     "find_customer",
     "history_entry",
@@ -70,14 +71,23 @@ class HistoryEntry(Schema):
 def parse_identity(text: str) -> Identity:
     """`type:value` from a query string, normalised exactly as ingest normalises it."""
     type_, sep, value = text.partition(":")
-    type_ = type_.strip()
-    if not sep or type_ not in IDENTITY_TYPES:
+    if not sep or type_.strip() not in IDENTITY_TYPES:
         raise InvalidRequest(f"identity must be <type>:<value> with a known type, got {text[:80]!r}",
                              code="invalid_identity", details=[{"field": "identity", "message": "bad format"}])
+    return checked_identity(type_, value, type_field="identity", value_field="identity")
+
+
+def checked_identity(type_: str, value: str, *, type_field: str, value_field: str) -> Identity:
+    """A type and value normalised as ingest does; a 422 `invalid_identity` names the field that is wrong (in a
+    JSON body its path, `identities.0.value`, as a validation error would)."""
+    type_ = type_.strip()
+    if type_ not in IDENTITY_TYPES:
+        raise InvalidRequest(f"unknown identity type {type_[:80]!r}", code="invalid_identity",
+                             details=[{"field": type_field, "message": "unknown type"}])
     result = normalize_identity(type_, value)
     if result.value is None:
         raise InvalidRequest(f"{type_} value is not usable: {result.reason}", code="invalid_identity",
-                             details=[{"field": "identity", "message": result.reason}])
+                             details=[{"field": value_field, "message": result.reason}])
     return Identity(type=type_, value=result.value)
 
 

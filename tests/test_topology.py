@@ -5,6 +5,8 @@ on the local PostgreSQL and Redis, events sent end to end, and a worker SIGKILLe
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -192,6 +194,50 @@ def test_compose_file_matches_the_native_topology() -> None:
     assert "/healthz" in " ".join(services["api"]["healthcheck"]["test"])
     for name in ("worker", "worker-deliver", "beat"):
         assert services[name]["depends_on"] == {"api": {"condition": "service_healthy"}}
+
+
+def _dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    lines = (line.strip() for line in text.splitlines())
+    return [(word.upper(), rest.strip()) for word, _, rest in
+            (line.partition(" ") for line in lines if line and not line.startswith("#"))]
+
+
+def _users_created(steps: list[tuple[str, str]]) -> dict[str, str]:
+    """{name: uid} of every `useradd --uid N … NAME` in a RUN."""
+    out = {}
+    for op, args in steps:
+        for command in (shlex.split(part) for part in args.split("&&") if op == "RUN"):
+            if command and command[0] == "useradd" and "--uid" in command:
+                out[command[-1]] = command[command.index("--uid") + 1]
+    return out
+
+
+def test_image_runs_unprivileged_and_owns_what_it_writes() -> None:
+    """The image ran as root (review finding): a hole in the hub or a dependency was root in the container.
+
+    The unprivileged user must still write its data dir (admin token, secret key, beat schedule) and the
+    working directory (the default `sqlite:///./crmhub.db` and its migration lock file), and own the data dir
+    before VOLUME: a fresh volume copies that owner, a change after VOLUME is discarded.
+    """
+    steps = _dockerfile()
+    users = [args.split(":")[0] for op, args in steps if op == "USER"]
+    assert users and users[-1] not in ("root", "0"), f"the image runs as root: USER {users}"
+    created = _users_created(steps)
+    names = {name for name, uid in created.items() if users[-1] in (name, uid)}
+    assert names, f"USER {users[-1]} is no user the image creates ({created})"
+    env = dict(re.findall(r"(\w+)=(\S+)", " ".join(args for op, args in steps if op == "ENV")))
+    data_dir = env["CRMHUB_DATA_DIR"]
+    owners = "|".join(re.escape(x) for x in names | {created[n] for n in names})
+    chowned = [i for i, (op, args) in enumerate(steps)
+               if op == "RUN" and re.search(rf"chown\s+(?:{owners})(?::\S+)?\s+{re.escape(data_dir)}(?:\s|$)", args)]
+    volume = [i for i, (op, args) in enumerate(steps) if op == "VOLUME" and data_dir in args.split()]
+    assert chowned and volume and chowned[0] < volume[0], f"{data_dir} is not given to {users[-1]} before VOLUME"
+    assert [args for op, args in steps if op == "WORKDIR"][-1] == data_dir, "./crmhub.db would be read-only"
+    for name, service in _compose_services().items():  # compose runs the image as it is
+        if "build" in service:
+            assert "user" not in service, name
 
 
 def test_worker_killed_mid_processing_loses_nothing_and_duplicates_nothing(topology: Topology) -> None:

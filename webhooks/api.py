@@ -12,6 +12,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from hub.api import AdminDep, HubDep
+from hub.cursors import cursor_time, cursor_uuid, decode_cursor, encode_cursor
 from hub.errors import Conflict, InvalidRequest, NotFound
 from hub.runtime import Hub
 from hub.schemas import PatchBody, QueryTime, RequestBody, Schema, utcnow
@@ -216,8 +217,10 @@ def message_view(message: MessageRow, attempts: list[AttemptRow]) -> dict[str, A
 
 
 def list_messages(hub: Hub, endpoint_id: uuid.UUID, status: str | None, limit: int, *,
-                  last_failed: bool = False) -> list[dict[str, Any]]:
-    """Newest first. `last_failed`: only messages whose last attempt failed, still retrying or failed for good."""
+                  last_failed: bool = False, before: tuple[datetime, uuid.UUID] | None = None) -> list[dict[str, Any]]:
+    """Newest first (then by id, so a page boundary never splits or repeats a tie). `last_failed`: only messages
+    whose last attempt failed, still retrying or failed for good. `before`: the (created_at, id) of the last
+    message of the previous page."""
     with hub.sessions() as session:
         _get(session, endpoint_id)
         stmt = select(MessageRow).where(MessageRow.endpoint_id == endpoint_id)
@@ -226,7 +229,12 @@ def list_messages(hub: Hub, endpoint_id: uuid.UUID, status: str | None, limit: i
         if last_failed:  # a pending message tried since it was (re)queued has only failed attempts since then
             stmt = stmt.where(or_(MessageRow.status == MSG_FAILED,
                                   and_(MessageRow.status == MSG_PENDING, MessageRow.attempt_count > 0)))
-        messages = session.scalars(stmt.order_by(MessageRow.created_at.desc()).limit(limit)).all()
+        if before is not None:
+            at, message_id = before
+            stmt = stmt.where(or_(MessageRow.created_at < at,
+                                  and_(MessageRow.created_at == at, MessageRow.id < message_id)))
+        stmt = stmt.order_by(MessageRow.created_at.desc(), MessageRow.id.desc()).limit(limit)
+        messages = session.scalars(stmt).all()
         by_message: dict[uuid.UUID, list[AttemptRow]] = {}
         if messages:
             for attempt in session.scalars(select(AttemptRow).where(
@@ -237,11 +245,21 @@ def list_messages(hub: Hub, endpoint_id: uuid.UUID, status: str | None, limit: i
 
 @router.get("/endpoints/{endpoint_id}/messages")
 def get_messages(endpoint_id: uuid.UUID, hub: HubDep, status: str | None = None,
-                 limit: int = Query(default=100, ge=1, le=MESSAGE_PAGE_MAX)) -> dict[str, Any]:
+                 limit: int = Query(default=100, ge=1, le=MESSAGE_PAGE_MAX),
+                 cursor: str | None = None) -> dict[str, Any]:
+    """One page, newest first; `next_cursor` (null on the last page) fetches the next, as in contract §3's lists."""
     if status is not None and status not in MESSAGE_STATUSES:
         raise InvalidRequest(f"status must be one of {', '.join(MESSAGE_STATUSES)}",
                              details=[{"field": "status", "message": "unknown status"}])
-    return {"items": list_messages(hub, endpoint_id, status, limit)}
+    before = None
+    if cursor:
+        data = decode_cursor(cursor)
+        before = cursor_time(data, "t", "cursor"), cursor_uuid(data, "m", "cursor")
+    items = list_messages(hub, endpoint_id, status, limit + 1, before=before)
+    more = len(items) > limit
+    items = items[:limit]
+    next_cursor = encode_cursor({"t": items[-1]["created_at"], "m": items[-1]["id"]}) if more else None
+    return {"items": items, "next_cursor": next_cursor}
 
 
 def replay_endpoint(hub: Hub, endpoint_id: uuid.UUID, *, since: datetime | None = None,

@@ -242,10 +242,11 @@ def _last_attempt(message: dict[str, Any]) -> str:
 @endpoint_id_arg
 @click.option("--status", type=click.Choice(MESSAGE_STATUSES), default=None, help="Only messages in this state.")
 @click.option("--limit", type=click.IntRange(1, api.MESSAGE_PAGE_MAX), default=100, show_default=True)
+@click.option("--cursor", default=None, help="The next_cursor of the previous page: the page after it.")
 @json_option
-def messages(endpoint_id: uuid.UUID, status: str | None, limit: int, as_json: bool) -> None:
+def messages(endpoint_id: uuid.UUID, status: str | None, limit: int, cursor: str | None, as_json: bool) -> None:
     """Deliveries to this endpoint, newest first, with their attempts (--json shows every attempt)."""
-    data = api.get_messages(endpoint_id, _hub(), status=status, limit=limit)
+    data = api.get_messages(endpoint_id, _hub(), status=status, limit=limit, cursor=cursor)
     if as_json:
         _echo_json(data)
         return
@@ -253,6 +254,8 @@ def messages(endpoint_id: uuid.UUID, status: str | None, limit: int, as_json: bo
            ([m["webhook_id"], m["event_type"], m["status"], m["attempt_count"], m["created_at"][:19],
              _last_attempt(m)] for m in data["items"]),
            empty=f"no {status + ' ' if status else ''}messages")
+    if data["next_cursor"]:
+        click.echo(f"more: --cursor {data['next_cursor']}")
 
 
 @endpoints.command("replay")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import pytest
 
@@ -123,16 +124,27 @@ def test_a_malformed_id_is_a_404_and_a_non_json_body_is_named(hub: Hub) -> None:
     assert detail["field"] == "body" and detail["message"].startswith("body is not valid JSON")
 
 
-def test_renaming_onto_a_taken_name_is_a_422(hub: Hub) -> None:
+def _is_name_conflict(resp: Any) -> bool:
+    """Contract §3's error body with a fitting status: 409, the name in `details` (a 422 says "fix the body")."""
+    error = resp.json()["error"]
+    return (resp.status_code == 409 and error["code"] == "duplicate_name" and "'site'" in error["message"]
+            and error["details"] == [{"field": "name", "message": "already used"}])
+
+
+def test_a_taken_name_is_a_409_on_create_and_on_rename(hub: Hub) -> None:
     client = client_for(hub)
     first = add_source(client, "web", "site", {"write_key": KEY})
-    add_source(client, "web", "blog", {"write_key": KEY})
-    resp = client.patch(f"/v1/sources/{first}", headers=ADMIN, json={"name": "blog"})
-    assert resp.status_code == 422 and resp.json()["error"]["code"] == "duplicate_name"
+    second = add_source(client, "web", "blog", {"write_key": KEY})
+    resp = client.post("/v1/sources", headers=ADMIN, json={"connector": "pos", "name": "site",
+                                                            "config": {"secret": "pos-secret-0123456789"}})
+    assert _is_name_conflict(resp), resp.text
+    resp = client.patch(f"/v1/sources/{second}", headers=ADMIN, json={"name": "site"})
+    assert _is_name_conflict(resp), resp.text
     assert client.patch(f"/v1/sources/{first}", headers=ADMIN, json={"name": "site"}).status_code == 200
+    assert [s["name"] for s in client.get("/v1/sources", headers=ADMIN).json()["items"]] == ["site", "blog"]
 
 
-def test_two_requests_racing_for_one_name_get_a_422_not_a_500(any_hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_requests_racing_for_one_name_get_a_409_not_a_500(any_hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
     """Both pass the name check when they run at once (helper-26 saw a 500 on PostgreSQL); the index decides."""
     client = client_for(any_hub)
     add_source(client, "web", "site", {"write_key": KEY})
@@ -140,9 +152,9 @@ def test_two_requests_racing_for_one_name_get_a_422_not_a_500(any_hub: Hub, monk
     monkeypatch.setattr("hub.api._require_free_name", lambda session, name: None)  # as if the check ran first
     resp = client.post("/v1/sources", headers=ADMIN, json={"connector": "web", "name": "site",
                                                             "config": {"write_key": KEY}})
-    assert resp.status_code == 422 and resp.json()["error"]["code"] == "duplicate_name", resp.text
+    assert _is_name_conflict(resp), resp.text
     resp = client.patch(f"/v1/sources/{other}", headers=ADMIN, json={"name": "site"})
-    assert resp.status_code == 422 and resp.json()["error"]["code"] == "duplicate_name", resp.text
+    assert _is_name_conflict(resp), resp.text
 
 
 def test_a_misspelt_null_or_empty_field_is_a_422_and_a_get_body_can_be_sent_back(hub: Hub) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DataError, OperationalError
 
+from hub.errors import InvalidRequest
 from hub.pipeline import store_drafts
 from hub.runtime import Hub
+from identity.split import SPLIT_RETRIES
 from tests.conftest import PG_ADMIN_URL
 from tests.helpers import ADMIN, client_for
 from tests.identity.conftest import draft, ingest
@@ -183,6 +186,52 @@ def test_split_errors(quiet_hub: Hub, client: TestClient) -> None:
     resp = client.post(url, headers=ADMIN, json={"identities": everything})
     assert resp.status_code == 422 and resp.json()["error"]["code"] == "split_takes_all"
     assert client.post(url, headers=ADMIN, json={"identities": []}).status_code == 422
+
+
+def test_an_invalid_identity_in_a_split_names_its_path_in_the_body(quiet_hub: Hub, client: TestClient) -> None:
+    """The 422 named `identity`, a field the body does not have (that is the lookup's query parameter)."""
+    (a,) = ingest(quiet_hub, draft(("pos_member_id", "m1"), ("email", "a@example.com")))
+    url = f"/v1/customers/{a.customer_id}/split"
+    body = {"identities": [{"type": "email", "value": "a@example.com"}, {"type": "phone", "value": "abc"},
+                           {"type": "fax", "value": "1"}]}
+    resp = client.post(url, headers=ADMIN, json=body)
+    assert resp.status_code == 422, resp.text
+    error = resp.json()["error"]
+    assert error["code"] == "invalid_identity" and "identities.1.value, identities.2.type" in error["message"]
+    assert [d["field"] for d in error["details"]] == ["identities.1.value", "identities.2.type"]
+    assert error["details"][1]["message"] == "unknown type"
+    lookup = client.get("/v1/customers?identity=phone:abc", headers=ADMIN).json()["error"]  # the query keeps its name
+    assert [d["field"] for d in lookup["details"]] == ["identity"]
+    history = client.get(f"/v1/customers/{a.customer_id}/history", headers=ADMIN).json()["items"]
+    assert "split" not in {h["action"] for h in history}  # the valid item was not split off alone
+
+
+def test_a_split_retries_only_a_conflict_and_gives_up_with_a_503(
+    quiet_hub: Hub, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lasting deadlock is a 503 `retryable` after SPLIT_RETRIES more runs (the real deadlock, retried once and
+    then done, is in test_concurrency.py); a bad request or content the database refuses runs once."""
+    (a,) = ingest(quiet_hub, draft(("pos_member_id", "m1"), ("email", "a@example.com")))
+    url = f"/v1/customers/{a.customer_id}/split"
+    calls: list[Exception] = []
+
+    def failing(*args: object) -> object:
+        calls.append(failure)
+        raise failure
+
+    monkeypatch.setattr("identity.split.backoff_s", lambda attempt: 0.0)
+    monkeypatch.setattr("identity.split.split_customer", failing)
+    failure: Exception = OperationalError("UPDATE identities", {}, Exception("deadlock detected"))
+    resp = client.post(url, headers=ADMIN, json={"identities": [{"type": "email", "value": "a@example.com"}]})
+    assert resp.status_code == 503 and resp.json()["error"]["code"] == "retryable", resp.text
+    assert len(calls) == SPLIT_RETRIES + 1
+    calls.clear()
+    failure = DataError("UPDATE identities", {}, Exception("value too long"))
+    with pytest.raises(DataError):  # answered 500; the test client re-raises it
+        client.post(url, headers=ADMIN, json={"identities": [{"type": "email", "value": "a@example.com"}]})
+    failure = InvalidRequest("a split must leave the customer at least one identity", code="split_takes_all")
+    resp = client.post(url, headers=ADMIN, json={"identities": [{"type": "email", "value": "a@example.com"}]})
+    assert resp.status_code == 422 and len(calls) == 2
 
 
 def test_accounts(quiet_hub: Hub, client: TestClient) -> None:

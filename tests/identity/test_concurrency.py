@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import random
 import threading
@@ -11,7 +12,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from httpx import Response
+from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.exc import OperationalError
 
 from hub.api import create_source
@@ -23,6 +25,7 @@ from hub.schemas import Identity, SourceCreate, utcnow
 from identity.models import CustomerRow, IdentityRow
 from identity.split import split_customer
 from tests.conftest import make_hub, make_settings
+from tests.helpers import ADMIN, client_for
 from tests.identity.conftest import customer_of, draft
 
 WORKERS = 8
@@ -216,5 +219,65 @@ def test_an_event_racing_a_split_follows_the_identifier_to_its_new_customer(tmp_
             merged = session.scalars(select(CustomerRow).where(CustomerRow.merged_into.is_not(None))).all()
         assert merged == []
     finally:
+        hub.engine.dispose()
+        set_hub(None)
+
+
+def _wait_for_a_lock_wait(engine: Engine, timeout: float = 10.0) -> None:
+    """Until another backend of this database waits for a row lock (each look in a transaction of its own:
+    pg_stat_activity is read once per transaction)."""
+    query = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                 "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with engine.connect() as probe:
+            if probe.execute(query).scalar():
+                return
+        time.sleep(0.02)
+    raise AssertionError("the split never waited for the identities' lock")
+
+
+@pytest.mark.postgres
+def test_a_split_that_loses_a_deadlock_runs_again(
+    tmp_path: Path, pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A merge that loses a deadlock is retried (process_raw → RetryableError → the task runner); a split was
+    answered 500. Here a real one: the split holds the customer and waits for its identities, which another
+    transaction holds while it asks for the customer. PostgreSQL aborts the split (it waited first)."""
+    hub = make_hub(make_settings(tmp_path, pg_url), plugins="identity")
+    other = create_engine(pg_url)
+    try:
+        original = customer_of(hub, draft(("phone", "13900000041"), ("email", "split41@example.com")))
+        assert original is not None
+        outcome: queue.Queue[Response | BaseException] = queue.Queue()
+        body = {"identities": [{"type": "email", "value": "split41@example.com"}], "reason": "two people"}
+
+        def split() -> None:
+            try:
+                outcome.put(client_for(hub).post(f"/v1/customers/{original}/split", headers=ADMIN, json=body))
+            except BaseException as exc:  # handed to the test thread, which fails with it
+                outcome.put(exc)
+
+        caplog.set_level(logging.INFO, logger="identity.split")
+        worker = threading.Thread(target=split)
+        with other.connect() as conn:
+            conn.execute(text("SELECT id FROM identities WHERE customer_id = :id FOR UPDATE"), {"id": original})
+            worker.start()
+            _wait_for_a_lock_wait(other)
+            conn.execute(text("SELECT id FROM customers WHERE id = :id FOR UPDATE"), {"id": original})  # the cycle
+            conn.rollback()
+        worker.join(30)
+        resp = outcome.get_nowait()
+        assert isinstance(resp, Response) and resp.status_code == 201, resp
+        new_id = uuid.UUID(resp.json()["id"])
+        assert [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()] == [
+            f"split of customer {original} retrying (1 of 4): DeadlockDetected"]
+        with hub.sessions() as session:
+            owners = dict(session.execute(select(IdentityRow.value, IdentityRow.customer_id)).tuples().all())
+            splits = session.scalars(select(EventRow).where(EventRow.type == "customer.split")).all()
+        assert owners == {"+8613900000041": original, "split41@example.com": new_id}
+        assert len(splits) == 1  # the aborted attempt left nothing behind
+    finally:
+        other.dispose()
         hub.engine.dispose()
         set_hub(None)

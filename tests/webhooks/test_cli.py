@@ -167,12 +167,18 @@ def test_health_messages_and_replay(shub: Hub, receiver: Receiver, cli: Callable
     assert failed == client_for(shub).get(f"/v1/endpoints/{eid}/messages?status=failed", headers=ADMIN).json()
     table = run(group, "endpoints", "messages", eid)
     assert table.exit_code == 0 and failed_id in table.stdout and "lead.submitted" in table.stdout
+    newest_first = [m["id"] for m in ok_json(group, "endpoints", "messages", eid)["items"]]
+    first_page = run(group, "endpoints", "messages", eid, "--limit", "1")
+    more = first_page.stdout.strip().splitlines()[-1]
+    assert newest_first[0] in first_page.stdout and more.startswith("more: --cursor "), first_page.stdout
+    rest = ok_json(group, "endpoints", "messages", eid, "--limit", "1", "--cursor", more.split()[-1])
+    assert [m["id"] for m in rest["items"]] == newest_first[1:] and rest["next_cursor"] is None
 
     replayed = run(group, "endpoints", "replay", eid, "--status", "failed")
     assert replayed.exit_code == 0 and "queued 1 message(s)" in replayed.stdout
     assert len(receiver.ok()) == 3  # sent by the command itself before it exited
     assert receiver.ok()[-1].headers["webhook-id"] == failed_id  # a replay keeps the webhook-id
-    assert ok_json(group, "endpoints", "messages", eid, "--status", "failed") == {"items": []}
+    assert ok_json(group, "endpoints", "messages", eid, "--status", "failed") == {"items": [], "next_cursor": None}
     assert ok_json(group, "endpoints", "replay", eid, "--since", "2000-01-01") == {"queued": 2}
     assert len(receiver.ok()) == 5
     # `crmhub replay --endpoint ID` is the same operation (contract §2 names `crmhub replay …`; helper-28)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
+
 import pytest
 
+from hub.cursors import encode_cursor
 from hub.runtime import Hub
+from hub.schemas import utcnow
 from tests.helpers import ADMIN, client_for
 from tests.webhooks.conftest import Receiver, add_endpoint
+from webhooks.models import MSG_FAILED, MessageRow
 from webhooks.ssrf import UnsafeURL, check_url
 
 
@@ -188,3 +194,39 @@ def test_an_unexpected_error_still_answers_in_the_error_shape(shub: Hub) -> None
     got = TestClient(app, raise_server_exceptions=False).get("/v1/boom")
     assert got.status_code == 500 and got.json()["error"]["code"] == "internal_error"
     assert "a bug" not in got.text  # the traceback and message stay in the log
+
+
+def test_messages_come_in_pages_with_a_cursor_and_a_tie_is_never_split(whub: Hub, receiver: Receiver) -> None:
+    """The list took only `limit`: an endpoint with more failed messages than one page could not show the rest.
+
+    Messages written in one transaction can share `created_at`: the cursor carries the id too, so a page that
+    ends inside such a tie neither repeats nor skips one.
+    """
+    eid = uuid.UUID(add_endpoint(whub, receiver.url)["id"])
+    at = utcnow().replace(microsecond=0)
+    with whub.transaction() as session:
+        rows = [MessageRow(endpoint_id=eid, event_id=uuid.uuid4(), event_type="lead.submitted", occurred_at=at,
+                           status=MSG_FAILED, created_at=at - timedelta(seconds=n // 2)) for n in range(7)]
+        session.add_all(rows)
+    newest_first = [str(r.id) for r in sorted(rows, key=lambda r: (r.created_at, r.id), reverse=True)]
+    client = client_for(whub)
+    url = f"/v1/endpoints/{eid}/messages"
+    seen: list[str] = []
+    pages, cursor = 0, None
+    while pages < 10:
+        page = client.get(url, params={"status": "failed", "limit": 2, **({"cursor": cursor} if cursor else {})},
+                          headers=ADMIN).json()
+        seen += [m["id"] for m in page["items"]]
+        pages, cursor = pages + 1, page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 4 and seen == newest_first
+    whole = client.get(url, headers=ADMIN).json()  # one page, as before: the same items, no next page
+    assert [m["id"] for m in whole["items"]] == newest_first and whole["next_cursor"] is None
+    assert client.get(url, params={"status": "delivered"}, headers=ADMIN).json() == {"items": [], "next_cursor": None}
+    journey = encode_cursor({"t": at.isoformat(), "s": 1})  # a customer-journey cursor is not a position here
+    for bad in ("not-a-cursor", journey, encode_cursor({"t": at.isoformat(), "m": "x"})):
+        resp = client.get(url, params={"cursor": bad}, headers=ADMIN)
+        assert resp.status_code == 422, resp.text
+        assert resp.json()["error"]["code"] == "invalid_cursor"
+        assert resp.json()["error"]["details"] == [{"field": "cursor", "message": "pass back a next_cursor unchanged"}]
