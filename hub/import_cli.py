@@ -20,6 +20,10 @@ from hub.errors import HubError
 from hub.gcpolicy import settle_gc
 from hub.runtime import Hub
 
+_INTERRUPTED = ("interrupted: the rows stored so far are kept; run the same command again to import the rest (rows "
+                "already imported are recognised, none is imported twice)")
+_INTERRUPTED_DRY = "interrupted: a dry run, nothing was written"
+
 
 def parse_mappings(mappings: tuple[str, ...]) -> dict[str, str]:
     out: dict[str, str] = {}
@@ -47,12 +51,14 @@ def run_import_command(
     try:
         with Progress(TextColumn("[bold]importing[/] {task.description}"), BarColumn(), TaskProgressColumn(),
                       TimeRemainingColumn(), console=console, transient=True,
-                      disable=not console.is_terminal) as bar:  # a log gets no bar (and no stray blank line)
+                      disable=not shows_a_bar(console)) as bar:
             task_id = bar.add_task(Path(file).name, total=None)
             report = run_import(hub, file, source_name=source_name, dry_run=dry_run, overrides=overrides,
                                 batch_rows=batch_size,
                                 progress=lambda done, total: bar.update(task_id, completed=done, total=total))
         hub.runner.join(timeout=600)  # deliveries the import queued (in-process runtime)
+    except KeyboardInterrupt:  # Ctrl-C: say whether running it again is safe, rather than click's bare "Aborted!"
+        raise HubError(_INTERRUPTED_DRY if dry_run else _INTERRUPTED, code="interrupted") from None
     finally:
         hub.stop()
     try:
@@ -61,6 +67,14 @@ def run_import_command(
         click.echo(_summary(report, None))
         raise HubError(f"cannot write the report to {target}: {exc.strerror or exc}", code="report_unwritable") from exc
     click.echo(_summary(report, target))
+
+
+def shows_a_bar(console: Console) -> bool:
+    """Only a real, interactive terminal gets the bar, which redraws itself ten times a second: a log gets none (nor
+    a stray blank line). Rich takes FORCE_COLOR, which CI configs set for coloured logs, to mean a terminal, so the
+    stream itself is asked too; TTY_INTERACTIVE=0 turns the bar off."""
+    isatty = getattr(console.file, "isatty", None)
+    return console.is_interactive and callable(isatty) and bool(isatty())
 
 
 def check_report_target(target: Path) -> None:

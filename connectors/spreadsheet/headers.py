@@ -2,7 +2,8 @@
 
 Why a synonym table: the same column is 客户名称 in one export, 公司名称 in the next and `Company` in a third.
 Headers are compared after removing invisible characters, NFKC, case, spaces, `*` (required markers) and a
-trailing bracketed note (`手机号(必填)`). An explicit mapping (`--map 座机=phone`) always wins.
+trailing bracketed note (`手机号(必填)`), with traditional characters folded to simplified ones, so a Big5 export
+from Taiwan or Hong Kong (客戶名稱, 聯絡人, 手機) maps too. An explicit mapping (`--map 座机=phone`) always wins.
 """
 
 from __future__ import annotations
@@ -22,23 +23,30 @@ IGNORE = "ignore"
 SYNONYMS: Mapping[str, tuple[str, ...]] = {
     "company": ("客户名称", "公司名称", "公司", "企业名称", "企业", "单位名称", "单位", "客户公司", "company",
                 "companyname", "account", "accountname", "organization", "organisation"),
-    "name": ("联系人", "姓名", "联系人姓名", "客户姓名", "名字", "name", "contact", "contactname", "fullname"),
-    "phone": ("手机号", "手机", "电话", "手机号码", "联系电话", "电话号码", "移动电话", "联系方式", "座机", "phone",
-              "mobile", "tel", "telephone", "phonenumber", "cellphone"),
-    "email": ("邮箱", "电子邮件", "电子邮箱", "邮件", "邮箱地址", "email", "e-mail", "mail", "emailaddress"),
+    "name": ("联系人", "姓名", "联系人姓名", "客户姓名", "名字", "联络人", "name", "contact", "contactname",
+             "fullname"),
+    "phone": ("手机号", "手机", "电话", "手机号码", "联系电话", "电话号码", "移动电话", "联系方式", "座机", "联络电话",
+              "行动电话", "phone", "mobile", "tel", "telephone", "phonenumber", "cellphone"),
+    "email": ("邮箱", "电子邮件", "电子邮箱", "邮件", "邮箱地址", "电子信箱", "email", "e-mail", "mail",
+              "emailaddress"),
     "uscc": ("统一社会信用代码", "信用代码", "社会信用代码", "uscc", "creditcode"),
     "city": ("城市", "所在城市", "所在地", "city"),
     "province": ("省份", "省", "所在省份", "province"),
     "industry": ("行业", "所属行业", "industry"),
-    "title": ("职位", "职务", "title", "jobtitle", "position"),
+    "title": ("职位", "职务", "职称", "title", "jobtitle", "position"),
     "department": ("部门", "department"),
-    "address": ("地址", "联系地址", "详细地址", "公司地址", "address"),
+    "address": ("地址", "联系地址", "详细地址", "公司地址", "联络地址", "address"),
     "wechat": ("微信", "微信号", "wechat"),
     "gender": ("性别", "gender"),
     "remark": ("备注", "说明", "remark", "remarks", "note", "notes"),
 }  # fmt: skip
 FIELDS: frozenset[str] = frozenset(SYNONYMS)
 
+# The traditional characters of the headers above (and of their Taiwan/Hong Kong wording: 聯絡人, 行動電話, 電子信箱).
+_SIMPLIFIED = str.maketrans(
+    "戶稱業單聯絡繫係機號碼電話動郵會統職務門詳細備註說別屬類",
+    "户称业单联络系系机号码电话动邮会统职务门详细备注说别属类",
+)
 _BRACKETED = re.compile(r"[(（\[【].*?[)）\]】]\s*$")
 _NOISE = re.compile(r"[\s*_\-:：]+")
 _FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
@@ -46,7 +54,7 @@ _FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 def normalise_header(text: str) -> str:
     """The comparison form of a header: `手机号（必填）*` → `手机号`, ` E-Mail ` → `email`."""
-    folded = unicodedata.normalize("NFKC", strip_invisible(str(text))).strip().casefold()
+    folded = unicodedata.normalize("NFKC", strip_invisible(str(text))).strip().casefold().translate(_SIMPLIFIED)
     folded = _BRACKETED.sub("", folded.strip(" *:："))
     return _NOISE.sub("", folded)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,8 +50,11 @@ class ImportFile:
         validate_overrides(self.overrides)  # a bad --map fails before the file is read (ValueError)
         if os.path.isdir(self.path):
             raise FileUnreadable(f"{self.path} is a directory; import one .xlsx or .csv file at a time")
-        if not os.path.isfile(self.path):
+        if not os.path.exists(self.path):
             raise FileUnreadable(f"no such file: {self.path}")
+        if not os.path.isfile(self.path):  # `<(zcat export.csv.gz)`: the reader seeks, so it needs a real file
+            raise FileUnreadable(f"{self.path} is not a regular file (a pipe or a device): save it to a file and "
+                                 "import that")
         self.name = os.path.basename(self.path)
         suffix = os.path.splitext(self.path)[1].lower()
         _check_content(self.path, self.name, suffix)
@@ -173,7 +177,15 @@ class ImportFile:
                                       "detail": f"only {which} is imported; ignored: " + ", ".join(sheet.other_sheets)})
         else:
             if sheet.encoding not in ("utf-8", "utf-8-sig"):
-                self.warnings.append({"code": "encoding_detected", "detail": sheet.encoding})
+                after_bom = " after a UTF-8 byte-order mark" if sheet.bom and sheet.encoding != "utf-16" else ""
+                self.warnings.append({"code": "encoding_detected", "detail": sheet.encoding + after_bom})
+            if sheet.broken_quotes:
+                where = ", ".join(f"lines {first}-{last}" for first, last in sheet.broken_quote_lines)
+                more = " …" if sheet.broken_quotes > len(sheet.broken_quote_lines) else ""
+                self.warnings.append({"code": "broken_quotes", "detail": f"{sheet.broken_quotes} quoted cell(s) "
+                                      "ran over several lines with a quote never closed or closed mid-text "
+                                      f"({where}{more}), which would merge those lines into one row: each line was "
+                                      "read as a row, the stray quotes kept as text; check those rows"})
             if sheet.replaced_rows:
                 self.warnings.append({"code": "undecodable_bytes", "detail": f"{sheet.replaced_rows} row(s) had "
                                       f"bytes that are not {sheet.encoding}; replaced with U+FFFD"})
@@ -198,7 +210,8 @@ def _check_content(path: str, name: str, suffix: str) -> None:
             head = stream.read(4096)
     except OSError as exc:
         raise FileUnreadable(f"cannot read {path}: {exc.strerror or exc}") from exc
-    message = _mismatch(name, suffix, _content_kind(head))
+    kind = _content_kind(head)
+    message = _mismatch(name, suffix, _zip_kind(path) if kind == "zip" else kind)
     if message is not None:
         raise FileUnreadable(message)
 
@@ -216,13 +229,33 @@ def _content_kind(head: bytes) -> str:
     return "other"
 
 
+_OTHER_WORKBOOKS = {"ole2": "a legacy Excel 97-2003 workbook (.xls)", "xlsb": "an Excel binary workbook (.xlsb)",
+                    "ods": "an OpenDocument spreadsheet (.ods)"}
+_ODS_MIMETYPE = b"application/vnd.oasis.opendocument.spreadsheet"
+
+
+def _zip_kind(path: str) -> str:
+    """`xlsx`, `xlsb`, `ods` or `zip` (another or a damaged archive), from the archive's members."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            if "mimetype" in names and archive.read("mimetype").strip() == _ODS_MIMETYPE:
+                return "ods"
+    except (zipfile.BadZipFile, OSError, KeyError):
+        return "zip"
+    return "xlsx" if "xl/workbook.xml" in names else "xlsb" if "xl/workbook.bin" in names else "zip"
+
+
 def _mismatch(name: str, suffix: str, kind: str) -> str | None:
     workbook = suffix in (".xlsx", ".xlsm", ".xls")
-    if kind == "ole2" and (workbook or suffix in (".csv", ".txt", ".tsv")):
-        return (f"{name} is a legacy Excel 97-2003 workbook (.xls), which cannot be read: open it in Excel or WPS "
-                "and save it as .xlsx (or as CSV UTF-8), then import that file")
-    if kind == "zip" and suffix in (".xls", ".csv", ".txt", ".tsv"):
+    if kind in _OTHER_WORKBOOKS and (workbook or suffix in (".csv", ".txt", ".tsv", ".xlsb", ".ods")):
+        return (f"{name} is {_OTHER_WORKBOOKS[kind]}, which cannot be read: open it in Excel or WPS and save it as "
+                ".xlsx (or as CSV UTF-8), then import that file")
+    if kind == "xlsx" and suffix in (".xls", ".csv", ".txt", ".tsv"):
         return f"{name} is an .xlsx workbook: rename it to .xlsx and import it again"
+    if kind == "zip" and suffix in (".xls", ".csv", ".txt", ".tsv"):
+        return (f"{name} is a zip archive, not a spreadsheet: if it holds the export, unzip it and import the file "
+                "inside")
     if kind == "text" and suffix in (".xlsx", ".xlsm"):
         return f"{name} is a text file (CSV), not an .xlsx workbook: rename it to .csv and import it again"
     if kind == "text" and suffix == ".xls":

@@ -243,3 +243,63 @@ def test_a_quarantined_row_keeps_every_cell_and_names_every_column_to_fix(hub: H
     assert held[2].payload["item"]["values"] == {
         "客户名称": "腾讯科技", "联系人": "张三", "手机": "=A2", "电话": "13900139000", "备注 (column E)": "r1",
         "备注 (column F)": "r2", "column G": "无表头", "邮箱": "zs@example.com", "column I": "表外"}
+
+
+def _every_table(hub: Hub) -> dict[str, list[str]]:
+    from hub.db import Base
+
+    with hub.sessions() as s:
+        return {t.name: sorted(map(repr, s.execute(select(t)).all())) for t in Base.metadata.sorted_tables}
+
+
+def test_a_dry_run_changes_no_row_of_any_table(hub: Hub, tmp_path: Path) -> None:
+    """Rows already stored (good and quarantined) and new ones, under the stored source and under a new one."""
+    run_import(hub, str(write_csv(tmp_path / "a.csv", ROWS)))
+    before = _every_table(hub)
+    assert before["events"] and before["quarantine"]
+    again = [*ROWS, ["新公司", "新人", "13700137000", "x@example.com", None, None], ["=SUM(A1)", "坏", "13600136000"]]
+    for source in ("import", "elsewhere"):
+        report = run_import(hub, str(write_csv(tmp_path / "b.csv", again)), dry_run=True, source_name=source)
+        assert report["rows"] == 7 and report["dry_run"] is True
+        assert _every_table(hub) == before
+
+
+def test_the_progress_bar_stays_out_of_a_log_even_when_ci_forces_colour(cli_hub: Hub, tmp_path: Path) -> None:
+    """FORCE_COLOR (set in CI configs for coloured logs) made rich draw the bar into the log ten times a second."""
+    from hub.cli import cli
+
+    path = write_csv(tmp_path / "c.csv", ROWS)
+    result = CliRunner().invoke(cli, ["import", str(path), "--dry-run"], env={"FORCE_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    assert "importing" not in result.stderr and "\x1b[" not in result.output and "\r" not in result.output
+    assert "dry run: 5 rows" in result.stdout
+
+
+def test_ctrl_c_mid_import_says_run_it_again_and_the_rerun_loses_and_doubles_nothing(
+    cli_hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C between storing a batch and processing it; click said only `Aborted!`."""
+    from hub import pipeline
+    from hub.cli import cli
+
+    rows = [HEADER, *([f"公司{n}有限公司", f"联系人{n}", f"1380013{n:04d}", None, None, "深圳"] for n in range(10))]
+    path, target = write_csv(tmp_path / "ten.csv", rows), tmp_path / "r.json"
+    real, calls = pipeline.process_raw, []
+
+    def interrupted_second_batch(raw_id: object) -> object:
+        calls.append(raw_id)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(raw_id)
+
+    monkeypatch.setattr(pipeline, "process_raw", interrupted_second_batch)
+    args = ["import", str(path), "--batch-size", "4", "--report", str(target)]
+    stopped = CliRunner().invoke(cli, args)
+    assert stopped.exit_code == 1 and stopped.output.startswith("error: interrupted: the rows stored so far are kept; "
+                                                                "run the same command again")
+    assert count_events(cli_hub, type="record.imported") == 4 and _count(cli_hub, RawEvent) == 2
+    monkeypatch.setattr(pipeline, "process_raw", real)
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    report = json.loads(target.read_text(encoding="utf-8"))
+    assert (report["rows"], report["imported"], report["duplicates"], report["customers_created"]) == (10, 6, 4, 6)
+    assert count_events(cli_hub, type="record.imported") == 10 and _count(cli_hub, RawEvent) == 3
