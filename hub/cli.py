@@ -7,6 +7,7 @@ import sys
 import traceback
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -147,9 +148,32 @@ def _redact(url: str) -> str:
 @click.option("--queues", default="ingest,deliver,enrich", show_default=True)
 @click.option("--concurrency", default=2, show_default=True, type=int)
 @click.option("--pool", default="prefork", show_default=True)
-def worker(queues: str, concurrency: int, pool: str) -> None:
+@click.option("--metrics-port", default=0, show_default=True, type=click.IntRange(0, 65535),
+              help="Serve the processing and delivery metrics of this worker (all its pool processes) at "
+                   "http://HOST:PORT/metrics, with the admin token unless CRMHUB_METRICS_PUBLIC=true; 0: off.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+@click.option("--metrics-dir", hidden=True, type=click.Path(file_okay=False, path_type=Path))
+@click.pass_context
+def worker(ctx: click.Context, queues: str, concurrency: int, pool: str, metrics_port: int, metrics_host: str,
+           metrics_dir: Path | None) -> None:
     """Run a Celery worker (requires CRMHUB_BROKER_URL)."""
+    from hub import worker_metrics
+
+    if metrics_port and metrics_dir is None:
+        _check_can_listen(metrics_host, metrics_port)
+        verbose = ["--verbose"] if ctx.find_root().params.get("verbose") else []
+        worker_metrics.restart_in_multiprocess_mode([*verbose, "worker", "--queues", queues, "--concurrency",
+                                                     str(concurrency), "--pool", pool, "--metrics-port",
+                                                     str(metrics_port), "--metrics-host", metrics_host])
+    if metrics_dir is not None and not worker_metrics.in_multiprocess_mode():  # never a loop of restarts
+        raise HubError("the worker restarted for its metrics but prometheus_client is not in multiprocess mode",
+                       code="metrics_unavailable")
     app = _celery_app()
+    if metrics_port and metrics_dir is not None:
+        worker_metrics.use_dir(metrics_dir)
+        settings = get_settings()
+        token = None if settings.metrics_public else settings.resolved_admin_token()[0]
+        worker_metrics.serve(metrics_host, metrics_port, metrics_dir, token)
     settle_gc()  # before the prefork pool forks: the children share what is frozen here
     # Celery's "Unrecoverable error" (e.g. kombu failing to restore unacked messages when Redis drops the
     # connection) must exit non-zero, so a supervisor that restarts on failure (systemd Restart=on-failure)

@@ -4,8 +4,8 @@ A connector opts in by defining `pull(config, http, cursor) -> (items, new_curso
 `pull_interval_s(config) -> float | None` (None: this source does not pull). The kernel keeps
 the cursor in `source_cursors`, stores every pulled item as a synthetic raw request (so it
 dedupes against pushed ones on the same key and goes through the normal pipeline), and saves
-the cursor after each page: a restart resumes at the page it stopped on. The connector stays
-pure — no database, no tasks.
+the cursor after each page: a restart resumes at the page it stopped on. A run ends at an empty page
+or at a cursor it has read already. The connector stays pure — no database, no tasks.
 """
 
 from __future__ import annotations
@@ -125,17 +125,26 @@ def run_pull(hub: Hub, source_id: uuid.UUID, *, http: httpx.Client | None = None
 
 def _pull_pages(hub: Hub, source_id: uuid.UUID, source: Any, client: httpx.Client, to_request: Any,
                 result: PullResult, max_pages: int) -> None:
+    """Stop at an empty page or at a cursor this run has read already: a connector whose paging comes back to
+    where it was (the ERP's last page of orders that share one time goes back to page 1) would otherwise read
+    the same pages again and again, `max_pages` requests every run."""
     connector = source.connector
+    read = {_cursor_key(result.cursor)}
     while result.pages < max_pages:
         items, new_cursor = connector.pull(source.config, client, result.cursor)
         result.pages += 1
         result.items += len(items)
         result.new += _store(hub, source_id, [PulledRequest(*to_request(item)) for item in items])
         write_state(hub, source_id, CURSOR_KEY, new_cursor)  # after the page is durable
-        if not items or new_cursor == result.cursor:
-            result.cursor = new_cursor
-            break
         result.cursor = new_cursor
+        key = _cursor_key(new_cursor)
+        if not items or key in read:
+            break
+        read.add(key)
+
+
+def _cursor_key(cursor: Any) -> str:
+    return json.dumps(cursor, sort_keys=True, default=str)
 
 
 def _record_outcome(hub: Hub, source_id: uuid.UUID, error: str | None) -> None:

@@ -66,6 +66,11 @@ def register_schedules(schedule: Callable[[str, float], None]) -> None:
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
-    from webhooks.cli import endpoints
+    import click
+
+    from webhooks.cli import endpoints, source_health
 
     cli.add_command(endpoints)
+    sources = cli.commands.get("sources")  # the kernel's group; source health is measured here, from webhooks' log
+    if isinstance(sources, click.Group):
+        sources.add_command(source_health)

@@ -1,4 +1,4 @@
-"""`crmhub endpoints …`: the outbound-endpoint admin API (contract §3) from a shell.
+"""`crmhub endpoints …`: the outbound-endpoint admin API (contract §3) from a shell; also `crmhub sources health`.
 
 Every command calls the same function its `/v1/endpoints` route runs, so validation, the SSRF guard
 (`CRMHUB_ALLOW_PRIVATE_ENDPOINTS`) and the JSON (`--json`) are the API's own. A HubError (unknown id,
@@ -19,9 +19,10 @@ from pydantic import BaseModel, TypeAdapter
 from hub.cli_output import TimeOption, echo_json, request_body
 from hub.runtime import Hub
 from webhooks import api
+from webhooks.health import STATUS_ORDER
 from webhooks.models import MESSAGE_STATUSES
 
-__all__ = ["endpoints"]
+__all__ = ["endpoints", "source_health"]
 
 M = TypeVar("M", bound=BaseModel)
 _JSON: TypeAdapter[Any] = TypeAdapter(Any)
@@ -236,6 +237,31 @@ def _last_attempt(message: dict[str, Any]) -> str:
     last = message["attempts"][-1]
     outcome = str(last["status_code"]) if last["status_code"] is not None else "no answer"
     return f"{outcome}: {last['error']}" if last["error"] else outcome
+
+
+@click.command("health")
+@json_option
+def source_health(as_json: bool) -> None:
+    """Every source's last hour, failing first: what GET /v1/health/sources answers, with each source's status."""
+    items = api.get_source_health(_hub())["items"]
+    if as_json:
+        _echo_json(items)
+        return
+    items.sort(key=lambda item: (STATUS_ORDER.get(item["status"], 9), item["name"]))
+    _table(["id", "status", "name", "connector", "received", "accepted", "duplicates", "rejected (auth)",
+            "quarantined", "last received", "lag s", "pull"],
+           ([i["source_id"], i["status"], i["name"], i["connector"], i["received_1h"], i["accepted_1h"],
+             i["duplicates_1h"], i["rejected_auth_1h"], i["quarantined_1h"], (i["last_received_at"] or "never")[:19],
+             i["processing_lag_s"], _pull_state(i["pull"])] for i in items),
+           empty="no sources (add one: crmhub sources add CONNECTOR NAME --config JSON)")
+
+
+def _pull_state(pull: dict[str, Any] | None) -> str:
+    if not pull:
+        return "-"
+    if pull.get("consecutive_failures"):
+        return f"failed {pull['consecutive_failures']}x: {pull.get('last_error') or ''}"
+    return f"ok {(pull.get('last_success_at') or '')[:19]}"
 
 
 @endpoints.command("messages")

@@ -30,7 +30,7 @@ from hub.errors import Unauthorized
 from hub.models import RAW_FAILED, RAW_PENDING, RawEvent
 from hub.schemas import utcnow
 from webhooks.api import list_messages, replay_endpoint
-from webhooks.health import STATUS_ORDER, endpoint_health, source_health, source_status
+from webhooks.health import STATUS_ORDER, endpoint_health, source_health
 from webhooks.models import MSG_FAILED, MSG_PENDING, EndpointRow, MessageRow
 
 router = APIRouter(include_in_schema=False)
@@ -109,8 +109,6 @@ def dashboard(hub: Any) -> dict[str, Any]:
     """Every source and endpoint with its status, failing ones first."""
     with hub.sessions() as session:
         sources = source_health(session)
-        for item in sources:
-            item["status"] = source_status(item)
         endpoints = []
         for row in session.scalars(select(EndpointRow).order_by(EndpointRow.created_at)).all():
             endpoints.append({"id": str(row.id), "url": row.url, "event_types": row.event_types,

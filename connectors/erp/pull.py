@@ -5,7 +5,10 @@ Keyset paging, not offset paging: an order edited while we page moves to the end
 So after every page the next request starts again at page 1 from the page's largest `updated_at`
 (`updated_since` is inclusive; orders on that boundary are fetched again and dedupe on
 (order_no, updated_at)). Only when a whole page shares one `updated_at` — no later time to move
-to — does the next request go to the next page of that same `updated_since`.
+to — does the next request go to the next page of that same `updated_since`. The last of those pages sends
+the cursor back to page 1, a cursor this run already read, which is where the kernel stops; the next pull
+reads the orders at `updated_since` again from the start, so an order deleted in the ERP (which shifts the
+pages back) cannot make it skip one.
 
 The cursor is opaque to the kernel, which stores it after every page:
 `{"updated_since": <time>, "page": <n>}`.

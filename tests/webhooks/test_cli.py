@@ -194,3 +194,30 @@ def test_health_messages_and_replay(shub: Hub, receiver: Receiver, cli: Callable
     refused = run(group, "endpoints", "replay", eid, "--status", "failed")
     assert refused.exit_code == 1 and "is disabled; enable it before replaying" in refused.stderr
     shub.start()
+
+
+def test_sources_health_shows_each_sources_state_as_the_api_does(shub: Hub, cli: Callable[[Hub], click.Group]) -> None:
+    """Source health had no command (contract §2: the CLI does what the API does) and the API no `status`: ops saw
+    a source failing only on /ops. Never seen: healthy; only refused signatures: failing; disabled: disabled."""
+    import uuid
+
+    from hub.models import InboundRejection
+
+    group = cli(shub)
+    assert run(group, "sources", "health").stdout.startswith("no sources")
+    client = client_for(shub)
+    added = {name: client.post("/v1/sources", json={"connector": "web", "name": name,
+                                                    "config": {"write_key": "write-key-123456"}},
+                               headers=ADMIN).json()["id"] for name in ("quiet", "forged", "off")}
+    with shub.transaction() as s:
+        s.add(InboundRejection(source_id=uuid.UUID(added["forged"]), status_code=401, code="verification_failed"))
+    assert client.patch(f"/v1/sources/{added['off']}", json={"enabled": False}, headers=ADMIN).status_code == 200
+
+    items = ok_json(group, "sources", "health")
+    assert items == client.get("/v1/health/sources", headers=ADMIN).json()["items"]
+    assert {i["name"]: i["status"] for i in items} == {"quiet": "healthy", "forged": "failing", "off": "disabled"}
+    table = run(group, "sources", "health")
+    assert table.exit_code == 0, table.output + table.stderr
+    lines = [line.split() for line in table.stdout.splitlines()[1:]]
+    assert [(line[0], line[1]) for line in lines] == [(added["forged"], "failing"), (added["off"], "disabled"),
+                                                      (added["quiet"], "healthy")]

@@ -294,8 +294,12 @@ def test_ops_shows_only_known_notices(shub: Hub) -> None:
         assert f'<p class="notice" id="notice">Queued {shown} failed message(s) for replay.</p>' in page
 
 
-def test_source_health_reads_raw_events_by_index_not_by_scanning_the_table(hub: Hub) -> None:
-    """Helper-36's F4: /ops and /v1/health/sources read every raw request ever stored on each load."""
+@pytest.mark.parametrize("table", ["raw_events", "inbound_rejections", "quarantine"])
+def test_source_health_reads_its_tables_by_index_not_by_scanning_them(hub: Hub, table: str) -> None:
+    """Helper-36's F4: /ops and /v1/health/sources read every raw request ever stored on each load. The log of
+    refusals and duplicates (grouped on `at`, which its index cannot range) and the quarantine (walked along its
+    source index, reading each payload to reach created_at) were still read whole: 0.2 s at 300,000 logged
+    duplicates and 50,000 quarantined rows, all days old, and growing with them."""
     from sqlalchemy import event
 
     from webhooks.health import source_health
@@ -304,7 +308,7 @@ def test_source_health_reads_raw_events_by_index_not_by_scanning_the_table(hub: 
     statements: list[tuple[str, Any]] = []
 
     def keep(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        if "raw_events" in statement and statement.lstrip().upper().startswith("SELECT"):
+        if table in statement and statement.lstrip().upper().startswith("SELECT"):
             statements.append((statement, parameters))
 
     event.listen(hub.engine, "before_cursor_execute", keep)
@@ -317,4 +321,4 @@ def test_source_health_reads_raw_events_by_index_not_by_scanning_the_table(hub: 
     with hub.engine.connect() as conn:
         for statement, parameters in statements:
             plan = " | ".join(row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
-            assert "SCAN raw_events" not in plan, plan  # a SCAN (even of an index) reads every row; SEARCH a range
+            assert f"SCAN {table}" not in plan, plan  # a SCAN (even of an index) reads every row; SEARCH a range

@@ -95,6 +95,26 @@ def test_a_page_of_orders_all_at_one_time_moves_on_by_page(hub: Hub) -> None:
     assert asked[:4] == [("1970-01-01", "1"), ("2026-03-01", "1"), ("2026-03-01", "2"), ("2026-03-01", "3")]
 
 
+def test_a_pull_ends_after_the_last_page_of_orders_that_share_one_time(hub: Hub) -> None:
+    """More orders at one `updated_at` than a page holds: the last of their pages sent the cursor back to page 1,
+    and the pull read pages 1, 2, 3, 1, 2, 3 … until MAX_PAGES_PER_RUN (1000 requests to the ERP every run)."""
+    fake = FakeErp()
+    fake.orders = [_order(i, "2026-03-01T10:00:00+08:00") for i in range(1, 6)]
+    with fake.running():
+        sid = uuid.UUID(add_source(client_for(hub), "erp", "erp-one-time", _config(fake)))
+        first = run_pull(hub, sid, max_pages=50)
+        assert (first.pages, first.new, fake.requests) == (4, 5, 4)
+        fake.log.clear()
+        # Later the ERP deletes two of those orders (the pages shift back) and a new one arrives: still found.
+        del fake.orders[3:5]
+        fake.orders.append(_order(8, "2026-03-02T09:00:00+08:00"))
+        again = run_pull(hub, sid, max_pages=50)
+        assert again.new == 1 and again.pages < 10
+        assert read_state(hub, sid, CURSOR_KEY) == {"updated_since": "2026-03-02T09:00:00+08:00", "page": 1}
+        wait_processed(hub)
+    assert {e["properties"]["order_no"] for e in _events(hub)} == {f"SO-{i:03d}" for i in (1, 2, 3, 4, 5, 8)}
+
+
 def test_a_pulled_version_already_pushed_is_not_stored_twice(hub: Hub) -> None:
     from tests.connectors.erp.acceptance import sign
     from tests.helpers import jbody

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -80,6 +82,93 @@ def test_the_daily_check_does_not_rebuild_a_report_already_stored(imported: Hub,
 
     monkeypatch.setattr("hub.quality_report.build_report", no_rebuild)
     assert daily() == 0
+
+
+def test_the_daily_report_covers_the_previous_utc_day_whatever_minute_it_runs(imported: Hub,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """It covered the 24 hours before the run: as the run's minute moved (restarts, downtime) consecutive reports
+    overlapped or left gaps, and an event stored between two windows was in no report at all."""
+    from datetime import timedelta
+
+    from sqlalchemy import select, update
+
+    from hub.models import EventRow, QuarantineRow, RawEvent
+
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    tomorrow = today + timedelta(days=1)
+    with imported.transaction() as session:
+        events = {c["code"]: row for row in session.scalars(select(EventRow))
+                  for c in row.data["quality"]["issues"]}
+        moved = {events["invisible_chars_removed"].seq: today + timedelta(minutes=10),  # yesterday, at the run
+                 events["invalid_email"].seq: tomorrow + timedelta(minutes=20)}  # the run's own day
+        for seq, at in moved.items():
+            session.execute(update(EventRow).where(EventRow.seq == seq).values(stored_at=at))
+        session.execute(update(RawEvent).values(received_at=today + timedelta(minutes=10)))
+        session.execute(update(QuarantineRow).values(created_at=tomorrow + timedelta(minutes=20)))
+    monkeypatch.setattr("hub.quality_report.utcnow", lambda: tomorrow + timedelta(minutes=30))
+    assert daily() == 1
+    with imported.sessions() as session:
+        report = session.scalars(select(EventRow.data).where(EventRow.type == "quality.report")).one()["properties"]
+    assert report["events"] == 1 and report["abnormal_char_events"] == 1
+    assert report["invalid_identifiers"]["invalid_email"] == 0 and report["quarantined"] == 0
+    assert report["duplicate_rate"] == pytest.approx(1 / 3, abs=1e-3)
+    assert (report["since"], report["until"]) == (today.isoformat(), tomorrow.isoformat())
+
+
+@pytest.fixture
+def pg_hub(pg_url: str, tmp_path: Path) -> Iterator[Hub]:
+    from tests.conftest import make_hub, make_settings, running
+
+    yield from running(make_hub(make_settings(tmp_path, pg_url)))
+
+
+@pytest.mark.postgres
+def test_two_overlapping_daily_runs_store_the_days_report_once(pg_hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs storing at once (two beats, a task redelivered after the broker's visibility timeout) each found no
+    report and stored one: hub-made events have no source_id, PostgreSQL's unique (source_id, source_event_id) lets
+    NULLs repeat, and every endpoint got the day's report twice, under two webhook-ids."""
+    import threading
+    import time
+
+    from sqlalchemy import text
+
+    from hub import pipeline
+
+    real_store = pipeline.store_internal
+    first_stored, second_done = threading.Event(), threading.Event()
+
+    def second_run_waits_on_a_lock() -> bool:
+        with pg_hub.engine.connect() as conn:
+            return bool(conn.scalar(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")))
+
+    def store_and_hold(*args: Any, **kwargs: Any) -> int:
+        """The first run keeps its transaction open until the second has finished or is waiting for it."""
+        stored = real_store(*args, **kwargs)
+        if threading.current_thread().name == "first-run":
+            first_stored.set()
+            deadline = time.monotonic() + 30  # only a safety net: either outcome is decided by the counts below
+            while not (second_done.is_set() or second_run_waits_on_a_lock()) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        return stored
+
+    monkeypatch.setattr(pipeline, "store_internal", store_and_hold)
+    results: list[int] = []
+
+    def second() -> None:
+        try:
+            results.append(daily())
+        finally:
+            second_done.set()
+
+    first = threading.Thread(target=lambda: results.append(daily()), name="first-run")
+    first.start()
+    assert first_stored.wait(30)
+    other = threading.Thread(target=second)
+    other.start()
+    first.join(60)
+    other.join(60)
+    assert sorted(results) == [0, 1]
+    assert count_events(pg_hub, type="quality.report") == 1
 
 
 def test_cli_quality_report_lists_and_exports_neutralised(imported: Hub, tmp_path: Path,
