@@ -342,16 +342,18 @@ def import_(
     file: str, source_name: str, dry_run: bool, report_path: str | None, mappings: tuple[str, ...], batch_size: int
 ) -> None:
     """Bulk-import customer records from an .xlsx or .csv file (contract §8 report)."""
-    from hub.import_cli import run_import_command
+    from hub.import_cli import dry_run_hub, run_import_command
 
+    hub, empty = dry_run_hub() if dry_run else (hub_for_cli(), False)
     run_import_command(
-        hub_for_cli(),
+        hub,
         file,
         source_name=source_name,
         dry_run=dry_run,
         report_path=report_path,
         mappings=mappings,
         batch_size=batch_size,
+        empty_database=empty,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from hub.errors import HubError
 from hub.gcpolicy import settle_gc
-from hub.runtime import Hub
+from hub.runtime import Hub, set_hub
 
 _INTERRUPTED = ("interrupted: the rows stored so far are kept; run the same command again to import the rest (rows "
                 "already imported are recognised, none is imported twice)")
@@ -35,10 +36,40 @@ def parse_mappings(mappings: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def dry_run_hub() -> tuple[Hub, bool]:
+    """(a hub, whether the database is empty) for a dry run, which reads the database but never migrates it, nor
+    creates it or a secret key: a database not created yet is read as empty, one at an older or unknown revision is
+    an error that says how to migrate it."""
+    from hub.cli import hub_for_cli
+    from hub.db import make_engine
+    from hub.migrate import schema_state
+    from hub.settings import get_settings
+
+    settings = get_settings()
+    engine = make_engine(settings.database_url)
+    try:
+        state = schema_state(engine)
+    finally:
+        engine.dispose()
+    if state in ("behind", "unknown"):
+        what = "an older schema" if state == "behind" else "a schema this crmhub does not know"
+        raise HubError(f"the database has {what}, and a dry run changes nothing, so it does not migrate: start "
+                       "`crmhub serve` once (it migrates), or upgrade crmhub, then run the dry run again",
+                       code="schema_not_current")
+    if state != "absent":
+        return hub_for_cli(migrate=False), False
+    # Nothing stored, nothing sealed: a database in memory and a key for this run only, so no file is made.
+    unsealed = settings.model_copy(update={"secret_key": settings.secret_key or secrets.token_urlsafe(32)})
+    hub = Hub(unsealed, engine=make_engine("sqlite://"))
+    set_hub(hub)
+    return hub, True
+
+
 def run_import_command(
     hub: Hub, file: str, *, source_name: str, dry_run: bool, report_path: str | None, mappings: tuple[str, ...],
-    batch_size: int,
+    batch_size: int, empty_database: bool = False,
 ) -> None:
+    """`empty_database`: a dry run against a database not created yet, which it must not create by reading it."""
     from hub.importer import run_import
 
     overrides = parse_mappings(mappings)
@@ -46,7 +77,8 @@ def run_import_command(
     if Path(file).is_file():  # otherwise the import names the missing file, the clearer problem
         check_report_target(target)
     console = Console(stderr=True)
-    hub.start()
+    if not dry_run:  # a dry run queues nothing, and must not run the in-process schedules either
+        hub.start()
     settle_gc()
     try:
         with Progress(TextColumn("[bold]importing[/] {task.description}"), BarColumn(), TaskProgressColumn(),
@@ -54,9 +86,10 @@ def run_import_command(
                       disable=not shows_a_bar(console)) as bar:
             task_id = bar.add_task(Path(file).name, total=None)
             report = run_import(hub, file, source_name=source_name, dry_run=dry_run, overrides=overrides,
-                                batch_rows=batch_size,
+                                batch_rows=batch_size, empty_database=empty_database,
                                 progress=lambda done, total: bar.update(task_id, completed=done, total=total))
-        hub.runner.join(timeout=600)  # deliveries the import queued (in-process runtime)
+        if not dry_run:
+            hub.runner.join(timeout=600)  # deliveries the import queued (in-process runtime)
     except KeyboardInterrupt:  # Ctrl-C: say whether running it again is safe, rather than click's bare "Aborted!"
         raise HubError(_INTERRUPTED_DRY if dry_run else _INTERRUPTED, code="interrupted") from None
     finally:

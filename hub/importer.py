@@ -104,8 +104,12 @@ def run_import(
     overrides: Mapping[str, str] | None = None,
     batch_rows: int = 1000,
     progress: Progress | None = None,
+    empty_database: bool = False,
 ) -> dict[str, Any]:
-    """Import `path`; returns the report (contract §8). Raises ImportFailed for an unusable file or source."""
+    """Import `path`; returns the report (contract §8). Raises ImportFailed for an unusable file or source.
+
+    `empty_database` (dry runs only): the database has no tables yet, so nothing is stored and none is read.
+    """
     started = time.perf_counter()
     source_name = source_name.strip()  # as a source's name is stored, so " crm " finds "crm" next time
     if not source_name:
@@ -113,7 +117,9 @@ def run_import(
     if current_hub() is None:
         set_hub(hub)  # process_raw finds the hub through get_hub()
     connector = _connector(hub)
-    source = _source(hub, source_name, create=False)
+    if empty_database and not dry_run:
+        raise ValueError("empty_database is for dry runs: a real import migrates first")
+    source = None if empty_database else _source(hub, source_name, create=False)
     config = hub.load_source(source).config if source is not None else None
     try:
         opened: OpenedFile = connector.open_import(path, config=config, overrides=overrides, batch_rows=batch_rows)
@@ -126,7 +132,7 @@ def run_import(
             opened.close()
             raise
     tally = Tally()
-    start_seq = _max_seq(hub)
+    start_seq = 0 if dry_run else _max_seq(hub)
     try:
         for batch in opened.batches():
             for outcome in batch.outcomes:

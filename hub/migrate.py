@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import text
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
 try:
@@ -25,6 +28,37 @@ def alembic_config(url: str | None = None) -> Config:
     if url:
         cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
+
+
+SchemaState = Literal["absent", "current", "behind", "unknown", "unversioned"]
+
+
+def schema_state(engine: Engine) -> SchemaState:
+    """Where the database stands, without changing it (a dry run must not migrate, nor create a SQLite file).
+
+    `absent`: no database file, or no tables yet; `current`: at this code's head; `behind`: an older revision
+    (`crmhub serve` would migrate it); `unknown`: a revision this code does not know (a newer crmhub's);
+    `unversioned`: tables and no revision (made by `create_all`, as tests and benchmarks do).
+    """
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if database and database != ":memory:" and not database.startswith("file:") and not Path(database).exists():
+        return "absent"
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_heads()
+        if not current:
+            return "unversioned" if inspect(connection).get_table_names() else "absent"
+    script = ScriptDirectory.from_config(alembic_config())
+    if set(current) == set(script.get_heads()):
+        return "current"
+    known = all(_known(script, revision) for revision in current)
+    return "behind" if known else "unknown"
+
+
+def _known(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        return script.get_revision(revision) is not None
+    except Exception:  # alembic raises its own ResolutionError/CommandError for a revision it has never seen
+        return False
 
 
 # Any constant: the key of the PostgreSQL advisory lock that lets one process migrate at a time.

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -303,3 +306,40 @@ def test_ctrl_c_mid_import_says_run_it_again_and_the_rerun_loses_and_doubles_not
     report = json.loads(target.read_text(encoding="utf-8"))
     assert (report["rows"], report["imported"], report["duplicates"], report["customers_created"]) == (10, 6, 4, 6)
     assert count_events(cli_hub, type="record.imported") == 10 and _count(cli_hub, RawEvent) == 3
+
+
+def _cli(tmp_path: Path, database: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CRMHUB_DATABASE_URL": database, "CRMHUB_DATA_DIR": str(tmp_path / "data"),
+           "CRMHUB_BROKER_URL": ""}
+    return subprocess.run([sys.executable, "-m", "hub.cli", *args], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120, check=False)
+
+
+def test_a_dry_run_on_a_fresh_machine_creates_no_database(tmp_path: Path) -> None:
+    """A dry run changes nothing: it used to create the SQLite file and migrate it before reading the file."""
+    path = write_csv(tmp_path / "legacy.csv", ROWS, "utf-8")
+    database = tmp_path / "hub.db"
+    result = _cli(tmp_path, f"sqlite:///{database}", "import", str(path), "--dry-run", "--report",
+                  str(tmp_path / "report.json"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert (report["rows"], report["imported"], report["quarantined"], report["duplicates"]) == (5, 2, 2, 1)
+    assert not database.exists() and not Path(f"{database}.migrate-lock").exists()
+
+
+def test_a_dry_run_refuses_a_database_it_would_have_to_migrate(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine
+
+    from hub.migrate import schema_state, upgrade
+
+    database = f"sqlite:///{tmp_path / 'hub.db'}"
+    engine = create_engine(database)
+    upgrade(engine, "0008")
+    path = write_csv(tmp_path / "legacy.csv", ROWS, "utf-8")
+    result = _cli(tmp_path, database, "import", str(path), "--dry-run")
+    assert result.returncode == 1
+    assert "older schema" in result.stderr and "crmhub serve" in result.stderr
+    assert schema_state(engine) == "behind" and not Path(str(path) + ".report.json").exists()
+    assert _cli(tmp_path, database, "import", str(path)).returncode == 0  # a real import migrates, as before
+    assert schema_state(engine) == "current"
+    engine.dispose()
