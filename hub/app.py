@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -45,8 +46,8 @@ def create_app(hub: Hub | None = None, *, manage_lifecycle: bool = True) -> Fast
             from hub.pipeline import recover_on_startup
 
             hub.start()
-            if not hub.settings.broker_url:
-                recover_on_startup(hub)
+            if not hub.settings.broker_url:  # off the startup path: a long backlog is fed as the lane drains
+                threading.Thread(target=recover_on_startup, args=(hub,), name="crmhub-recovery", daemon=True).start()
         yield
         if manage_lifecycle:
             hub.stop()

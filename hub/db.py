@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from sqlalchemy.types import Uuid
 
 from hub.ids import new_id
 from hub.schemas import utcnow
+
+log = logging.getLogger(__name__)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -151,7 +154,13 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """The request/task boundary: commit on success, roll back on error, then run after-commit work."""
+    """The request/task boundary: commit on success, roll back on error, then run after-commit work.
+
+    A failing after-commit callback is logged, not raised, and the others still run: the work is committed, and
+    an enqueue refused by a broker that is down raised out of `process_raw`, which then marked its handled row
+    failed (the in-process runner never raises there). What such a callback would have queued, the periodic
+    sweeps find (raw requests, deliveries, ASR jobs); a registry lookup waits for the company's next event.
+    """
     session = factory()
     bind = factory.kw.get("bind")
     with write_lock(bind) if isinstance(bind, Engine) else nullcontext():
@@ -166,7 +175,10 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
             callbacks = session.info.pop("after_commit", [])
             session.close()
     for callback in callbacks:
-        callback()
+        try:
+            callback()
+        except Exception:
+            log.exception("after-commit work failed; the transaction stands")
 
 
 def after_commit(session: Session, callback: Any) -> None:

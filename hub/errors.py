@@ -9,7 +9,8 @@ HubError
 ├── PayloadError (400)         an inbound body that cannot be read at all
 ├── PayloadTooLarge (413)
 ├── QuarantineError            verified but cannot be normalised: kept with its reason, answered 2xx
-└── RetryableError             a transient failure (deadlock, throttling, 5xx upstream): retry the step
+├── RetryableError             a transient failure (deadlock, throttling, 5xx upstream): retry the step
+└── ShuttingDown (503)         the hub is stopping and stores nothing more: the sender retries later
 """
 
 from __future__ import annotations
@@ -105,6 +106,14 @@ class RetryableError(HubError):
     ) -> None:
         super().__init__(message, code=code, details=details)
         self.retry_after = retry_after
+
+
+class ShuttingDown(HubError):
+    """Refused because the hub is stopping: answered at once, so the sender retries elsewhere or later, rather
+    than waiting on a writer that will never answer."""
+
+    status_code = 503
+    code = "shutting_down"
 
 
 class SecretUnreadable(HubError):

@@ -28,6 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from hub.db import write_lock
+from hub.errors import ShuttingDown
 from hub.models import RAW_PENDING, InboundRejection, RawEvent
 from hub.schemas import unstorable_text, utcnow
 from hub.tasks import enqueue
@@ -76,6 +77,10 @@ class RawWriter:
         self.hub = hub
         self.batch_max = hub.settings.ingest_batch_max
         self._queue: queue.Queue[Any] = queue.Queue()
+        # Held while a submission is queued and while `stop()` queues _STOP: nothing can land behind _STOP,
+        # where the thread would never take it and its sender would wait for an answer that never comes.
+        self._gate = threading.Lock()
+        self.closed = False
         self._thread = threading.Thread(target=self._loop, name="crmhub-raw-writer", daemon=True)
         self._thread.start()
         self.batches = 0
@@ -96,25 +101,41 @@ class RawWriter:
         return not self._queue.empty() or time.monotonic() - self.last_submit_at < window_s
 
     async def submit(self, item: RawSubmission) -> tuple[int | None, bool]:
-        """Store `item` durably; returns (raw id, True) if new or (None, False) for a redelivery."""
+        """Store `item` durably; returns (raw id, True) if new or (None, False) for a redelivery.
+
+        Raises ShuttingDown, storing nothing, once `stop()` has begun.
+        """
         future: asyncio.Future[tuple[int | None, bool]] = asyncio.get_running_loop().create_future()
         item.future = future
         self.last_submit_at = time.monotonic()
-        self._queue.put(item)
+        self._put(item)
         return await future
 
     def submit_sync(self, item: RawSubmission) -> tuple[int | None, bool]:
         future: Future[tuple[int | None, bool]] = Future()
         item.future = future
-        self._queue.put(item)
+        self._put(item)
         return future.result(timeout=60)
+
+    def _put(self, item: RawSubmission) -> None:
+        with self._gate:
+            if self.closed:
+                raise ShuttingDown("the hub is shutting down and stores no more requests; retry later")
+            self._queue.put(item)
 
     def reject(self, rejection: Rejection) -> None:
         """Count a refused request for source health; best effort, never blocks the answer."""
-        self._queue.put(rejection)
+        with self._gate:
+            if not self.closed:
+                self._queue.put(rejection)
 
     def stop(self) -> None:
-        self._queue.put(_STOP)
+        """Store and answer everything submitted so far, then end the thread; later submissions get ShuttingDown."""
+        with self._gate:
+            if self.closed:
+                return
+            self.closed = True
+            self._queue.put(_STOP)
         self._thread.join(timeout=10)
 
     # ---------------------------------------------------------------- thread
@@ -325,11 +346,17 @@ def storable_key(key: str) -> str:
     return "key-sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def pending_raw_ids(hub: Hub, older_than: datetime | None = None, limit: int = 10_000) -> list[int]:
+def pending_raw_ids(
+    hub: Hub, older_than: datetime | None = None, limit: int = 10_000, *, after: int = 0, upto: int | None = None,
+) -> list[int]:
+    """Ids of pending rows in id order, at most `limit`: received before `older_than`, with `after` < id ≤ `upto`."""
     with hub.sessions() as session:
-        stmt = select(RawEvent.id).where(RawEvent.status == RAW_PENDING).order_by(RawEvent.id).limit(limit)
+        stmt = (select(RawEvent.id).where(RawEvent.status == RAW_PENDING, RawEvent.id > after)
+                .order_by(RawEvent.id).limit(limit))
         if older_than is not None:
             stmt = stmt.where(RawEvent.received_at < older_than)
+        if upto is not None:
+            stmt = stmt.where(RawEvent.id <= upto)
         return list(session.scalars(stmt))
 
 

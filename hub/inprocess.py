@@ -2,11 +2,12 @@
 
 A bounded queue feeds the workers; delayed tasks and periodic schedules sit in a
 heap served by one timer thread. Nothing here is the source of truth: rows in
-the database are, and `recover()` re-queues what a crash left pending.
+the database are, and `hub.pipeline.recover_on_startup` re-queues what a crash left pending.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -16,7 +17,7 @@ import time
 from typing import Any
 
 from hub.errors import RetryableError
-from hub.retry import retry_delay_s
+from hub.retry import retry_countdown_s
 from hub.tasks import TASKS
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ _STOP = object()
 # (Scale-out deployments process on Celery workers in other processes and never defer.)
 MAX_DEFER_S = 2.0
 DEFER_STEP_S = 0.01
+FEED_STEP_S = 0.05  # how often `feed` looks for room in a lane
 
 
 class InProcessRunner:
@@ -51,21 +53,70 @@ class InProcessRunner:
         self._running = False
         self._periodic: list[tuple[str, float]] = []
         self.dropped = 0
+        self._stopping = False
+        # (name, args) of every task waiting in a lane, or on its timer for a retry (see `enqueue`).
+        self._waiting: set[tuple[str, tuple[Any, ...]]] = set()
+        self._waiting_lock = threading.Lock()
         self._busy = 0
         self._busy_lock = threading.Lock()
         self.ingest_busy: Any = None  # callable() -> bool, set by the hub: is the request path busy?
 
     # ---------------------------------------------------------------- API
     def enqueue(self, name: str, args: tuple[Any, ...], countdown: float | None = None, attempt: int = 0) -> None:
+        """Queue `name(*args)`, after `countdown` seconds when given.
+
+        A copy of a task already waiting here, in its lane or on its timer for a retry, is not queued again: the
+        waiting one runs after this call and re-reads the database, so a second run could only find its work done.
+        (The requeue sweep used to queue a second copy of every row still queued behind a backlog.) A task that
+        has started no longer counts: what changed since it read the database needs a run of its own.
+        """
+        key = (name, args)
         if countdown and countdown > 0:
+            if attempt and not self._claim(key):
+                return
             with self._timer_lock:
                 heapq.heappush(self._timers, (time.monotonic() + countdown, next(self._seq), name, args, attempt))
                 self._timer_lock.notify()
             return
+        if self._claim(key):
+            self._put(name, args, attempt)
+
+    def feed(self, name: str, args: tuple[Any, ...]) -> bool:
+        """`enqueue` once the task's lane is less than half full, waiting for that: a backlog of any length goes in
+        as fast as the lane drains, and the other half stays free for new work. False once the runner stops.
+
+        Never from a task of the same lane: with its only worker waiting here, the lane would not drain.
+        """
+        lane, room = self._lane(name), max(1, self._maxsize // 2)
+        while self._running and not self._stopping and lane.qsize() >= room:
+            time.sleep(FEED_STEP_S)
+        if not self._running or self._stopping:
+            return False
+        self.enqueue(name, args)
+        return True
+
+    def _claim(self, key: tuple[str, tuple[Any, ...]]) -> bool:
+        """Mark `key` waiting; False when it already is. Arguments that cannot be hashed (a list) are not tracked."""
+        with self._waiting_lock:
+            try:
+                if key in self._waiting:
+                    return False
+                self._waiting.add(key)
+            except TypeError:
+                pass
+            return True
+
+    def _release(self, key: tuple[str, tuple[Any, ...]]) -> None:
+        with self._waiting_lock, contextlib.suppress(TypeError):
+            self._waiting.discard(key)
+
+    def _put(self, name: str, args: tuple[Any, ...], attempt: int) -> None:
+        """Into the lane; the caller has claimed (name, args)."""
         try:
             self._lane(name).put_nowait((name, args, attempt))
         except queue.Full:
             # The row stays pending in the database; the periodic sweep picks it up.
+            self._release((name, args))
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.warning("in-process queue full (%d tasks left to the recovery sweep so far)", self.dropped)
@@ -113,9 +164,11 @@ class InProcessRunner:
         """Drain what is queued (up to `timeout`), then stop the threads."""
         if not self._running:
             return
+        self._stopping = True  # `feed` stops adding work to the drain
         self.join(timeout)
         with self._lanes_lock:
             self._running = False
+            self._stopping = False
             for lane in self._lanes.values():
                 for _ in range(self._workers):
                     lane.put(_STOP)
@@ -148,7 +201,7 @@ class InProcessRunner:
             self._timers = [t for t in self._timers if t[2] in periodic]
             heapq.heapify(self._timers)
         for _, _, name, args, attempt in items:
-            self.enqueue(name, args, attempt=attempt)
+            self._from_timer(name, args, attempt)
         return len(items)
 
     # ---------------------------------------------------------------- threads
@@ -159,6 +212,7 @@ class InProcessRunner:
                 lane.task_done()
                 return
             name, args, attempt = item
+            self._release((name, args))  # taken: a copy queued from now on is a run of its own
             with self._busy_lock:
                 self._busy += 1
             try:
@@ -187,7 +241,7 @@ class InProcessRunner:
             definition.fn(*args)
         except RetryableError as exc:
             if attempt < definition.max_retries:
-                delay = retry_delay_s(attempt, exc.retry_after)
+                delay = retry_countdown_s(attempt, exc.retry_after)
                 log.info("task %s%r retrying in %.1fs: %s", name, args, delay, exc)
                 self.enqueue(name, args, countdown=delay, attempt=attempt + 1)
             else:
@@ -205,6 +259,13 @@ class InProcessRunner:
                     self._timer_lock.wait(timeout=min(wait, 1.0))
                     continue
                 _, _, name, args, attempt = heapq.heappop(self._timers)
-            self.enqueue(name, args, attempt=attempt)
+            self._from_timer(name, args, attempt)
             if name in periodic and not args:
                 self.enqueue(name, (), countdown=periodic[name])
+
+    def _from_timer(self, name: str, args: tuple[Any, ...], attempt: int) -> None:
+        """A due timer into its lane. A retry was claimed when it was scheduled; other delayed tasks claim now."""
+        if attempt:
+            self._put(name, args, attempt)
+        else:
+            self.enqueue(name, args)

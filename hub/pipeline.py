@@ -582,14 +582,34 @@ def requeue_pending() -> int:
     return len(ids)
 
 
+RECOVERY_PAGE = 1000
+
+
 def recover_on_startup(hub: Hub) -> int:
-    """In-process runtime: everything pending at start-up was in a queue that died with the process."""
+    """In-process runtime: every row pending at start-up was in a queue that died with the process.
+
+    All of them are queued, a page of ids at a time, each once there is room in the ingest lane (`feed`), so
+    memory holds one page and the lane however long the backlog: the sweep used to be left everything past
+    10,000 rows, and past the lane's size. Rows stored after start-up are the writer's to queue. Blocks until
+    the last is queued: the app runs it on a thread of its own. Returns how many (fewer if the runner stopped).
+    """
     from hub.ingest import pending_raw_ids
 
-    ids = pending_raw_ids(hub)
-    for raw_id in ids:
-        hub.runner.enqueue("hub.pipeline.process_raw", (raw_id,))
-    return len(ids)
+    with hub.sessions() as session:
+        upto = session.scalar(select(func.max(RawEvent.id)))
+    queued, after = 0, 0
+    while upto is not None:
+        ids = pending_raw_ids(hub, limit=RECOVERY_PAGE, after=after, upto=upto)
+        for raw_id in ids:
+            if not hub.runner.feed("hub.pipeline.process_raw", (raw_id,)):
+                return queued
+            queued += 1
+        if len(ids) < RECOVERY_PAGE:
+            break
+        after = ids[-1]
+    if queued:
+        log.info("re-queued %d raw request(s) left pending by the last run", queued)
+    return queued
 
 
 def replay(

@@ -8,14 +8,19 @@ how long to wait (HTTP 429/503 with `Retry-After`) must be believed by both. Ret
 from __future__ import annotations
 
 import email.utils
+import random
 from datetime import UTC, datetime
 
-__all__ = ["BACKOFF_MAX_S", "RETRY_AFTER_MAX_S", "backoff_s", "parse_retry_after", "retry_delay_s"]
+__all__ = [
+    "BACKOFF_MAX_S", "JITTER", "RETRY_AFTER_MAX_S",
+    "backoff_s", "parse_retry_after", "retry_countdown_s", "retry_delay_s",
+]
 
 BACKOFF_MAX_S = 60.0
 # An upstream asking for more than this is still retried after this long: a task waiting hours would hold
 # a pull or an enrichment that the next schedule redoes anyway.
 RETRY_AFTER_MAX_S = 900.0
+JITTER = 0.2  # each retry waits its delay ±20 %
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -44,3 +49,16 @@ def retry_delay_s(attempt: int, retry_after: float | None) -> float:
     if retry_after is None:
         return backoff_s(attempt)
     return max(backoff_s(attempt), min(max(retry_after, 0.0), RETRY_AFTER_MAX_S))
+
+
+def retry_countdown_s(attempt: int, retry_after: float | None) -> float:
+    """What both task runners wait before retry number `attempt + 1`: `retry_delay_s`, spread ±JITTER so tasks
+    that failed together do not all come back together, and never sooner than the upstream's `Retry-After`.
+
+    Celery's own autoretry backoff (1 s doubling, anywhere from 0 to that) differed from the in-process runner's
+    (0.2 s doubling): the same deployment retried on another schedule once it moved to Celery.
+    """
+    delay = retry_delay_s(attempt, retry_after) * random.uniform(1 - JITTER, 1 + JITTER)
+    if retry_after is not None:
+        delay = max(delay, min(max(retry_after, 0.0), RETRY_AFTER_MAX_S))
+    return delay

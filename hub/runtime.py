@@ -171,12 +171,14 @@ class Hub:
         return self._writer
 
     def start(self) -> None:
+        if self._writer is not None and self._writer.closed:  # restarted: store requests again
+            self._writer = None
         self.runner.start()
 
     def stop(self) -> None:
-        if self._writer is not None:
-            self._writer.stop()
-            self._writer = None
+        """Store and answer what was submitted, then drain the runner. The stopped writer stays in place: a
+        request arriving later is answered 503 (ShuttingDown) instead of starting a writer nobody stops."""
+        self.writer.stop()  # made (and closed at once) if no request came: a late one must find it closed
         self.runner.stop()
         if self._http is not None:
             self._http.close()

@@ -1,7 +1,10 @@
 """The Celery app for the scale-out runtime (`crmhub worker`, `crmhub beat`).
 
 Settings follow the house rules: JSON only, acks_late (safe because every task is
-idempotent), prefetch 1, no reject-on-worker-lost, narrow autoretry on RetryableError.
+idempotent), prefetch 1, no reject-on-worker-lost, retries only on RetryableError.
+Two differences from Celery's defaults keep it doing what the in-process runner does:
+retries wait `hub.retry`'s schedule (not autoretry's backoff), and no countdown outlasts
+the broker's visibility timeout (`broker_countdown`).
 """
 
 from __future__ import annotations
@@ -14,13 +17,11 @@ from typing import Any
 from celery import Celery, Task, signals
 
 from hub.errors import RetryableError
-from hub.retry import BACKOFF_MAX_S, retry_delay_s
+from hub.retry import retry_countdown_s
 from hub.settings import Settings
 from hub.tasks import TASKS
 
 log = logging.getLogger(__name__)
-
-RETRY_BACKOFF_MAX_S = int(BACKOFF_MAX_S)
 
 
 def make_celery(settings: Settings, schedules: list[tuple[str, float]] | None = None) -> Celery:
@@ -46,6 +47,7 @@ def make_celery(settings: Settings, schedules: list[tuple[str, float]] | None = 
             if name in TASKS
         },
     )
+    visibility_s = settings.broker_visibility_timeout_s
     for definition in TASKS.values():
         app.task(
             name=definition.name,
@@ -53,19 +55,17 @@ def make_celery(settings: Settings, schedules: list[tuple[str, float]] | None = 
             bind=True,
             acks_late=True,
             ignore_result=True,
-            autoretry_for=(RetryableError,),
-            retry_backoff=True,
-            retry_backoff_max=RETRY_BACKOFF_MAX_S,
-            retry_jitter=True,
             max_retries=definition.max_retries,
-        )(_honouring_retry_after(definition.fn))
+            shared=False,  # this app's, with this app's visibility timeout; not handed to every later app
+        )(_retrying(definition.fn, visibility_s))
     return app
 
 
-def _honouring_retry_after(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The task body, retried no sooner than the upstream's `Retry-After` when the error carries one.
+def _retrying(fn: Callable[..., Any], visibility_s: float) -> Callable[..., Any]:
+    """The task body, retried on RetryableError after `hub.retry.retry_countdown_s`, as the in-process runner does.
 
-    Celery's autoretry backoff (kept for every other RetryableError) cannot see the error's own delay.
+    Not `autoretry_for` (house rule 25): its backoff is 1 s doubling with full jitter, and it cannot see an
+    upstream's `Retry-After`; one schedule for both runners is what `hub.retry` is for.
     """
 
     @functools.wraps(fn)
@@ -73,13 +73,22 @@ def _honouring_retry_after(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args)
         except RetryableError as exc:
-            if exc.retry_after is None:
-                raise  # autoretry: exponential backoff with jitter
-            countdown = retry_delay_s(task.request.retries, exc.retry_after)
-            log.info("task %s%r retrying in %.1fs (Retry-After): %s", task.name, args, countdown, exc)
+            countdown = broker_countdown(retry_countdown_s(task.request.retries, exc.retry_after), visibility_s)
+            log.info("task %s%r retrying in %.1fs: %s", task.name, args, countdown, exc)
             raise task.retry(exc=exc, countdown=countdown) from exc
 
     return run
+
+
+def broker_countdown(countdown: float | None, visibility_s: float) -> float | None:
+    """`countdown`, at most half the broker's visibility timeout.
+
+    Redis hands a delayed task to a worker at once, and the worker holds it unacknowledged until it runs; once
+    that outlasts the visibility timeout Redis gives it out again, and again after every timeout (Celery's
+    Redis guide): a delivery retry due in 10 h would run about ten times. Cut short, the task runs early, finds its
+    work not due yet, and the periodic sweeps (delivery, ASR, requeue) start it when it is.
+    """
+    return None if countdown is None else min(countdown, visibility_s / 2)
 
 
 class CeleryRunner:
@@ -87,9 +96,11 @@ class CeleryRunner:
 
     def __init__(self, app: Celery) -> None:
         self.app = app
+        self.visibility_s = float((app.conf.broker_transport_options or {}).get("visibility_timeout", 3600.0))
 
     def enqueue(self, name: str, args: tuple[Any, ...], countdown: float | None = None) -> None:
         definition = TASKS[name]
+        countdown = broker_countdown(countdown, self.visibility_s)
         self.app.send_task(name, args=list(args), queue=definition.queue, countdown=countdown)
 
     def start(self) -> None:

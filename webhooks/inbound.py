@@ -34,7 +34,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from hub import metrics
 from hub.bodies import read_limited
 from hub.connector import InboundRequest, Reply
-from hub.errors import HubError, NotFound, PayloadError, PayloadTooLarge, UnreadableBody, VerificationError
+from hub.errors import (
+    HubError,
+    NotFound,
+    PayloadError,
+    PayloadTooLarge,
+    ShuttingDown,
+    UnreadableBody,
+    VerificationError,
+)
 from hub.ingest import RawSubmission, Rejection, storable_key
 from hub.models import RAW_PENDING, EventRow, RawEvent
 from hub.runtime import Hub
@@ -101,6 +109,9 @@ async def accept(
     submission = RawSubmission(source.id, storable_key(dedup_key), inbound.to_record(), inbound.body, count)
     try:
         raw_id, is_new = await hub.writer.submit(submission)
+    except ShuttingDown as err:  # nothing was stored; answered now, not when the server gives up on the request
+        metrics.INGEST_REQUESTS.labels(connector.name, err.code).inc()
+        return Reply(503, err.to_body())
     except Exception:  # nothing was stored: a 5xx makes the platform retry later
         log.exception("could not store an inbound request for source %s", source.id)
         metrics.INGEST_REQUESTS.labels(connector.name, "storage_unavailable").inc()

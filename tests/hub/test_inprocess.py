@@ -69,3 +69,80 @@ def test_an_unknown_task_is_logged_and_its_lane_keeps_working() -> None:
     finally:
         runner.stop()
         del TASKS["test.after_unknown"]
+
+
+def test_a_task_waiting_in_its_lane_is_not_queued_twice_but_a_started_one_is() -> None:
+    """The requeue sweep queued a second copy of every raw request still queued behind a backlog. A copy
+    waiting in the lane runs after the enqueue and re-reads the database, so it is enough; a task that has
+    started may have read the database before the change that queued it again, so that copy runs."""
+    import threading
+
+    release = threading.Event()
+    ran: list[int] = []
+
+    def process(raw_id: int) -> None:
+        ran.append(raw_id)
+        if raw_id == 3 and ran.count(3) == 1:
+            runner.enqueue("test.dedup", (3,))  # queued again while running, as deliver_due re-queues itself
+
+    TASKS["test.block"] = TaskDef("test.block", lambda: release.wait(30), "ingest", 0)
+    TASKS["test.dedup"] = TaskDef("test.dedup", process, "ingest", 0)
+    runner = InProcessRunner()
+    try:
+        runner.start()
+        runner.enqueue("test.block", ())
+        for raw_id in (1, 2, 1, 3, 1, 2):
+            runner.enqueue("test.dedup", (raw_id,))
+        release.set()
+        assert runner.join(timeout=10)
+        assert ran == [1, 2, 3, 3]
+        runner.enqueue("test.dedup", (1,))  # done: a later enqueue is a run of its own
+        assert runner.join(timeout=10) and ran == [1, 2, 3, 3, 1]
+    finally:
+        release.set()
+        runner.stop()
+        del TASKS["test.block"], TASKS["test.dedup"]
+
+
+def test_a_retry_waiting_on_its_timer_stands_for_a_new_copy() -> None:
+    """A raw request whose processing waits to be retried is pending, so the sweep queued it again: two runs
+    now, the retry later, and a second chain of retries if the conflict lasted."""
+    from hub.errors import RetryableError
+
+    ran: list[str] = []
+
+    def flaky(tag: str) -> None:
+        ran.append(tag)
+        if len(ran) == 1:
+            raise RetryableError("deadlock", retry_after=3600)  # the retry stays on its timer
+
+    TASKS["test.flaky"] = TaskDef("test.flaky", flaky, "ingest", 3)
+    runner = InProcessRunner()
+    try:
+        runner.start()
+        runner.enqueue("test.flaky", ("a",))
+        assert runner.join(timeout=10) and ran == ["a"]
+        runner.enqueue("test.flaky", ("a",))  # the sweep, while the retry waits
+        assert runner.join(timeout=10) and ran == ["a"]
+        assert runner.run_due_timers() == 1 and runner.join(timeout=10)
+        assert ran == ["a", "a"]
+    finally:
+        runner.stop()
+        del TASKS["test.flaky"]
+
+
+def test_feed_waits_for_room_in_the_lane_instead_of_dropping() -> None:
+    """`enqueue` drops a task when its lane is full (a sweep finds the row later); startup recovery feeds a
+    backlog longer than the lane, so it waits for room instead, keeping half the lane free for new work."""
+    ran: list[int] = []
+    TASKS["test.fed"] = TaskDef("test.fed", ran.append, "ingest", 0)
+    runner = InProcessRunner(maxsize=4)
+    try:
+        runner.start()
+        assert all(runner.feed("test.fed", (n,)) for n in range(50))
+        assert runner.join(timeout=10)
+        assert ran == list(range(50)) and runner.dropped == 0
+    finally:
+        runner.stop()
+        del TASKS["test.fed"]
+    assert not runner.feed("test.fed", (99,))  # stopped: refused, nothing waits for a lane nobody drains

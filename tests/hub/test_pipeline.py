@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from hub.models import EventRow, QuarantineRow, RawEvent
 from hub.pipeline import process_raw, recover_on_startup, replay
 from hub.runtime import Hub
 from hub.schemas import MAX_NESTING
+from tests.conftest import make_hub, make_settings, running
 from tests.helpers import add_source, client_for, count_events, wait_processed
 
 KEY = "write-key-pipeline"
@@ -328,3 +331,81 @@ def test_a_rolled_back_quarantine_is_not_counted(source: tuple[Hub, str]) -> Non
     assert replay(hub, statuses=["failed"]) == 1
     wait_processed(hub)
     assert _sample("crmhub_events_quarantined_total", connector="web") == before + 1
+
+
+@pytest.fixture
+def small_lane(tmp_path: Path) -> Iterator[tuple[Hub, str]]:
+    """A hub whose ingest lane holds 4 tasks."""
+    for hub in running(make_hub(make_settings(tmp_path, inprocess_queue_size=4))):
+        yield hub, add_source(client_for(hub), "web", "site", {"write_key": KEY})
+
+
+@pytest.fixture
+def eager_sweep(tmp_path: Path) -> Iterator[tuple[Hub, str]]:
+    """A hub whose requeue sweep takes rows as soon as they are pending."""
+    for hub in running(make_hub(make_settings(tmp_path, requeue_after_s=0))):
+        yield hub, add_source(client_for(hub), "web", "site", {"write_key": KEY})
+
+
+def test_startup_recovery_queues_every_pending_row_however_long_the_backlog(
+    small_lane: tuple[Hub, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It took the first 10,000 pending rows, and only as many as the lane held: the rest dropped, left to the
+    sweep. Now it pages through all of them (3 ids a page here) and waits for room in the lane."""
+    hub, sid = small_lane
+    monkeypatch.setattr("hub.pipeline.RECOVERY_PAGE", 3)
+    ids = [_submit(hub, sid, _msg(f"b{i}")) for i in range(20)]
+    assert recover_on_startup(hub) == len(ids)
+    wait_processed(hub)
+    assert count_events(hub) == 20 and hub.runner.dropped == 0
+
+
+def test_the_app_recovers_a_backlog_longer_than_the_lane_at_startup(tmp_path: Path) -> None:
+    """The lifespan used to queue what fitted in the lane and drop the rest. It now feeds every pending row, from
+    a thread of its own (waiting for room on the startup path would hold the server's start)."""
+    from fastapi.testclient import TestClient
+
+    from hub.app import create_app
+
+    for hub in running(make_hub(make_settings(tmp_path, inprocess_queue_size=4))):
+        sid = add_source(client_for(hub), "web", "site", {"write_key": KEY})
+        hub.stop()  # as if the process had died with these rows stored and unprocessed
+        for i in range(12):
+            _submit(hub, sid, _msg(f"s{i}"))
+        with TestClient(create_app(hub)) as client:  # the lifespan starts the hub and its recovery
+            assert client.get("/healthz").status_code == 200
+            wait_processed(hub)
+        assert count_events(hub) == 12
+
+
+def test_the_sweep_does_not_queue_a_second_copy_of_a_row_still_queued(
+    eager_sweep: tuple[Hub, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows queued behind a backlog are pending and old, so every sweep queued them again (each ran twice, the
+    second finding it handled) and the copies took the lane's room from new requests."""
+    import threading
+
+    from hub.pipeline import requeue_pending
+    from hub.tasks import TASKS, TaskDef, enqueue
+
+    hub, sid = eager_sweep
+    runs: list[int] = []
+    original = TASKS["hub.pipeline.process_raw"]
+
+    def counted(raw_id: int) -> str:
+        runs.append(raw_id)
+        return str(original.fn(raw_id))
+
+    release = threading.Event()
+    monkeypatch.setitem(TASKS, "hub.pipeline.process_raw", TaskDef(original.name, counted, "ingest", 8))
+    monkeypatch.setitem(TASKS, "test.backlog", TaskDef("test.backlog", lambda: release.wait(30), "ingest", 0))
+    try:
+        enqueue("test.backlog")  # the lane's worker is busy: what follows waits in the lane
+        ids = [_submit(hub, sid, _msg(f"q{i}")) for i in range(3)]
+        for raw_id in ids:
+            enqueue("hub.pipeline.process_raw", raw_id)
+        assert requeue_pending() == 3  # all three are pending and old enough
+    finally:
+        release.set()
+    wait_processed(hub)
+    assert sorted(runs) == ids and count_events(hub) == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -36,22 +37,26 @@ def test_the_delay_is_the_backoff_or_the_upstreams_wish_when_longer_capped() -> 
     assert retry_delay_s(1, -3.0) == 0.4
 
 
-def test_the_celery_task_retries_after_the_errors_retry_after(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Celery's autoretry backoff cannot see the error's delay; the task asks for its own countdown."""
+@pytest.mark.parametrize(("retry_after", "low", "high"), [(None, 0.16, 0.24), (42.0, 42.0, 50.4)])
+def test_both_runners_wait_the_same_before_a_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, retry_after: float | None, low: float, high: float
+) -> None:
+    """Celery's autoretry waited 0–1 s, 0–2 s … (1 s doubling, full jitter) where the in-process runner waited
+    0.2 s, 0.4 s …; both now wait `hub.retry.retry_countdown_s`: the backoff ±20 %, never less than a
+    `Retry-After` (which Celery's autoretry could not see at all)."""
+    from hub.inprocess import InProcessRunner
     from hub.settings import Settings
     from hub.worker import make_celery
 
-    calls: list[str] = []
+    def throttled() -> None:
+        raise RetryableError("429", retry_after=retry_after)
 
-    def throttled(kind: str) -> None:
-        calls.append(kind)
-        raise RetryableError("429", retry_after=42.0 if kind == "told" else None)
-
-    TASKS["test.throttled"] = TaskDef("test.throttled", throttled, "ingest", 3)
+    name = f"test.throttled.{retry_after}"  # one name per callable: Celery refuses to register another under it
+    TASKS[name] = TaskDef(name, throttled, "ingest", 3)
     try:
         settings = Settings(_env_file=None, database_url=f"sqlite:///{tmp_path}/t.db", secret_key="k",  # type: ignore[call-arg]
                             admin_token="t", data_dir=tmp_path, broker_url="memory://")
-        task = make_celery(settings).tasks["test.throttled"]
+        task = make_celery(settings).tasks[name]
         asked: list[dict[str, Any]] = []
 
         class Retried(Exception):
@@ -63,11 +68,15 @@ def test_the_celery_task_retries_after_the_errors_retry_after(tmp_path: Path, mo
 
         monkeypatch.setattr(task, "retry", retry)
         with pytest.raises(Retried):
-            task.run("told")
-        assert asked[0]["countdown"] == 42.0 and isinstance(asked[0]["exc"], RetryableError)
-        with pytest.raises(Retried):  # no Retry-After: Celery's own exponential backoff with jitter
-            task.run("untold")
-        assert "countdown" in asked[1] and asked[1]["countdown"] <= 60
-        assert calls == ["told", "untold"]
+            task.run()  # the first attempt failed: request.retries == 0
+        assert low <= asked[0]["countdown"] <= high and isinstance(asked[0]["exc"], RetryableError)
+
+        runner = InProcessRunner()  # not started: the retry stays on its timer
+        before = time.monotonic()
+        runner._run(name, (), 0)
+        after = time.monotonic()
+        [(due, _, retried, _, attempt)] = runner._timers
+        assert (retried, attempt) == (name, 1)
+        assert before + low <= due <= after + high
     finally:
-        del TASKS["test.throttled"]
+        del TASKS[name]

@@ -180,6 +180,23 @@ def test_a_broker_outage_does_not_slow_acknowledgements_and_loses_nothing(web, m
     assert count_events(hub) == 4
 
 
+def test_a_request_after_shutdown_is_answered_503_at_once_and_a_restart_takes_requests_again(web) -> None:  # type: ignore[no-untyped-def]
+    """After `Hub.stop()` a late request started a writer thread nobody stopped and queued its row on a runner
+    that had stopped; one handed to the stopped writer was never answered. Now: 503 in the contract's error
+    shape, nothing stored, and the platform's retry is taken once the hub runs again."""
+    hub, client, sid = web
+    hub.stop()
+    resp = client.post(f"/hooks/{sid}/v1/track", content=_track("m-late"), headers=basic(KEY))
+    assert resp.status_code == 503
+    assert resp.json()["error"]["code"] == "shutting_down" and "retry later" in resp.json()["error"]["message"]
+    assert raw_rows(hub) == []
+    hub.start()
+    resp = client.post(f"/hooks/{sid}/v1/track", content=_track("m-late"), headers=basic(KEY))
+    assert resp.json() == {"accepted": 1, "duplicates": 0}
+    wait_processed(hub)
+    assert count_events(hub) == 1
+
+
 def test_a_database_outage_is_a_503_in_json_and_any_other_failure_a_json_500(web, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """helper-25: once the source cache expired, a database outage answered a plain-text 500 and a traceback."""
     from sqlalchemy.exc import OperationalError
