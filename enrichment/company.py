@@ -95,6 +95,7 @@ def _request(session: Session, uscc: str, account_id: uuid.UUID | None, ttl_s: f
         if row.requested_at is not None and now - row.requested_at < timedelta(seconds=REQUEST_DEBOUNCE_S):
             return False
         row.requested_at = now
+        row.error = None  # an earlier refusal's: until this lookup answers, `retry_due` may tell it was lost
         row.account_id = row.account_id or account_id
     else:
         try:
@@ -213,14 +214,22 @@ def retry_delay_s(failures: int) -> float:
 
 def retry_due(hub: Hub) -> int:
     """Periodic (with the ASR sweep): queue again the lookups whose last try failed transiently and whose
-    backoff has passed, up to MAX_LOOKUP_FAILURES tries (about two days). Returns how many were queued."""
+    backoff has passed, up to MAX_LOOKUP_FAILURES tries (about two days), and the lookups requested but never
+    answered. Returns how many were queued.
+
+    A lookup is unanswered when it was requested over REQUEST_DEBOUNCE_S ago and has neither a profile from then
+    nor an error: its task was lost (the in-process lane was full, or the process stopped before running it;
+    a broker can lose one too). Before, it waited for the company's next event. Queuing it again counts as a
+    failure, so a lookup that keeps vanishing backs off and stops like a failing one.
+    """
     now = utcnow()
+    due = now - timedelta(seconds=REQUEST_DEBOUNCE_S)
     queued = 0
     with hub.transaction() as session:
         rows = session.scalars(
             select(CompanyProfile)
             .where(CompanyProfile.lookup_failures > 0, CompanyProfile.lookup_failures < MAX_LOOKUP_FAILURES,
-                   CompanyProfile.requested_at <= now - timedelta(seconds=REQUEST_DEBOUNCE_S))
+                   CompanyProfile.requested_at <= due)
             .order_by(CompanyProfile.requested_at).limit(RETRY_BATCH)
         ).all()
         for row in rows:
@@ -230,7 +239,25 @@ def retry_due(hub: Hub) -> int:
             row.requested_at = now
             enqueue_after_commit(session, LOOKUP_TASK, row.uscc)
             queued += 1
+        if _has_registry(session):  # without one, lookups end at once with no_registry_source, and wait
+            for row in session.scalars(
+                select(CompanyProfile)
+                .where(CompanyProfile.lookup_failures == 0, CompanyProfile.error.is_(None),
+                       CompanyProfile.requested_at <= due,
+                       CompanyProfile.fetched_at.is_(None) | (CompanyProfile.fetched_at < CompanyProfile.requested_at))
+                .order_by(CompanyProfile.requested_at).limit(RETRY_BATCH)
+            ):
+                log.info("company lookup for %s requested at %s was never answered: queued again", row.uscc,
+                         row.requested_at)
+                row.requested_at, row.lookup_failures = now, 1
+                enqueue_after_commit(session, LOOKUP_TASK, row.uscc)
+                queued += 1
     return queued
+
+
+def _has_registry(session: Session) -> bool:
+    return session.scalar(select(SourceRow.id).where(SourceRow.connector == REGISTRY_CONNECTOR,
+                                                     SourceRow.enabled.is_(True)).limit(1)) is not None
 
 
 def _store_profile(hub: Hub, source: ActiveSource, uscc: str, props: dict[str, Any]) -> None:

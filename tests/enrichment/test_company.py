@@ -199,3 +199,62 @@ def test_a_profile_that_changes_back_is_stored_again(
     assert [r.data["properties"]["insured_employees"] for r in rows] == [37, 38, 37]
     account = client.get(f"/v1/accounts/{rows[0].account_id}", headers=ADMIN).json()
     assert account["profile"]["insured_employees"] == 37  # not left at the 38 the registry no longer says
+
+
+def test_a_lookup_whose_task_was_lost_is_queued_again_by_the_sweep(ehub: Hub, registry: FakeRegistry) -> None:
+    """A lookup queued in-process and lost (lane full, process stopped before it ran) was never tried again
+    until the company's next event, after the debounce (helper-51)."""
+    from enrichment.company import LOOKUP_TASK, retry_due
+
+    add_source(client_for(ehub), "credit_registry", "tyc", {"provider": "tianyancha", "token": "tok-1"})
+    lost: list[tuple[str, tuple[Any, ...]]] = []
+    enqueue = ehub.runner.enqueue
+
+    def losing(name: str, args: tuple[Any, ...], countdown: float | None = None) -> None:
+        if name == LOOKUP_TASK:
+            lost.append((name, args))
+            return
+        enqueue(name, args, countdown=countdown)
+
+    ehub.runner.enqueue = losing  # type: ignore[method-assign]
+    try:
+        store_call(ehub, _order_event(USCC, 1))
+        _settle(ehub)
+    finally:
+        ehub.runner.enqueue = enqueue  # type: ignore[method-assign]
+    assert lost == [(LOOKUP_TASK, (USCC,))] and registry.calls == []
+    assert retry_due(ehub) == 0  # still within the debounce: it may be on its way
+    with ehub.transaction() as s:
+        s.execute(update(CompanyProfile).values(requested_at=datetime.now(UTC) - timedelta(seconds=601)))
+    assert retry_due(ehub) == 1
+    _settle(ehub)
+    [profile] = _profiles(ehub)
+    assert registry.calls == [("tok-1", USCC)] and profile.properties is not None
+    assert profile.requested_at is None and profile.lookup_failures == 0 and len(_profile_events(ehub)) == 1
+    assert retry_due(ehub) == 0
+
+
+def test_an_unanswered_lookup_waits_while_no_registry_is_configured(ehub: Hub, registry: FakeRegistry) -> None:
+    """Without a registry source each lookup ends at once (no_registry_source) and records nothing: the sweep
+    must not queue them again every time it runs."""
+    from enrichment.company import retry_due
+
+    store_call(ehub, _order_event(USCC, 1))
+    _settle(ehub)
+    with ehub.transaction() as s:
+        s.execute(update(CompanyProfile).values(requested_at=datetime.now(UTC) - timedelta(seconds=601)))
+    assert retry_due(ehub) == 0 and registry.calls == []
+
+
+def test_a_refused_lookup_is_not_taken_for_a_lost_one(ehub: Hub, registry: FakeRegistry) -> None:
+    from enrichment.company import retry_due
+
+    add_source(client_for(ehub), "credit_registry", "tyc", {"provider": "tianyancha", "token": "tok-1"})
+    registry.fail_with = NotFound("no such company", code="company_not_found")
+    store_call(ehub, _order_event(USCC, 1))
+    _settle(ehub)
+    with ehub.transaction() as s:
+        s.execute(update(CompanyProfile).values(requested_at=datetime.now(UTC) - timedelta(seconds=601)))
+    [profile] = _profiles(ehub)
+    assert profile.error and profile.lookup_failures == 0
+    assert retry_due(ehub) == 0 and len(registry.calls) == 1
