@@ -48,6 +48,14 @@ def require_admin(request: Request) -> None:
 AdminDep = Depends(require_admin)
 
 
+def is_admin_path(path: str) -> bool:
+    """Under `/v1`, where contract §3 answers a missing or wrong token with 401 whatever the path or method.
+
+    Without a token, an unknown path or method there was a 404 or 405: it told a stranger which routes exist.
+    """
+    return path == "/v1" or path.startswith("/v1/")
+
+
 def _validation_detail(err: Any) -> dict[str, str]:
     if err.get("type") == "json_invalid":  # FastAPI names the position (`body.0`): say what is wrong instead
         return {"field": "body", "message": f"body is not valid JSON: {(err.get('ctx') or {}).get('error', '')}"}
@@ -71,7 +79,12 @@ def install_error_handlers(app: Any) -> None:
         body = {"error": {"code": "validation_error", "message": f"invalid request: {names}", "details": details}}
         return JSONResponse(body, status_code=422)
 
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if is_admin_path(request.url.path):  # no route matched, so no route's AdminDep ran: check the token here
+            try:
+                require_admin(request)
+            except Unauthorized as refused:
+                return await hub_error(request, refused)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse(
             {"error": {"code": code, "message": str(exc.detail), "details": None}},

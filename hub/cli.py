@@ -160,6 +160,7 @@ def worker(ctx: click.Context, queues: str, concurrency: int, pool: str, metrics
     from hub import worker_metrics
 
     if metrics_port and metrics_dir is None:
+        _require_broker(get_settings())  # before the restart below, not in the restarted process
         _check_can_listen(metrics_host, metrics_port)
         verbose = ["--verbose"] if ctx.find_root().params.get("verbose") else []
         worker_metrics.restart_in_multiprocess_mode([*verbose, "worker", "--queues", queues, "--concurrency",
@@ -227,10 +228,17 @@ def _exit_with(code: int | None) -> None:
         raise SystemExit(code)
 
 
+def _require_broker(settings: Settings) -> None:
+    """A missing setting is an error (exit 1, contract §2), as an invalid one is; a usage error (2) is reserved for
+    what is wrong on the command line itself, and `crmhub worker` has nothing wrong there."""
+    if not settings.broker_url:
+        raise HubError("CRMHUB_BROKER_URL is not set; `crmhub worker` and `crmhub beat` need a broker "
+                       "(the embedded default runs tasks inside `crmhub serve`)", code="broker_required")
+
+
 def _celery_app() -> Any:
     settings = get_settings()
-    if not settings.broker_url:
-        raise click.UsageError("CRMHUB_BROKER_URL is not set; the embedded default runs tasks inside `crmhub serve`")
+    _require_broker(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     hub = hub_for_cli()
     return hub.runner.app

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from hub.errors import HubError, InvalidRequest, UnreadableBody, VerificationError
+from hub.errors import HubError, InvalidRequest, UnreadableBody, VerificationError, validation_message
 from hub.schemas import MAX_NESTING, EventDraft, nests_deeper
 
 log = logging.getLogger(__name__)
@@ -322,10 +322,11 @@ class ConnectorRegistry:
 
 
 def _config_message(err: Any) -> str:
-    """pydantic's message, except that a secret's length is in characters (SecretStr reports "items")."""
+    """pydantic's message, except that a secret's length is in characters (SecretStr reports "items") and a
+    validator's own message comes without pydantic's "Value error, " (as every other 422 detail)."""
     ctx = err.get("ctx") or {}
     if err.get("type") == "too_short" and isinstance(err.get("input"), (str, SecretStr)):
         return f"at least {ctx.get('min_length')} characters, not {ctx.get('actual_length')}"
     if err.get("type") == "too_long" and isinstance(err.get("input"), (str, SecretStr)):
         return f"at most {ctx.get('max_length')} characters, not {ctx.get('actual_length')}"
-    return str(err["msg"])
+    return validation_message(err)

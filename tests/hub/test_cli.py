@@ -60,7 +60,7 @@ def test_show_enable_disable_update_delete(hub: Hub, run: Callable[..., Result])
     renamed = run("sources", "update", sid, "--name", "shop")
     assert renamed.exit_code == 0 and "updated shop" in renamed.stdout
     run("sources", "add", "web", "blog", "--config", json.dumps({"write_key": KEY}))
-    taken = run("sources", "update", sid, "--name", "blog")  # names are unique: a 422 naming it, not a 500
+    taken = run("sources", "update", sid, "--name", "blog")  # names are unique: a 409 naming it, not a 500
     assert taken.exit_code == 1 and "a source named 'blog' exists" in taken.stderr
     assert run("sources", "update", sid).exit_code == 2
 
@@ -215,6 +215,21 @@ def test_an_invalid_setting_is_one_line_and_exit_1(env_db: Callable[[str], None]
     with pytest.raises(SystemExit) as exited:  # the same when the settings are first read to load plugins
         build_cli()
     assert exited.value.code == 1
+
+
+@pytest.mark.parametrize("args", [["worker"], ["beat"], ["worker", "--metrics-port", "9100"]])
+def test_worker_and_beat_without_a_broker_are_exit_1_naming_the_setting(
+    env_db: Callable[[str], None], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    """Contract §2 keeps exit 2 for usage errors; nothing is wrong with `crmhub worker` as typed. A missing setting
+    was a click usage error (2, with the usage text) while an invalid one was 1: both are the operator's setting."""
+    env_db(f"sqlite:///{tmp_path}/hub.db")
+    monkeypatch.setattr("hub.worker_metrics.restart_in_multiprocess_mode",
+                        lambda argv: pytest.fail("restarted for metrics before checking the broker"))
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: CRMHUB_BROKER_URL is not set; ") and "Usage:" not in result.stderr
 
 
 def test_the_asr_protocol_is_read_in_any_case(tmp_path: Path) -> None:
