@@ -126,12 +126,17 @@ def _failure(name: str, exc: Exception) -> str:
 
 
 def summary_dict(summary: Any) -> dict[str, Any]:
-    """A `CallSummary` (or a plugin's look-alike) as contract §5's `summary` object."""
+    """A `CallSummary` (or a plugin's look-alike) as contract §5's `summary` object.
+
+    A budget in another currency is a ValueError: `summarise` then falls back as for any failed extractor.
+    """
+    from enrichment.summary.models import as_cny
+
     data = summary.model_dump(mode="json") if hasattr(summary, "model_dump") else dict(summary)
     budget = data.get("budget")
     if isinstance(budget, Mapping):
         budget = {"min": budget.get("min"), "max": budget.get("max"),
-                  "currency": budget.get("currency") or "CNY", "text": budget.get("text") or ""}
+                  "currency": as_cny(budget.get("currency")), "text": budget.get("text") or ""}
     else:
         budget = None
     return {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -18,7 +18,9 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
     ValidationInfo,
+    ValidatorFunctionWrapHandler,
     field_serializer,
     field_validator,
     model_validator,
@@ -60,13 +62,25 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def whole_minute_offset(value: datetime) -> datetime:
+    """`value`, moved to UTC when its offset is not a whole number of minutes (`+08:00:30`, local mean time).
+
+    RFC 3339 offsets are hours and minutes: isoformat() wrote `+08:00:30`, which is not one, and pydantic refused to
+    read it back, so one such event made every feed page holding it a 500 (contract §4: times are RFC 3339).
+    """
+    offset = value.utcoffset()
+    if offset is not None and offset % timedelta(minutes=1):
+        return value.astimezone(UTC)
+    return value
+
+
 def rfc3339(value: datetime | None) -> str | None:
     """Times leave the hub as RFC 3339 with an explicit offset (never naive)."""
     if value is None:
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.isoformat()
+    return whole_minute_offset(value).isoformat()
 
 
 class Schema(BaseModel):
@@ -162,6 +176,28 @@ class UnifiedEvent(Schema):
     quality: Quality = Field(default_factory=Quality)
     traits: dict[str, Any] = Field(default_factory=dict, exclude=True)
     about_a_person: bool = Field(default=True, exclude=True)  # EventDraft.about_a_person; not stored
+
+    @field_validator("occurred_at", "received_at", mode="wrap")
+    @classmethod
+    def _stored_offset(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> datetime:
+        """Also read a time stored before `whole_minute_offset` (`…+08:00:30`): pydantic refuses that offset."""
+        try:
+            parsed: datetime = handler(value)
+        except ValidationError:
+            legacy = _iso_time(value)
+            if legacy is None:
+                raise
+            parsed = handler(legacy)
+        return parsed
+
+
+def _iso_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 # A source's name: shown in health, logs and `--source`; an empty one names nothing.

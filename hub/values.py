@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
-from hub.schemas import QualityIssue
+from hub.schemas import QualityIssue, whole_minute_offset
 
 CHINA_TZ = ZoneInfo("Asia/Shanghai")
 _EPOCH_MS_FROM = 10**11  # larger epoch values are milliseconds (10**11 s is the year 5138)
@@ -58,12 +58,25 @@ def parse_platform_time(value: object) -> datetime | None:
         elif value.strip().isdigit():
             parsed = from_epoch(float(value)) if int(value) > 0 else None
         else:
-            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("/", "-"))
+            return parse_iso_time(value)
     except (ValueError, OverflowError, OSError):
         return None
-    if parsed is not None and parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=CHINA_TZ)
     return parsed if parsed is not None and plausible_time(parsed) else None
+
+
+def parse_iso_time(value: object) -> datetime | None:
+    """ISO 8601 / RFC 3339 text → aware datetime, naive text read as Asia/Shanghai (contract: China platforms'
+    local time); None for anything else or an implausible time. An offset RFC 3339 cannot write (`+08:00:30`)
+    comes back in UTC (`whole_minute_offset`)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("/", "-"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=CHINA_TZ)
+    return whole_minute_offset(parsed) if plausible_time(parsed) else None
 
 
 def time_or_received(value: object, field: str, received_at: datetime, issues: list[QualityIssue]) -> datetime:

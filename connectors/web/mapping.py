@@ -7,21 +7,27 @@ from typing import Any
 
 from hub.campaign import campaign_from_url, merge_campaign
 from hub.errors import QuarantineError
-from hub.schemas import Campaign, EventDraft, Identity
+from hub.schemas import Campaign, EventDraft, Identity, QualityIssue
+from hub.values import parse_iso_time
 
 from .payloads import message_id
 
 CAMPAIGN_KEYS = {"name": "name", "source": "source", "medium": "medium", "term": "term", "content": "content"}
+TIME_KEYS = ("timestamp", "originalTimestamp", "sentAt")  # Segment's, in the order they are trusted
 
 
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
+def occurred_at(message: dict[str, Any], received_at: datetime, issues: list[QualityIssue]) -> datetime:
+    """The first readable of Segment's times; a time without a zone is Asia/Shanghai (contract: local time is
+    converted). One that cannot be read is noted (`invalid_time`): it used to be dropped without a word."""
+    for key in TIME_KEYS:
+        value = message.get(key)
+        if value is None:
+            continue
+        parsed = parse_iso_time(value)
+        if parsed is not None:
+            return parsed
+        issues.append(QualityIssue(field=key, code="invalid_time", detail=f"{str(value)[:40]!r} unreadable"))
+    return received_at
 
 
 def _str(value: Any) -> str | None:
@@ -69,10 +75,8 @@ def message_to_draft(message: Any, received_at: datetime) -> EventDraft:
     props = message.get("properties") if isinstance(message.get("properties"), dict) else {}
     url = _str(page.get("url")) or _str(props.get("url"))
     campaign = merge_campaign(explicit_campaign(context), campaign_from_url(url))
-    occurred = (
-        parse_time(message.get("timestamp")) or parse_time(message.get("originalTimestamp"))
-        or parse_time(message.get("sentAt")) or received_at
-    )
+    issues: list[QualityIssue] = []
+    occurred = occurred_at(message, received_at, issues)
     properties: dict[str, Any] = {"call": call, "properties": props}
     if call == "track":
         properties["event"] = _str(message.get("event"))
@@ -91,4 +95,5 @@ def message_to_draft(message: Any, received_at: datetime) -> EventDraft:
     return EventDraft(
         type=event_type, source_event_id=message_id(message), occurred_at=occurred, identities=identities,
         campaign=campaign, properties=properties, traits=traits if call == "identify" else {},
+        quality={"issues": issues},
     )

@@ -7,11 +7,21 @@ LLM's JSON reply is validated against them, and the `call.summarized` event dump
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Speaker = Literal["agent", "customer"]
+# Ways of writing yuan an extractor (an LLM, a plugin) may answer with; contract §5 publishes only "CNY".
+CNY_SPELLINGS = frozenset({"cny", "rmb", "人民币", "元", "¥", "￥"})
+
+
+def as_cny(value: Any) -> Literal["CNY"]:
+    """`CNY` for yuan however written (or left out); ValueError for another currency, which the contract's
+    budget cannot carry (an LLM answering "人民币" reached the event as it was)."""
+    if value is None or (isinstance(value, str) and (not value.strip() or value.strip().lower() in CNY_SPELLINGS)):
+        return "CNY"
+    raise ValueError(f"a budget is in CNY (contract §5), not {str(value)[:20]!r}")
 
 
 class TranscriptLine(BaseModel):
@@ -34,8 +44,13 @@ class Budget(BaseModel):
 
     min: float | None
     max: float | None
-    currency: str = "CNY"
+    currency: Literal["CNY"] = "CNY"
     text: str
+
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _yuan(cls, value: Any) -> str:
+        return as_cny(value)
 
     @model_validator(mode="after")
     def _ordered(self) -> Budget:

@@ -9,7 +9,7 @@ import pytest
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
 from enrichment.summary import CallSummary, ExtractionError, Extractor, HunyuanExtractor, Lexicons, TranscriptLine
-from enrichment.summary.llm import parse_reply
+from enrichment.summary.llm import parse_reply, system_prompt
 from tests.fakes.tencent_cloud import SECRET_ID, SECRET_KEY, FakeTencentCloud, HunyuanFake, clear_proxy_env
 
 LINES = [
@@ -114,3 +114,17 @@ def test_parse_reply_directly() -> None:
 
 def test_is_an_extractor() -> None:
     assert isinstance(HunyuanExtractor("id", "key"), Extractor)
+
+
+@pytest.mark.parametrize("currency", ["CNY", "人民币", "RMB", "rmb", "元", None])
+def test_a_budget_in_yuan_however_the_model_writes_it_is_cny(currency: str | None) -> None:
+    reply = {**GOOD, "budget": {"min": 20000, "max": 30000, "currency": currency, "text": "两三万"}}
+    budget = parse_reply(json.dumps(reply, ensure_ascii=False)).budget
+    assert budget is not None and budget.currency == "CNY"  # contract §5 publishes "currency": "CNY"
+
+
+def test_a_budget_in_another_currency_is_not_a_valid_reply() -> None:
+    reply = {**GOOD, "budget": {"min": 20000, "max": 30000, "currency": "USD", "text": "两三万"}}
+    with pytest.raises(ExtractionError, match="budget.currency"):
+        parse_reply(json.dumps(reply))
+    assert '"const": "CNY"' in system_prompt(Lexicons())  # and the model is told so

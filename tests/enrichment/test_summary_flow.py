@@ -13,10 +13,13 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from enrichment.models import AsrJob
+from enrichment.summarize import make_lexicons, summarise
 from enrichment.summary import CallSummary, TranscriptLine
 from hub import Connector, hookimpl
 from hub.models import EventRow
+from hub.plugins import make_plugin_manager
 from hub.runtime import Hub, set_hub
+from tests.conftest import make_settings
 from tests.enrichment.conftest import build_hub, call_draft, store_call
 from tests.fakes.tencent_cloud import (
     SECRET_ID,
@@ -229,3 +232,39 @@ def test_an_extractor_that_fails_with_nothing_to_fall_back_on_keeps_the_transcri
             assert list(s.scalars(select(AsrJob.state))) == ["done"]
     finally:
         _close(hub)
+
+
+class LooseExtractor:
+    """A plugin extractor answering with a plain dict, currency spelt its own way."""
+
+    def __init__(self, currency: str) -> None:
+        self.currency = currency
+
+    def extract(self, lines: list[TranscriptLine], lexicons: Any) -> dict[str, Any]:
+        return {"course": "Python", "budget": {"min": 1000, "max": 2000, "currency": self.currency, "text": "一两千"},
+                "decision_role": None, "competitors": []}
+
+
+class LoosePlugin:
+    def __init__(self, currency: str) -> None:
+        self.currency = currency
+
+    @hookimpl
+    def register_extractors(self, register: Callable[[str, Callable[[Any], Any]], None]) -> None:
+        register("loose", lambda settings: LooseExtractor(self.currency))
+
+
+@pytest.mark.parametrize(("currency", "expected", "issues"), [("RMB", "CNY", []),
+                                                              ("USD", None, ["extractor_fallback"])])
+def test_a_plugin_budget_is_cny_or_the_rules_answer(
+    tmp_path: Path, currency: str, expected: str | None, issues: list[str]
+) -> None:
+    pm = make_plugin_manager()
+    pm.register(LoosePlugin(currency))
+    line = {"speaker": "customer", "start_ms": 0, "end_ms": 1000, "text": "我想学Python。"}
+    summary, name, found = summarise(pm, make_settings(tmp_path, summary_extractor="loose"), [line], make_lexicons({}))
+    assert [i.code for i in found] == issues
+    if expected is None:  # contract §5's budget is CNY: another currency is a failed extraction
+        assert name == "rules" and summary["budget"] is None
+    else:
+        assert name == "loose" and summary["budget"]["currency"] == expected

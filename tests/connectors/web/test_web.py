@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 from sqlalchemy import select
 
+from connectors.web.mapping import message_to_draft
 from hub.app import create_app
 from hub.models import EventRow, RawEvent
 from hub.runtime import Hub
@@ -140,3 +142,17 @@ def test_a_get_with_credentials_is_told_to_use_post_not_that_its_body_is_bad_jso
     sid = add_source(client, "web", "site", {"write_key": KEY})
     resp = client.get(f"/hooks/{sid}/v1/track", headers=basic(KEY))
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_segment_times_zone_less_local_and_unreadable() -> None:
+    """Contract: local time without a zone is Asia/Shanghai; an unreadable one is noted, not silently dropped."""
+    received = datetime(2026, 3, 2, 12, 30, tzinfo=UTC)
+    local = message_to_draft({"type": "track", "userId": "u", "messageId": "m-1",
+                              "timestamp": "2026-03-02 20:15:00"}, received)
+    assert local.occurred_at.isoformat() == "2026-03-02T20:15:00+08:00" and local.quality.issues == []
+    odd = message_to_draft({"type": "track", "userId": "u", "messageId": "m-2", "timestamp": "yesterday",
+                            "sentAt": "2026-03-02T12:20:00Z"}, received)
+    assert odd.occurred_at == datetime(2026, 3, 2, 12, 20, tzinfo=UTC)  # the next time Segment gives
+    assert [(i.field, i.code) for i in odd.quality.issues] == [("timestamp", "invalid_time")]
+    none = message_to_draft({"type": "track", "userId": "u", "messageId": "m-3", "timestamp": "0000"}, received)
+    assert none.occurred_at == received and [i.code for i in none.quality.issues] == ["invalid_time"]
