@@ -198,7 +198,8 @@ def worker(ctx: click.Context, queues: str, concurrency: int, pool: str, metrics
 
 @cli.command()
 def beat() -> None:
-    """Run the Celery beat scheduler: retries, recovery sweep, silent-customer scan."""
+    """Run the Celery beat scheduler (exactly one): delivery retries, recovery sweep, pulls, ASR polling,
+    silent-customer scan, daily quality report."""
     app = _celery_app()
     _exit_with(_run_celery(app, ["beat", "--loglevel", "INFO", "--schedule",
                                  str(get_settings().data_dir / "celerybeat-schedule")]))

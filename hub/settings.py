@@ -53,17 +53,19 @@ class Settings(BaseSettings):
     inprocess_queue_size: int = Field(default=10_000, gt=0)
     inprocess_workers: int = Field(default=1, gt=0)
     ingest_batch_max: int = Field(default=256, gt=0)
-    endpoint_disable_after_days: float = 5.0
+    endpoint_disable_after_days: float = Field(default=5.0, gt=0)
     summary_extractor: str = "rules"  # or "hunyuan"
     hunyuan_endpoint: str = ""
     hunyuan_model: str = "hunyuan-turbos-latest"
-    registry_cache_ttl_s: int = 30 * 86400
+    registry_cache_ttl_s: int = Field(default=30 * 86400, ge=0)
     identity_placeholders: str = ""  # extra placeholder values never used for matching, comma-separated
     identity_limits: str = ""  # per-type value limits, e.g. "web_user_id=1,email=3" (defaults: web_user_id 1, others 5)
-    broker_visibility_timeout_s: float = 3600.0  # unacked tasks return to the queue after this
+    broker_visibility_timeout_s: float = Field(default=3600.0, gt=0)  # unacked tasks return to the queue after this
     broker_key_prefix: str = ""  # lets several hubs (or test runs) share one Redis
-    requeue_after_s: float = 60.0  # pending raw rows older than this are re-enqueued by the sweep
-    requeue_every_s: float = 60.0
+    requeue_after_s: float = Field(default=60.0, ge=0)  # pending raw rows older than this are re-enqueued by the sweep
+    # A period of 0 or less ran the in-process sweep once and never again (a zero countdown skips the timer), and
+    # made Celery beat send it on every tick.
+    requeue_every_s: float = Field(default=60.0, gt=0)
 
     @field_validator("retry_schedule")
     @classmethod

@@ -201,6 +201,14 @@ def test_a_genuine_bug_keeps_its_traceback(run: Callable[..., Result], monkeypat
     # The SDK took anything but `http` as https, and put its scheme before the endpoint: every ASR call failed.
     ("CRMHUB_ASR_PROTOCOL", "ftp", "http or https"),
     ("CRMHUB_ASR_ENDPOINT", "http://127.0.0.1:9000", "host[:port]"),
+    # Accepted, though the README says a bad value stops every command: a sweep period of 0 ran the in-process
+    # recovery sweep once and never again (and Celery beat sent it on every tick); a negative streak, cache age
+    # or visibility timeout made no sense either.
+    ("CRMHUB_REQUEUE_EVERY_S", "0", "greater than 0"),
+    ("CRMHUB_REQUEUE_AFTER_S", "-1", "greater than or equal to 0"),
+    ("CRMHUB_BROKER_VISIBILITY_TIMEOUT_S", "0", "greater than 0"),
+    ("CRMHUB_ENDPOINT_DISABLE_AFTER_DAYS", "-1", "greater than 0"),
+    ("CRMHUB_REGISTRY_CACHE_TTL_S", "-5", "greater than or equal to 0"),
 ])
 def test_an_invalid_setting_is_one_line_and_exit_1(env_db: Callable[[str], None], tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch, name: str, value: str,
