@@ -30,6 +30,11 @@ _STOP = object()
 MAX_DEFER_S = 2.0
 DEFER_STEP_S = 0.01
 FEED_STEP_S = 0.05  # how often `feed` looks for room in a lane
+# A schedule's first run comes this soon after start-up, then every period. Nothing remembers the last run across
+# restarts here (Celery beat keeps a schedule file), so an hourly check (the daily quality report, the silence
+# scan) never ran in a hub restarted more often than hourly. Every periodic task is a sweep that finds its own
+# work, so an early run costs a read.
+FIRST_RUN_S = 60.0
 
 
 class InProcessRunner:
@@ -158,7 +163,7 @@ class InProcessRunner:
         timer.start()
         self._threads.append(timer)
         for name, every in self._periodic:
-            self.enqueue(name, (), countdown=every)
+            self.enqueue(name, (), countdown=min(every, FIRST_RUN_S))
 
     def stop(self, timeout: float = 10.0) -> None:
         """Drain what is queued (up to `timeout`), then stop the threads."""

@@ -146,3 +146,32 @@ def test_feed_waits_for_room_in_the_lane_instead_of_dropping() -> None:
         runner.stop()
         del TASKS["test.fed"]
     assert not runner.feed("test.fed", (99,))  # stopped: refused, nothing waits for a lane nobody drains
+
+
+def test_an_hourly_schedule_first_runs_soon_after_start_then_every_hour(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The first run came one period after start-up: an hourly check (the daily quality report) never ran in a
+    hub restarted more often than hourly (helper-56)."""
+    import hub.inprocess as inprocess
+
+    ran: list[float] = []
+    TASKS["test.hourly"] = TaskDef("test.hourly", lambda: ran.append(time.monotonic()), "ingest", 0)
+    runner = InProcessRunner()
+    runner.schedule("test.hourly", 3600)
+    try:
+        runner.start()
+        [(due, *_)] = runner._timers
+        assert due <= time.monotonic() + inprocess.FIRST_RUN_S and inprocess.FIRST_RUN_S < 3600
+        monkeypatch.setattr(inprocess, "FIRST_RUN_S", 0.05)
+        runner.stop()
+        runner = InProcessRunner()
+        runner.schedule("test.hourly", 3600)
+        runner.start()
+        deadline = time.monotonic() + 10
+        while not ran and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(ran) == 1 and runner.join(timeout=10)
+        [(due, *_)] = runner._timers
+        assert due - ran[0] > 3000  # then once an hour
+    finally:
+        runner.stop()
+        del TASKS["test.hourly"]
