@@ -59,3 +59,23 @@ def count_events(hub: Hub, **where: Any) -> int:
 def raw_rows(hub: Hub) -> list[RawEvent]:
     with hub.sessions() as s:
         return list(s.scalars(select(RawEvent).order_by(RawEvent.id)))
+
+
+def first_retry(task: Any, monkeypatch: Any) -> dict[str, Any]:
+    """Run a Celery task's body once and return what it asked `task.retry()` for; nothing reaches a broker."""
+
+    class Retried(Exception):
+        pass
+
+    asked: list[dict[str, Any]] = []
+
+    def retry(**kwargs: Any) -> Exception:
+        asked.append(kwargs)
+        return Retried()
+
+    monkeypatch.setattr(task, "retry", retry)
+    try:
+        task.run()
+    except Retried:
+        return asked[0]
+    raise AssertionError(f"task {task.name} did not ask for a retry")

@@ -6,13 +6,13 @@ import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from hub.errors import RetryableError
 from hub.retry import RETRY_AFTER_MAX_S, backoff_s, parse_retry_after, retry_delay_s
 from hub.tasks import TASKS, TaskDef
+from tests.helpers import first_retry
 
 
 @pytest.mark.parametrize(("value", "expected"), [(None, None), ("", None), ("30", 30.0), (" 7 ", 7.0),
@@ -57,19 +57,8 @@ def test_both_runners_wait_the_same_before_a_retry(
         settings = Settings(_env_file=None, database_url=f"sqlite:///{tmp_path}/t.db", secret_key="k",  # type: ignore[call-arg]
                             admin_token="t", data_dir=tmp_path, broker_url="memory://")
         task = make_celery(settings).tasks[name]
-        asked: list[dict[str, Any]] = []
-
-        class Retried(Exception):
-            pass
-
-        def retry(**kwargs: Any) -> Exception:
-            asked.append(kwargs)
-            return Retried()
-
-        monkeypatch.setattr(task, "retry", retry)
-        with pytest.raises(Retried):
-            task.run()  # the first attempt failed: request.retries == 0
-        assert low <= asked[0]["countdown"] <= high and isinstance(asked[0]["exc"], RetryableError)
+        asked = first_retry(task, monkeypatch)  # the first attempt failed: request.retries == 0
+        assert low <= asked["countdown"] <= high and isinstance(asked["exc"], RetryableError)
 
         runner = InProcessRunner()  # not started: the retry stays on its timer
         before = time.monotonic()

@@ -22,7 +22,7 @@ from hub.settings import Settings
 from hub.tasks import TASKS, TaskDef
 from hub.worker import CeleryRunner, make_celery
 from tests.conftest import REDIS_URL, make_hub, make_settings, running
-from tests.helpers import ADMIN, add_source, client_for, count_events, raw_rows
+from tests.helpers import ADMIN, add_source, client_for, count_events, first_retry, raw_rows
 
 
 def _settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -80,19 +80,7 @@ def test_a_retry_countdown_never_outlasts_the_visibility_timeout(
     try:
         settings = make_settings(tmp_path, broker_url="memory://", broker_visibility_timeout_s=10)
         task = make_celery(settings).tasks["test.worker_throttled"]
-        asked: list[dict[str, Any]] = []
-
-        class Retried(Exception):
-            pass
-
-        def retry(**kwargs: Any) -> Exception:
-            asked.append(kwargs)
-            return Retried()
-
-        monkeypatch.setattr(task, "retry", retry)
-        with pytest.raises(Retried):
-            task.run()
-        assert asked[0]["countdown"] == 5.0
+        assert first_retry(task, monkeypatch)["countdown"] == 5.0
     finally:
         del TASKS["test.worker_throttled"]
 
