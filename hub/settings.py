@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     # A period of 0 or less ran the in-process sweep once and never again (a zero countdown skips the timer), and
     # made Celery beat send it on every tick.
     requeue_every_s: float = Field(default=60.0, gt=0)
+    # Retention (docs/operations.md): days an operational log keeps its rows; 0 keeps them forever. Whole days, so a
+    # window never reaches into the last hour that health reports count; at most a century, past which the cut-off
+    # date is before year 1 and every prune would fail.
+    attempts_retention_days: int = Field(default=30, ge=0, le=36_500)
+    rejections_retention_days: int = Field(default=30, ge=0, le=36_500)
 
     @field_validator("retry_schedule")
     @classmethod

@@ -229,3 +229,47 @@ def test_a_postgresql_schema_built_from_the_models_defaults_txid_as_migrations_d
         assert txid == "txid_current()"
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_0010_adds_the_attempts_outcome_index_and_takes_it_away_again(tmp_path: Path, db: str,
+                                                                      request: pytest.FixtureRequest) -> None:
+    """Upgraded over a table that has rows, downgraded, upgraded again: the index comes and goes, the rows stay."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from alembic import command
+
+    from hub.migrate import alembic_config
+    from webhooks.models import AttemptRow, EndpointRow, MessageRow
+
+    url = request.getfixturevalue("pg_url") if db == "postgres" else f"sqlite:///{tmp_path / 'm.db'}"
+    engine = create_engine(url)
+
+    def indexes() -> set[str]:
+        return {str(i["name"]) for i in inspect(engine).get_indexes("attempts")}
+
+    try:
+        upgrade(engine, "0009")
+        assert "ix_attempts_endpoint_success_at" not in indexes()
+        now, endpoint, message = datetime(2026, 12, 1, tzinfo=UTC), uuid.uuid4(), uuid.uuid4()
+        with engine.begin() as conn:
+            conn.execute(EndpointRow.__table__.insert(), [{"id": endpoint, "url": "https://crm.example.com/h",
+                                                           "event_types": ["*"], "secret_sealed": "x"}])
+            conn.execute(MessageRow.__table__.insert(), [{"id": message, "endpoint_id": endpoint, "event_id": endpoint,
+                                                          "event_type": "lead.submitted", "occurred_at": now}])
+            conn.execute(AttemptRow.__table__.insert(), [{"message_id": message, "endpoint_id": endpoint, "at": now,
+                                                          "success": i % 2 == 0} for i in range(4)])
+        upgrade(engine)
+        assert "ix_attempts_endpoint_success_at" in indexes()
+        cfg = alembic_config()
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0009")
+        assert "ix_attempts_endpoint_success_at" not in indexes()
+        upgrade(engine)
+        assert "ix_attempts_endpoint_success_at" in indexes()
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM attempts")).scalar() == 4
+    finally:
+        engine.dispose()

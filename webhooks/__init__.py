@@ -59,9 +59,11 @@ def event_stored(event: UnifiedEvent, session: Session) -> None:
 
 @hookimpl
 def register_schedules(schedule: Callable[[str, float], None]) -> None:
-    from webhooks import delivery
+    from hub.retention import PRUNE_EVERY_S
+    from webhooks import delivery, retention
 
     schedule(delivery.SWEEP_TASK, delivery.SWEEP_EVERY_S)
+    schedule(retention.PRUNE_TASK, PRUNE_EVERY_S)
 
 
 @hookimpl

@@ -211,6 +211,8 @@ def message_view(message: MessageRow, attempts: list[AttemptRow]) -> dict[str, A
         "status": message.status, "attempt_count": message.attempt_count, "created_at": message.created_at,
         "next_attempt_at": message.next_attempt_at if message.status == "pending" else None,
         "finished_at": message.finished_at,
+        # The last attempt's outcome, kept on the message: its attempts may be gone (CRMHUB_ATTEMPTS_RETENTION_DAYS).
+        "last_status_code": message.last_status_code, "last_error": message.last_error,
         "attempts": [{"at": a.at, "status_code": a.status_code, "latency_ms": a.latency_ms, "success": a.success,
                       "error": a.error, "response_excerpt": a.response_excerpt} for a in attempts],
     })

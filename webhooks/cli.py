@@ -232,9 +232,11 @@ def health(endpoint_id: uuid.UUID, as_json: bool) -> None:
 
 
 def _last_attempt(message: dict[str, Any]) -> str:
-    if not message["attempts"]:
+    """The last attempt's outcome; from the message itself once retention has deleted its attempts."""
+    if not message["attempts"] and message["last_status_code"] is None and not message["last_error"]:
         return ""
-    last = message["attempts"][-1]
+    last = message["attempts"][-1] if message["attempts"] else {
+        "status_code": message["last_status_code"], "error": message["last_error"]}
     outcome = str(last["status_code"]) if last["status_code"] is not None else "no answer"
     return f"{outcome}: {last['error']}" if last["error"] else outcome
 

@@ -77,7 +77,12 @@ class AttemptRow(Base):
     """One HTTP attempt: when, outcome, latency, and an excerpt of what the receiver said."""
 
     __tablename__ = "attempts"
-    __table_args__ = (Index("ix_attempts_endpoint_at", "endpoint_id", "at"),)
+    __table_args__ = (
+        Index("ix_attempts_endpoint_at", "endpoint_id", "at"),
+        # The newest success or failure of an endpoint, and the failures after it, in one short range (migration 0010):
+        # health's last_success_at / consecutive_failures and retention's kept rows read no more than that.
+        Index("ix_attempts_endpoint_success_at", "endpoint_id", "success", "at"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     message_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)

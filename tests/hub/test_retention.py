@@ -1,0 +1,235 @@
+"""Retention in the kernel: the settings, the batched pruner, `inbound_rejections`, and both runners' schedules."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import event, func, select
+
+from hub.inprocess import InProcessRunner
+from hub.models import InboundRejection, QuarantineRow, RawEvent, SourceRow
+from hub.retention import PRUNE_EVERY_S, REJECTIONS_TASK, Pruner, cutoff, prune_rejections, run_pruning
+from hub.runtime import Hub, set_hub
+from hub.schemas import utcnow
+from hub.settings import Settings, describe_invalid
+from tests.conftest import REDIS_URL, make_hub, make_settings
+from webhooks.health import source_health
+from webhooks.retention import PRUNE_TASK as ATTEMPTS_TASK
+
+
+def test_retention_settings_default_to_30_days_and_take_0_for_ever(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert (defaults.attempts_retention_days, defaults.rejections_retention_days) == (30, 30)
+    monkeypatch.setenv("CRMHUB_ATTEMPTS_RETENTION_DAYS", "0")
+    monkeypatch.setenv("CRMHUB_REJECTIONS_RETENTION_DAYS", "7")
+    read = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert (read.attempts_retention_days, read.rejections_retention_days) == (0, 7)
+
+
+@pytest.mark.parametrize("value", ["-1", "1.5", "30d", "", "1000000"])
+@pytest.mark.parametrize("variable", ["CRMHUB_ATTEMPTS_RETENTION_DAYS", "CRMHUB_REJECTIONS_RETENTION_DAYS"])
+def test_a_retention_setting_that_is_not_whole_days_stops_the_hub_naming_it(
+        monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    assert describe_invalid(caught.value).startswith(f"invalid setting {variable}={value!r}: ")
+
+
+def test_cutoff_is_the_window_before_now_and_none_for_0() -> None:
+    now = utcnow()
+    assert cutoff(30, now) == now - timedelta(days=30)
+    assert cutoff(0, now) is None
+
+
+# ---------------------------------------------------------------- inbound_rejections
+
+
+def _source(hub: Hub, name: str) -> uuid.UUID:
+    now = utcnow()
+    source_id = uuid.uuid4()
+    with hub.engine.begin() as conn:
+        conn.execute(SourceRow.__table__.insert(), [{"id": source_id, "connector": "pos", "name": name, "enabled": True,
+                                                     "config_sealed": "x", "config_public": {}, "created_at": now,
+                                                     "updated_at": now}])
+    return source_id
+
+
+def _log(hub: Hub, source_id: uuid.UUID, *ages: timedelta, code: str = "bad_signature") -> None:
+    now = utcnow()
+    with hub.engine.begin() as conn:
+        conn.execute(InboundRejection.__table__.insert(), [
+            {"source_id": source_id, "status_code": 401, "code": code, "at": now - age} for age in ages])
+
+
+def _ages(hub: Hub, source_id: uuid.UUID) -> list[int]:
+    """Whole days before now of the source's logged rows, oldest first."""
+    now = utcnow()
+    with hub.sessions() as session:
+        times = session.scalars(select(InboundRejection.at).where(InboundRejection.source_id == source_id)
+                                .order_by(InboundRejection.at))
+        return [(now - at).days for at in times]
+
+
+def _count(hub: Hub, model: Any) -> int:
+    with hub.sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def _durable_rows(hub: Hub, source_id: uuid.UUID) -> None:
+    """A raw request and a quarantine row a year old: neither is an operational log, so neither may go."""
+    old = utcnow() - timedelta(days=365)
+    with hub.engine.begin() as conn:
+        conn.execute(RawEvent.__table__.insert(), [{"source_id": source_id, "dedup_key": "k1", "request": {},
+                                                    "body": b"{}", "received_at": old, "status": "handled"}])
+        conn.execute(QuarantineRow.__table__.insert(), [{"id": uuid.uuid4(), "source_id": source_id,
+                                                         "reason": "bad_phone", "created_at": old}])
+
+
+def test_old_rejections_go_in_batches_and_source_health_reads_the_same(any_hub: Hub) -> None:
+    busy, quiet = _source(any_hub, "busy"), _source(any_hub, "quiet")
+    days = [timedelta(days=d) for d in (90, 80, 70, 60, 50, 45, 40, 35, 33, 32, 31.5, 31)]  # 12 past the 30 days
+    _log(any_hub, busy, *days)
+    _log(any_hub, busy, timedelta(days=29), timedelta(minutes=30))
+    _log(any_hub, busy, timedelta(minutes=10), code="duplicate")
+    _log(any_hub, quiet, *(timedelta(days=d) for d in (60, 50, 40, 35, 34)))  # its platform last called 34 days ago
+    _durable_rows(any_hub, quiet)
+    now = utcnow()
+    with any_hub.sessions() as session:
+        before = source_health(session, now)
+
+    pruner = Pruner(any_hub, batch=5, pause_s=0)
+    assert prune_rejections(any_hub, pruner, now) == 12 + 4
+
+    assert _ages(any_hub, busy) == [29, 0, 0]
+    assert _ages(any_hub, quiet) == [34]  # its newest row, kept: `last_received_at` still says when it called
+    assert pruner.batches == 3 + 1 and not pruner.exhausted  # busy: 5 + 5 + 2; quiet: 4
+    with any_hub.sessions() as session:
+        assert source_health(session, now) == before
+    assert (_count(any_hub, RawEvent), _count(any_hub, QuarantineRow)) == (1, 1)
+
+
+def test_0_days_keeps_every_rejection(any_hub: Hub) -> None:
+    source_id = _source(any_hub, "kept")
+    _log(any_hub, source_id, *(timedelta(days=d) for d in (400, 200, 31)))
+    any_hub.settings.rejections_retention_days = 0
+    assert prune_rejections(any_hub, Pruner(any_hub, pause_s=0)) == 0
+    assert _ages(any_hub, source_id) == [400, 200, 31]
+
+
+def test_a_shorter_window_prunes_more(hub: Hub) -> None:
+    source_id = _source(hub, "short")
+    _log(hub, source_id, *(timedelta(days=d) for d in (20, 8, 6, 1)), timedelta(hours=2))
+    hub.settings.rejections_retention_days = 7
+    assert prune_rejections(hub, Pruner(hub, pause_s=0)) == 2
+    assert _ages(hub, source_id) == [6, 1, 0]
+
+
+def test_each_batch_is_a_transaction_of_its_own(hub: Hub) -> None:
+    """A writer waits at most one batch: every DELETE commits before the next SELECT."""
+    source_id = _source(hub, "batches")
+    _log(hub, source_id, *(timedelta(days=40, minutes=i) for i in range(7)), timedelta(days=1))
+    seen: list[str] = []
+
+    def keep(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "inbound_rejections" in statement:
+            seen.append(statement.split()[0].upper())
+
+    def commit(conn: Any) -> None:
+        seen.append("COMMIT")
+
+    event.listen(hub.engine, "before_cursor_execute", keep)
+    event.listen(hub.engine, "commit", commit)
+    try:
+        assert prune_rejections(hub, Pruner(hub, batch=3, pause_s=0)) == 7
+    finally:
+        event.remove(hub.engine, "before_cursor_execute", keep)
+        event.remove(hub.engine, "commit", commit)
+    # The newest row's id; then per batch its ids, its last row's time (where the next one starts), the DELETE.
+    assert seen == ["SELECT"] + ["SELECT", "SELECT", "DELETE", "COMMIT"] * 3  # 3 + 3 + 1 rows
+
+
+def test_the_prune_reads_its_rows_by_index(hub: Hub) -> None:
+    """SQLite: every statement SEARCHes ix_inbound_rejections_source_at (or the primary key), never SCANs the log."""
+    source_id = _source(hub, "plans")
+    _log(hub, source_id, *(timedelta(days=40, minutes=i) for i in range(3)))
+    statements: list[tuple[str, Any]] = []
+
+    def keep(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        if "inbound_rejections" in statement and statement.lstrip().upper().startswith("SELECT"):
+            statements.append((statement, parameters))
+
+    event.listen(hub.engine, "before_cursor_execute", keep)
+    try:
+        prune_rejections(hub, Pruner(hub, batch=2, pause_s=0))
+    finally:
+        event.remove(hub.engine, "before_cursor_execute", keep)
+    assert len(statements) >= 3
+    with hub.engine.connect() as conn:
+        for statement, parameters in statements:
+            plan = " | ".join(row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
+            assert "SCAN inbound_rejections" not in plan and "SEARCH inbound_rejections USING" in plan, plan
+
+
+# ---------------------------------------------------------------- runs and schedules
+
+
+class _Recorder:
+    """A runner that only records what was queued."""
+
+    def __init__(self) -> None:
+        self.queued: list[str] = []
+
+    def enqueue(self, name: str, args: tuple[Any, ...], countdown: float | None = None) -> None:
+        self.queued.append(name)
+
+    def start(self) -> None:
+        return None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        return None
+
+
+def test_a_run_that_reaches_its_batch_limit_queues_another(tmp_path: Path) -> None:
+    recorder = _Recorder()
+    hub = make_hub(make_settings(tmp_path), runner=recorder)
+    try:
+        source_id = _source(hub, "backlog")
+        _log(hub, source_id, *(timedelta(days=40, minutes=i) for i in range(9)), timedelta(days=1))
+        assert run_pruning(REJECTIONS_TASK, prune_rejections, Pruner(hub, batch=2, max_batches=3, pause_s=0)) == 6
+        assert recorder.queued == [REJECTIONS_TASK]
+        assert run_pruning(REJECTIONS_TASK, prune_rejections, Pruner(hub, batch=2, max_batches=3, pause_s=0)) == 3
+        assert recorder.queued == [REJECTIONS_TASK]  # done: nothing more queued
+        assert _ages(hub, source_id) == [1]
+    finally:
+        hub.engine.dispose()
+        set_hub(None)
+
+
+def test_both_prunes_are_scheduled_in_process(hub: Hub) -> None:
+    assert (REJECTIONS_TASK, PRUNE_EVERY_S) in hub.schedules
+    assert (ATTEMPTS_TASK, PRUNE_EVERY_S) in hub.schedules
+    assert isinstance(hub.runner, InProcessRunner)
+    periodic = dict(hub.runner._periodic)
+    assert periodic[REJECTIONS_TASK] == periodic[ATTEMPTS_TASK] == 3600.0
+
+
+def test_both_prunes_are_in_the_celery_beat_schedule(tmp_path: Path) -> None:
+    from hub.worker import make_celery
+
+    hub = make_hub(make_settings(tmp_path), runner=_Recorder())
+    app = make_celery(make_settings(tmp_path, broker_url=REDIS_URL), hub.schedules)  # builds, connects to nothing
+    try:
+        beat = app.conf.beat_schedule
+        assert beat[REJECTIONS_TASK] == {"task": REJECTIONS_TASK, "schedule": 3600.0, "options": {"queue": "ingest"}}
+        assert beat[ATTEMPTS_TASK] == {"task": ATTEMPTS_TASK, "schedule": 3600.0, "options": {"queue": "deliver"}}
+        assert {REJECTIONS_TASK, ATTEMPTS_TASK} <= set(app.tasks)
+    finally:
+        app.close()
+        hub.engine.dispose()
+        set_hub(None)
