@@ -91,7 +91,10 @@ class Reply:
             return self.body
         if isinstance(self.body, str):
             return self.body.encode()
-        return json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            return json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode()
+        except UnicodeEncodeError:  # a lone surrogate echoed back (a Douyin challenge "\ud800"): escaped, as it came
+            return json.dumps(self.body, separators=(",", ":")).encode()
 
 
 def basic_credentials(request: InboundRequest) -> tuple[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import uuid
 from collections.abc import Iterator
@@ -106,7 +107,28 @@ class JSONText(str):
 
 
 def _json_serializer(value: Any) -> str:
-    return str.__str__(value) if isinstance(value, JSONText) else json.dumps(value)
+    """JSON text for a JSON column; NaN and ±Infinity, which JSON has no words for, as null.
+
+    A platform sends them as `NaN` or `1e999`, Python's json reads them, and json.dumps writes them back as `NaN`
+    and `Infinity`, which PostgreSQL refuses: one such value in a quarantined item or a customer's trait failed the
+    whole request. pydantic writes them as null in the events' own JSON, and so does this.
+    """
+    if isinstance(value, JSONText):
+        return str.__str__(value)
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:  # the rare value holding one: walk it once
+        return json.dumps(_finite(value))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -383,6 +383,9 @@ def normalize_uscc(raw: str) -> Normalized:
     return _valid(text)
 
 
+VALUE_MAX = 300  # identities.value and account_identities.value are VARCHAR(300)
+
+
 def normalize_platform_id(raw: str) -> Normalized:
     """Opaque platform id (open_id, external_userid, ERP code …): trimmed, invisible characters removed.
 
@@ -417,7 +420,8 @@ def normalize_identity(
     """Normalise `value` as an identity of `type` (phone, email, uscc; anything else is a platform id).
 
     Numbers are str()-ed (an integral float loses its `.0`); None is `empty`; booleans, bytes and
-    containers are `invalid_type`. With `reject_placeholders`, placeholder values become `placeholder`.
+    containers are `invalid_type`; a value longer than the identity columns hold (VALUE_MAX) is `too_long`.
+    With `reject_placeholders`, placeholder values become `placeholder`.
     """
     if value is None:
         return _invalid("empty")
@@ -425,6 +429,9 @@ def normalize_identity(
     if text is None:
         return _invalid("invalid_type")
     result = _NORMALISERS.get(type, normalize_platform_id)(text)
+    if result.value is not None and len(result.value) > VALUE_MAX:
+        # No real id is this long; stored, it failed the whole request on PostgreSQL (a member card of 301 characters).
+        return _invalid("too_long")
     if result.value is not None and reject_placeholders and is_placeholder(type, result.value, extra_placeholders):
         return _invalid("placeholder")
     return result

@@ -87,7 +87,9 @@ def dedup_key(body: bytes, items: list[Any] | None = None) -> str:
         return "sha256:" + hashlib.sha256(body).hexdigest()
     if len(ids) == 1:
         return f"event:{ids[0]}"
-    return "events:" + hashlib.sha256("\n".join(sorted(str(i) for i in ids)).encode()).hexdigest()
+    # surrogatepass: an id sent as `"a\ud800"` has no UTF-8 form, and encoding it failed the request with a 500.
+    joined = "\n".join(sorted(str(i) for i in ids))
+    return "events:" + hashlib.sha256(joined.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def event_keys(items: list[Any]) -> list[tuple[str, str]] | None:

@@ -21,17 +21,22 @@ __all__ = ["account_name", "preload_accounts", "resolve_account"]
 
 PROFILE_EVENT = "company.profile.updated"
 _NAME_KEYS = ("company_name", "company", "customer_name", "account_name")
+NAME_MAX = 300  # accounts.name is VARCHAR(300)
 
 
 def account_name(event: UnifiedEvent) -> str | None:
-    """The company name an event carries, if any (ERP `customer_name`, form `company` …)."""
+    """The company name an event carries, if any (ERP `customer_name`, form `company` …).
+
+    Cut to NAME_MAX characters: a longer one (an ERP sending a whole address as the name) failed the event's
+    request on PostgreSQL; the event keeps it whole in its properties.
+    """
     if event.type == PROFILE_EVENT and isinstance(event.properties.get("name"), str):
-        return str(event.properties["name"]).strip() or None
+        return str(event.properties["name"]).strip()[:NAME_MAX] or None
     for bag in (event.traits, event.properties):
         for key in _NAME_KEYS:
             value = bag.get(key)
             if isinstance(value, str) and value.strip():
-                return value.strip()
+                return value.strip()[:NAME_MAX]
     return None
 
 

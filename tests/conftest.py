@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import create_engine, text
 
 from hub.db import Base
@@ -19,6 +20,9 @@ from hub.settings import Settings
 PG_ADMIN_URL = os.environ.get("CRMHUB_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("CRMHUB_TEST_REDIS", "redis://127.0.0.1:6379/0")
 ADMIN_TOKEN = "test-admin-token"
+
+# `pytest --hypothesis-profile=fuzz`: many random examples for the fuzz tests that read it (test_structure_fuzz.py).
+settings.register_profile("fuzz", max_examples=2000, deadline=None)
 
 for _var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
     os.environ.pop(_var, None)

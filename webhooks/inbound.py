@@ -46,6 +46,7 @@ from hub.errors import (
 from hub.ingest import RawSubmission, Rejection, storable_key
 from hub.models import RAW_PENDING, EventRow, RawEvent
 from hub.runtime import Hub
+from hub.schemas import unstorable_text
 from webhooks.health import HANDSHAKE
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,9 @@ def seen_counts(hub: Hub, source_id: uuid.UUID, raw_id: int, keys: list[tuple[st
     this body. The request's own row is left out: the pipeline may already have stored its events. Not seen:
     an event pending inside another *batch* (its key hashes all ids); the pipeline still stores it once.
     """
-    ids = list(dict.fromkeys(sei for sei, _ in keys))
+    # An id no database can hold (a NUL, a lone surrogate) was never stored, so it is not looked for: sent to
+    # PostgreSQL it failed the lookup, and the whole answer fell back to "all new" with a traceback in the log.
+    ids = list(dict.fromkeys(sei for sei, _ in keys if unstorable_text(sei) is None))
     lone = list(dict.fromkeys(storable_key(key) for _, key in keys))
     with hub.engine.connect() as conn:
         rows = conn.execute(_SEEN, {"source_id": source_id, "ids": ids, "keys": lone}).all()

@@ -76,9 +76,14 @@ def today_in_china(now: datetime | None = None) -> date:
 
 
 def profile_event(uscc: str, props: dict[str, Any], *, occurred_at: datetime | None = None) -> EventDraft:
-    """A `company.profile.updated` draft; the same profile content always has the same source_event_id."""
+    """A `company.profile.updated` draft; the same profile content always has the same source_event_id.
+
+    surrogatepass: a registry answer holding a lone surrogate (`"\\ud800"` in its JSON) has no UTF-8 form, and the
+    digest failed the lookup with a UnicodeEncodeError; the pipeline cleans such text out of the properties.
+    """
     content = {k: v for k, v in props.items() if k != PROVIDER_RESULT}
-    digest = hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+    text = json.dumps(content, sort_keys=True, ensure_ascii=False, default=str)
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     return EventDraft(type="company.profile.updated", source_event_id=f"profile:{uscc}:{digest[:16]}",
                       occurred_at=occurred_at or utcnow(), identities=[Identity(type="uscc", value=uscc)],
                       properties=dict(props))

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hub.connector import InboundRequest
-from hub.errors import PayloadError, UnreadableBody
+from hub.errors import PayloadError, UnreadableBody, validation_message
 
 
 def _as_object(value: Any) -> dict[str, Any]:
@@ -33,7 +33,9 @@ def _as_text(value: Any) -> str:
 
 
 class UserInfo(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # Only the three fields are read (the raw content keeps the rest). Kept as extras, a key pydantic cannot read (a
+    # lone surrogate, `"\ud800"` in JSON) failed the whole request with a ValidationError, left "failed".
+    model_config = ConfigDict(extra="ignore")
 
     open_id: str = ""
     nick_name: str = ""
@@ -104,7 +106,10 @@ def read_envelope(body: bytes) -> Envelope:
     try:
         return Envelope.model_validate(doc)
     except ValidationError as exc:
-        raise PayloadError("not a Douyin webhook envelope: 'event' is missing", code="invalid_envelope") from exc
+        err = exc.errors()[0]
+        where = ".".join(map(str, err["loc"])) or "a field name"  # () is an extra key pydantic cannot read
+        raise PayloadError(f"not a Douyin webhook envelope: {where}: {validation_message(err)}",
+                           code="invalid_envelope") from exc
 
 
 def event_id(request: InboundRequest, envelope: Envelope) -> str:

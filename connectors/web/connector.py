@@ -86,7 +86,8 @@ class WebConnector(Connector):
         if len(messages) == 1:
             return "msg:" + message_id(messages[0])
         ids = "\n".join(sorted(message_id(m) for m in messages))
-        return "batch:" + hashlib.sha256(ids.encode()).hexdigest()
+        # surrogatepass: a messageId sent as `"a\ud800"` has no UTF-8 form; encoding it failed the request (a 500).
+        return "batch:" + hashlib.sha256(ids.encode("utf-8", "surrogatepass")).hexdigest()
 
     def event_count(self, request: InboundRequest, config: WebConfig) -> int:
         return len(self._messages(request))

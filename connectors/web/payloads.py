@@ -53,7 +53,7 @@ def read_messages(raw: bytes, doc: Any, call: str) -> list[Any]:
         messages = []
         for item in batch:
             # A batch no larger than one message's limit cannot hold an oversized message.
-            size = len(json.dumps(item, ensure_ascii=False, default=str).encode()) if len(raw) > MAX_EVENT_BYTES else 0
+            size = _size(item) if len(raw) > MAX_EVENT_BYTES else 0
             if size > MAX_EVENT_BYTES:
                 raise UnreadableBody(f"a message of {size} bytes exceeds {MAX_EVENT_BYTES}", code="message_too_large")
             if context and isinstance(item, dict):
@@ -64,6 +64,12 @@ def read_messages(raw: bytes, doc: Any, call: str) -> list[Any]:
     if len(raw) > MAX_EVENT_BYTES:
         raise UnreadableBody(f"message of {len(raw)} bytes exceeds {MAX_EVENT_BYTES}", code="message_too_large")
     return [{**doc, "type": doc.get("type") or call}]
+
+
+def _size(item: Any) -> int:
+    """A message's size as UTF-8 JSON. surrogatepass: a lone surrogate (`"\\ud800"`) has no UTF-8 form, and
+    encoding it failed the request with a 500."""
+    return len(json.dumps(item, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass"))
 
 
 def message_id(message: Any) -> str:

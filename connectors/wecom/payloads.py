@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 from hub.errors import PayloadError, UnreadableBody
 
 MAX_XML_BYTES = 256 * 1024
+KEY_MAX = 300
 _DECLARED_ENCODING = re.compile(r"""\s*<\?xml[^>]*?\bencoding\s*=\s*["']([^"']*)["']""", re.IGNORECASE)
 
 
@@ -63,6 +64,10 @@ def event_key(event: dict[str, str]) -> str:
     and MsgId are present: without them two group changes, or two employees' messages, in the same second
     would share one key and the second be dropped as a duplicate (platforms.md §6.1 dedupes on
     FromUserName + CreateTime). Appended only when present, so the keys of other events are unchanged.
+
+    A key over KEY_MAX characters (it is also the event's id, VARCHAR(300)) becomes a digest of the whole key. It
+    was cut instead, so two events differing only past the cut (their CreateTime, behind a long ExternalUserID)
+    had one key: the second was answered 200 and dropped as a duplicate.
     """
     parts = [corp_of(event), event_name(event), event.get("ChangeType", ""),
              event.get("ExternalUserID", "") or event.get("Id", ""), event.get("UserID", ""), created_of(event)]
@@ -72,4 +77,5 @@ def event_key(event: dict[str, str]) -> str:
     parts += [f"{name}={value}" for name, value in (("chat", event.get("ChatId", "")),
                                                      ("from", "" if sender == "sys" else sender),
                                                      ("msg", event.get("MsgId", ""))) if value]
-    return "|".join(parts)[:300]
+    key = "|".join(parts)
+    return key if len(key) <= KEY_MAX else "sha256:" + hashlib.sha256(key.encode()).hexdigest()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import uuid
 from datetime import date
@@ -22,6 +23,7 @@ from connectors.credit_registry import (
 from connectors.credit_registry.normalise import parse_capital, parse_status, risk_level
 from hub.connector import InboundRequest, ParseContext
 from hub.errors import InvalidRequest, VerificationError
+from hub.pipeline import prepare_event
 from hub.schemas import utcnow
 from tests.connectors.test_acceptance import MemoryState
 
@@ -156,6 +158,18 @@ def test_profile_event_and_stored_lookup_parse_to_the_same_event() -> None:
     assert parsed.source_event_id == draft.source_event_id == key and parsed.properties == props
     with pytest.raises(VerificationError):
         connector.verify(InboundRequest("POST", body, {}), config)
+
+
+def test_an_answer_with_a_lone_surrogate_still_makes_a_storable_profile_event() -> None:
+    """The profile's digest encoded the answer as UTF-8: a lone surrogate failed the lookup (UnicodeEncodeError)."""
+    answer = json.dumps({"error_code": 0, "reason": "ok", "result": {**TYC_RESULT, "legalPersonName": "马化腾\ud800"}})
+    reply = httpx.Response(200, content=answer.encode(), headers={"content-type": "application/json"})
+    props = _lookup(lambda _: reply, {"provider": "tianyancha", "token": TYC_TOKEN})
+    draft = profile_event(USCC, props)
+    assert draft.source_event_id.startswith(f"profile:{USCC}:")
+    event = prepare_event(draft, source="credit_registry", source_id=None, received_at=utcnow())
+    assert event.properties["legal_representative"] == "马化腾"
+    event.model_dump_json().encode("utf-8")
 
 
 @pytest.mark.parametrize(("text", "status"), [("存续", "active"), ("在业", "active"), ("吊销，未注销", "revoked"),

@@ -181,6 +181,17 @@ def test_a_long_event_name_fits_the_stored_columns() -> None:
     assert len(draft.source_event_id) <= 300 and len(connector.dedup_key(request, config)) <= 300
 
 
+@pytest.mark.parametrize(("body", "named"), [
+    (b'{"from_user_id": "ou1"}', "event: Field required"),
+    (b'{"event": "authorize", "\\ud800": 1}', "a field name: Input should be a valid string"),
+])
+def test_a_body_that_is_no_envelope_is_quarantined_naming_what_is_wrong(body: bytes, named: str) -> None:
+    """The reason said "'event' is missing" whatever was wrong (here a field name pydantic cannot read)."""
+    with pytest.raises(PayloadError) as err:
+        read_envelope(body)
+    assert err.value.code == "invalid_envelope" and named in err.value.message
+
+
 def test_end_to_end_over_http(hub: Hub) -> None:
     client = client_for(hub)
     from tests.helpers import add_source

@@ -309,8 +309,10 @@ def test_ctrl_c_mid_import_says_run_it_again_and_the_rerun_loses_and_doubles_not
 
 
 def _cli(tmp_path: Path, database: str, *args: str) -> subprocess.CompletedProcess[str]:
+    # PYTHONPATH: this checkout's code, not whichever one the editable install points at (a worktree's tests ran
+    # main's newer migrations in the subprocess and then compared them with their own).
     env = {**os.environ, "CRMHUB_DATABASE_URL": database, "CRMHUB_DATA_DIR": str(tmp_path / "data"),
-           "CRMHUB_BROKER_URL": ""}
+           "CRMHUB_BROKER_URL": "", "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
     return subprocess.run([sys.executable, "-m", "hub.cli", *args], capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=120, check=False)
 

@@ -181,6 +181,16 @@ def test_events_that_differ_only_in_chat_sender_or_message_id_get_different_keys
         assert first == connector.dedup_key(sign(_xml(pair[0]), CONFIG), config)  # still stable
 
 
+def test_events_that_differ_only_past_300_characters_get_different_keys() -> None:
+    """The key was cut at 300 characters: behind a long ExternalUserID, two events a second apart had one key, and
+    the second was answered 200 and dropped as a duplicate."""
+    base = {"ToUserName": CORP_ID, "Event": "change_external_contact", "ChangeType": "edit_external_contact",
+            "ExternalUserID": "wo" + "A" * 290}
+    first, second = (connector.dedup_key(sign(_xml({**base, "CreateTime": t}), CONFIG), config)
+                     for t in ("1772505000", "1772505001"))
+    assert first != second and len(first) <= 300 and len(second) <= 300
+
+
 def test_entity_declarations_are_refused() -> None:
     bomb = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><xml><Encrypt>&a;</Encrypt></xml>'
     with pytest.raises(UnreadableBody):  # 400 before any signature check: the XML is never expanded
