@@ -79,3 +79,24 @@ def first_retry(task: Any, monkeypatch: Any) -> dict[str, Any]:
     except Retried:
         return asked[0]
     raise AssertionError(f"task {task.name} did not ask for a retry")
+
+
+def sqlite_plans_of_selects(hub: Hub, table: str, run: Any) -> list[str]:
+    """SQLite's EXPLAIN QUERY PLAN of each SELECT on `table` that `run()` issues: tests assert a log is read by
+    index, never scanned whole."""
+    from sqlalchemy import event
+
+    statements: list[tuple[str, Any]] = []
+
+    def keep(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        if table in statement and statement.lstrip().upper().startswith("SELECT"):
+            statements.append((statement, parameters))
+
+    event.listen(hub.engine, "before_cursor_execute", keep)
+    try:
+        run()
+    finally:
+        event.remove(hub.engine, "before_cursor_execute", keep)
+    with hub.engine.connect() as conn:
+        return [" | ".join(row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
+                for statement, parameters in statements]

@@ -60,6 +60,18 @@ class AcceptanceCase:
         return out
 
 
+def take_in(connector: Connector, request: InboundRequest, config: Any) -> bool:
+    """What the hook route runs on a request before storing it: verify, handshake, dedup key, event count and
+    keys. False for a handshake (answered, nothing stored); raises what the route answers with."""
+    connector.verify(request, config)
+    if connector.handshake(request, config) is not None:
+        return False
+    connector.dedup_key(request, config)
+    connector.event_count(request, config)
+    connector.event_keys(request, config)
+    return True
+
+
 def all_cases() -> dict[str, AcceptanceCase]:
     """Every `tests/connectors/*/acceptance.py` CASE, by connector package name."""
     import tests.connectors as pkg

@@ -18,6 +18,7 @@ from hub.runtime import Hub, set_hub
 from hub.schemas import utcnow
 from hub.settings import Settings, describe_invalid
 from tests.conftest import REDIS_URL, make_hub, make_settings
+from tests.helpers import sqlite_plans_of_selects
 from webhooks.health import source_health
 from webhooks.retention import PRUNE_TASK as ATTEMPTS_TASK
 
@@ -158,22 +159,11 @@ def test_the_prune_reads_its_rows_by_index(hub: Hub) -> None:
     """SQLite: every statement SEARCHes ix_inbound_rejections_source_at (or the primary key), never SCANs the log."""
     source_id = _source(hub, "plans")
     _log(hub, source_id, *(timedelta(days=40, minutes=i) for i in range(3)))
-    statements: list[tuple[str, Any]] = []
-
-    def keep(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        if "inbound_rejections" in statement and statement.lstrip().upper().startswith("SELECT"):
-            statements.append((statement, parameters))
-
-    event.listen(hub.engine, "before_cursor_execute", keep)
-    try:
-        prune_rejections(hub, Pruner(hub, batch=2, pause_s=0))
-    finally:
-        event.remove(hub.engine, "before_cursor_execute", keep)
-    assert len(statements) >= 3
-    with hub.engine.connect() as conn:
-        for statement, parameters in statements:
-            plan = " | ".join(row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
-            assert "SCAN inbound_rejections" not in plan and "SEARCH inbound_rejections USING" in plan, plan
+    plans = sqlite_plans_of_selects(hub, "inbound_rejections",
+                                    lambda: prune_rejections(hub, Pruner(hub, batch=2, pause_s=0)))
+    assert len(plans) >= 3
+    for plan in plans:
+        assert "SCAN inbound_rejections" not in plan and "SEARCH inbound_rejections USING" in plan, plan
 
 
 # ---------------------------------------------------------------- runs and schedules

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from hub.models import InboundRejection
 from hub.runtime import Hub
 from hub.schemas import utcnow
-from tests.helpers import ADMIN, add_source, basic, client_for, jbody, wait_processed
+from tests.helpers import ADMIN, add_source, basic, client_for, jbody, sqlite_plans_of_selects, wait_processed
 from tests.webhooks.conftest import Receiver, add_endpoint, draft, make_due, settle, store
 from webhooks import sender
 from webhooks.health import endpoint_status, source_status
@@ -300,25 +300,15 @@ def test_source_health_reads_its_tables_by_index_not_by_scanning_them(hub: Hub, 
     refusals and duplicates (grouped on `at`, which its index cannot range) and the quarantine (walked along its
     source index, reading each payload to reach created_at) were still read whole: 0.2 s at 300,000 logged
     duplicates and 50,000 quarantined rows, all days old, and growing with them."""
-    from sqlalchemy import event
-
     from webhooks.health import source_health
 
     add_source(client_for(hub), "pos", "pos-plan", {"secret": "pos-secret-0123456789"})
-    statements: list[tuple[str, Any]] = []
 
-    def keep(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        if table in statement and statement.lstrip().upper().startswith("SELECT"):
-            statements.append((statement, parameters))
-
-    event.listen(hub.engine, "before_cursor_execute", keep)
-    try:
+    def read_health() -> None:
         with hub.sessions() as session:
             source_health(session)
-    finally:
-        event.remove(hub.engine, "before_cursor_execute", keep)
-    assert statements
-    with hub.engine.connect() as conn:
-        for statement, parameters in statements:
-            plan = " | ".join(row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
-            assert f"SCAN {table}" not in plan, plan  # a SCAN (even of an index) reads every row; SEARCH a range
+
+    plans = sqlite_plans_of_selects(hub, table, read_health)
+    assert plans
+    for plan in plans:
+        assert f"SCAN {table}" not in plan, plan  # a SCAN (even of an index) reads every row; SEARCH a range

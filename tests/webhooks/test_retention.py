@@ -6,13 +6,13 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from hub.models import EventRow
 from hub.retention import Pruner
 from hub.runtime import Hub
 from hub.schemas import utcnow
-from tests.helpers import ADMIN, client_for
+from tests.helpers import ADMIN, client_for, sqlite_plans_of_selects
 from webhooks.cli import _last_attempt
 from webhooks.health import endpoint_health
 from webhooks.models import MSG_DELIVERED, MSG_FAILED, AttemptRow, EndpointRow, MessageRow
@@ -153,20 +153,12 @@ def test_the_prune_and_endpoint_health_read_attempts_by_index(hub: Hub) -> None:
     endpoint_id = _endpoint(hub)
     message_id = _message(hub, endpoint_id)
     _attempts(hub, endpoint_id, message_id, *((d(40, i), i % 2 == 0) for i in range(6)), (d(0, 5), FAIL))
-    statements: list[tuple[str, Any]] = []
 
-    def keep(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        if "attempts" in statement and statement.lstrip().upper().startswith("SELECT"):
-            statements.append((statement, parameters))
-
-    event.listen(hub.engine, "before_cursor_execute", keep)
-    try:
+    def prune_then_read_health() -> None:
         prune_attempts(hub, Pruner(hub, batch=2, pause_s=0))
         _health(hub, endpoint_id, utcnow())
-    finally:
-        event.remove(hub.engine, "before_cursor_execute", keep)
-    assert len(statements) >= 6
-    with hub.engine.connect() as conn:
-        for statement, parameters in statements:
-            plan = " | ".join(row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
-            assert "SCAN attempts" not in plan and "SEARCH attempts USING" in plan, plan
+
+    plans = sqlite_plans_of_selects(hub, "attempts", prune_then_read_health)
+    assert len(plans) >= 6
+    for plan in plans:
+        assert "SCAN attempts" not in plan and "SEARCH attempts USING" in plan, plan
