@@ -8,25 +8,25 @@ between batches so a writer waiting for the lock gets it. A run stops after `MAX
 again behind whatever else waits, so a first run over a year's backlog never holds its lane for long.
 
 Which tables are pruned, and why only those, is docs/operations.md's "Retention". Each package prunes its own: the
-kernel `inbound_rejections` (here), webhooks/ `attempts` (`webhooks.retention`).
+kernel `inbound_rejections` and, only when the operator sets a window, handled `raw_events` (here), webhooks/
+`attempts` (`webhooks.retention`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, ColumnElement, Table, any_, bindparam, delete, select
+from sqlalchemy import BigInteger, Column, ColumnElement, Table, any_, bindparam, delete, exists, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import OperationalError
 
 from hub.db import write_lock
 from hub.errors import RetryableError
-from hub.models import InboundRejection, SourceRow
+from hub.models import RAW_HANDLED, InboundRejection, QuarantineRow, RawEvent, SourceRow
 from hub.runtime import Hub, get_hub
 from hub.schemas import utcnow
 from hub.tasks import enqueue, task
@@ -38,6 +38,7 @@ MAX_BATCHES = 40  # transactions per run (200,000 rows); then the task queues it
 PAUSE_S = 0.01  # between batches: the lock is free for a waiting writer
 PRUNE_EVERY_S = 3600.0
 REJECTIONS_TASK = "hub.retention.prune_rejections"
+RAW_TASK = "hub.retention.prune_raw"
 
 
 def cutoff(days: int, now: datetime | None = None) -> datetime | None:
@@ -80,7 +81,9 @@ class Pruner:
                     return deleted
                 # Only the last row's time: reading all 5,000 as datetimes cost more than the SELECT on SQLite.
                 floor = conn.scalar(select(at).where(pk == ids[-1]))
-                gone = conn.execute(delete(table).where(_one_of(pk, ids, conn.dialect.name))).rowcount
+                # The conditions again: a row that changed since the SELECT (a raw request `crmhub replay` set
+                # pending again) stays. PostgreSQL re-checks them on the locked row.
+                gone = conn.execute(delete(table).where(_one_of(pk, ids, conn.dialect.name), *where)).rowcount
             self.batches += 1
             deleted += gone
             self.deleted += gone
@@ -135,15 +138,48 @@ def prune_rejections(hub: Hub, pruner: Pruner, now: datetime | None = None) -> i
         sources = list(session.scalars(select(SourceRow.id).order_by(SourceRow.id)))
     deleted = 0
     for source_id in sources:
+        newest = _newest(hub, InboundRejection.id, InboundRejection.at, InboundRejection.source_id == source_id)
         deleted += pruner.delete_before(InboundRejection.__table__, InboundRejection.at, before,
-                                        InboundRejection.source_id == source_id, keep=_newest(hub, source_id))
+                                        InboundRejection.source_id == source_id, keep=newest)
         if pruner.exhausted:
             break
     return deleted
 
 
-def _newest(hub: Hub, source_id: uuid.UUID) -> set[int]:
+def _newest(hub: Hub, pk: Any, at: Any, partition: ColumnElement[bool]) -> set[int]:
     with hub.sessions() as session:
-        newest = session.scalar(select(InboundRejection.id).where(InboundRejection.source_id == source_id)
-                                .order_by(InboundRejection.at.desc()).limit(1))
+        newest = session.scalar(select(pk).where(partition).order_by(at.desc()).limit(1))
     return set() if newest is None else {newest}
+
+
+# ---------------------------------------------------------------- handled raw requests, when the operator asks
+
+
+@task(RAW_TASK, queue="ingest", max_retries=3)
+def prune_raw_task() -> int:
+    return run_pruning(RAW_TASK, prune_raw)
+
+
+def prune_raw(hub: Hub, pruner: Pruner, now: datetime | None = None) -> int:
+    """Handled `raw_events` received before CRMHUB_RAW_RETENTION_DAYS (0, the default: none), per source.
+
+    Only `handled` rows: a pending or failed one is work not yet done, a quarantined one is evidence. A handled row a
+    quarantine row points to stays too: it is what `crmhub replay` re-runs once the connector is fixed. A source's
+    newest request stays whatever its age, for `last_received_at` in source health. Events keep their
+    `raw_event_id`, which then names a request no longer kept.
+    """
+    before = cutoff(hub.settings.raw_retention_days, now)
+    if before is None:
+        return 0
+    with hub.sessions() as session:
+        sources = list(session.scalars(select(SourceRow.id).order_by(SourceRow.id)))
+    no_quarantine = ~exists().where(QuarantineRow.raw_event_id == RawEvent.id)
+    deleted = 0
+    for source_id in sources:
+        newest = _newest(hub, RawEvent.id, RawEvent.received_at, RawEvent.source_id == source_id)
+        deleted += pruner.delete_before(RawEvent.__table__, RawEvent.received_at, before,
+                                        RawEvent.source_id == source_id, RawEvent.status == RAW_HANDLED,
+                                        no_quarantine, keep=newest)
+        if pruner.exhausted:
+            break
+    return deleted

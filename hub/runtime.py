@@ -55,7 +55,7 @@ class Hub:
         import hub.pipeline  # noqa: F401  (registers the kernel's tasks)
         import hub.pull  # noqa: F401  (registers the pull driver's tasks)
         import hub.quality_report  # noqa: F401  (registers the daily data-health report task)
-        from hub.retention import PRUNE_EVERY_S, REJECTIONS_TASK
+        from hub.retention import PRUNE_EVERY_S, RAW_TASK, REJECTIONS_TASK
 
         self.settings = settings
         self.engine = engine or make_engine(settings.database_url)
@@ -72,6 +72,7 @@ class Hub:
         ]
         self.schedules.append(("hub.quality_report.daily", QUALITY_REPORT_CHECK_S))
         self.schedules.append((REJECTIONS_TASK, PRUNE_EVERY_S))
+        self.schedules.append((RAW_TASK, PRUNE_EVERY_S))  # does nothing while CRMHUB_RAW_RETENTION_DAYS is 0
         pm.hook.register_schedules(schedule=lambda name, every: self.schedules.append((name, float(every))))
         self.runner = runner if runner is not None else self._default_runner()
         self._source_cache: dict[uuid.UUID, tuple[float, ActiveSource | None]] = {}

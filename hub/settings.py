@@ -20,6 +20,7 @@ from hub.errors import HubError
 
 DEFAULT_RETRY_SCHEDULE = "0,5,300,1800,7200,18000,36000,36000"
 ENV_PREFIX = "CRMHUB_"
+RAW_RETENTION_MIN_DAYS = 7  # CRMHUB_RAW_RETENTION_DAYS, when not 0
 # Variables of this project's own tests, benchmarks and scripts/demo, not settings: never reported as unknown.
 _NOT_SETTINGS = ("CRMHUB_TEST_", "CRMHUB_BENCH_", "CRMHUB_DEMO_DIR")
 _NUMBER = re.compile(r"\d+(\.\d+)?")
@@ -71,6 +72,17 @@ class Settings(BaseSettings):
     # date is before year 1 and every prune would fail.
     attempts_retention_days: int = Field(default=30, ge=0, le=36_500)
     rejections_retention_days: int = Field(default=30, ge=0, le=36_500)
+    # Handled raw requests are the record, not a log: kept for ever unless the operator sets a window. At least a
+    # week when set: platforms redeliver within days, and a redelivery is answered as a duplicate by its raw row.
+    raw_retention_days: int = Field(default=0, ge=0, le=36_500)
+
+    @field_validator("raw_retention_days")
+    @classmethod
+    def _raw_window_is_off_or_a_week(cls, value: int) -> int:
+        if 0 < value < RAW_RETENTION_MIN_DAYS:
+            raise ValueError(f"0 (keep for ever) or at least {RAW_RETENTION_MIN_DAYS} days: a platform's redelivery "
+                             "within days is answered as a duplicate only while its raw request is kept")
+        return value
 
     @field_validator("retry_schedule")
     @classmethod
