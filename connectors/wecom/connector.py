@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
+import httpx
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from hub import Connector, EventDraft, InboundRequest, ParseContext, Reply
 from hub.errors import PayloadError, QuarantineError, UnreadableBody, VerificationError
 
+from .api import DEFAULT_BASE_URL, WeComAPI, WeComAPIError
 from .crypto import aes_key, check_signature, decrypt
+from .details import apply_details
 from .mapping import event_to_draft
-from .payloads import encrypted_field, event_key, parse_xml
+from .payloads import corp_of, encrypted_field, event_key, parse_xml
+
+DETAIL_CHANGES = frozenset({"add_external_contact", "add_half_external_contact", "edit_external_contact"})
 
 
 class WeComConfig(BaseModel):
@@ -20,6 +26,12 @@ class WeComConfig(BaseModel):
     encoding_aes_key: SecretStr = Field(description="The 43-character EncodingAESKey")
     suite_id: str | None = Field(default=None, description="Third-party app SuiteID, also accepted as receiveid")
     max_clock_skew_s: int = Field(default=300, ge=0, description="Refuse timestamps further off than this (0: off)")
+    contact_secret: SecretStr | None = Field(
+        default=None, description="The 客户联系 Secret (or a self-built app's, listed under 可调用应用): with it, "
+        "each added or edited contact's details are fetched (externalcontact/get)")
+    link_remark_mobiles: bool = Field(
+        default=True, description="Use the phones the employee noted on the contact (remark_mobiles) as its phones")
+    api_base_url: str = Field(default=DEFAULT_BASE_URL, description="WeCom API base URL (a fake in tests)")
 
     @field_validator("encoding_aes_key")
     @classmethod
@@ -34,6 +46,12 @@ class WeComConfig(BaseModel):
         return {self.corp_id} | ({self.suite_id} if self.suite_id else set())
 
 
+def _self_built(event: dict[str, str], config: WeComConfig) -> bool:
+    """A self-built app's callback for this corp: a third-party (ISV) app's external_userid is its own encoding,
+    which a self-built app's token cannot look up (and an ISV token needs the suite flow, not implemented)."""
+    return not event.get("SuiteId") and not event.get("InfoType") and corp_of(event) == config.corp_id
+
+
 def _query(request: InboundRequest, name: str) -> str:
     value = request.query.get(name, "")
     if not value:
@@ -45,6 +63,10 @@ class WeComConnector(Connector):
     name = "wecom"
     title = "WeCom customer contact (企业微信 客户联系) callbacks"
     config_model = WeComConfig
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._apis: dict[tuple[str, str, str], WeComAPI] = {}
 
     def _encrypted(self, request: InboundRequest) -> str:
         if request.method == "GET":
@@ -96,4 +118,35 @@ class WeComConnector(Connector):
             event = self._event(request, config)
         except (PayloadError, VerificationError) as exc:
             raise QuarantineError(exc.code, exc.message) from exc
-        return [event_to_draft(event, event_key(event), ctx.received_at)]
+        draft = event_to_draft(event, event_key(event), ctx.received_at)
+        if (config.contact_secret is not None and ctx.http is not None and event.get("ChangeType") in DETAIL_CHANGES
+                and event.get("ExternalUserID") and _self_built(event, config)):
+            self._add_details(draft, event, config, ctx.http, ctx)
+        return [draft]
+
+    # ------------------------------------------------------------- server API
+    def api(self, config: WeComConfig, http: httpx.Client) -> WeComAPI:
+        """The app's API client; its access_token is cached per corp, secret and base URL."""
+        secret = config.contact_secret.get_secret_value() if config.contact_secret else ""
+        key = (config.corp_id, secret, config.api_base_url)
+        with self._lock:
+            api = self._apis.get(key)
+            if api is None or api.http is not http:
+                api = self._apis[key] = WeComAPI(http, config.corp_id, secret, config.api_base_url)
+            return api
+
+    def _add_details(self, draft: EventDraft, event: dict[str, str], config: WeComConfig, http: httpx.Client,
+                     ctx: ParseContext) -> None:
+        """The contact's details, from WeCom. A transient failure (RetryableError) is raised: the request is
+        processed again later, so the contact is not left unlinked. A permanent one (a wrong secret, an untrusted
+        IP) is logged and named on the event, which is stored without the details."""
+        try:
+            detail = self.api(config, http).get_contact(event["ExternalUserID"], event.get("UserID"))
+        except WeComAPIError as exc:
+            ctx.log.warning("wecom contact details for source %s not fetched: %s", ctx.source_name, exc.message)
+            draft.properties["details_error"] = exc.message
+            return
+        if detail is None:
+            draft.properties["details_error"] = "WeCom has no relation with this contact any more (84061)"
+            return
+        apply_details(draft, detail, event.get("UserID"), link_remark_mobiles=config.link_remark_mobiles)

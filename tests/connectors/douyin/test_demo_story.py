@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 from sqlalchemy import select
 
 from connectors.douyin.demo import demo_sources as douyin_demo
@@ -16,16 +18,18 @@ def test_demo_requests_are_accepted_and_tell_one_story(any_hub: Hub) -> None:
     hub = any_hub
     client = client_for(hub)
     planned = []
-    for demo in [*douyin_demo(), *xhs_demo(), *wecom_demo()]:
-        source_id = add_source(client, demo.connector, demo.name, demo.config)
-        planned += [(req.order, source_id, req) for req in demo.requests()]
-    orders = sorted(order for order, _, _ in planned)
-    assert orders[0] >= 1 and orders[-1] < 40
-    for _, source_id, req in sorted(planned, key=lambda p: p[0]):
-        resp = client.request(req.method, f"/hooks/{source_id}", content=req.body, headers=req.headers,
-                              params=req.query)
-        assert resp.status_code == 200, (req.order, resp.text)
-    wait_processed(hub)
+    with ExitStack() as stand_ins:  # WeCom's server API, as `crmhub demo` runs it
+        for demo in [*douyin_demo(), *xhs_demo(), *wecom_demo()]:
+            config = {**demo.config, **(stand_ins.enter_context(demo.stand_in()) if demo.stand_in else {})}
+            source_id = add_source(client, demo.connector, demo.name, config)
+            planned += [(req.order, source_id, req) for req in demo.requests()]
+        orders = sorted(order for order, _, _ in planned)
+        assert orders[0] >= 1 and orders[-1] < 40
+        for _, source_id, req in sorted(planned, key=lambda p: p[0]):
+            resp = client.request(req.method, f"/hooks/{source_id}", content=req.body, headers=req.headers,
+                                  params=req.query)
+            assert resp.status_code == 200, (req.order, resp.text)
+        wait_processed(hub)
     with hub.sessions() as s:
         events = s.scalars(select(EventRow).order_by(EventRow.occurred_at)).all()
         assert s.scalars(select(QuarantineRow)).first() is None
@@ -35,8 +39,9 @@ def test_demo_requests_are_accepted_and_tell_one_story(any_hub: Hub) -> None:
     assert types.count(("douyin", "message.received")) == 1 and ("douyin", "conversation.opened") in types
     assert types.count(("xiaohongshu", "lead.submitted")) == 2 and ("wecom", "contact.added") in types
     phone_events = [e for e in events if {"type": "phone", "value": "+8613800138000"} in e.data["identities"]]
-    assert {e.source for e in phone_events} == {"douyin", "xiaohongshu"}
-    # identity/ resolves 张伟's Douyin open_id and phone into one customer across both platforms
+    # the phone his WeCom adviser noted on his contact (externalcontact/get) joins WeCom to the rest
+    assert {e.source for e in phone_events} == {"douyin", "xiaohongshu", "wecom"}
+    # identity/ resolves 张伟's Douyin open_id and phone into one customer across the three platforms
     assert len({e.customer_id for e in phone_events}) == 1 and phone_events[0].customer_id is not None
     douyin_customer = {e.customer_id for e in events if e.source == "douyin"}
     assert douyin_customer == {phone_events[0].customer_id}

@@ -1,0 +1,58 @@
+"""What `externalcontact/get` adds to a contact event (pure: the answer in, the draft changed).
+
+Identity: `wechat_unionid` (a WeChat user's id across the company's WeChat apps, when the corp has bound its WeChat
+open platform account) and, unless the source turns it off, the phones the event's employee noted on the contact
+(`remark_mobiles`): what links the WeCom contact to the caller on the 400 line and the member at the till. Traits:
+name, gender, company, title. Properties: the contact's type, the employee's remark, description and tags.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub.schemas import EventDraft, Identity
+
+GENDER = {1: "male", 2: "female"}
+CONTACT_TYPE = {1: "wechat", 2: "wecom"}
+MAX_TAGS = 100  # a contact's tags on one employee: WeCom allows far fewer; the bound keeps a bad answer small
+
+
+def _text(value: Any) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def employee_entry(detail: dict[str, Any], employee: str | None) -> dict[str, Any]:
+    """The event's employee's `follow_user` entry, or {} (the app may not see that employee)."""
+    for entry in detail.get("follow_user") or []:
+        if isinstance(entry, dict) and employee and entry.get("userid") == employee:
+            return entry
+    return {}
+
+
+def apply_details(draft: EventDraft, detail: dict[str, Any], employee: str | None, *,
+                  link_remark_mobiles: bool) -> None:
+    contact = detail.get("external_contact") or {}
+    entry = employee_entry(detail, employee)
+    identities = [*draft.identities]
+    unionid = _text(contact.get("unionid"))
+    if unionid:
+        identities.append(Identity(type="wechat_unionid", value=unionid))
+    if link_remark_mobiles:
+        for mobile in entry.get("remark_mobiles") or []:
+            if _text(mobile):
+                identities.append(Identity(type="phone", value=mobile.strip()))
+    draft.identities = identities
+
+    traits = {"name": _text(contact.get("name")), "gender": GENDER.get(contact.get("gender")),
+              "company": _text(contact.get("corp_full_name")) or _text(contact.get("corp_name")),
+              "title": _text(contact.get("position"))}
+    draft.traits.update({k: v for k, v in traits.items() if v})
+
+    tags = [{"group": _text(t.get("group_name")), "name": _text(t.get("tag_name")), "id": _text(t.get("tag_id"))}
+            for t in (entry.get("tags") or [])[:MAX_TAGS] if isinstance(t, dict)]
+    properties = {"contact_type": CONTACT_TYPE.get(contact.get("type")),
+                  "remark": _text(entry.get("remark")), "description": _text(entry.get("description")),
+                  "remark_corp_name": _text(entry.get("remark_corp_name")),
+                  "tags": [t for t in tags if t["name"]] or None}
+    draft.properties.update({k: v for k, v in properties.items() if v})
+    draft.properties["details_fetched"] = True

@@ -1,0 +1,282 @@
+"""The contact's details from WeCom's server API (`gettoken`, `externalcontact/get`), against the local stand-in."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from connectors.wecom import WeComConnector
+from connectors.wecom.api import WeComAPI, WeComAPIError
+from connectors.wecom.stand_in import WeComStandIn, serve
+from hub.connector import ParseContext
+from hub.errors import RetryableError
+from hub.models import EventRow, RawEvent
+from hub.pipeline import process_raw
+from hub.runtime import Hub
+from hub.schemas import EventDraft, utcnow
+from tests.connectors.wecom.acceptance import CONFIG, CORP_ID, FIXTURES, sign
+from tests.helpers import add_source, basic, client_for, wait_processed
+
+SECRET = "contact-secret-0123456789"
+EXTERNAL = "woAJ2GCAAAXtWyujaWJHDDGi0mACAAAA"  # the fixtures' ExternalUserID; their employee is zhangsan
+
+
+def contact(*follow: dict[str, Any], unionid: str | None = "ozynqsulJFCZ2z1aYeS8h-nuasdAAA") -> dict[str, Any]:
+    return {"external_contact": {"external_userid": EXTERNAL, "name": "李四", "position": "采购经理", "type": 1,
+                                 "gender": 1, "unionid": unionid, "corp_name": "腾讯",
+                                 "corp_full_name": "腾讯科技有限公司"},
+            "follow_user": list(follow)}
+
+
+ZHANGSAN = {"userid": "zhangsan", "remark": "李部长", "description": "对接采购", "createtime": 1772505000,
+            "remark_corp_name": "腾讯科技", "remark_mobiles": ["13800138000", " "],
+            "tags": [{"group_name": "客户等级", "tag_name": "重点", "tag_id": "etTag1", "type": 1}]}
+
+
+@pytest.fixture
+def stand_in() -> Iterator[WeComStandIn]:
+    with serve(WeComStandIn(CORP_ID, SECRET, contacts={EXTERNAL: contact(ZHANGSAN)})) as running:
+        yield running
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=5, trust_env=False) as client:
+        yield client
+
+
+def _api(stand_in: WeComStandIn, http: httpx.Client, secret: str = SECRET) -> WeComAPI:
+    return WeComAPI(http, CORP_ID, secret, stand_in.base_url)
+
+
+# ---------------------------------------------------------------- the API client
+
+
+def test_the_token_is_fetched_with_the_corp_and_secret_and_reused(stand_in: WeComStandIn, http: httpx.Client) -> None:
+    api = _api(stand_in, http)
+    assert api.get_contact(EXTERNAL, "zhangsan") == contact(ZHANGSAN)
+    assert api.get_contact(EXTERNAL, "zhangsan") is not None
+    paths = [path for path, _ in stand_in.requests]
+    assert paths == ["/cgi-bin/gettoken", "/cgi-bin/externalcontact/get", "/cgi-bin/externalcontact/get"]
+    assert stand_in.requests[0][1] == {"corpid": CORP_ID, "corpsecret": SECRET}
+    assert stand_in.requests[1][1]["external_userid"] == EXTERNAL
+    assert stand_in.requests[1][1]["access_token"] in stand_in.tokens
+
+
+def test_an_expired_token_is_fetched_again_once(stand_in: WeComStandIn, http: httpx.Client) -> None:
+    api = _api(stand_in, http)
+    api.access_token()
+    stand_in.expire_tokens()  # WeCom ends it (42001) before the hub's clock says so
+    assert api.get_contact(EXTERNAL, "zhangsan") is not None
+    assert [path for path, _ in stand_in.requests] == ["/cgi-bin/gettoken", "/cgi-bin/externalcontact/get",
+                                                        "/cgi-bin/gettoken", "/cgi-bin/externalcontact/get"]
+
+
+def test_a_token_near_its_end_is_not_used(stand_in: WeComStandIn, http: httpx.Client) -> None:
+    stand_in.expires_in = 200  # inside the 5-minute leeway
+    api = _api(stand_in, http)
+    api.access_token()
+    api.access_token()
+    assert [path for path, _ in stand_in.requests] == ["/cgi-bin/gettoken", "/cgi-bin/gettoken"]
+
+
+def test_a_wrong_secret_is_a_permanent_error_that_does_not_show_the_secret(
+        stand_in: WeComStandIn, http: httpx.Client) -> None:
+    with pytest.raises(WeComAPIError) as caught:
+        _api(stand_in, http, secret="wrong-secret-value").get_contact(EXTERNAL, "zhangsan")
+    assert caught.value.details["errcode"] == 40001
+    assert "wrong-secret-value" not in str(caught.value) and "wrong-secret-value" not in repr(caught.value.details)
+
+
+@pytest.mark.parametrize("errcode", [-1, 45009, 45033])
+def test_busy_and_rate_limited_answers_are_retryable(stand_in: WeComStandIn, http: httpx.Client,
+                                                     errcode: int) -> None:
+    stand_in.errors.append(errcode)
+    with pytest.raises(RetryableError):
+        _api(stand_in, http).get_contact(EXTERNAL, "zhangsan")
+
+
+def test_a_5xx_and_an_unreachable_api_are_retryable_and_name_no_secret(
+        stand_in: WeComStandIn, http: httpx.Client) -> None:
+    stand_in.status_errors.append(503)
+    with pytest.raises(RetryableError, match="HTTP 503"):
+        _api(stand_in, http).get_contact(EXTERNAL, "zhangsan")
+    closed = WeComAPI(http, CORP_ID, SECRET, "http://127.0.0.1:9")  # nothing listens on the discard port
+    with pytest.raises(RetryableError) as caught:
+        closed.get_contact(EXTERNAL, "zhangsan")
+    assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize(("errcode", "meaning"), [(48002, "no permission"), (60020, "untrusted IP")])
+def test_configuration_errors_are_permanent(stand_in: WeComStandIn, http: httpx.Client, errcode: int,
+                                            meaning: str) -> None:
+    stand_in.errors.append(errcode)
+    with pytest.raises(WeComAPIError) as caught:
+        _api(stand_in, http).get_contact(EXTERNAL, "zhangsan")
+    assert caught.value.details["errcode"] == errcode, meaning
+
+
+def test_a_contact_the_corp_no_longer_has_is_none(stand_in: WeComStandIn, http: httpx.Client) -> None:
+    stand_in.contacts[EXTERNAL] = contact()  # no employee follows it any more: 84061
+    assert _api(stand_in, http).get_contact(EXTERNAL, "zhangsan") is None
+
+
+def test_follow_user_pages_are_read_until_the_events_employee(stand_in: WeComStandIn, http: httpx.Client) -> None:
+    others = [{"userid": f"employee{i}", "remark_mobiles": [f"1390000{i:04d}"]} for i in range(5)]
+    stand_in.contacts[EXTERNAL] = contact(*others, ZHANGSAN, {"userid": "later"})
+    stand_in.page_size = 2
+    detail = _api(stand_in, http).get_contact(EXTERNAL, "zhangsan")
+    assert detail is not None and ZHANGSAN in detail["follow_user"]
+    assert len(detail["follow_user"]) == 6  # three pages; the fourth is not read
+    assert [q.get("cursor") for p, q in stand_in.requests if p.endswith("/get")] == [None, "2", "4"]
+
+
+# ---------------------------------------------------------------- the connector
+
+
+class _State:
+    def get(self, key: str) -> None:
+        return None
+
+    def set(self, key: str, value: object) -> None:
+        pass
+
+
+def _parse(stand_in: WeComStandIn, http: httpx.Client, fixture: str = "add_external_contact.xml",
+           **config: Any) -> EventDraft:
+    connector = WeComConnector()
+    live = {**CONFIG, "contact_secret": SECRET, "api_base_url": stand_in.base_url, **config}
+    ctx = ParseContext(uuid.uuid4(), "wecom", utcnow(), _State(), http=http)
+    [draft] = connector.parse(sign((FIXTURES / fixture).read_bytes(), live), connector.validate_config(live), ctx)
+    return draft
+
+
+def test_an_added_contact_gets_its_unionid_phones_traits_and_tags(stand_in: WeComStandIn, http: httpx.Client) -> None:
+    draft = _parse(stand_in, http)
+    assert [(i.type, i.value) for i in draft.identities] == [
+        ("wecom_external_userid", EXTERNAL), ("wechat_unionid", "ozynqsulJFCZ2z1aYeS8h-nuasdAAA"),
+        ("phone", "13800138000")]
+    assert draft.traits == {"name": "李四", "gender": "male", "company": "腾讯科技有限公司", "title": "采购经理"}
+    assert draft.properties["contact_type"] == "wechat"
+    assert draft.properties["remark"] == "李部长" and draft.properties["remark_corp_name"] == "腾讯科技"
+    assert draft.properties["tags"] == [{"group": "客户等级", "name": "重点", "id": "etTag1"}]
+    assert draft.properties["details_fetched"] is True
+
+
+def test_remark_mobiles_can_be_left_out_of_identity(stand_in: WeComStandIn, http: httpx.Client) -> None:
+    draft = _parse(stand_in, http, link_remark_mobiles=False)
+    assert "phone" not in {i.type for i in draft.identities}
+
+
+@pytest.mark.parametrize("fixture", ["edit_external_contact.xml", "add_half_external_contact.xml"])
+def test_edits_and_half_adds_fetch_details_too(stand_in: WeComStandIn, http: httpx.Client, fixture: str) -> None:
+    assert _parse(stand_in, http, fixture).properties["details_fetched"] is True
+
+
+@pytest.mark.parametrize("fixture", ["del_external_contact.xml", "del_follow_user.xml", "transfer_fail.xml",
+                                     "change_external_tag_create.xml", "third_party_add_external_contact.xml"])
+def test_removals_tag_changes_and_other_corps_call_nothing(stand_in: WeComStandIn, http: httpx.Client,
+                                                           fixture: str) -> None:
+    draft = _parse(stand_in, http, fixture)
+    assert "details_fetched" not in draft.properties and stand_in.requests == []
+
+
+def test_without_a_contact_secret_nothing_is_fetched(stand_in: WeComStandIn, http: httpx.Client) -> None:
+    draft = _parse(stand_in, http, contact_secret=None)
+    assert [i.type for i in draft.identities] == ["wecom_external_userid"] and stand_in.requests == []
+
+
+def test_a_permanent_error_is_logged_and_named_on_the_event(stand_in: WeComStandIn, http: httpx.Client,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    stand_in.errors.append(60020)
+    with caplog.at_level(logging.WARNING):
+        draft = _parse(stand_in, http)
+    assert draft.properties["details_error"].startswith("WeCom externalcontact/get error 60020")
+    assert [i.type for i in draft.identities] == ["wecom_external_userid"]
+    assert "error 60020" in caplog.text and SECRET not in caplog.text
+
+
+def test_a_transient_error_is_raised_so_the_request_is_processed_again(stand_in: WeComStandIn,
+                                                                       http: httpx.Client) -> None:
+    stand_in.errors.append(45009)
+    with pytest.raises(RetryableError):
+        _parse(stand_in, http)
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def _post(client: Any, source_id: str, fixture: str, config: dict[str, Any]) -> None:
+    request = sign((FIXTURES / fixture).read_bytes(), config)
+    resp = client.post(f"/hooks/{source_id}", content=request.body, params=dict(request.query),
+                       headers={"content-type": "text/xml"})
+    assert resp.status_code == 200 and resp.content == b""
+
+
+def test_the_wecom_contact_joins_the_customer_who_gave_the_same_phone_elsewhere(
+        hub: Hub, stand_in: WeComStandIn) -> None:
+    client = client_for(hub)
+    web = add_source(client, "web", "site", {"write_key": "write-key-wecom-details"})
+    identify = {"type": "identify", "userId": "site-user-7", "messageId": "m-7", "traits": {"phone": "13800138000"}}
+    assert client.post(f"/hooks/{web}/v1/identify", json=identify, headers=basic("write-key-wecom-details")).is_success
+    live = {**CONFIG, "max_clock_skew_s": 300, "contact_secret": SECRET, "api_base_url": stand_in.base_url}
+    wecom = add_source(client, "wecom", "brand-wecom", live)
+    _post(client, wecom, "add_external_contact.xml", live)
+    wait_processed(hub)
+    with hub.sessions() as session:
+        customers = {row.source: row.customer_id for row in session.scalars(select(EventRow))}
+    assert customers["wecom"] == customers["web"] is not None
+    profile = client.get(f"/v1/customers/{customers['wecom']}", headers={"authorization": "Bearer test-admin-token"})
+    assert {(i["type"], i["value"]) for i in profile.json()["identities"]} >= {
+        ("wechat_unionid", "ozynqsulJFCZ2z1aYeS8h-nuasdAAA"), ("wecom_external_userid", EXTERNAL),
+        ("phone", "+8613800138000")}
+    assert profile.json()["traits"]["name"] == "李四"
+    shown = client.get(f"/v1/sources/{wecom}", headers={"authorization": "Bearer test-admin-token"}).json()
+    assert shown["config"]["contact_secret"] == "********" and SECRET not in str(shown)
+
+
+def test_a_request_whose_details_were_busy_is_stored_with_them_on_the_next_try(
+        hub: Hub, stand_in: WeComStandIn, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing lost: WeCom got its 200 at once; the hub keeps the request and processes it again."""
+    client = client_for(hub)
+    live = {**CONFIG, "max_clock_skew_s": 300, "contact_secret": SECRET, "api_base_url": stand_in.base_url}
+    wecom = add_source(client, "wecom", "brand-wecom", live)
+    hub.runner.stop()  # processed by hand below
+    _post(client, wecom, "add_external_contact.xml", live)
+    with hub.sessions() as session:
+        raw_id = session.scalars(select(RawEvent.id)).one()
+    stand_in.errors.append(-1)
+    with pytest.raises(RetryableError):
+        process_raw(raw_id)
+    with hub.sessions() as session:
+        assert session.get(RawEvent, raw_id).status == "pending"  # type: ignore[union-attr]
+        assert session.scalars(select(EventRow)).all() == []
+    assert process_raw(raw_id) == "handled"
+    with hub.sessions() as session:
+        [event] = session.scalars(select(EventRow)).all()
+    assert {"type": "wechat_unionid", "value": "ozynqsulJFCZ2z1aYeS8h-nuasdAAA"} in event.data["identities"]
+
+
+def test_after_an_outage_the_api_is_not_called_again_for_a_while(stand_in: WeComStandIn, http: httpx.Client) -> None:
+    """A backlog retried while WeCom is away costs one timeout per pause, not one per event."""
+    import connectors.wecom.api as api_module
+
+    api = _api(stand_in, http)
+    api.access_token()
+    stand_in.status_errors.append(503)
+    with pytest.raises(RetryableError, match="HTTP 503"):
+        api.get_contact(EXTERNAL, "zhangsan")
+    calls = len(stand_in.requests)
+    for _ in range(3):
+        with pytest.raises(RetryableError, match="not called") as caught:
+            api.get_contact(EXTERNAL, "zhangsan")
+        assert 0 < caught.value.retry_after <= api_module.PAUSE_S
+    assert len(stand_in.requests) == calls
+    api._paused_until -= api_module.PAUSE_S  # the pause is over
+    assert api.get_contact(EXTERNAL, "zhangsan") is not None
