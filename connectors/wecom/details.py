@@ -21,9 +21,22 @@ def _text(value: Any) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
 
 
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    """A JSON array, else nothing: a string (some WeCom wrappers send `"[]"`) must not become its characters."""
+    return value if isinstance(value, list) else []
+
+
+def _code(table: dict[int, str], value: Any) -> str | None:
+    return table.get(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def employee_entry(detail: dict[str, Any], employee: str | None) -> dict[str, Any]:
     """The event's employee's `follow_user` entry, or {} (the app may not see that employee)."""
-    for entry in detail.get("follow_user") or []:
+    for entry in _list(detail.get("follow_user")):
         if isinstance(entry, dict) and employee and entry.get("userid") == employee:
             return entry
     return {}
@@ -31,26 +44,26 @@ def employee_entry(detail: dict[str, Any], employee: str | None) -> dict[str, An
 
 def apply_details(draft: EventDraft, detail: dict[str, Any], employee: str | None, *,
                   link_remark_mobiles: bool) -> None:
-    contact = detail.get("external_contact") or {}
+    contact = _object(detail.get("external_contact"))
     entry = employee_entry(detail, employee)
     identities = [*draft.identities]
     unionid = _text(contact.get("unionid"))
     if unionid:
         identities.append(Identity(type="wechat_unionid", value=unionid))
     if link_remark_mobiles:
-        for mobile in entry.get("remark_mobiles") or []:
+        for mobile in _list(entry.get("remark_mobiles")):
             if _text(mobile):
                 identities.append(Identity(type="phone", value=mobile.strip()))
     draft.identities = identities
 
-    traits = {"name": _text(contact.get("name")), "gender": GENDER.get(contact.get("gender")),
+    traits = {"name": _text(contact.get("name")), "gender": _code(GENDER, contact.get("gender")),
               "company": _text(contact.get("corp_full_name")) or _text(contact.get("corp_name")),
               "title": _text(contact.get("position"))}
     draft.traits.update({k: v for k, v in traits.items() if v})
 
     tags = [{"group": _text(t.get("group_name")), "name": _text(t.get("tag_name")), "id": _text(t.get("tag_id"))}
-            for t in (entry.get("tags") or [])[:MAX_TAGS] if isinstance(t, dict)]
-    properties = {"contact_type": CONTACT_TYPE.get(contact.get("type")),
+            for t in _list(entry.get("tags"))[:MAX_TAGS] if isinstance(t, dict)]
+    properties = {"contact_type": _code(CONTACT_TYPE, contact.get("type")),
                   "remark": _text(entry.get("remark")), "description": _text(entry.get("description")),
                   "remark_corp_name": _text(entry.get("remark_corp_name")),
                   "tags": [t for t in tags if t["name"]] or None}

@@ -9,17 +9,19 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, strategies as st
 from sqlalchemy import select
 
 from connectors.wecom import WeComConnector
 from connectors.wecom.api import WeComAPI, WeComAPIError
+from connectors.wecom.details import apply_details
 from connectors.wecom.stand_in import WeComStandIn, serve
 from hub.connector import ParseContext
 from hub.errors import RetryableError
 from hub.models import EventRow, RawEvent
 from hub.pipeline import process_raw
 from hub.runtime import Hub
-from hub.schemas import EventDraft, utcnow
+from hub.schemas import EventDraft, Identity, utcnow
 from tests.connectors.wecom.acceptance import CONFIG, CORP_ID, FIXTURES, sign
 from tests.helpers import add_source, basic, client_for, wait_processed
 
@@ -280,3 +282,29 @@ def test_after_an_outage_the_api_is_not_called_again_for_a_while(stand_in: WeCom
     assert len(stand_in.requests) == calls
     api._paused_until -= api_module.PAUSE_S  # the pause is over
     assert api.get_contact(EXTERNAL, "zhangsan") is not None
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                  max_size=3), max_leaves=12)
+_field = st.sampled_from(["unionid", "name", "gender", "type", "corp_name", "corp_full_name", "position",
+                          "userid", "remark_mobiles", "tags", "remark", "description", "remark_corp_name"])
+
+
+@given(detail=st.dictionaries(st.sampled_from(["external_contact", "follow_user", "next_cursor"]),
+                              _json | st.lists(st.dictionaries(_field, _json, max_size=6), max_size=3)
+                              | st.dictionaries(_field, _json, max_size=6), max_size=3))
+def test_any_shape_of_answer_adds_only_well_typed_details_and_never_raises(detail: dict[str, Any]) -> None:
+    draft = EventDraft(type="contact.added", source_event_id="e", occurred_at=utcnow(),
+                       identities=[Identity(type="wecom_external_userid", value=EXTERNAL)])
+    apply_details(draft, detail, "zhangsan", link_remark_mobiles=True)
+    assert all(isinstance(i.value, str) and i.value.strip() for i in draft.identities)
+    assert all(isinstance(v, str) for v in draft.traits.values())
+    assert draft.properties["details_fetched"] is True
+
+
+def test_a_string_where_a_list_belongs_is_not_read_as_its_characters() -> None:
+    draft = EventDraft(type="contact.added", source_event_id="e", occurred_at=utcnow())
+    apply_details(draft, {"follow_user": [{"userid": "zhangsan", "remark_mobiles": "13800138000", "tags": "x"}],
+                          "external_contact": {"gender": True, "type": [1]}}, "zhangsan", link_remark_mobiles=True)
+    assert draft.identities == [] and "gender" not in draft.traits and "contact_type" not in draft.properties
