@@ -12,20 +12,21 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from enrichment.models import CompanyProfile
 from hub.errors import HubError, InvalidRequest, NotFound, RetryableError
 from hub.identifiers import normalize_identity
 from hub.models import EventRow, SourceRow
-from hub.pipeline import BATCH_CACHE, store_internal
+from hub.pipeline import BATCH_CACHE, database_conflict, store_internal
 from hub.runtime import ActiveSource, Hub, get_hub
 from hub.schemas import EventDraft, Identity, UnifiedEvent, utcnow
 from hub.tasks import enqueue_after_commit, task
@@ -40,6 +41,8 @@ RETRY_MAX_DELAY_S = 6 * 3600.0
 MAX_LOOKUP_FAILURES = 12  # transient failures in a row before a lookup waits for the next event
 RETRY_BATCH = 200
 HTTP_TIMEOUT_S = 5.0
+STORE_TRIES = 3  # stores of a registry answer before it is given up (a lost connection, a lost race)
+STORE_PAUSE_S = 0.05
 
 
 # ---------------------------------------------------------------- triggering
@@ -157,7 +160,18 @@ def lookup_company(
     except HubError as exc:
         _record_error(hub, code, exc.message)
         raise
-    _store_profile(hub, source, code, props)
+    for _ in range(STORE_TRIES - 1):
+        # The answer is paid for: a lost connection or a lost race while storing it is tried again here, not left
+        # to `retry_due`, which would find the lookup unanswered only after REQUEST_DEBOUNCE_S and pay again.
+        try:
+            _store_profile(hub, source, code, props)
+            return props, "updated"
+        except (DBAPIError, RetryableError) as exc:
+            if isinstance(exc, DBAPIError) and not database_conflict(exc):
+                raise
+            log.warning("storing the profile of %s failed (%s), trying again", code, exc.__class__.__name__)
+            time.sleep(STORE_PAUSE_S)
+    _store_profile(hub, source, code, props)  # the last try: its error is the caller's
     return props, "updated"
 
 
@@ -226,12 +240,12 @@ def retry_due(hub: Hub) -> int:
     due = now - timedelta(seconds=REQUEST_DEBOUNCE_S)
     queued = 0
     with hub.transaction() as session:
-        rows = session.scalars(
+        rows = session.scalars(_unclaimed(session,
             select(CompanyProfile)
             .where(CompanyProfile.lookup_failures > 0, CompanyProfile.lookup_failures < MAX_LOOKUP_FAILURES,
                    CompanyProfile.requested_at <= due)
             .order_by(CompanyProfile.requested_at).limit(RETRY_BATCH)
-        ).all()
+        )).all()
         for row in rows:
             if row.requested_at is not None and now - row.requested_at < timedelta(
                     seconds=retry_delay_s(row.lookup_failures)):
@@ -240,19 +254,26 @@ def retry_due(hub: Hub) -> int:
             enqueue_after_commit(session, LOOKUP_TASK, row.uscc)
             queued += 1
         if _has_registry(session):  # without one, lookups end at once with no_registry_source, and wait
-            for row in session.scalars(
+            for row in session.scalars(_unclaimed(session,
                 select(CompanyProfile)
                 .where(CompanyProfile.lookup_failures == 0, CompanyProfile.error.is_(None),
                        CompanyProfile.requested_at <= due,
                        CompanyProfile.fetched_at.is_(None) | (CompanyProfile.fetched_at < CompanyProfile.requested_at))
                 .order_by(CompanyProfile.requested_at).limit(RETRY_BATCH)
-            ):
+            )):
                 log.info("company lookup for %s requested at %s was never answered: queued again", row.uscc,
                          row.requested_at)
                 row.requested_at, row.lookup_failures = now, 1
                 enqueue_after_commit(session, LOOKUP_TASK, row.uscc)
                 queued += 1
     return queued
+
+
+def _unclaimed(session: Session, stmt: Any) -> Any:
+    """PostgreSQL: lock the rows `retry_due` takes and skip those another run holds. Two overlapping sweeps (two
+    beats, or sweeps queued behind a busy enrich worker) each read the same due rows and each queued a lookup:
+    two paid registry calls for one company."""
+    return stmt.with_for_update(skip_locked=True) if session.get_bind().dialect.name == "postgresql" else stmt
 
 
 def _has_registry(session: Session) -> bool:

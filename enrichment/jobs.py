@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -34,7 +35,7 @@ from enrichment.transcript import normalise_direction
 from hub.errors import RetryableError
 from hub.ids import new_id
 from hub.models import EventRow, SourceRow
-from hub.pipeline import quarantine
+from hub.pipeline import database_conflict, quarantine
 from hub.runtime import Hub, get_hub
 from hub.schemas import UnifiedEvent, utcnow
 from hub.tasks import enqueue, enqueue_after_commit, task
@@ -54,6 +55,8 @@ SUBMIT_CLAIM_S = 120.0  # a submit in flight holds the job this long (the SDK's 
 DUE_SLACK_S = 2.0  # a countdown may fire a little before the due time it was computed from
 POLL_DELAYS_S = (10.0, 20.0, 40.0, 60.0, 120.0, 300.0, 600.0)  # then every 600 s
 RESULT_TTL = timedelta(hours=24)  # Tencent keeps results 24 h; after that the TaskId is meaningless
+RECORD_TRIES = 3  # writes of an accepted submission's TaskId before it is given up (`_record_submitted`)
+RECORD_PAUSE_S = 0.05
 
 
 # ---------------------------------------------------------------- creating jobs
@@ -142,7 +145,7 @@ def submit(hub: Hub, job_id: uuid.UUID, client: AsrClient | None = None) -> str:
         if job is None or job.state != JOB_QUEUED:
             return job.state if job else "missing"
         now = utcnow()
-        if job.attempts and job.next_poll_at is not None and job.next_poll_at > now + timedelta(seconds=DUE_SLACK_S):
+        if _held(job, now):
             return JOB_QUEUED  # a retry not due yet, or one another worker is sending right now
         if not (hub.settings.tencentcloud_secret_id and hub.settings.tencentcloud_secret_key):
             _fail(job, "asr_not_configured: CRMHUB_TENCENTCLOUD_SECRET_ID/SECRET_KEY are empty")
@@ -177,6 +180,24 @@ def submit(hub: Hub, job_id: uuid.UUID, client: AsrClient | None = None) -> str:
                 return _failed_audio(session, job, exc.message)
             _fail(job, exc.message)
         return JOB_FAILED
+    for _ in range(RECORD_TRIES - 1):
+        try:
+            return _record_submitted(hub, job_id, task_id)
+        except DBAPIError as exc:
+            if not database_conflict(exc):
+                raise
+            log.warning("ASR job %s: recording TaskId %s failed (%s), trying again", job_id, task_id,
+                        exc.__class__.__name__)
+            time.sleep(RECORD_PAUSE_S)
+    return _record_submitted(hub, job_id, task_id)  # the last try: its error is the task's
+
+
+def _record_submitted(hub: Hub, job_id: uuid.UUID, task_id: int) -> str:
+    """Keep the TaskId Tencent gave the job; only then is the submission not made again.
+
+    Tried again by `submit` on a lost connection or a deadlock: given up, the job stayed `queued`, and the sweep
+    submitted it again once the claim ran out, a second billed task while the first one's result was never read.
+    """
     with hub.transaction() as session:
         job = _lock(session, job_id)
         if job is None or job.state != JOB_QUEUED:
@@ -188,6 +209,18 @@ def submit(hub: Hub, job_id: uuid.UUID, client: AsrClient | None = None) -> str:
         job.next_poll_at = now + timedelta(seconds=POLL_DELAYS_S[0])
         enqueue_after_commit(session, POLL_TASK, str(job.id), job.polls, countdown=POLL_DELAYS_S[0])
     return JOB_SUBMITTED
+
+
+def _held(job: AsrJob, now: datetime) -> bool:
+    """Is a submit of this job in flight, or its retry not due yet? Then another submit must not call Tencent.
+
+    A new job's `next_poll_at` is only the sweep's grace (created + SUBMIT_GRACE_S), which its first submit goes
+    ahead of; a claim is set later than that. Honoured for retries only (`attempts` > 0), a first submit that waited
+    past the grace on a busy enrich queue ran beside the sweep's copy, and both were sent: two billed tasks.
+    """
+    if job.next_poll_at is None or job.next_poll_at <= now + timedelta(seconds=DUE_SLACK_S):
+        return False
+    return bool(job.attempts) or job.next_poll_at > job.created_at + timedelta(seconds=SUBMIT_GRACE_S)
 
 
 def callback_url(hub: Hub, job: AsrJob) -> str:

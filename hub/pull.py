@@ -23,6 +23,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import httpx
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 
 from hub.errors import Conflict, InvalidRequest, NotFound, RetryableError
 from hub.ingest import RawSubmission, storable_key, store_raw_batch
@@ -190,8 +191,7 @@ def pull_lock(hub: Hub, source_id: uuid.UUID) -> Iterator[bool]:
                 yield acquired
             finally:
                 if acquired:
-                    conn.scalar(select(func.pg_advisory_unlock(key)))
-                    conn.commit()
+                    _unlock(conn, key, source_id)
         return
     with _local_pulls_lock:
         acquired = source_id not in _local_pulls
@@ -202,6 +202,18 @@ def pull_lock(hub: Hub, source_id: uuid.UUID) -> Iterator[bool]:
         if acquired:
             with _local_pulls_lock:
                 _local_pulls.discard(source_id)
+
+
+def _unlock(conn: Any, key: int, source_id: uuid.UUID) -> None:
+    """Release the pull's advisory lock. A connection lost meanwhile (its backend terminated or restarted) took the
+    lock with it: its error, raised from here, replaced the pull's own outcome, and a pull that had stored every
+    page and recorded its success failed its task."""
+    try:
+        conn.scalar(select(func.pg_advisory_unlock(key)))
+        conn.commit()
+    except DBAPIError as exc:
+        log.warning("the pull lock of source %s went with its connection (%s); nothing to release", source_id,
+                    exc.__class__.__name__)
 
 
 def _store(hub: Hub, source_id: uuid.UUID, pulled: list[PulledRequest]) -> int:

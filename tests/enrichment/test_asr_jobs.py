@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import create_engine, select, text, update
 
-from enrichment.jobs import sweep_due
+from enrichment.jobs import submit, sweep_due
 from enrichment.models import AsrJob
 from hub.models import EventRow, QuarantineRow
 from hub.runtime import Hub, set_hub
@@ -487,3 +487,87 @@ def test_a_sweep_that_finds_a_poll_overdue_does_not_start_a_second_poll_chain(
     assert len(cloud.requests_for("DescribeTaskStatus")) == 1 + 3
     [job] = jobs(ahub)
     assert job.state == "submitted" and job.polls == 1 + 3
+
+
+@pytest.mark.postgres
+def test_a_connection_lost_while_recording_the_task_id_does_not_submit_the_call_again(
+    tmp_path: Path, cloud: FakeTencentCloud, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's connection is terminated (pg_terminate_backend) right after Tencent accepted the task. The
+    submit failed with the TaskId unwritten, the job stayed `queued`, and the sweep submitted it again once the
+    claim ran out: a second billed task, the first one's result never read."""
+    import enrichment.jobs as jobs_module
+
+    asr = AsrFake(cloud, statuses=("waiting", "success"))
+    hub = build_hub(tmp_path, database_url=pg_url, **asr_settings(cloud))  # not started: the test runs each step
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    real_lock, dropped = jobs_module._lock, []
+
+    def lock_then_lose_the_connection(session: Any, job_id: uuid.UUID) -> Any:
+        row = real_lock(session, job_id)
+        if asr.tasks and not dropped:  # the transaction that records the TaskId
+            pid = session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            with admin.connect() as conn:
+                dropped.append(conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar())
+        return row
+
+    monkeypatch.setattr(jobs_module, "_lock", lock_then_lose_the_connection)
+    try:
+        store_call(hub, call_draft())
+        [job] = jobs(hub)
+        assert submit(hub, job.id) == "submitted"
+        assert dropped == [True]
+        [job] = jobs(hub)
+        assert job.state == "submitted" and list(asr.tasks) == [job.task_id]
+        assert submit(hub, job.id) == "submitted"  # a second submit (the sweep's) finds it sent
+        assert len(asr.tasks) == 1
+    finally:
+        hub.stop()
+        hub.engine.dispose()
+        admin.dispose()
+        set_hub(None)
+
+
+def test_a_first_submit_in_flight_is_not_sent_again_by_a_second_trigger(
+    tmp_path: Path, cloud: FakeTencentCloud
+) -> None:
+    """A job's first submit waited past the sweep's grace (a backlog on the enrich queue), so the sweep queued a
+    second one, and two worker processes ran them together. The claim on the job was only honoured for a retry
+    (`attempts` > 0): the second submit called Tencent while the first was still waiting for its answer, a second
+    billed task whose result was never read."""
+    import threading
+
+    from enrichment.asr import AsrClient, SubmitRequest
+
+    asr = AsrFake(cloud, statuses=("waiting", "success"))
+    hub = build_hub(tmp_path, **asr_settings(cloud))  # not started: the test runs both submits itself
+    second_done = threading.Event()
+
+    class Slow(AsrClient):
+        """Tencent answering the first submit only once the second has run."""
+
+        def create_task(self, request: SubmitRequest) -> int:
+            second_done.wait(10)
+            return super().create_task(request)
+
+    try:
+        store_call(hub, call_draft())
+        [job] = jobs(hub)
+        with hub.transaction() as s:  # the grace is over: the sweep's copy is due as well
+            s.execute(update(AsrJob).values(next_poll_at=utcnow() - timedelta(seconds=1)))
+        first: list[str] = []
+        thread = threading.Thread(target=lambda: first.append(submit(hub, job.id, Slow(hub.settings))))
+        thread.start()
+        deadline = time.monotonic() + 10
+        while jobs(hub)[0].next_poll_at <= utcnow() and time.monotonic() < deadline:  # type: ignore[operator]
+            time.sleep(0.01)  # until the first has claimed the job
+        second = submit(hub, job.id)
+        second_done.set()
+        thread.join(15)
+        assert (first, second) == (["submitted"], "queued")
+        assert len(asr.tasks) == 1 and jobs(hub)[0].task_id in asr.tasks
+    finally:
+        second_done.set()
+        hub.stop()
+        hub.engine.dispose()
+        set_hub(None)

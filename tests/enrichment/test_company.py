@@ -258,3 +258,87 @@ def test_a_refused_lookup_is_not_taken_for_a_lost_one(ehub: Hub, registry: FakeR
     [profile] = _profiles(ehub)
     assert profile.error and profile.lookup_failures == 0
     assert retry_due(ehub) == 0 and len(registry.calls) == 1
+
+
+@pytest.mark.postgres
+def test_a_connection_lost_while_storing_a_profile_keeps_the_paid_answer(
+    tmp_path: Path, registry: FakeRegistry, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's connection is terminated (pg_terminate_backend) while the registry's answer is being stored.
+    The task failed with it, and the lookup waited for the sweep to find it unanswered (10 min), then paid again."""
+    from sqlalchemy import create_engine, text
+
+    import enrichment.company as company
+    from hub.runtime import set_hub
+    from tests.enrichment.conftest import FakeRegistryPlugin, build_hub
+
+    hub = build_hub(tmp_path, [FakeRegistryPlugin(registry)], database_url=pg_url)  # not started: run by hand
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    real_store, dropped = company.store_internal, []
+
+    def store_after_losing_the_connection(hub: Hub, session: Any, drafts: Any, *, source: str) -> int:
+        if not dropped:
+            pid = session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            with admin.connect() as conn:
+                dropped.append(conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar())
+        return real_store(hub, session, drafts, source=source)
+
+    monkeypatch.setattr(company, "store_internal", store_after_losing_the_connection)
+    try:
+        add_source(client_for(hub), "credit_registry", "tyc", {"provider": "tianyancha", "token": "tok-1"})
+        store_call(hub, _order_event(USCC, 1))
+        assert company.lookup_task(USCC) == "updated"
+        assert dropped == [True] and registry.calls == [("tok-1", USCC)]
+        [profile] = _profiles(hub)
+        assert profile.properties is not None and profile.requested_at is None and len(_profile_events(hub)) == 1
+    finally:
+        hub.stop()
+        hub.engine.dispose()
+        admin.dispose()
+        set_hub(None)
+
+
+@pytest.mark.postgres
+def test_overlapping_retry_sweeps_queue_a_lookup_once(
+    tmp_path: Path, registry: FakeRegistry, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two sweeps run together (two `crmhub beat`s by mistake, or sweeps queued behind a busy enrich worker): each
+    read the same due profile and each queued a lookup, two paid registry calls for one company."""
+    import threading
+
+    import enrichment.company as company
+    from enrichment.company import retry_due
+    from hub.runtime import set_hub
+    from tests.enrichment.conftest import FakeRegistryPlugin, build_hub
+
+    hub = build_hub(tmp_path, [FakeRegistryPlugin(registry)], database_url=pg_url)  # not started: run by hand
+    queued: list[str] = []
+    second_done = threading.Event()
+    real_enqueue = company.enqueue_after_commit
+
+    def enqueue_then_wait(session: Any, name: str, *args: Any, **kwargs: Any) -> None:
+        queued.append(args[0])
+        if threading.current_thread() is not threading.main_thread():
+            second_done.wait(10)  # the first sweep holds its transaction open while the second runs
+        real_enqueue(session, name, *args, **kwargs)
+
+    monkeypatch.setattr(company, "enqueue_after_commit", enqueue_then_wait)
+    try:
+        with hub.transaction() as s:  # a lookup the registry failed 11 minutes ago: due again
+            s.add(CompanyProfile(uscc=USCC, lookup_failures=1, error="registry unavailable",
+                                 requested_at=datetime.now(UTC) - timedelta(seconds=660)))
+        first: list[int] = []
+        thread = threading.Thread(target=lambda: first.append(retry_due(hub)))
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not queued and time.monotonic() < deadline:
+            time.sleep(0.01)
+        second = retry_due(hub)
+        second_done.set()
+        thread.join(15)
+        assert (first, second) == ([1], 0) and queued == [USCC]
+    finally:
+        second_done.set()
+        hub.stop()
+        hub.engine.dispose()
+        set_hub(None)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from hub.errors import RetryableError
 from hub.models import EventRow
@@ -281,3 +282,33 @@ def test_a_throttled_pull_is_retried_after_the_erps_retry_after_not_sooner(hub: 
         assert fake.throttled == 2  # the direct call and the task's first try; the retry waited out the window
         wait_processed(hub)
         assert [e["properties"]["order_no"] for e in _events(hub)] == ["SO-001"]
+
+
+@pytest.mark.postgres
+def test_a_pull_whose_lock_connection_is_terminated_still_ends_as_it_went(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection holding a pull's advisory lock is terminated (pg_terminate_backend, a PostgreSQL restart) while
+    the pull runs. Releasing the lock then raised, and a pull that had stored its pages and recorded its success
+    failed its task."""
+    import hub.pull as pull
+    from tests.conftest import make_hub, make_settings, running
+
+    real_pages = pull._pull_pages
+
+    def pages_after_losing_the_lock(hub: Hub, *args: Any) -> None:
+        with hub.engine.connect() as conn:
+            lost = conn.scalar(text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"))
+        assert lost == 1
+        real_pages(hub, *args)
+
+    monkeypatch.setattr(pull, "_pull_pages", pages_after_losing_the_lock)
+    fake = FakeErp()
+    fake.orders = [_order(1, "2026-03-01T10:00:00+08:00")]
+    for hub in running(make_hub(make_settings(tmp_path, pg_url))):
+        with fake.running():
+            sid = uuid.UUID(add_source(client_for(hub), "erp", "erp-lost-lock", _config(fake)))
+            assert run_pull(hub, sid).new == 1
+            assert read_state(hub, sid, pull.HEALTH_KEY)["consecutive_failures"] == 0
