@@ -20,10 +20,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from enrichment.asr_rules import rec_task_problem
+from hub.demo import loopback_server
 
 SECRET_ID = "AKIDcrmhubDemo0000000000000000000000"
 API_VERSION = "2019-06-14"
@@ -155,13 +156,6 @@ def _handler(stand_in: AsrStandIn) -> type[BaseHTTPRequestHandler]:
 def asr_stand_in() -> Iterator[dict[str, Any]]:
     """Serve the stand-in on a free loopback port; yields the hub settings that point ASR at it."""
     secret_key = secrets.token_hex(16)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(AsrStandIn(secret_key)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with loopback_server(_handler(AsrStandIn(secret_key))) as base_url:
         yield {"tencentcloud_secret_id": SECRET_ID, "tencentcloud_secret_key": secret_key,
-               "asr_endpoint": f"127.0.0.1:{server.server_address[1]}", "asr_protocol": "http"}
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+               "asr_endpoint": base_url.removeprefix("http://"), "asr_protocol": "http"}

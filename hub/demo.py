@@ -14,9 +14,10 @@ import socket
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
-from contextlib import AbstractContextManager, ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,24 @@ class DemoSource:
     # A platform the hub calls out to (a credit registry) cannot be reached from the demo: `stand_in` starts a
     # local stand-in on 127.0.0.1 for the demo's duration and yields the config that points the source at it.
     stand_in: Callable[[], AbstractContextManager[dict[str, Any]]] | None = None
+
+
+@contextmanager
+def loopback_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve `handler` on a free 127.0.0.1 port, in a thread, while the block runs; yields `http://127.0.0.1:PORT`.
+
+    What the demo's stand-ins for the services the hub calls out to (and the tests' fakes) run on.
+    """
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 def _free_port() -> int:

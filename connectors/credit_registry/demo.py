@@ -8,14 +8,13 @@ demo's company (300000 "无数据" for any other code), so the lookup runs throu
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from hub.demo import DemoRequest, DemoSource
+from hub.demo import DemoRequest, DemoSource, loopback_server
 
 from .providers import TIANYANCHA_BASEINFO
 
@@ -59,15 +58,8 @@ class _Handler(BaseHTTPRequestHandler):
 @contextmanager
 def tianyancha_stand_in() -> Iterator[dict[str, Any]]:
     """Serve the stand-in on a free loopback port; yields the config that points a source at it."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield {"base_url": f"http://127.0.0.1:{server.server_address[1]}"}
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with loopback_server(_Handler) as base_url:
+        yield {"base_url": base_url}
 
 
 def _no_requests() -> list[DemoRequest]:

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from hub.demo import loopback_server
 
 from .api import CONTACT_PATH, TOKEN_PATH
 
@@ -103,13 +104,6 @@ def serve(stand_in: WeComStandIn) -> Iterator[WeComStandIn]:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
             """Quiet: the demo prints its own summary."""
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    stand_in.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with loopback_server(Handler) as base_url:
+        stand_in.base_url = base_url
         yield stand_in
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
