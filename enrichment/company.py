@@ -28,7 +28,7 @@ from hub.identifiers import normalize_identity
 from hub.models import EventRow, SourceRow
 from hub.pipeline import BATCH_CACHE, database_conflict, store_internal
 from hub.runtime import ActiveSource, Hub, get_hub
-from hub.schemas import EventDraft, Identity, UnifiedEvent, utcnow
+from hub.schemas import EventDraft, Identity, UnifiedEvent, storable_text, utcnow
 from hub.tasks import enqueue_after_commit, task
 
 log = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ def _record_error(hub: Hub, uscc: str, message: str, *, transient: bool = False)
     """Note a failed lookup. A transient one counts towards the retries (`retry_due`), from now."""
     with hub.transaction() as session:
         row = session.get(CompanyProfile, uscc) or CompanyProfile(uscc=uscc, lookup_failures=0)
-        row.error = message[:2000]
+        row.error = storable_text(message)[:2000]  # the registry's own words: PostgreSQL refuses a NUL in text
         if transient:
             row.lookup_failures = (row.lookup_failures or 0) + 1
             row.requested_at = utcnow()  # the backoff runs from this attempt

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -37,7 +38,7 @@ from hub.ids import new_id
 from hub.models import EventRow, SourceRow
 from hub.pipeline import database_conflict, quarantine
 from hub.runtime import Hub, get_hub
-from hub.schemas import UnifiedEvent, utcnow
+from hub.schemas import UnifiedEvent, storable_text, utcnow
 from hub.tasks import enqueue, enqueue_after_commit, task
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ SUBMIT_GRACE_S = 120.0  # the sweep re-submits a queued job only after this (the
 SUBMIT_CLAIM_S = 120.0  # a submit in flight holds the job this long (the SDK's own timeouts are shorter)
 DUE_SLACK_S = 2.0  # a countdown may fire a little before the due time it was computed from
 POLL_DELAYS_S = (10.0, 20.0, 40.0, 60.0, 120.0, 300.0, 600.0)  # then every 600 s
+ENGINE_MAX = 40  # asr_jobs.engine is VARCHAR(40)
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what new_callback_token makes (token_urlsafe) and the column holds
 RESULT_TTL = timedelta(hours=24)  # Tencent keeps results 24 h; after that the TaskId is meaningless
 RECORD_TRIES = 3  # writes of an accepted submission's TaskId before it is given up (`_record_submitted`)
 RECORD_PAUSE_S = 0.05
@@ -111,12 +114,13 @@ def _call_of(event: UnifiedEvent, session: Session) -> tuple[uuid.UUID | None, u
 def engine_for(properties: dict[str, Any]) -> tuple[str, int]:
     """Telephony (8 kHz) → `8k_zh`, two channels unless the call says mono; 16 kHz+ → `16k_zh` mono.
 
-    A call may name its engine outright with `asr_engine` (e.g. `8k_zh_large` for dialects).
+    A call may name its engine outright with `asr_engine` (e.g. `8k_zh_large` for dialects). A name longer than
+    asr_jobs.engine holds is no engine's and is not used: stored, it failed the call's request on PostgreSQL.
     """
     rate = _int(properties.get("sample_rate") or properties.get("recording_sample_rate"), 8000)
     channels = _int(properties.get("recording_channels") or properties.get("channels"), 2)
     engine = properties.get("asr_engine")
-    if not isinstance(engine, str) or not engine:
+    if not isinstance(engine, str) or not engine or len(engine) > ENGINE_MAX:
         engine = "16k_zh" if rate >= 16000 else "8k_zh"
     if not engine.startswith("8k"):
         channels = 1  # Tencent: 16k engines are mono only
@@ -237,7 +241,7 @@ def _record_retry(hub: Hub, job_id: uuid.UUID, exc: RetryableError) -> tuple[int
         if job is None or job.state != JOB_QUEUED:
             return MAX_SUBMIT_ATTEMPTS, 0.0
         job.attempts += 1
-        job.error = exc.message[:2000]
+        job.error = _error_text(exc.message)
         delay = min(600.0, 2.0 * 2**job.attempts) * random.uniform(0.8, 1.2)
         job.next_poll_at = utcnow() + timedelta(seconds=delay)
         if job.attempts >= MAX_SUBMIT_ATTEMPTS:
@@ -288,7 +292,7 @@ def poll(hub: Hub, job_id: uuid.UUID, client: AsrClient | None = None, *, poll_n
             job = _lock(session, job_id)
             if job is None or job.state != JOB_SUBMITTED or job.task_id != task_id:
                 return job.state if job else "missing"
-            job.error = f"status check failed, retrying: {exc.message}"[:2000]
+            job.error = _error_text(f"status check failed, retrying: {exc.message}")
             return _schedule_poll(session, job)
     return apply_status(hub, job_id, task_id, data)
 
@@ -359,7 +363,7 @@ def _failed_audio(session: Session, job: AsrJob, message: str) -> str:
         return JOB_FAILED
     reason = f"asr_{AUDIO_FAILURES[code]}"
     job.state, job.failure_code, job.next_poll_at = JOB_QUARANTINED, code, None
-    job.error = f"{reason} ({code}): {message}"[:2000]
+    job.error = _error_text(f"{reason} ({code}): {message}")
     source_id = job.source_id if job.source_id and session.get(SourceRow, job.source_id) else None
     quarantine(session, source_id, None, reason, job.error, {
         "asr_job_id": str(job.id), "call_event_id": str(job.call_event_id), "task_id": job.task_id,
@@ -369,7 +373,13 @@ def _failed_audio(session: Session, job: AsrJob, message: str) -> str:
 
 
 def _fail(job: AsrJob, error: str) -> None:
-    job.state, job.error, job.next_poll_at = JOB_FAILED, error[:2000], None
+    job.state, job.error, job.next_poll_at = JOB_FAILED, _error_text(error), None
+
+
+def _error_text(error: str) -> str:
+    """Tencent's words as the job's error: its ErrorMsg may hold a NUL, which PostgreSQL refuses in text (the failure
+    went unrecorded and the job was polled again for 24 hours)."""
+    return storable_text(error)[:2000]
 
 
 def _lock(session: Session, job_id: uuid.UUID) -> AsrJob | None:
@@ -386,8 +396,11 @@ def accept_callback(hub: Hub, token: str, form: dict[str, str]) -> bool:
     """Note Tencent's (unsigned) callback and queue a DescribeTaskStatus to confirm it.
 
     The callback's text is never trusted: the confirming poll reads the result with the
-    hub's own credentials and the TaskId stored at submit time. Returns False for an unknown token.
+    hub's own credentials and the TaskId stored at submit time. Returns False for an unknown token,
+    without a query for one no job can have (`%00` in it was a 500 on PostgreSQL).
     """
+    if not _TOKEN.fullmatch(token):
+        return False
     with hub.transaction() as session:
         job = session.scalars(select(AsrJob).where(AsrJob.callback_token == token)).first()
         if job is None:

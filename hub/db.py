@@ -36,7 +36,11 @@ BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """TIMESTAMP WITH TIME ZONE that always comes back aware (SQLite forgets the zone)."""
+    """TIMESTAMP WITH TIME ZONE that always comes back aware and in UTC.
+
+    SQLite forgets the zone; PostgreSQL answers in the session's zone, which is the server's `timezone` setting
+    (initdb takes the machine's, so Asia/Shanghai on a server in China), and the API's times came out +08:00 there.
+    """
 
     impl = DateTime(timezone=True)
     cache_ok = True
@@ -49,9 +53,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)  # SQLite keeps no zone: store every instant as UTC
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):

@@ -232,6 +232,12 @@ def unstorable_text(value: Any, path: str = "") -> str | None:
     return None
 
 
+def storable_text(value: str) -> str:
+    """`value` with each NUL and unpaired surrogate replaced by U+FFFD, for a text column filled from what another
+    system sent (a receiver's answer): refusing it is not an option there, and PostgreSQL refuses the row."""
+    return _UNSTORABLE.sub("\ufffd", value)
+
+
 # Levels of objects and arrays an event's properties or traits may nest. The code after parsing (cleaning, pydantic's
 # serialiser, json.dumps) recurses; from ~250 levels a value failed its whole request with a RecursionError, logging
 # a traceback of thousands of lines for a 2 kB body that anyone holding the public web write key can send.

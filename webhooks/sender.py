@@ -20,6 +20,7 @@ from typing import TypeVar
 import httpx
 
 from hub.retry import parse_retry_after
+from hub.schemas import storable_text
 from webhooks.pinned import VETTED, PinnedTransport, Vetted, pool_host
 from webhooks.signing import Signer
 from webhooks.ssrf import UnsafeURL, check_url
@@ -226,8 +227,13 @@ def _answered(resp: httpx.Response, excerpt: bytearray, started: float) -> SendR
     if error and abort:  # say why a single failed attempt ended the message (helper-25)
         error += "; the receiver asked not to retry (webhook-delivery: abort-message)"
     return SendResult(resp.status_code, _ms(started), error=error,
-                      excerpt=bytes(excerpt[:EXCERPT_BYTES]).decode("utf-8", errors="replace"),
+                      excerpt=_excerpt_text(excerpt),
                       retry_after=parse_retry_after(resp.headers.get("retry-after")), abort=abort)
+
+
+def _excerpt_text(excerpt: bytearray) -> str:
+    """The excerpt as text a database column takes: a gzip or binary answer holds NULs (read raw, not decoded)."""
+    return storable_text(bytes(excerpt[:EXCERPT_BYTES]).decode("utf-8", errors="replace"))
 
 
 async def _read_excerpt(resp: httpx.Response, data: bytearray) -> None:

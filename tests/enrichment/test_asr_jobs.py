@@ -241,6 +241,25 @@ def test_unrecognised_failure_fails_the_job(ahub: Hub, cloud: FakeTencentCloud) 
     assert "account arrears" in (job.error or "")
 
 
+@pytest.mark.postgres
+def test_a_failure_message_holding_a_nul_fails_the_job_on_postgres(
+    tmp_path: Path, cloud: FakeTencentCloud, pg_url: str
+) -> None:
+    """Tencent's ErrorMsg is kept on the job, and PostgreSQL refuses a NUL in text: the failure was never recorded,
+    the job stayed `submitted`, and every sweep asked Tencent again for 24 hours."""
+    AsrFake(cloud, statuses=("failed",), error_msg="account\x00arrears")
+    hub = build_hub(tmp_path, database_url=pg_url, **asr_settings(cloud))
+    hub.start()
+    try:
+        store_call(hub, call_draft())
+        job = drive(hub, "failed")
+        assert job.error == "asr_failed: account\ufffdarrears"
+    finally:
+        hub.stop()
+        hub.engine.dispose()
+        set_hub(None)
+
+
 def test_forged_failure_callback_is_not_trusted(ahub: Hub, cloud: FakeTencentCloud) -> None:
     AsrFake(cloud, statuses=("success",))
     store_call(ahub, call_draft())
@@ -301,6 +320,20 @@ def test_callback_route_beats_the_inbound_catch_all(ahub: Hub) -> None:
     resp = client.post("/hooks/asr/not-a-token", data={"code": "0", "requestId": "1"})
     assert resp.status_code == 404 and resp.json()["error"]["code"] == "asr_job_not_found"
     assert client.post(f"/hooks/{uuid.uuid4()}", content=b"{}").json()["error"]["code"] == "source_not_found"
+
+
+@pytest.mark.postgres
+def test_a_callback_token_no_job_can_have_is_a_404_on_postgres(tmp_path: Path, pg_url: str) -> None:
+    """The callback route is unauthenticated, and its token is looked up as sent: `%00` in it was a 500 with a
+    traceback on PostgreSQL, which refuses a NUL even in a comparison (SQLite answered 404)."""
+    hub = build_hub(tmp_path, database_url=pg_url)
+    try:
+        for token in ("ab%00cd", "%ED%A0%80", "x" * 65):
+            resp = client_for(hub).post(f"/hooks/asr/{token}", data={"code": "0"})
+            assert (resp.status_code, resp.json()["error"]["code"]) == (404, "asr_job_not_found"), token
+    finally:
+        hub.engine.dispose()
+        set_hub(None)
 
 
 def test_sweep_requeues_due_jobs(ahub: Hub, cloud: FakeTencentCloud) -> None:
@@ -434,6 +467,28 @@ def test_a_16k_mono_recording_asks_for_speaker_separation(ahub: Hub, cloud: Fake
     assert req.error_code is None
     assert (req.params["EngineModelType"], req.params["ChannelNum"]) == ("16k_zh", 1)
     assert (req.params["SpeakerDiarization"], req.params["SpeakerNumber"]) == (1, 0)  # 16k: automatic count
+
+
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_an_engine_name_longer_than_any_engines_is_not_a_lost_call(
+    tmp_path: Path, cloud: FakeTencentCloud, db: str, request: pytest.FixtureRequest
+) -> None:
+    """`asr_engine` comes with the call: one longer than asr_jobs.engine (VARCHAR(40)) failed the call's whole request
+    on PostgreSQL, so the call itself was never stored. No engine has such a name: the call's default is asked for."""
+    AsrFake(cloud, statuses=("waiting",))
+    url = request.getfixturevalue("pg_url") if db == "postgres" else None
+    hub = build_hub(tmp_path, database_url=url, **asr_settings(cloud))
+    hub.start()
+    try:
+        store_call(hub, call_draft(asr_engine="8k_zh_" + "x" * 60))
+        assert call_event(hub).data["properties"]["asr_engine"] == "8k_zh_" + "x" * 60
+        drive(hub, "submitted")
+        [req] = cloud.requests_for("CreateRecTask")
+        assert (req.error_code, req.params["EngineModelType"], req.params["ChannelNum"]) == (None, "8k_zh", 2)
+    finally:
+        hub.stop()
+        hub.engine.dispose()
+        set_hub(None)
 
 
 def test_ops_see_stuck_asr_jobs_and_registry_retries_in_the_queue_depths(ahub: Hub) -> None:

@@ -116,6 +116,32 @@ def test_no_registry_source_and_registry_errors(ehub: Hub, registry: FakeRegistr
     assert count_events(ehub, type="company.profile.updated") == 0
 
 
+@pytest.mark.postgres
+def test_a_registry_error_holding_a_nul_is_recorded_on_postgres(
+    tmp_path: Path, registry: FakeRegistry, pg_url: str
+) -> None:
+    """The registry's own words (tianyancha's `reason`) are kept on the profile, and PostgreSQL refuses a NUL in text:
+    the lookup ended in a DataError instead, with no error noted on the profile."""
+    from hub.errors import HubError
+    from hub.runtime import set_hub
+    from tests.enrichment.conftest import FakeRegistryPlugin, build_hub
+
+    hub = build_hub(tmp_path, [FakeRegistryPlugin(registry)], database_url=pg_url)
+    hub.start()
+    try:
+        add_source(client_for(hub), "credit_registry", "tyc", {"provider": "tianyancha", "token": "tok-1"})
+        registry.fail_with = HubError("tianyancha error 300000: no\x00such", code="registry_error")
+        with pytest.raises(HubError) as exc:
+            lookup_company(hub, USCC)
+        assert exc.value.code == "registry_error"
+        [profile] = _profiles(hub)
+        assert profile.error == "tianyancha error 300000: no\ufffdsuch"
+    finally:
+        hub.stop()
+        hub.engine.dispose()
+        set_hub(None)
+
+
 def test_cli_company_lookup(ehub: Hub, registry: FakeRegistry, monkeypatch: pytest.MonkeyPatch,
                             tmp_path: Path) -> None:
     import enrichment.cli as cli_mod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import time
 import uuid
 from datetime import timedelta
@@ -44,6 +45,22 @@ def test_delivered_signed_per_standard_webhooks(whub: Hub, receiver: Receiver) -
     [attempt] = _attempts(whub)
     assert attempt.success and attempt.status_code == 200 and attempt.latency_ms is not None
     assert attempt.response_excerpt == '{"ok":true}'
+
+
+def test_a_compressed_answer_is_recorded_and_the_message_delivered_once(whub: Hub, receiver: Receiver) -> None:
+    """The excerpt is the body's raw bytes, and a gzip header holds NULs, which PostgreSQL refuses in text: the batch's
+    outcomes were never recorded, so the lease ran out and the receiver got the message again, for ever."""
+    body = gzip.compress(b'{"ok":true}', mtime=0)
+    assert b"\x00" in body
+    receiver.script = lambda _r: (200, {"content-encoding": "gzip", "content-type": "application/json"}, body)
+    add_endpoint(whub, receiver.url)
+    store(whub, draft("e-1"))
+    settle(whub)
+    [message] = _messages(whub)
+    assert message.status == "delivered" and message.attempt_count == 1
+    [attempt] = _attempts(whub)
+    assert attempt.success and attempt.response_excerpt is not None and "\x00" not in attempt.response_excerpt
+    assert len(receiver.received) == 1
 
 
 def test_event_type_filter_and_a_disabled_endpoint_holds_what_arrives_until_re_enabled(

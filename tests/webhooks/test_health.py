@@ -77,6 +77,36 @@ def test_endpoint_health_tracks_failures_and_recovery(shub: Hub, receiver: Recei
     assert all(t.endswith("+00:00") for t in times), times  # one time format across the API
 
 
+@pytest.mark.postgres
+def test_times_read_back_from_a_postgresql_server_in_another_zone_are_utc(
+    hub_factory: Callable[..., Hub], receiver: Receiver, pg_url: str
+) -> None:
+    """PostgreSQL hands timestamptz back in the session's zone, which is the server's `timezone` (initdb takes the
+    machine's: Asia/Shanghai on a server in China). Every time the hub read from such a server came out +08:00
+    while the ones it made came out +00:00, breaking the one time format across the API."""
+    from sqlalchemy import create_engine, text
+
+    from tests.conftest import PG_ADMIN_URL
+
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{pg_url.rsplit("/", 1)[1]}" SET timezone = \'Asia/Shanghai\''))
+    finally:
+        admin.dispose()
+    hub = hub_factory(pg_url)
+    source_id = add_source(client_for(hub), "web", "site", {"write_key": KEY})
+    eid = add_endpoint(hub, receiver.url)["id"]
+    store(hub, draft("e-1"))
+    settle(hub)
+    client = client_for(hub)
+    [message] = client.get(f"/v1/endpoints/{eid}/messages", headers=ADMIN).json()["items"]
+    health = client.get(f"/v1/endpoints/{eid}/health", headers=ADMIN).json()
+    source = client.get(f"/v1/sources/{source_id}", headers=ADMIN).json()
+    times = [message["created_at"], message["attempts"][0]["at"], health["last_success_at"], source["created_at"]]
+    assert all(t.endswith("+00:00") for t in times), times
+
+
 def test_a_refused_attempt_has_no_latency_and_leaves_the_percentiles_alone(
     hub_factory: Callable[..., Hub], receiver: Receiver
 ) -> None:
