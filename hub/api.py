@@ -48,6 +48,15 @@ def require_admin(request: Request) -> None:
 AdminDep = Depends(require_admin)
 
 
+def admin_refusal(request: Request) -> JSONResponse | None:
+    """The 401 `require_admin` answers with, or None when the token is right."""
+    try:
+        require_admin(request)
+    except Unauthorized as refused:
+        return JSONResponse(refused.to_body(), status_code=refused.status_code, headers={"www-authenticate": "Bearer"})
+    return None
+
+
 def is_admin_path(path: str) -> bool:
     """Under `/v1`, where contract §3 answers a missing or wrong token with 401 whatever the path or method.
 
@@ -81,10 +90,9 @@ def install_error_handlers(app: Any) -> None:
 
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if is_admin_path(request.url.path):  # no route matched, so no route's AdminDep ran: check the token here
-            try:
-                require_admin(request)
-            except Unauthorized as refused:
-                return await hub_error(request, refused)
+            refusal = admin_refusal(request)
+            if refusal is not None:
+                return refusal
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse(
             {"error": {"code": code, "message": str(exc.detail), "details": None}},

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from starlette.requests import Request
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
@@ -25,6 +26,12 @@ class HubApp(FastAPI):
     hot_routes: list[Route]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].endswith("/") and api.is_admin_path(scope["path"]):
+            scope["app"] = self
+            refusal = api.admin_refusal(Request(scope))
+            if refusal is not None:  # the router redirects `/v1/x/` to `/v1/x` before any route checks the token
+                await refusal(scope, receive, send)
+                return
         if scope["type"] == "http" and self.hot_routes:
             for route in self.hot_routes:
                 match, child = route.matches(scope)

@@ -18,7 +18,7 @@ from hub.cli_output import TimeOption
 from hub.errors import HubError
 from hub.gcpolicy import settle_gc
 from hub.runtime import Hub, current_hub, get_hub
-from hub.settings import Settings, describe_invalid, get_settings
+from hub.settings import Settings, describe_invalid, get_settings, hide_url_password
 
 
 class DatabaseUnusable(Exception):
@@ -117,7 +117,7 @@ def serve(host: str, port: int) -> None:
     token, created = settings.resolved_admin_token()
     if created:
         click.echo(f"Generated admin token (stored in {settings.data_dir / 'admin.token'}, shown once):\n  {token}")
-    mode = f"Celery via {settings.broker_url}" if settings.broker_url else "in-process tasks"
+    mode = f"Celery via {_redact_broker(settings.broker_url)}" if settings.broker_url else "in-process tasks"
     click.echo(f"crmhub on http://{host}:{port}  database={_redact(settings.database_url)}  runtime={mode}")
     app = create_app(hub)
     settle_gc()  # everything loaded so far lives as long as the process: keep it out of the GC's scans
@@ -142,6 +142,16 @@ def _redact(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+def _redact_broker(url: str) -> str:
+    """The broker URL without its password (`redis://:pw@host`), for output and logs."""
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return _redact(url)
+    except (ArgumentError, ValueError):  # a URL SQLAlchemy cannot parse (Celery's `a;b` failover list)
+        return hide_url_password(url)
 
 
 @cli.command()

@@ -229,13 +229,26 @@ def unknown_env_names(environ: Mapping[str, str]) -> list[str]:
     return out
 
 
+# The password of a URL's `user:password@`: a mistyped broker URL (`redis:/:pw@host`) is refused, and the message
+# naming it goes to stderr and the service's log.
+_URL_PASSWORD = re.compile(r"(?<=:)[^:@\s]+(?=@)")
+
+
+def hide_url_password(value: str) -> str:
+    """`value` with the password of every `user:password@` in it shown as `***`."""
+    return _URL_PASSWORD.sub("***", value)
+
+
 def describe_invalid(exc: ValidationError) -> str:
-    """One line naming each bad setting by its environment variable, its value and what it should be."""
+    """One line naming each bad setting by its environment variable, its value (a URL's password hidden) and what
+    it should be."""
     parts = []
     for error in exc.errors():
         name = ENV_PREFIX + str(error["loc"][0]).upper() if error.get("loc") else "a setting"
         message = str(error["msg"]).removeprefix("Value error, ")
-        parts.append(f"{name}={error.get('input')!r}: {message}")
+        given = error.get("input")
+        shown = hide_url_password(given) if isinstance(given, str) else given
+        parts.append(f"{name}={shown!r}: {message}")
     return "invalid setting " + "; ".join(parts)
 
 

@@ -142,10 +142,12 @@ def add_source(api: httpx.Client, connector: str, config: dict[str, Any]) -> dic
     ("GET", "/v1/customers?identity=phone:13800138000"), ("GET", "/v1/events"), ("GET", "/v1/endpoints"),
     ("GET", "/v1/health/sources"),
     ("GET", "/v1/no-such-thing"), ("GET", "/v1"), ("PUT", "/v1/sources"), ("DELETE", "/v1/connectors"),
+    ("GET", "/v1/sources/"), ("POST", "/v1/endpoints/"), ("GET", "/v1/health/sources/"),
 ])
 def test_every_v1_request_without_the_right_bearer_token_is_401(served: Served, method: str, path: str) -> None:
     """Contract §3: missing/wrong token → 401, for `/v1/*` (§1). An unknown path or method under /v1 answered
-    404/405 before the token was looked at, telling a stranger which routes exist."""
+    404/405 before the token was looked at, telling a stranger which routes exist; a route's path with a trailing
+    slash answered a 307 to the route."""
     wrong = [{}, {"authorization": "Bearer not-the-token"}, {"authorization": f"Basic {TOKEN}"},
              {"authorization": TOKEN}]
     for headers in wrong:
@@ -156,6 +158,8 @@ def test_every_v1_request_without_the_right_bearer_token_is_401(served: Served, 
 def test_with_the_token_an_unknown_path_is_404_and_a_wrong_method_405(api: httpx.Client) -> None:
     assert error_of(api.get("/v1/no-such-thing"), 404)["code"] == "not_found"
     assert error_of(api.put("/v1/sources"), 405)["code"] == "method_not_allowed"
+    redirect = api.get("/v1/sources/")  # with the token, a trailing slash is still redirected to the route
+    assert redirect.status_code == 307 and redirect.headers["location"].endswith("/v1/sources")
 
 
 def test_liveness_and_readiness_need_no_token(served: Served) -> None:

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select
@@ -95,9 +95,10 @@ def require_ops(request: Request) -> None:
 
 
 def _unauthorized() -> Response:
-    return Response("admin token required (use it as the Basic auth password)\n", status_code=401,
-                    headers={"www-authenticate": 'Basic realm="crmhub ops", charset="UTF-8"'},
-                    media_type="text/plain")
+    """The contract's error body (§3), with a Basic challenge so a browser asks for the token."""
+    refused = Unauthorized("the ops page needs the admin token (use it as the HTTP Basic password, any user name)")
+    return JSONResponse(refused.to_body(), status_code=401,
+                        headers={"www-authenticate": 'Basic realm="crmhub ops", charset="UTF-8"'})
 
 
 def _form_token(request: Request, endpoint_id: str) -> str:
@@ -151,6 +152,7 @@ async def ops_replay(request: Request, endpoint_id: uuid.UUID, hub: HubDep) -> R
     form = parse_qs((await request.body())[:4096].decode("utf-8", errors="replace"))
     token = (form.get("token") or [""])[0]
     if not hmac.compare_digest(token.encode(), _form_token(request, str(endpoint_id)).encode()):
-        return Response("stale or forged form; reload /ops\n", status_code=403, media_type="text/plain")
+        return JSONResponse({"error": {"code": "stale_form", "message": "stale or forged form; reload /ops",
+                                       "details": None}}, status_code=403)
     queued = await run_in_threadpool(replay_endpoint, hub, endpoint_id, failed_only=True)
     return RedirectResponse(f"/ops?notice=replayed&n={queued}", status_code=303)

@@ -39,6 +39,11 @@ _HANDFUL = 5  # bad sequences tolerated in any sample, however small
 _EVIDENCE = 10  # good non-ASCII characters needed per bad sequence
 _ASCII_RUNS = re.compile(r"[\x00-\x7f]+")
 _LINES_NAMED = 5  # broken quotes named in the warning
+# A hostile CSV's one line of 50,000,000 short cells took over 7.7 GB before it was stopped (each cell becomes a list
+# item, then an extra field named by its column). Excel and WPS have at most 16,384 columns, and no real line nears
+# 16 Mi characters (one cell may hold as much: the field size limit below), so both are refused with the reason.
+MAX_COLUMNS = 16_384
+MAX_LINE_CHARS = 16 * 1024 * 1024
 _EXCEL_TEXT_MARK = re.compile(r"'([\d +-]*\d[\d +-]*)")
 csv.field_size_limit(16 * 1024 * 1024)
 
@@ -189,11 +194,12 @@ class CsvSheet:
 
     def rows(self) -> Iterator[tuple[int, list[Any], list[int]]]:
         text = io.TextIOWrapper(self._raw, encoding=self.encoding, errors="replace", newline="")
-        lines = _LineTap(text)
+        lines = _LineTap(iter(lambda: text.readline(MAX_LINE_CHARS + 1), ""))
         index = 0
         try:
             for cells in csv.reader(lines, csv.excel, **self._format):
                 for row in self._rows_of(cells, lines):
+                    _check_width(row, index)
                     if any("\ufffd" in c for c in row):
                         self.replaced_rows += 1
                     yield index, [csv_cell(c) for c in row], []
@@ -238,6 +244,9 @@ class _LineTap:
 
     def __next__(self) -> str:
         line = next(self._lines)
+        if len(line) > MAX_LINE_CHARS:
+            raise FileUnreadable(f"line {self.count + 1} is longer than {MAX_LINE_CHARS:,} characters: not a table "
+                                 "this importer can read")
         self._taken.append(line)
         self.count += 1
         return line
@@ -250,6 +259,12 @@ class _LineTap:
     def take(self) -> list[str]:
         taken, self._taken = self._taken, []
         return taken
+
+
+def _check_width(row: list[str], index: int) -> None:
+    if len(row) > MAX_COLUMNS:
+        raise FileUnreadable(f"record {index + 1} has {len(row):,} cells, more than the {MAX_COLUMNS:,} columns a "
+                             "spreadsheet can hold: not a table this importer can read")
 
 
 def _parses(lines: list[str], fmt: dict[str, Any]) -> bool:

@@ -39,11 +39,21 @@ _CHUNK = 1 << 20
 # XFD1048576 in a 1.5 kB file asked for 512 GiB and aborted the process. The range is read from the XML first
 # (every cell tag counts, a formatted blank too: an overestimate, which matters only near the limit).
 MAX_SHEET_CELLS = 50_000_000
+# Merged ranges are filled cell by cell (the top-left value copied into each), each filled cell right of the header
+# an extra field: one range D2:XFD101 in a 7 kB file made 1.6 million of them (52 s, 261 MB; its 1,000-row form
+# ~2.5 GB). Real merges (a company over its contacts' rows, a group header) fill far fewer: at this cap, ~40 s.
+MAX_MERGED_FILL = 1_000_000
 _TAG = re.compile(rb"<(?:\w+:)?(row|c)(?=[\s>/])([^<>]*)>")
 _ANY_CELL = re.compile(rb"<(?:\w+:)?c[\s>/]")
 _CELL_REF_TAG = re.compile(rb'<(?:\w+:)?c\s[^<>]*?\br="([A-Z]{1,3})([0-9]+)"')
 _CARRY_MAX = 1 << 16  # a `<c …>` start tag and its `<f` fit in this, however long the cell's value
 _NS_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
+# A zip bomb: calamine and `_sheet_xml_path` read shared strings and workbook.xml whole into memory, so a 0.5 MB file
+# holding 512 MiB of them took 1.6 GB. Apache POI's ZipSecureFile limits, which real workbooks stay within: a member
+# over 100 KiB may inflate at most 100-fold. The declared sizes are enough: calamine and zipfile refuse a member
+# that inflates past its declared size.
+MIN_INFLATE_RATIO = 0.01
+INFLATE_GRACE_BYTES = 100 * 1024
 
 
 def column_index(letters: bytes) -> int:
@@ -103,6 +113,21 @@ class _Extent:
         if self.right < 0:
             return 0
         return (self.bottom - self.top + 1) * (self.right - self.left + 1)
+
+
+def check_inflation(path: str) -> None:
+    """FileUnreadable when a member of the archive inflates more than any real workbook does (a zip bomb)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise FileUnreadable(f"not a readable .xlsx workbook: {exc}") from exc
+    for info in members:
+        if info.file_size > INFLATE_GRACE_BYTES and info.compress_size < info.file_size * MIN_INFLATE_RATIO:
+            raise FileUnreadable(
+                f"not a workbook that can be read safely: {info.filename} inflates from {info.compress_size:,} to "
+                f"{info.file_size:,} bytes, more than {1 / MIN_INFLATE_RATIO:.0f}-fold (a zip bomb?); open the file "
+                "in Excel or WPS and save it again, or save the sheet as CSV")
 
 
 def check_extent(path: str, limit: int = MAX_SHEET_CELLS) -> None:
@@ -285,6 +310,7 @@ class XlsxSheet:
     """The data worksheet's rows (0-based absolute row, cells with merges filled, formula columns)."""
 
     def __init__(self, path: str) -> None:
+        check_inflation(path)
         check_extent(path)
         try:
             self.workbook = CalamineWorkbook.from_path(path)
@@ -300,8 +326,19 @@ class XlsxSheet:
         self.first_row = first_row_yielded(self.sheet)
         self.total_rows = self.sheet.height + self.start[0] - self.first_row
         self.merged = list(self.sheet.merged_cell_ranges or [])
+        self._check_merged_fill()
         self.formulas, self.unplaced_formulas = scan_formulas(path, self.index)
         self.done = 0
+
+    def _check_merged_fill(self) -> None:
+        """FileUnreadable when the merged ranges would fill more than MAX_MERGED_FILL cells of the rows read."""
+        last_row = self.start[0] + self.sheet.height - 1
+        filled = sum(max(0, min(r1, last_row) - r0 + 1) * (c1 - c0 + 1) - 1
+                     for (r0, c0), (r1, c1) in self.merged if r0 <= last_row)
+        if filled > MAX_MERGED_FILL:
+            raise FileUnreadable(
+                f"the sheet's merged ranges cover {filled:,} cells, more than the {MAX_MERGED_FILL:,} that are filled "
+                "in: unmerge them (Merge & Center → Unmerge Cells) or save the sheet as CSV")
 
     @property
     def formula_cells(self) -> int:

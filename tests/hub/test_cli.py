@@ -225,6 +225,17 @@ def test_an_invalid_setting_is_one_line_and_exit_1(env_db: Callable[[str], None]
     assert exited.value.code == 1
 
 
+def test_an_invalid_broker_url_is_named_without_its_password(env_db: Callable[[str], None], tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """`redis:/:s3cret@host` (one slash short) was refused with the whole value, password and all, on stderr."""
+    env_db(f"sqlite:///{tmp_path}/hub.db")
+    monkeypatch.setenv("CRMHUB_BROKER_URL", "redis:/:s3cret@127.0.0.1:6379/0")
+    get_settings.cache_clear()
+    result = CliRunner().invoke(cli, ["sources", "list"])
+    assert result.exit_code == 1 and "s3cret" not in result.output, result.output
+    assert "invalid setting CRMHUB_BROKER_URL='redis:/:***@127.0.0.1:6379/0': " in result.stderr
+
+
 @pytest.mark.parametrize("args", [["worker"], ["beat"], ["worker", "--metrics-port", "9100"]])
 def test_worker_and_beat_without_a_broker_are_exit_1_naming_the_setting(
     env_db: Callable[[str], None], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
@@ -350,6 +361,24 @@ def test_the_cli_shows_the_webhook_url_of_the_server_it_shares_a_data_dir_with(
     monkeypatch.setenv("CRMHUB_PUBLIC_URL", "https://hub.example.com/")  # an explicit setting still wins
     get_settings.cache_clear()
     assert get_settings().public_base() == "https://hub.example.com"
+
+
+@pytest.mark.parametrize(("broker", "shown"), [
+    ("redis://:s3cret@127.0.0.1:6399/0", "Celery via redis://:***@127.0.0.1:6399/0"),
+    ("sentinel://:s3cret@127.0.0.1:26379;sentinel://:s3cret@127.0.0.2:26379",
+     "Celery via sentinel://:***@127.0.0.1:26379;sentinel://:***@127.0.0.2:26379"),
+])
+def test_serve_prints_the_broker_url_without_its_password(env_db: Callable[[str], None], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch, broker: str,
+                                                          shown: str) -> None:
+    """The database URL's password was hidden on serve's start-up line, the broker's printed in clear beside it."""
+    env_db(f"sqlite:///{tmp_path}/hub.db")
+    monkeypatch.setenv("CRMHUB_BROKER_URL", broker)
+    get_settings.cache_clear()
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: None)
+    result = CliRunner().invoke(cli, ["serve", "--port", "9128"])
+    assert result.exit_code == 0, result.output
+    assert shown in result.output and "s3cret" not in result.output
 
 
 def test_serve_keeps_an_explicit_public_url(env_db: Callable[[str], None], tmp_path: Path,

@@ -213,14 +213,18 @@ def test_ops_auth_and_replay_button(hub_factory, receiver: Receiver) -> None:  #
     client = client_for(hub)
     denied = client.get("/ops")
     assert denied.status_code == 401 and denied.headers["www-authenticate"].startswith("Basic")
-    assert client.get("/ops", headers=basic("ops", "wrong")).status_code == 401
+    assert denied.json()["error"]["code"] == "unauthorized"  # contract §3: errors are JSON (it was plain text)
+    wrong = client.get("/ops", headers=basic("ops", "wrong"))
+    assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "unauthorized"
+    bare = client.post(f"/ops/endpoints/{eid}/replay", data={"token": "0" * 64})
+    assert bare.status_code == 401 and bare.json()["error"]["code"] == "unauthorized"
     page = client.get("/ops", headers=basic("ops", "test-admin-token"))
     assert page.status_code == 200 and f'data-endpoint-id="{eid}" data-status="failing"' in page.text
     assert client.get("/ops", headers=ADMIN).status_code == 200
     token = re.search(r'name="token" value="([0-9a-f]+)"', page.text).group(1)  # type: ignore[union-attr]
     forged = client.post(f"/ops/endpoints/{eid}/replay", data={"token": "0" * 64},
                          headers=basic("x", "test-admin-token"))
-    assert forged.status_code == 403
+    assert forged.status_code == 403 and forged.json()["error"]["code"] == "stale_form"
     receiver.script = lambda _r: (200, {}, b"")
     resp = client.post(f"/ops/endpoints/{eid}/replay", data={"token": token}, headers=basic("x", "test-admin-token"),
                        follow_redirects=False)

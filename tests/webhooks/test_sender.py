@@ -117,3 +117,14 @@ def test_a_compressed_answer_is_never_inflated(receiver: Receiver) -> None:
     assert result.ok and len(result.excerpt or "") <= sender.EXCERPT_BYTES
     assert peak < 8 << 20, f"{peak / 2**20:.0f} MiB"
     assert receiver.received[0].headers["accept-encoding"] == "identity"
+
+
+def test_a_redirect_is_an_answer_never_followed(raw_server: RawServer, receiver: Receiver) -> None:
+    """Standard Webhooks: a 3xx is a failed attempt. Followed, it would carry the signed body to another host,
+    past the SSRF check (which vets only the endpoint's own host)."""
+    url = raw_server(f"HTTP/1.1 307 Temporary Redirect\r\nLocation: {receiver.url}\r\nContent-Length: 0\r\n\r\n"
+                     .encode())
+    result = _send(url)
+    assert (result.status_code, result.ok, result.error) == (307, False, "HTTP 307")
+    time.sleep(0.2)
+    assert receiver.received == []

@@ -606,6 +606,59 @@ def test_a_sheet_whose_used_range_is_huge_is_refused_before_calamine_allocates_i
         ImportFile(str(path))
 
 
+def test_a_zip_bomb_is_refused_before_any_member_is_inflated(tmp_path: Path) -> None:
+    """A 0.5 MB .xlsx whose workbook.xml inflated to 512 MiB took 1.6 GB of memory to open (calamine and the sheet
+    lookup read it whole); a few MB more and the integrator's machine ran out. Refused from the zip's sizes."""
+    import zipfile
+
+    source = write_xlsx(tmp_path / "plain.xlsx", ROWS)
+    bomb = tmp_path / "bomb.xlsx"
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "xl/workbook.xml":  # a comment inside the root: still a valid workbook
+                data = data.replace(b"<workbookPr", b"<!--" + b"A" * (16 << 20) + b"--><workbookPr", 1)
+            dst.writestr(item, data)
+    assert bomb.stat().st_size < (16 << 20) // 100
+    with pytest.raises(FileUnreadable, match=r"xl/workbook\.xml inflates from [0-9,]+ to 16,7[0-9,]+ bytes"):
+        ImportFile(str(bomb))
+
+
+def test_a_csv_wider_than_a_spreadsheet_or_with_an_endless_line_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 100 MB CSV holding one line of 50,000,000 cells took over 7.7 GB before it was killed: each cell became a
+    list item and then an extra field named by its column. A row is at most Excel's 16,384 columns wide."""
+    from connectors.spreadsheet import csvfile
+
+    widest = write_csv(tmp_path / "widest.csv", [HEADER, ["腾讯科技", "张三", "13800138000"]
+                                                 + ["x"] * (csvfile.MAX_COLUMNS - 3)])
+    [outcome] = _outcomes(ImportFile(str(widest)))
+    assert len(outcome.extra) == csvfile.MAX_COLUMNS - len(HEADER)
+    wider = write_csv(tmp_path / "wider.csv", [HEADER, ["腾讯科技", "张三", "13800138000"]
+                                               + ["x"] * (csvfile.MAX_COLUMNS - 2)])
+    with pytest.raises(FileUnreadable, match="record 2 has 16,385 cells, more than the 16,384 columns"):
+        _outcomes(ImportFile(str(wider)))
+    monkeypatch.setattr(csvfile, "MAX_LINE_CHARS", 1000)
+    endless = write_csv(tmp_path / "endless.csv", [HEADER, ["腾讯科技", "张三", "13800138000", "x" * 990]])
+    with pytest.raises(FileUnreadable, match="line 2 is longer than 1,000 characters"):
+        _outcomes(ImportFile(str(endless)))
+
+
+def test_merged_ranges_that_would_fill_millions_of_cells_are_refused(tmp_path: Path) -> None:
+    """One merged range D2:XFD101 in a 7 kB file was filled into 1.6 million extra fields (52 s, 261 MB; with 1,000
+    rows ~2.5 GB). Refused before a row is read; the merges a real sheet has (A2:A3 here) are filled as before."""
+    rows = [HEADER[:3], *[["腾讯科技", "张三", f"138001{i:05d}"] for i in range(100)]]
+    merged = _with_sheet_xml(tmp_path, "merged.xlsx", lambda xml: xml.replace(
+        b"</sheetData>", b'</sheetData><mergeCells count="2"><mergeCell ref="A2:A3"/><mergeCell ref="D2:XFD101"/>'
+                         b"</mergeCells>", 1), rows)
+    with pytest.raises(FileUnreadable, match=r"merged ranges cover 1,638,\d{3} cells, more than the 1,000,000"):
+        ImportFile(str(merged))
+    fine = _with_sheet_xml(tmp_path, "fine.xlsx", lambda xml: xml.replace(
+        b"</sheetData>", b'</sheetData><mergeCells count="1"><mergeCell ref="A2:A3"/></mergeCells>', 1), rows)
+    assert len(_outcomes(ImportFile(str(fine)))) == 100
+
+
 def test_the_used_range_check_counts_positions_when_cells_have_no_reference(tmp_path: Path) -> None:
     import re
 
