@@ -33,6 +33,10 @@ NAMING_CONVENTION = {
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL wants BIGINT.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+# A column holding such an id (events.raw_event_id, messages.event_seq): BIGINT like the key it names. As INTEGER it
+# overflowed on PostgreSQL once the key passed 2**31 ("integer out of range", every later event failing); SQLite's
+# INTEGER is 64-bit already.
+BigIntRef = BigIntPK
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -11,7 +11,7 @@ from sqlalchemy.event import listen
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.schema import DDL
 
-from hub.db import Base, BigIntPK, Timestamps, UUIDPk
+from hub.db import Base, BigIntPK, BigIntRef, Timestamps, UUIDPk
 from hub.ids import new_id
 from hub.schemas import utcnow
 
@@ -97,7 +97,7 @@ class EventRow(Base):
     source: Mapped[str] = mapped_column(String(64))
     source_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"))
     source_event_id: Mapped[str] = mapped_column(String(300))
-    raw_event_id: Mapped[int | None] = mapped_column(index=True)
+    raw_event_id: Mapped[int | None] = mapped_column(BigIntRef, index=True)
     occurred_at: Mapped[datetime] = mapped_column()
     received_at: Mapped[datetime] = mapped_column()
     stored_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -121,7 +121,7 @@ class QuarantineRow(UUIDPk, Base):
     __table_args__ = (Index("ix_quarantine_source_item", "source_id", "item_key"),)
 
     source_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"), index=True)
-    raw_event_id: Mapped[int | None] = mapped_column(index=True)
+    raw_event_id: Mapped[int | None] = mapped_column(BigIntRef, index=True)
     reason: Mapped[str] = mapped_column(String(100), index=True)
     detail: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any] | None] = mapped_column()

@@ -273,3 +273,38 @@ def test_0010_adds_the_attempts_outcome_index_and_takes_it_away_again(tmp_path: 
             assert conn.execute(text("SELECT count(*) FROM attempts")).scalar() == 4
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_0011_widens_the_columns_holding_bigint_ids_on_postgresql(pg_url: str) -> None:
+    """Past 2**31 raw requests, an event naming its request failed with "integer out of range"; after 0011 it is
+    stored, and rows from before keep their values."""
+    import uuid
+
+    from hub.models import QuarantineRow
+
+    engine = create_engine(pg_url)
+
+    def types() -> dict[str, str]:
+        insp = inspect(engine)
+        return {f"{t}.{c}": str(next(x["type"] for x in insp.get_columns(t) if x["name"] == c))
+                for t, c in (("events", "raw_event_id"), ("quarantine", "raw_event_id"), ("messages", "event_seq"))}
+
+    def quarantine(raw_event_id: int) -> None:
+        with engine.begin() as conn:
+            conn.execute(QuarantineRow.__table__.insert(), [{"id": uuid.uuid4(), "raw_event_id": raw_event_id,
+                                                             "reason": "bad_phone"}])
+
+    try:
+        upgrade(engine, "0010")
+        assert set(types().values()) == {"INTEGER"}
+        quarantine(7)
+        with pytest.raises(Exception, match="out of range"):
+            quarantine(2**31)
+        upgrade(engine)
+        assert set(types().values()) == {"BIGINT"}
+        quarantine(2**31)
+        with engine.connect() as conn:
+            assert sorted(conn.execute(text("SELECT raw_event_id FROM quarantine")).scalars()) == [7, 2**31]
+    finally:
+        engine.dispose()

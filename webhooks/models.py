@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hub.db import Base, BigIntPK, Timestamps, UUIDPk
+from hub.db import Base, BigIntPK, BigIntRef, Timestamps, UUIDPk
 from hub.schemas import utcnow
 
 MSG_PENDING = "pending"
@@ -59,7 +59,7 @@ class MessageRow(UUIDPk, Base):
 
     endpoint_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"))
     event_id: Mapped[uuid.UUID] = mapped_column()
-    event_seq: Mapped[int] = mapped_column(default=0)
+    event_seq: Mapped[int] = mapped_column(BigIntRef, default=0)
     event_type: Mapped[str] = mapped_column(String(64))
     customer_id: Mapped[uuid.UUID | None] = mapped_column()
     occurred_at: Mapped[datetime] = mapped_column()
