@@ -42,7 +42,10 @@ def make_celery(settings: Settings, schedules: list[tuple[str, float]] | None = 
         broker_transport_options=transport,
         worker_hijack_root_logger=False,
         beat_schedule={
-            name: {"task": name, "schedule": every, "options": {"queue": TASKS[name].queue}}
+            # `expires`: a sweep still queued when the next one is sent is dropped by the worker that receives it, not
+            # run. Beat sends on schedule whether or not a worker runs: after an hour without workers, 60 requeue
+            # sweeps each queued copies of up to 10,000 pending requests, and every one of them ran.
+            name: {"task": name, "schedule": every, "options": {"queue": TASKS[name].queue, "expires": every}}
             for name, every in (schedules or [])
             if name in TASKS
         },

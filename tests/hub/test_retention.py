@@ -226,9 +226,12 @@ def test_both_prunes_are_in_the_celery_beat_schedule(tmp_path: Path) -> None:
     app = make_celery(make_settings(tmp_path, broker_url=REDIS_URL), hub.schedules)  # builds, connects to nothing
     try:
         beat = app.conf.beat_schedule
-        assert beat[REJECTIONS_TASK] == {"task": REJECTIONS_TASK, "schedule": 3600.0, "options": {"queue": "ingest"}}
-        assert beat[ATTEMPTS_TASK] == {"task": ATTEMPTS_TASK, "schedule": 3600.0, "options": {"queue": "deliver"}}
-        assert beat[RAW_TASK] == {"task": RAW_TASK, "schedule": 3600.0, "options": {"queue": "ingest"}}
+        def hourly(task: str, queue: str) -> dict[str, Any]:
+            return {"task": task, "schedule": 3600.0, "options": {"queue": queue, "expires": 3600.0}}
+
+        assert beat[REJECTIONS_TASK] == hourly(REJECTIONS_TASK, "ingest")
+        assert beat[ATTEMPTS_TASK] == hourly(ATTEMPTS_TASK, "deliver")
+        assert beat[RAW_TASK] == hourly(RAW_TASK, "ingest")
         assert {REJECTIONS_TASK, ATTEMPTS_TASK, RAW_TASK} <= set(app.tasks)
     finally:
         app.close()

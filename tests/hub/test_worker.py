@@ -115,3 +115,43 @@ def test_a_broker_refusing_a_follow_up_enqueue_does_not_fail_the_processed_reque
         assert [row.status for row in raw_rows(hub)] == ["handled"] and count_events(hub) == 1
         with hub.sessions() as session:
             assert [m.status for m in session.query(MessageRow)] == ["pending"]
+
+
+@pytest.mark.redis
+def test_beat_sends_each_periodic_task_with_an_expiry_of_its_period(tmp_path: Path, broker_prefix: str) -> None:
+    """With no worker running, beat still sends every sweep: without an expiry, an hour's outage left 60 requeue sweeps
+    waiting, each queueing copies of up to 10,000 pending requests once workers came back. Each now expires when the
+    next is sent, and a worker drops an expired task instead of running it."""
+    from celery.beat import Scheduler
+
+    hub = make_hub(make_settings(tmp_path), runner=_NoRunner())
+    app = make_celery(_settings(tmp_path, broker_key_prefix=broker_prefix), hub.schedules)
+    try:
+        scheduler = Scheduler(app, lazy=True)
+        scheduler.setup_schedule()
+        before = utcnow()
+        with app.producer_or_acquire() as producer:
+            scheduler.apply_async(scheduler.schedule["hub.pipeline.requeue_pending"], producer=producer)
+        after = utcnow()
+    finally:
+        app.close()
+        hub.engine.dispose()
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        [message] = [json.loads(m) for m in client.lrange(f"{broker_prefix}ingest", 0, -1)]
+    finally:
+        client.close()
+    assert message["headers"]["task"] == "hub.pipeline.requeue_pending"
+    expires = datetime.fromisoformat(message["headers"]["expires"])
+    assert before + timedelta(seconds=60) <= expires <= after + timedelta(seconds=60)
+
+
+class _NoRunner:
+    def enqueue(self, name: str, args: tuple[Any, ...], countdown: float | None = None) -> None:
+        raise AssertionError("nothing is queued through the hub here")
+
+    def start(self) -> None:
+        return None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        return None
