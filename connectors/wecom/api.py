@@ -12,6 +12,7 @@ try again later; the rest are permanent for this request (a wrong secret, an IP 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -25,14 +26,35 @@ DEFAULT_BASE_URL = "https://qyapi.weixin.qq.com"
 TOKEN_PATH = "/cgi-bin/gettoken"
 CONTACT_PATH = "/cgi-bin/externalcontact/get"
 TIMEOUT_S = 5.0
-LEEWAY_S = 300  # a token this close to its end is fetched anew
+LEEWAY_S = 300  # a token is used until this close to its end (see _kept_for)
 MAX_PAGES = 20  # follow_user pages (500 employees each) read while looking for the event's employee
-# After WeCom could not be reached or answered 5xx/429, calls fail at once for this long: a backlog of contact events
-# retried while WeCom is away costs one timeout per pause, not one per event.
+# After WeCom could not be reached, answered 5xx/429 or said busy/rate-limited (TRY_AGAIN, which it sends with HTTP
+# 200), calls fail at once for this long: a backlog of contact events retried while WeCom is away costs one timeout
+# (or one refused call) per pause, not one per event and retry.
 PAUSE_S = 30.0
 TOKEN_REJECTED = frozenset({40014, 42001})
 TRY_AGAIN = frozenset({-1, 45009, 45033})
 NO_RELATION = 84061  # 不存在外部联系人的关系: the contact was removed before the hub asked
+SECRET_PARAMS = frozenset({"corpsecret", "access_token"})  # the query parameters no log line may show
+
+
+class _RedactSecretParams(logging.Filter):
+    """httpx logs every request's URL at INFO (`crmhub -v serve`, `crmhub worker`), and WeCom takes the secret and
+    the token in the query: their values are replaced before any handler formats the line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redacted(arg) if isinstance(arg, httpx.URL) else arg for arg in record.args)
+        return True
+
+
+def _redacted(url: httpx.URL) -> httpx.URL:
+    if not SECRET_PARAMS & set(url.params.keys()):
+        return url
+    return url.copy_with(params=[(k, "redacted" if k in SECRET_PARAMS else v) for k, v in url.params.multi_items()])
+
+
+logging.getLogger("httpx").addFilter(_RedactSecretParams())
 
 
 class WeComAPIError(HubError):
@@ -62,7 +84,7 @@ class WeComAPI:
                 if not isinstance(token, str) or not token:
                     raise WeComAPIError("gettoken answered without access_token")
                 lifetime = expires_in if isinstance(expires_in, int) and expires_in > 0 else 7200
-                self._token = (token, time.monotonic() + max(lifetime - LEEWAY_S, 0))
+                self._token = (token, time.monotonic() + _kept_for(lifetime))
             return self._token[0]
 
     def drop_token(self, rejected: str) -> None:
@@ -132,9 +154,18 @@ class WeComAPI:
         if errcode not in (0, None):
             message = f"WeCom {what} error {errcode}: {doc.get('errmsg') or ''}".strip()
             if errcode in TRY_AGAIN:
+                self._paused_until = time.monotonic() + PAUSE_S
                 raise RetryableError(message)
             raise WeComAPIError(message, details={"errcode": errcode, "errmsg": doc.get("errmsg")})
         return doc
+
+
+def _kept_for(lifetime: float) -> float:
+    """How long a token is used: to LEEWAY_S before its end, or half its life when less is left. WeCom hands out
+    the same token while it is valid, with the time it has left: fetching again inside the leeway only gets it
+    back, so a token kept for 0 s cost a gettoken before every call for its last 5 minutes (WeCom throttles
+    frequent gettoken calls)."""
+    return lifetime - LEEWAY_S if lifetime > 2 * LEEWAY_S else lifetime / 2
 
 
 def _errcode(exc: HubError) -> Any:

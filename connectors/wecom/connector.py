@@ -9,7 +9,10 @@ import httpx
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from hub import Connector, EventDraft, InboundRequest, ParseContext, Reply
+from hub.connector import KeyedState
 from hub.errors import PayloadError, QuarantineError, UnreadableBody, VerificationError
+from hub.identifiers import is_shared_line, normalize_identity, phone_kind
+from hub.schemas import Identity
 
 from .api import DEFAULT_BASE_URL, WeComAPI, WeComAPIError
 from .crypto import aes_key, check_signature, decrypt
@@ -150,3 +153,31 @@ class WeComConnector(Connector):
             draft.properties["details_error"] = "WeCom has no relation with this contact any more (84061)"
             return
         apply_details(draft, detail, event.get("UserID"), link_remark_mobiles=config.link_remark_mobiles)
+        _keep_mobiles_of_one_contact(draft, event["ExternalUserID"], ctx.state)
+
+
+def _keep_mobiles_of_one_contact(draft: EventDraft, external_userid: str, state: KeyedState) -> None:
+    """A noted phone links only the first contact it was noted on. Employees type remark_mobiles, and one number on
+    several contacts (the employee's own, the shop's mobile) is not their customer's: as a strong identifier it
+    merged those WeChat users, each with its own external_userid and unionid, into one customer (up to the per-type
+    limit). The number stays on the event as `remark_mobiles_not_linked`. Weak lines (a company's switchboard on all
+    its people) never merge anybody, so they stay. Each phone identity here came from `remark_mobiles`: the
+    callback carries none."""
+    kept: list[Identity] = []
+    refused: list[str] = []
+    for ident in draft.identities:
+        number = normalize_identity(ident.type, ident.value).value if ident.type == "phone" else None
+        if number is None or is_shared_line(number) or phone_kind(number) == "fixed_line":
+            kept.append(ident)
+            continue
+        key = f"remark_mobile:{number}"
+        first = state.get(key)
+        if first is None:
+            state.set(key, external_userid)
+        if first in (None, external_userid):
+            kept.append(ident)
+        else:
+            refused.append(ident.value)
+    draft.identities = kept
+    if refused:
+        draft.properties["remark_mobiles_not_linked"] = refused

@@ -80,10 +80,19 @@ def test_an_expired_token_is_fetched_again_once(stand_in: WeComStandIn, http: ht
                                                         "/cgi-bin/gettoken", "/cgi-bin/externalcontact/get"]
 
 
-def test_a_token_near_its_end_is_not_used(stand_in: WeComStandIn, http: httpx.Client) -> None:
+def test_a_token_near_its_end_is_used_for_half_of_what_it_has_left(stand_in: WeComStandIn,
+                                                                     http: httpx.Client) -> None:
+    """WeCom answers gettoken with the same token while it is valid: asking again inside the 5-minute leeway only
+    gets it back, so a token kept for 0 s cost a gettoken before every call for its last 5 minutes."""
+    import time
+
     stand_in.expires_in = 200  # inside the 5-minute leeway
     api = _api(stand_in, http)
-    api.access_token()
+    first = api.access_token()
+    assert api.access_token() == first
+    assert [path for path, _ in stand_in.requests] == ["/cgi-bin/gettoken"]
+    assert api._token is not None and 90 < api._token[1] - time.monotonic() <= 100
+    api._token = (first, time.monotonic())  # that half is over: asked again
     api.access_token()
     assert [path for path, _ in stand_in.requests] == ["/cgi-bin/gettoken", "/cgi-bin/gettoken"]
 
@@ -246,6 +255,9 @@ def test_the_wecom_contact_joins_the_customer_who_gave_the_same_phone_elsewhere(
 def test_a_request_whose_details_were_busy_is_stored_with_them_on_the_next_try(
         hub: Hub, stand_in: WeComStandIn, monkeypatch: pytest.MonkeyPatch) -> None:
     """Nothing lost: WeCom got its 200 at once; the hub keeps the request and processes it again."""
+    import connectors.wecom.api as api_module
+
+    monkeypatch.setattr(api_module, "PAUSE_S", 0.0)  # the busy answer's pause is over by the next try
     client = client_for(hub)
     live = {**CONFIG, "max_clock_skew_s": 300, "contact_secret": SECRET, "api_base_url": stand_in.base_url}
     wecom = add_source(client, "wecom", "brand-wecom", live)
@@ -308,3 +320,84 @@ def test_a_string_where_a_list_belongs_is_not_read_as_its_characters() -> None:
     apply_details(draft, {"follow_user": [{"userid": "zhangsan", "remark_mobiles": "13800138000", "tags": "x"}],
                           "external_contact": {"gender": True, "type": [1]}}, "zhangsan", link_remark_mobiles=True)
     assert draft.identities == [] and "gender" not in draft.traits and "contact_type" not in draft.properties
+
+
+# ---------------------------------------------------------------- review (wecom details)
+
+
+def test_neither_the_secret_nor_the_token_reaches_a_log_line_at_info(
+        stand_in: WeComStandIn, http: httpx.Client, caplog: pytest.LogCaptureFixture) -> None:
+    """`crmhub -v serve` and `crmhub worker` log at INFO, where httpx writes every request's full URL: gettoken
+    carries the secret and externalcontact/get the token in its query."""
+    with caplog.at_level(logging.INFO):
+        _parse(stand_in, http)
+    tokens = list(stand_in.tokens)
+    assert "/cgi-bin/gettoken" in caplog.text  # the request is still logged, without its secret
+    assert SECRET not in caplog.text and tokens and not any(token in caplog.text for token in tokens)
+
+
+@pytest.mark.parametrize("errcode", [-1, 45009, 45033])
+def test_a_busy_or_rate_limited_answer_pauses_the_api_too(stand_in: WeComStandIn, http: httpx.Client,
+                                                           errcode: int) -> None:
+    """WeCom says "rate limited" with HTTP 200 and an errcode, not 429: a backlog retried at 0.2 s, 0.4 s … against
+    45009 called WeCom once per event per retry, where a 429 would have paused the API."""
+    api = _api(stand_in, http)
+    stand_in.errors.append(errcode)
+    with pytest.raises(RetryableError):
+        api.get_contact(EXTERNAL, "zhangsan")
+    calls = len(stand_in.requests)
+    with pytest.raises(RetryableError, match="not called") as caught:
+        api.get_contact(EXTERNAL, "zhangsan")
+    assert caught.value.retry_after is not None and caught.value.retry_after > 0
+    assert len(stand_in.requests) == calls
+
+
+def test_one_number_noted_on_two_contacts_does_not_make_them_one_customer(any_hub: Hub,
+                                                                          stand_in: WeComStandIn) -> None:
+    """An employee who notes the same mobile (their own, the shop's) on several contacts: each contact is its own
+    WeChat user (own external_userid and unionid), but the noted phone, a strong identifier, merged them all."""
+    other, noted = "wmOtherContact000000000000000001", "13912345678"
+    stand_in.contacts[EXTERNAL] = contact({**ZHANGSAN, "remark_mobiles": [noted]})
+    stand_in.contacts[other] = contact({**ZHANGSAN, "remark_mobiles": [noted]}, unionid="oOtherUnionid000000000001")
+    hub = any_hub
+    client = client_for(hub)
+    live = {**CONFIG, "max_clock_skew_s": 300, "contact_secret": SECRET, "api_base_url": stand_in.base_url}
+    wecom = add_source(client, "wecom", "brand-wecom", live)
+    added, edited = (FIXTURES / "add_external_contact.xml").read_bytes(), (FIXTURES / "edit_external_contact.xml")
+    for body in (added, added.replace(EXTERNAL.encode(), other.encode()), edited.read_bytes()):
+        request = sign(body, live)
+        resp = client.post(f"/hooks/{wecom}", content=request.body, params=dict(request.query),
+                           headers={"content-type": "text/xml"})
+        assert resp.status_code == 200
+        wait_processed(hub)
+    with hub.sessions() as session:
+        rows = session.scalars(select(EventRow).where(EventRow.source == "wecom").order_by(EventRow.seq)).all()
+        events = {next(i["value"] for i in row.data["identities"] if i["type"] == "wecom_external_userid"): row
+                  for row in rows}  # the edit (last) stands for EXTERNAL: the contact that had it first keeps it
+    assert len(rows) == 3 and set(events) == {EXTERNAL, other}
+    assert rows[0].customer_id == rows[2].customer_id != rows[1].customer_id
+    assert {"type": "phone", "value": "+8613912345678"} in events[EXTERNAL].data["identities"]
+    assert "phone" not in {i["type"] for i in events[other].data["identities"]}
+    assert events[other].data["properties"]["remark_mobiles_not_linked"] == [noted]
+
+
+class _DictState(dict[str, Any]):
+    def set(self, key: str, value: Any) -> None:
+        self[key] = value
+
+
+def test_a_noted_mobile_is_refused_on_a_second_contact_but_a_switchboard_is_kept(
+        stand_in: WeComStandIn, http: httpx.Client) -> None:
+    other, mobile, switchboard = "wmOtherContact000000000000000001", "139 1234 5678", "010-62345678"
+    for external in (EXTERNAL, other):
+        stand_in.contacts[external] = contact({**ZHANGSAN, "remark_mobiles": [mobile, switchboard]})
+    connector, state = WeComConnector(), _DictState()
+    live = connector.validate_config({**CONFIG, "contact_secret": SECRET, "api_base_url": stand_in.base_url})
+    added = (FIXTURES / "add_external_contact.xml").read_bytes()
+    phones = []
+    for body in (added, added.replace(EXTERNAL.encode(), other.encode()), added):
+        ctx = ParseContext(uuid.uuid4(), "wecom", utcnow(), state, http=http)
+        [draft] = connector.parse(sign(body, {**CONFIG, "contact_secret": SECRET}), live, ctx)
+        phones.append(([i.value for i in draft.identities if i.type == "phone"],
+                       draft.properties.get("remark_mobiles_not_linked")))
+    assert phones == [([mobile, switchboard], None), ([switchboard], [mobile]), ([mobile, switchboard], None)]
