@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from hub import metrics
 from hub.connector import InboundRequest, ParseContext, SetAside
 from hub.db import JSONText, after_commit
-from hub.errors import PayloadError, QuarantineError, RetryableError
+from hub.errors import HubError, PayloadError, QuarantineError, RetryableError
 from hub.identifiers import is_placeholder, normalize_identity, parse_placeholders
 from hub.ids import new_id
 from hub.ingest import storable_key
@@ -109,6 +109,10 @@ def process_raw(raw_id: int) -> str:
             metrics.PROCESS_RETRIES.inc()
             raise RetryableError(f"database conflict, retrying: {exc.__class__.__name__}") from exc
         raise RetryableError(str(exc)) from exc
+    except HubError as exc:  # raised on purpose, with a message that says what to do: no traceback in the log
+        log.error("raw event %s failed: %s", raw_id, exc.message)
+        _mark_failed(hub, raw_id, exc)
+        return RAW_FAILED
     except Exception as exc:
         log.exception("raw event %s failed", raw_id)
         _mark_failed(hub, raw_id, exc)

@@ -28,6 +28,9 @@ CONTACT_PATH = "/cgi-bin/externalcontact/get"
 TIMEOUT_S = 5.0
 LEEWAY_S = 300  # a token is used until this close to its end (see _kept_for)
 MAX_PAGES = 20  # follow_user pages (500 employees each) read while looking for the event's employee
+# No further page is asked for once reading one contact has taken this long: the fetch runs inside the processing of
+# the callback, and 20 slow pages (5 s each) held the in-process ingest lane, every source's, for 100 s.
+PAGING_BUDGET_S = 15.0
 # After WeCom could not be reached, answered 5xx/429 or said busy/rate-limited (TRY_AGAIN, which it sends with HTTP
 # 200), calls fail at once for this long: a backlog of contact events retried while WeCom is away costs one timeout
 # (or one refused call) per pause, not one per event and retry.
@@ -35,6 +38,9 @@ PAUSE_S = 30.0
 TOKEN_REJECTED = frozenset({40014, 42001})
 TRY_AGAIN = frozenset({-1, 45009, 45033})
 NO_RELATION = 84061  # 不存在外部联系人的关系: the contact was removed before the hub asked
+# Answers about the source's configuration, the same for every contact until an admin changes it: an invalid secret or
+# corp id, no secret, the app has no 客户联系 permission, the hub's IP is not on the app's trusted list.
+CONFIGURATION = frozenset({40001, 40013, 41004, 48002, 60020})
 SECRET_PARAMS = frozenset({"corpsecret", "access_token"})  # the query parameters no log line may show
 
 
@@ -62,6 +68,11 @@ class WeComAPIError(HubError):
 
     status_code = 502
     code = "wecom_api_error"
+
+    @property
+    def configuration(self) -> bool:
+        """WeCom refused the source's configuration, not this contact: every call fails alike until it is fixed."""
+        return _errcode(self) in CONFIGURATION
 
 
 class WeComAPI:
@@ -100,14 +111,15 @@ class WeComAPI:
         doc = self._with_token(params)
         if doc is None:
             return None
-        follow = list(doc.get("follow_user") or [])
+        started = time.monotonic()
+        follow = _entries(doc)
         pages = 1
-        while (doc.get("next_cursor") and pages < MAX_PAGES
-               and not any(isinstance(f, dict) and f.get("userid") == employee for f in follow)):
+        while (doc.get("next_cursor") and pages < MAX_PAGES and time.monotonic() - started < PAGING_BUDGET_S
+               and not any(f.get("userid") == employee for f in follow)):
             more = self._with_token({**params, "cursor": str(doc["next_cursor"])})
             if more is None:
                 break
-            follow.extend(more.get("follow_user") or [])
+            follow.extend(_entries(more))
             doc, pages = more, pages + 1
         contact = doc.get("external_contact")
         return {"external_contact": contact if isinstance(contact, dict) else {}, "follow_user": follow}
@@ -158,6 +170,12 @@ class WeComAPI:
                 raise RetryableError(message)
             raise WeComAPIError(message, details={"errcode": errcode, "errmsg": doc.get("errmsg")})
         return doc
+
+
+def _entries(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """A page's `follow_user` entries; anything but a list of objects reads as none (a TypeError failed the request)."""
+    follow = doc.get("follow_user")
+    return [f for f in follow if isinstance(f, dict)] if isinstance(follow, list) else []
 
 
 def _kept_for(lifetime: float) -> float:

@@ -141,11 +141,16 @@ class WeComConnector(Connector):
     def _add_details(self, draft: EventDraft, event: dict[str, str], config: WeComConfig, http: httpx.Client,
                      ctx: ParseContext) -> None:
         """The contact's details, from WeCom. A transient failure (RetryableError) is raised: the request is
-        processed again later, so the contact is not left unlinked. A permanent one (a wrong secret, an untrusted
-        IP) is logged and named on the event, which is stored without the details."""
+        processed again later, so the contact is not left unlinked. So is a refused configuration (a wrong secret,
+        an untrusted IP): the request fails, kept for `crmhub replay` once the source is fixed (a stored event cannot
+        be given its details later). Any other refusal is logged and named on the event, stored without them."""
         try:
             detail = self.api(config, http).get_contact(event["ExternalUserID"], event.get("UserID"))
         except WeComAPIError as exc:
+            if exc.configuration:
+                raise WeComAPIError(
+                    f"{exc.message}. The source's contact_secret or its app's settings are refused: fix them, then "
+                    f"`crmhub replay --source {ctx.source_id} --status failed`", details=exc.details) from exc
             ctx.log.warning("wecom contact details for source %s not fetched: %s", ctx.source_name, exc.message)
             draft.properties["details_error"] = exc.message
             return

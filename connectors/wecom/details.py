@@ -3,7 +3,8 @@
 Identity: `wechat_unionid` (a WeChat user's id across the company's WeChat apps, when the corp has bound its WeChat
 open platform account) and, unless the source turns it off, the phones the event's employee noted on the contact
 (`remark_mobiles`): what links the WeCom contact to the caller on the 400 line and the member at the till. Traits:
-name, gender, company, title. Properties: the contact's type, the employee's remark, description and tags.
+the name (a WeChat user's nickname as `wechat_nickname`), gender, company, title. Properties: the contact's type,
+the employee's remark, description and tags.
 """
 
 from __future__ import annotations
@@ -56,7 +57,10 @@ def apply_details(draft: EventDraft, detail: dict[str, Any], employee: str | Non
                 identities.append(Identity(type="phone", value=mobile.strip()))
     draft.identities = identities
 
-    traits = {"name": _text(contact.get("name")), "gender": _code(GENDER, contact.get("gender")),
+    # A WeChat user's (type 1) `name` is the nickname they chose, not a name: as `name` it replaced the real name
+    # another source had given (traits keep the newest value). A WeCom user's (type 2) is the real-name account's.
+    named = "name" if contact.get("type") == 2 else "wechat_nickname"
+    traits = {named: _text(contact.get("name")), "gender": _code(GENDER, contact.get("gender")),
               "company": _text(contact.get("corp_full_name")) or _text(contact.get("corp_name")),
               "title": _text(contact.get("position"))}
     draft.traits.update({k: v for k, v in traits.items() if v})
