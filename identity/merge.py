@@ -16,6 +16,7 @@ from identity.store import (
     COUNTS_KEY,
     Held,
     batch_cache,
+    defer_seen,
     emit_owned,
     merge_traits,
     move_deferred_memberships,
@@ -44,7 +45,8 @@ def merge_into(
     _merge_counts(session, survivor.id, loser.id)
     cache = row_cache(session)
     if cache is not None:
-        repoint_views(cache, loser.id, survivor.id)
+        for row in repoint_views(cache, loser.id, survivor.id):  # a use the loser's row had not written yet
+            defer_seen(session, row, row.last_seen)
     add_merge(session, loser.id, survivor.id)
     move_deferred_memberships(session, loser.id, survivor.id)
     merge_traits(survivor, loser)
@@ -65,17 +67,28 @@ def merge_into(
     emit_owned(session, draft, survivor.id)
 
 
-def repoint_views(views_by_key: dict[tuple[str, str], list[Held]], loser: uuid.UUID, survivor: uuid.UUID) -> None:
+def repoint_views(
+    views_by_key: dict[tuple[str, str], list[Held]], loser: uuid.UUID, survivor: uuid.UUID
+) -> list[Held]:
     """Rows of the loser now belong to the survivor; where both held an identifier (a shared line), the
-    loser's row is dropped, as the merge deletes it. For the batch's preload and for an event's own rows."""
+    loser's row is dropped, as the merge deletes it, and the survivor's keeps the later `last_seen` of the two
+    (a line's next event follows its latest user). For the batch's preload and for an event's own rows;
+    returns the survivor's rows whose `last_seen` moved."""
+    later = []
     for key, views in views_by_key.items():
         if not any(v.customer_id == loser for v in views):
             continue
-        survivor_holds = any(v.customer_id == survivor for v in views)
-        views_by_key[key] = [v for v in views if not (survivor_holds and v.customer_id == loser)]
+        mine = next((v for v in views if v.customer_id == survivor), None)
+        if mine is not None:
+            latest = max(v.last_seen for v in views if v.customer_id in (loser, survivor))
+            if latest > mine.last_seen:
+                mine.last_seen = latest
+                later.append(mine)
+        views_by_key[key] = [v for v in views if not (mine is not None and v.customer_id == loser)]
         for view in views_by_key[key]:
             if view.customer_id == loser:
                 view.customer_id = survivor
+    return later
 
 
 def _merge_counts(session: Session, survivor: uuid.UUID, loser: uuid.UUID) -> None:

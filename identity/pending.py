@@ -116,6 +116,13 @@ def _merge_statements(dialect: str) -> tuple[Any, ...]:
     held = _IDS.alias("held")
     survivor_holds_it = exists().where(held.c.customer_id == bindparam("survivor"), held.c.type == _IDS.c.type,
                                        held.c.value == _IDS.c.value)
+    # A line both held: the survivor's row stays, last seen when either of them last used it.
+    loser_used_later = (
+        select(held.c.last_seen)
+        .where(held.c.customer_id == bindparam("loser"), held.c.type == _IDS.c.type, held.c.value == _IDS.c.value,
+               held.c.last_seen > _IDS.c.last_seen)
+        .scalar_subquery()
+    )
     insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
     copy_members = insert_(_MEMBERS).from_select(
         ["account_id", "customer_id", "since"],
@@ -124,6 +131,8 @@ def _merge_statements(dialect: str) -> tuple[Any, ...]:
     ).on_conflict_do_nothing()
     customers = CustomerRow.__table__
     return (
+        update(_IDS).where(_IDS.c.customer_id == bindparam("survivor"), loser_used_later.is_not(None))
+        .values(last_seen=loser_used_later),
         delete(_IDS).where(_IDS.c.customer_id == bindparam("loser"), survivor_holds_it),
         update(_IDS).where(_IDS.c.customer_id == bindparam("loser")).values(customer_id=bindparam("survivor")),
         copy_members,

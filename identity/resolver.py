@@ -129,7 +129,7 @@ def _resolve_person(session: Session, event: UnifiedEvent, person: list[Identity
         store.record(session, "merge_refused", reason, [survivor.id, *involved], ident, event.id)
     _attach_exclusive(session, survivor, plan.active if strong else [], rows, event, created)
     for ident in weak:
-        _attach_weak(session, survivor, ident, rows[_key(ident)], event, rules)
+        _attach_weak(session, survivor, ident, rows[_key(ident)], event, rules, created)
     if not created:
         _with_activity(survivor, event).updated_at = now
         store.defer_activity(session, survivor)
@@ -207,15 +207,19 @@ def _attach_exclusive(
 
 def _attach_weak(
     session: Session, customer: CustomerRow, ident: Identity, rows: list[store.Held], event: UnifiedEvent,
-    rules: Rules,
+    rules: Rules, created: bool,
 ) -> None:
     mine = [r for r in rows if r.customer_id == customer.id]
-    if mine:
-        _seen(session, mine, event)
+    if mine:  # every use counts, however soon after the last: an event with only this line follows its latest user
+        now = utcnow()
+        for row in mine:
+            store.defer_seen(session, row, now)
         return
     others = sorted({r.customer_id for r in rows})
     if not others:
         _claim(session, customer, ident, event, shared=rules.always_shared(ident))
+        if not created:  # as for any identifier: a line's next event may be routed by it alone
+            store.record(session, "attach", f"seen_with_customer:{event.type}", [customer.id], ident, event.id)
         return
     store.share_line(session, ident.type, ident.value, rows)
     _claim(session, customer, ident, event, shared=True)
@@ -227,6 +231,7 @@ def _claim(session: Session, customer: CustomerRow, ident: Identity, event: Unif
 
 
 def _seen(session: Session, rows: list[store.Held], event: UnifiedEvent) -> None:
+    """A strong identifier's `last_seen`, written at most once a second: nothing is routed by it."""
     now = utcnow()
     for row in rows:
         if (now - row.last_seen).total_seconds() > 1:

@@ -9,8 +9,10 @@ from sqlalchemy import select
 from hub.models import EventRow, SourceRow
 from hub.pipeline import store_drafts
 from hub.runtime import Hub
+from hub.schemas import Identity
 from identity.models import AccountMemberRow, CustomerRow, HistoryRow, IdentityRow
-from tests.identity.conftest import T0, customer_of, draft, ingest
+from identity.views import find_customer
+from tests.identity.conftest import T0, customer_of, draft, event_row, ingest
 
 
 def history(hub: Hub, action: str | None = None) -> list[HistoryRow]:
@@ -132,6 +134,63 @@ def test_household_landline_keeps_two_people_apart(quiet_hub: Hub) -> None:
     # A line only one customer ever used still identifies them when it is all an event has.
     solo = customer_of(quiet_hub, draft(("phone", "021-54321098"), ("email", "solo@example.com")))
     assert customer_of(quiet_hub, draft(("phone", "02154321098"))) == solo
+
+
+def test_a_line_follows_the_customer_who_used_it_last_however_soon(quiet_hub: Hub) -> None:
+    """Found by test_stateful.py: a use less than a second after the line's last one did not count, so an event
+    with only the landline went to the son although his mother had used it since."""
+    landline = ("phone", "010-62345678")
+    mum = customer_of(quiet_hub, draft(("phone", "13912345678"), landline))
+    son = customer_of(quiet_hub, draft(("phone", "13987654321"), landline))
+    assert customer_of(quiet_hub, draft(("phone", "13912345678"), landline)) == mum != son
+    assert customer_of(quiet_hub, draft(landline)) == mum
+    # The same within one batch (an import stores a thousand rows in well under a second).
+    son_again, only_line = draft(("phone", "13987654321"), landline), draft(landline)
+    with quiet_hub.transaction() as session:
+        store_drafts(quiet_hub, session, [son_again, only_line], source="pos", source_id=None)
+    assert event_row(quiet_hub, only_line.source_event_id).customer_id == son
+
+
+def test_a_merge_keeps_the_later_use_of_a_line_both_customers_held(quiet_hub: Hub) -> None:
+    """Found by test_stateful.py: merging two holders of a line kept the survivor's row with its own, older
+    `last_seen`, so the line's next event went to a third holder instead of the person who used it last."""
+    landline = ("phone", "010-62345678")
+    mum = customer_of(quiet_hub, draft(("phone", "13912345678"), landline))
+    son = customer_of(quiet_hub, draft(("phone", "13987654321"), landline))
+    lodger = customer_of(quiet_hub, draft(("phone", "13712345679"), landline))
+    assert customer_of(quiet_hub, draft(("phone", "13987654321"), landline)) == son  # the son used it last
+    assert customer_of(quiet_hub, draft(("phone", "13912345678"), ("phone", "13987654321"))) == mum  # son → mum
+    with quiet_hub.sessions() as s:
+        assert find_customer(s, Identity(type="phone", value="+861062345678")).id == mum  # type: ignore[union-attr]
+    assert customer_of(quiet_hub, draft(landline)) == mum != lodger
+
+
+def test_a_merge_in_a_batch_keeps_the_later_use_of_a_line(quiet_hub: Hub) -> None:
+    """As above, with the son's use, the merge and the line's next event in one batch (the preload's rows)."""
+    landline = ("phone", "010-62345678")
+    mum = customer_of(quiet_hub, draft(("phone", "13912345678"), landline))
+    customer_of(quiet_hub, draft(("phone", "13987654321"), landline))
+    lodger = customer_of(quiet_hub, draft(("phone", "13712345679"), landline))
+    only_line = draft(landline)
+    with quiet_hub.transaction() as session:
+        store_drafts(quiet_hub, session, [draft(("phone", "13987654321"), landline),
+                                          draft(("phone", "13912345678"), ("phone", "13987654321")), only_line],
+                     source="pos", source_id=None)
+    assert event_row(quiet_hub, only_line.source_event_id).customer_id == mum != lodger
+
+
+def test_a_line_attached_to_a_known_customer_is_in_the_history(quiet_hub: Hub) -> None:
+    """Found by test_stateful.py: a landline new to an existing customer was attached with no history entry, yet
+    it alone routes the line's next event to that customer; the history must explain that."""
+    mobile, landline = ("phone", "13912345678"), ("phone", "010-62345678")
+    cid = customer_of(quiet_hub, draft(mobile))
+    (row,) = ingest(quiet_hub, draft(mobile, landline))
+    (attach,) = history(quiet_hub, "attach")
+    assert (attach.reason, attach.customer_ids, attach.event_id) == (
+        "seen_with_customer:message.received", [str(cid)], row.id)
+    assert (attach.identity_type, attach.identity_value) == ("phone", "+861062345678")
+    assert customer_of(quiet_hub, draft(landline)) == cid
+    assert len(history(quiet_hub)) == 1  # a line the customer already holds is no new decision
 
 
 def test_web_user_id_limit_demotes_the_anonymous_id(quiet_hub: Hub) -> None:
