@@ -97,6 +97,12 @@ class Reply:
             return json.dumps(self.body, separators=(",", ":")).encode()
 
 
+def header_safe(value: str) -> bool:
+    """Whether an HTTP header can carry `value`: printable ASCII. httpx and requests refuse anything else (a
+    pasted `…` placeholder, a full-width digit) with a bare UnicodeEncodeError, at the first call a source makes."""
+    return value.isascii() and value.isprintable()
+
+
 def basic_credentials(request: InboundRequest) -> tuple[str, str]:
     """(user, password) from `Authorization: Basic …`; VerificationError (401) when missing or malformed."""
     scheme, _, encoded = (request.header("authorization") or "").partition(" ")
@@ -164,14 +170,15 @@ class Connector:
 
         A key the connector does not know (a typo such as `base_ur`) is refused when a source is created or
         updated; a stored config is read with `allow_unknown=True`, so removing a setting in a later version
-        does not disable the sources that had it.
+        does not disable the sources that had it. The model sees `context={"stored": allow_unknown}`, so a rule
+        tightened later can hold new configs to it without disabling a source stored before.
         """
         problems: list[dict[str, Any]] = []
         if not allow_unknown:
             known = self.config_keys()
             problems = [{"field": str(key), "message": "unknown config key"} for key in raw if key not in known]
         try:
-            model = self.config_model.model_validate(dict(raw))
+            model = self.config_model.model_validate(dict(raw), context={"stored": allow_unknown})
         except ValidationError as exc:
             problems += [{"field": ".".join(str(p) for p in err["loc"]) or "config", "message": _config_message(err)}
                          for err in exc.errors()]

@@ -175,7 +175,8 @@ def _quality_text(report: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     lines.append("quarantined: " + (", ".join(f"{k} {v}" for k, v in report["quarantine"].items()) or "none"))
     for row in rows:
         where = f"{row['file']} row {row['row']}" if row["file"] else row["id"]
-        line = f"  {row['created_at'][:19]}  {row['reason']:<20} {where}  {row['detail'][:80]}"
+        detail = row["detail"] if len(row["detail"]) <= 80 else row["detail"][:79] + "…"  # cut, and say so
+        line = f"  {row['created_at'][:19]}  {row['reason']:<20} {where}  {detail}"
         lines.append(_TERMINAL_CONTROLS.sub("\ufffd", line))
     return "\n".join(lines)
 

@@ -254,3 +254,53 @@ def test_source_and_endpoint_health_have_the_keys_docs_webhooks_md_lists(private
     with private_hub.sessions() as session:
         health = endpoint_health(session, session.scalars(select(EndpointRow)).one())
     assert set(item) - sources_doc == set() and set(health) - endpoint_doc == set()
+
+
+# ------------------------------------------------------------------ connector guides: the config keys they show
+
+CONNECTOR_DOCS = sorted((ROOT / "docs" / "connectors").glob("*.md"))
+
+
+def _config_keys_shown(text: str) -> set[str]:
+    """The keys a guide tells an integrator to put in a source's config.
+
+    The first column of its `| config key |` / `| key |` table, the top-level keys of every `"config": {…}` example
+    (nested objects, `label_map`'s captions or `channel_roles`' directions, are values, not keys), and of an inline
+    JSON object in its set-up section (credit_registry.md's `{"provider": "tianyancha", "token": "…"}`).
+    """
+    shown: set[str] = set()
+    for section in re.findall(r"^## (?:Setup|\d+\. Create the source)\n(.*?)(?=^## |\Z)", text, re.M | re.S):
+        for span in re.findall(r"`(\{[^`]*\})`", section):
+            try:
+                shown |= set(json.loads(span))
+            except ValueError:
+                continue
+    for table in re.finditer(r"^\| (?:config key|key) \|.*\n\|[-| ]+\|\n((?:\|.*\n?)+)", text, re.M):
+        for row in table.group(1).splitlines():
+            shown |= set(re.findall(r"`(\w+)`", row.split("|")[1]))
+    for example in re.finditer(r'"config":\s*\{', text):
+        depth, end = 1, example.end()
+        while depth and end < len(text):
+            depth += {"{": 1, "}": -1}.get(text[end], 0)
+            end += 1
+        body = text[example.end():end - 1]
+        while re.search(r"\{[^{}]*\}", body):
+            body = re.sub(r"\{[^{}]*\}", "0", body)
+        shown |= set(re.findall(r'"(\w+)"\s*:', body))
+    return shown
+
+
+@pytest.mark.parametrize("doc", CONNECTOR_DOCS, ids=[p.stem for p in CONNECTOR_DOCS])
+def test_every_config_key_a_connector_guide_shows_is_one_the_connector_accepts(hub: Hub, doc: Path) -> None:
+    """A key the connector does not know is refused (422 `invalid_config`, "unknown config key") when pasted."""
+    shown = _config_keys_shown(_text(doc))
+    unknown = sorted(shown - hub.connectors.get(doc.stem).config_keys())
+    assert shown and not unknown, f"{doc.name} shows config keys the {doc.stem} connector refuses: {unknown}"
+
+
+def test_the_config_key_check_reads_tables_and_examples() -> None:
+    """The parser above must see what it checks: a table row and an example's top-level keys, not nested ones."""
+    text = ('## Setup\n- `{"provider": "qichacha", "app_kye": "…"}`\n\n## Events\n`{"accepted": 1}`\n'
+            '| config key | required |\n|---|---|\n| `token` | yes |\n| `base_ur` | no |\n\n'
+            '{"connector": "x", "config": {"secret": "s", "label_map": {"想学的课程": "message"}, "scope": null}}')
+    assert _config_keys_shown(text) == {"provider", "app_kye", "token", "base_ur", "secret", "label_map", "scope"}

@@ -8,10 +8,10 @@ import json
 from typing import Any, Literal
 
 import httpx
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from hub import Connector, EventDraft, InboundRequest, ParseContext, Reply
-from hub.connector import basic_credentials
+from hub.connector import basic_credentials, header_safe
 from hub.errors import HubError, PayloadError, QuarantineError, VerificationError
 
 from .mapping import cdr_to_draft, own_lines, record_to_draft, recording_entry
@@ -43,6 +43,16 @@ class CallcenterConfig(BaseModel):
                                         description="how far back the first reconcile looks (DescribeTelCdr keeps "
                                                     f"180 days: more is clamped to {MAX_AGE_S // 86400} days)")
     reconcile_lag_s: float = Field(3600.0, ge=0, description="leave the last hour for the next run")
+
+    @field_validator("secret_id")
+    @classmethod
+    def _header_safe(cls, secret_id: str | None, info: ValidationInfo) -> str | None:
+        """The SecretId goes out in the Authorization header: refuse what no header carries now, not at the first
+        reconcile. A source stored before this check keeps loading (its reconcile fails naming the field)."""
+        if secret_id and not (info.context and info.context.get("stored")) and not header_safe(secret_id):
+            raise ValueError("printable ASCII only (it is sent in the Authorization header): paste the SecretId "
+                             "as issued (AKID…)")
+        return secret_id
 
     def reconcile_enabled(self) -> bool:
         return bool(self.secret_id and self.secret_key and self.sdk_app_id)

@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from hub.connector import header_safe
 from hub.errors import HubError, RetryableError
 
 if TYPE_CHECKING:
@@ -50,6 +51,11 @@ def describe_page(config: CallcenterConfig, start: int, end: int, page: int) -> 
     from tencentcloud.ccc.v20200210 import models
     from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
+    if not header_safe(config.secret_id or ""):
+        raise CallcenterPullError("secret_id is not printable ASCII, so no header can carry it: set it again "
+                                  "(crmhub sources update <source id> --config "
+                                  "'{\"secret_id\": \"<SecretId>\", \"secret_key\": \"<SecretKey>\"}')",
+                                  details={"code": "invalid_secret_id"})
     request = models.DescribeTelCdrRequest()
     request.from_json_string(json.dumps({"StartTimeStamp": start, "EndTimeStamp": end, "SdkAppId": config.sdk_app_id,
                                          "PageSize": PAGE_SIZE, "PageNumber": page}))

@@ -13,9 +13,10 @@ from datetime import date
 from typing import Any, Literal
 
 import httpx
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from hub import Connector, EventDraft, InboundRequest, ParseContext
+from hub.connector import header_safe
 from hub.errors import InvalidRequest, QuarantineError, VerificationError
 from hub.identifiers import normalize_uscc
 from hub.schemas import utcnow
@@ -34,6 +35,19 @@ class CreditRegistryConfig(BaseModel):
     base_url: str | None = Field(None, description="API root override (tests, proxies)")
     cache_ttl_s: float | None = Field(None, ge=0, description="how long enrichment may reuse a profile, in "
                                       "seconds; unset: CRMHUB_REGISTRY_CACHE_TTL_S (30 days)")
+
+    @field_validator("token")
+    @classmethod
+    def _header_safe(cls, token: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        """The token goes out as a header, which holds printable ASCII only: refuse it here, not at the first lookup.
+
+        A source stored before this check keeps loading (its lookups fail naming the token, `providers.tianyancha`).
+        """
+        if info.context and info.context.get("stored"):
+            return token
+        if not header_safe(token.get_secret_value() if token else ""):
+            raise ValueError("printable ASCII only (it is sent as the Authorization header): paste the token as issued")
+        return token
 
     @model_validator(mode="after")
     def _credentials(self) -> CreditRegistryConfig:

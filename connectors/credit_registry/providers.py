@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from hub.connector import header_safe
 from hub.errors import HubError, RetryableError
 from hub.retry import parse_retry_after
 
@@ -88,6 +89,10 @@ def _get(http: httpx.Client, provider: str, url: str, **kwargs: Any) -> Any:
 
 def tianyancha(config: CreditRegistryConfig, uscc: str, http: httpx.Client) -> dict[str, Any]:
     token = config.token.get_secret_value() if config.token else ""
+    if not header_safe(token):
+        raise RegistryAuthError("tianyancha token is not printable ASCII, so no header can carry it: set it again "
+                                "(crmhub sources update <source id> --config '{\"token\": \"<token>\"}')",
+                                provider="tianyancha")
     url = (config.base_url or TIANYANCHA_URL).rstrip("/") + TIANYANCHA_BASEINFO
     data = _get(http, "tianyancha", url, params={"keyword": uscc}, headers={"Authorization": token})
     code = data.get("error_code")

@@ -153,6 +153,22 @@ def test_reconcile_with_a_wrong_secret_key_raises_the_providers_error(hub: Hub) 
             run_pull(hub, uuid.UUID(sid))
 
 
+def test_a_secret_id_no_header_can_carry_is_refused_on_create_and_named_by_a_stored_sources_pull(hub: Hub) -> None:
+    """The docs' `"secret_id": "AKID…"` used to be stored; every reconcile then failed as a *network* error (the SDK's
+    latin-1 header encoding), retried 5 times a run, naming no setting."""
+    fake = FakeCcc()
+    with fake.running():
+        config = _reconcile_config(fake, secret_id="AKID…")
+        answer = client_for(hub).post("/v1/sources", headers=ADMIN, json={
+            "connector": "callcenter", "name": "tccc-placeholder", "config": config})
+        assert answer.status_code == 422 and answer.json()["error"]["code"] == "invalid_config"
+        assert [d["field"] for d in answer.json()["error"]["details"]] == ["secret_id"]
+        stored = hub.connectors.get("callcenter").validate_config(config, allow_unknown=True)
+        with pytest.raises(CallcenterPullError, match="secret_id is not printable ASCII"):
+            describe_page(stored, int(time.time()) - 3600, int(time.time()), 1)
+    assert fake.requests == []
+
+
 def test_reconcile_far_behind_asks_only_for_what_describetelcdr_still_keeps(
     hub: Hub, caplog: pytest.LogCaptureFixture
 ) -> None:

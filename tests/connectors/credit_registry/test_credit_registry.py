@@ -146,6 +146,20 @@ def test_config_needs_the_providers_credentials() -> None:
         connector.validate_config({"provider": "tianyancha"})
 
 
+@pytest.mark.parametrize("token", ["…", "tyc-token-０００１", "tyc-token\n"])
+def test_a_token_no_header_can_carry_is_refused_on_create_and_fails_a_stored_sources_lookup_by_name(token: str) -> None:
+    """The docs' placeholder `…` used to be stored, then every lookup died with a UnicodeEncodeError traceback."""
+    connector = CreditRegistryConnector()
+    with pytest.raises(InvalidRequest) as raised:
+        connector.validate_config({"provider": "tianyancha", "token": token})
+    assert raised.value.code == "invalid_config"
+    assert [d["field"] for d in raised.value.details] == ["token"] and "ASCII" in raised.value.details[0]["message"]
+    stored = connector.validate_config({"provider": "tianyancha", "token": token}, allow_unknown=True)
+    with httpx.Client(transport=httpx.MockTransport(tianyancha), timeout=5) as http, \
+            pytest.raises(RegistryAuthError, match="token is not printable ASCII"):
+        connector.lookup(stored, USCC, http, today=TODAY)
+
+
 def test_profile_event_and_stored_lookup_parse_to_the_same_event() -> None:
     props = _lookup(tianyancha, {"provider": "tianyancha", "token": TYC_TOKEN})
     draft = profile_event(USCC, props)

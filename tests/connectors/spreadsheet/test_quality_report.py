@@ -282,3 +282,20 @@ def test_cli_report_of_a_header_with_control_characters_lists_and_exports_it(
     assert "\x1b" not in result.output and "exported 1" in result.output
     detail = list(load_workbook(out).active.iter_rows())[1][2].value
     assert "手机\ufffd\ufffd号" in detail  # XML 1.0 holds no C0 control but tab, LF and CR
+
+
+def test_cli_report_marks_a_quarantine_detail_it_cuts() -> None:
+    """A detail cut at 80 characters mid-word ("no usable phone or email in 手") read as the whole, naming too few
+    columns to fix: the cut is shown, and --json or --export has the rest."""
+    from hub.import_cli import _quality_text
+
+    report = {"since": "2026-12-07T00:00:00+00:00", "events": 1, "duplicate_rate": None, "duplicates": 0,
+              "abnormal_char_rate": None, "empty_value_rate": {}, "invalid_identifiers": {}, "quarantine": {}}
+    detail = "row 4: formula_residue in 手机号; no_person_identity: no usable phone or email in 手机号, 邮箱, 备用电话"
+    short = "row 5: no_person_identity: no usable phone or email in 手机号, 邮箱"
+    rows = [{"created_at": "2026-12-07T02:44:08", "reason": "formula_residue", "file": "c.xlsx", "row": 4,
+             "id": "q1", "detail": detail},
+            {"created_at": "2026-12-07T02:44:08", "reason": "no_person_identity", "file": "c.xlsx", "row": 5,
+             "id": "q2", "detail": short}]
+    long_line, short_line = _quality_text(report, rows).splitlines()[-2:]
+    assert long_line.endswith(detail[:79] + "…") and short_line.endswith(short)
