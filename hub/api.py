@@ -68,7 +68,9 @@ def is_admin_path(path: str) -> bool:
 def _validation_detail(err: Any) -> dict[str, str]:
     if err.get("type") == "json_invalid":  # FastAPI names the position (`body.0`): say what is wrong instead
         return {"field": "body", "message": f"body is not valid JSON: {(err.get('ctx') or {}).get('error', '')}"}
-    return {"field": ".".join(str(p) for p in err["loc"] if p != "body"), "message": validation_message(err)}
+    # A problem with the body as a whole (a JSON array where an object belongs) has no field of its own: it is the
+    # body's, named as a body that is not JSON is, not "".
+    return {"field": ".".join(str(p) for p in err["loc"] if p != "body") or "body", "message": validation_message(err)}
 
 
 def install_error_handlers(app: Any) -> None:
@@ -84,7 +86,7 @@ def install_error_handlers(app: Any) -> None:
             return JSONResponse(NotFound(f"no {name} {unknown[0].get('input')!r}", code=f"{name}_not_found").to_body(),
                                 status_code=404)
         details = [_validation_detail(err) for err in errors]
-        names = ", ".join(d["field"] or "body" for d in details)
+        names = ", ".join(d["field"] for d in details)
         body = {"error": {"code": "validation_error", "message": f"invalid request: {names}", "details": details}}
         return JSONResponse(body, status_code=422)
 

@@ -243,6 +243,14 @@ def test_unknown_connector_invalid_config_and_a_taken_name_name_the_field(api: h
     assert conflict["code"] == "duplicate_name" and [d["field"] for d in conflict["details"]] == ["name"]
 
 
+def test_a_body_of_the_wrong_shape_is_named_as_the_body(api: httpx.Client) -> None:
+    """A JSON array where an object belongs has no field of its own: named `body`, as a body that is not JSON is."""
+    for body in (b"[]", b"not json"):
+        wrong = error_of(api.post("/v1/sources", content=body, headers={"content-type": "application/json"}), 422)
+        assert [d["field"] for d in wrong["details"]] == ["body"], wrong
+        assert wrong["message"] == "invalid request: body"
+
+
 # ---------------------------------------------------------------- §3 inbound webhooks, endpoints
 
 
