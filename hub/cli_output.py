@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from hub.errors import validation_message
 
-__all__ = ["TIME_FORMATS", "TimeOption", "echo_json", "echo_result", "json_option"]
+__all__ = ["TIME_FORMATS", "TimeOption", "cut", "echo_json", "echo_result", "json_option"]
 
 
 def echo_json(data: Any) -> None:
@@ -25,6 +25,11 @@ def echo_result(as_json: bool, data: Any, text: str) -> None:
         echo_json(data)
     else:
         click.echo(text)
+
+
+def cut(text: str, width: int) -> str:
+    """`text` in at most `width` characters for a table or a line, ending in `…` when cut (`--json` has it whole)."""
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the JSON the API returns.")

@@ -17,6 +17,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
+from hub.cli_output import cut
 from hub.errors import HubError
 from hub.gcpolicy import settle_gc
 from hub.runtime import Hub, set_hub
@@ -175,8 +176,7 @@ def _quality_text(report: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     lines.append("quarantined: " + (", ".join(f"{k} {v}" for k, v in report["quarantine"].items()) or "none"))
     for row in rows:
         where = f"{row['file']} row {row['row']}" if row["file"] else row["id"]
-        detail = row["detail"] if len(row["detail"]) <= 80 else row["detail"][:79] + "…"  # cut, and say so
-        line = f"  {row['created_at'][:19]}  {row['reason']:<20} {where}  {detail}"
+        line = f"  {row['created_at'][:19]}  {row['reason']:<20} {where}  {cut(row['detail'], 80)}"
         lines.append(_TERMINAL_CONTROLS.sub("\ufffd", line))
     return "\n".join(lines)
 

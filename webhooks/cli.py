@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 from pydantic import BaseModel, TypeAdapter
 
-from hub.cli_output import TimeOption, echo_json, request_body
+from hub.cli_output import TimeOption, cut, echo_json, request_body
 from hub.runtime import Hub
 from webhooks import api
 from webhooks.health import STATUS_ORDER
@@ -28,6 +28,7 @@ M = TypeVar("M", bound=BaseModel)
 _JSON: TypeAdapter[Any] = TypeAdapter(Any)
 
 DRAIN_TIMEOUT_S = 600.0  # how long a replay/re-enable waits for this process's first delivery attempts
+PULL_ERROR_WIDTH = 80  # characters of a failed pull's state in `crmhub sources health`'s table
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the JSON the API returns.")
 endpoint_id_arg = click.argument("endpoint_id", metavar="ID", type=click.UUID)
@@ -262,7 +263,8 @@ def _pull_state(pull: dict[str, Any] | None) -> str:
     if not pull:
         return "-"
     if pull.get("consecutive_failures"):
-        return f"failed {pull['consecutive_failures']}x: {pull.get('last_error') or ''}"
+        # The table's cell, one line: a pull's error can be a long driver message (--json has it whole).
+        return cut(f"failed {pull['consecutive_failures']}x: {pull.get('last_error') or ''}", PULL_ERROR_WIDTH)
     return f"ok {(pull.get('last_success_at') or '')[:19]}"
 
 

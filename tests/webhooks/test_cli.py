@@ -221,3 +221,13 @@ def test_sources_health_shows_each_sources_state_as_the_api_does(shub: Hub, cli:
     lines = [line.split() for line in table.stdout.splitlines()[1:]]
     assert [(line[0], line[1]) for line in lines] == [(added["forged"], "failing"), (added["off"], "disabled"),
                                                       (added["quiet"], "healthy")]
+
+
+def test_a_failed_pulls_long_error_is_cut_to_one_line_of_the_health_table() -> None:
+    """A call-centre pull's network error wrapped over ~17 lines of `crmhub sources health`; --json keeps it whole."""
+    from webhooks.cli import PULL_ERROR_WIDTH, _pull_state
+
+    long = {"consecutive_failures": 3, "last_error": "ClientNetworkError: " + "connection refused; " * 40}
+    shown = _pull_state(long)
+    assert len(shown) == PULL_ERROR_WIDTH and shown.endswith("…") and shown.startswith("failed 3x: ClientNetworkError")
+    assert _pull_state({"consecutive_failures": 1, "last_error": "HTTP 503"}) == "failed 1x: HTTP 503"
