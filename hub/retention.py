@@ -132,24 +132,24 @@ def prune_rejections(hub: Hub, pruner: Pruner, now: datetime | None = None) -> i
     call was refused or a redelivery, and ops must still see when a platform last called.
     """
     before = cutoff(hub.settings.rejections_retention_days, now)
-    if before is None:
-        return 0
+    return 0 if before is None else _per_source(hub, pruner, InboundRejection, InboundRejection.at, before)
+
+
+def _per_source(hub: Hub, pruner: Pruner, model: Any, at: Any, before: datetime, *where: ColumnElement[bool]) -> int:
+    """`model`'s rows matching `where` from before `before`, source by source; each source's newest row (whatever
+    `where` says) is kept, for its `last_received_at` in source health."""
     with hub.sessions() as session:
         sources = list(session.scalars(select(SourceRow.id).order_by(SourceRow.id)))
     deleted = 0
     for source_id in sources:
-        newest = _newest(hub, InboundRejection.id, InboundRejection.at, InboundRejection.source_id == source_id)
-        deleted += pruner.delete_before(InboundRejection.__table__, InboundRejection.at, before,
-                                        InboundRejection.source_id == source_id, keep=newest)
+        mine = model.source_id == source_id
+        with hub.sessions() as session:
+            newest = session.scalar(select(model.id).where(mine).order_by(at.desc()).limit(1))
+        deleted += pruner.delete_before(model.__table__, at, before, mine, *where,
+                                        keep=set() if newest is None else {newest})
         if pruner.exhausted:
             break
     return deleted
-
-
-def _newest(hub: Hub, pk: Any, at: Any, partition: ColumnElement[bool]) -> set[int]:
-    with hub.sessions() as session:
-        newest = session.scalar(select(pk).where(partition).order_by(at.desc()).limit(1))
-    return set() if newest is None else {newest}
 
 
 # ---------------------------------------------------------------- handled raw requests, when the operator asks
@@ -171,15 +171,6 @@ def prune_raw(hub: Hub, pruner: Pruner, now: datetime | None = None) -> int:
     before = cutoff(hub.settings.raw_retention_days, now)
     if before is None:
         return 0
-    with hub.sessions() as session:
-        sources = list(session.scalars(select(SourceRow.id).order_by(SourceRow.id)))
     no_quarantine = ~exists().where(QuarantineRow.raw_event_id == RawEvent.id)
-    deleted = 0
-    for source_id in sources:
-        newest = _newest(hub, RawEvent.id, RawEvent.received_at, RawEvent.source_id == source_id)
-        deleted += pruner.delete_before(RawEvent.__table__, RawEvent.received_at, before,
-                                        RawEvent.source_id == source_id, RawEvent.status == RAW_HANDLED,
-                                        no_quarantine, keep=newest)
-        if pruner.exhausted:
-            break
-    return deleted
+    return _per_source(hub, pruner, RawEvent, RawEvent.received_at, before, RawEvent.status == RAW_HANDLED,
+                       no_quarantine)
