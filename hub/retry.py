@@ -11,9 +11,13 @@ import email.utils
 import random
 from datetime import UTC, datetime
 
+import httpx
+
+from hub.errors import RetryableError
+
 __all__ = [
     "BACKOFF_MAX_S", "JITTER", "RETRY_AFTER_MAX_S",
-    "backoff_s", "parse_retry_after", "retry_countdown_s", "retry_delay_s",
+    "backoff_s", "parse_retry_after", "raise_if_throttled", "retry_countdown_s", "retry_delay_s",
 ]
 
 BACKOFF_MAX_S = 60.0
@@ -21,6 +25,16 @@ BACKOFF_MAX_S = 60.0
 # a pull or an enrichment that the next schedule redoes anyway.
 RETRY_AFTER_MAX_S = 900.0
 JITTER = 0.2  # each retry waits its delay ±20 %
+
+
+def raise_if_throttled(response: httpx.Response, who: str) -> None:
+    """RetryableError, carrying the upstream's `Retry-After`, when `who` answered 429 or a 5xx: the one rule every
+    client of an upstream API here (Douyin, WeCom, the registries, the ERP pull) applies before reading the body."""
+    if response.status_code == 429 or response.status_code >= 500:
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        raise RetryableError(f"{who} answered HTTP {response.status_code}"
+                             + (f"; retry after {retry_after:g}s" if retry_after is not None else ""),
+                             retry_after=retry_after)
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -15,7 +15,7 @@ import httpx
 
 from hub.connector import header_safe
 from hub.errors import HubError, RetryableError
-from hub.retry import parse_retry_after
+from hub.retry import raise_if_throttled
 
 if TYPE_CHECKING:
     from .connector import CreditRegistryConfig
@@ -73,9 +73,7 @@ def _get(http: httpx.Client, provider: str, url: str, **kwargs: Any) -> Any:
     if response.status_code in (401, 403):
         raise RegistryAuthError(f"{provider} refused the credentials (HTTP {response.status_code})",
                                 provider=provider, provider_code=str(response.status_code))
-    if response.status_code == 429 or response.status_code >= 500:
-        raise RetryableError(f"{provider} answered HTTP {response.status_code}",
-                             retry_after=parse_retry_after(response.headers.get("retry-after")))
+    raise_if_throttled(response, provider)
     try:
         data = response.json()
     except ValueError as exc:

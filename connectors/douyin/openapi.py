@@ -17,7 +17,7 @@ from authlib.oauth2.client import OAuth2Client  # type: ignore[import-untyped]
 from authlib.oauth2.rfc6749 import OAuth2Error  # type: ignore[import-untyped]
 
 from hub.errors import HubError, RetryableError
-from hub.retry import parse_retry_after
+from hub.retry import raise_if_throttled
 
 DEFAULT_BASE_URL = "https://open.douyin.com"
 TOKEN_PATH = "/oauth/client_token/"
@@ -155,9 +155,7 @@ class DouyinOpenAPI:
                                   headers={"access-token": token})
         except httpx.HTTPError as exc:
             raise RetryableError(f"Douyin API unreachable: {exc}") from exc
-        if resp.status_code >= 500 or resp.status_code == 429:
-            raise RetryableError(f"Douyin API answered HTTP {resp.status_code}",
-                                 retry_after=parse_retry_after(resp.headers.get("retry-after")))
+        raise_if_throttled(resp, "Douyin API")
         try:
             doc = resp.json()
         except ValueError as exc:

@@ -31,7 +31,7 @@ with warnings.catch_warnings():  # authlib ≥1.7 nags to move to httpx2; this p
     from authlib.integrations.httpx_client import OAuth2Client
 
 from hub.errors import HubError, RetryableError
-from hub.retry import parse_retry_after
+from hub.retry import raise_if_throttled
 from hub.values import parse_platform_time
 
 if TYPE_CHECKING:
@@ -78,11 +78,7 @@ class OrderPuller:
         if response.status_code == 401:  # token revoked early: start a new session next time
             self._sessions.pop(key, None)
             raise RetryableError("ERP API answered 401; the token will be renewed")
-        if response.status_code == 429 or response.status_code >= 500:
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-            raise RetryableError(f"ERP API answered {response.status_code}"
-                                 + (f"; retry after {retry_after:g}s" if retry_after is not None else ""),
-                                 retry_after=retry_after)
+        raise_if_throttled(response, "ERP API")
         if response.status_code >= 400:
             raise ErpPullError(f"ERP API answered {response.status_code}: {response.text[:200]}")
         return response

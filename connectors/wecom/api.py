@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from hub.errors import HubError, RetryableError
-from hub.retry import parse_retry_after
+from hub.retry import raise_if_throttled
 
 DEFAULT_BASE_URL = "https://qyapi.weixin.qq.com"
 TOKEN_PATH = "/cgi-bin/gettoken"
@@ -152,10 +152,11 @@ class WeComAPI:
         except httpx.HTTPError as exc:  # the message names the URL: never print it, it holds the secret or token
             self._paused_until = time.monotonic() + PAUSE_S
             raise RetryableError(f"WeCom {what} unreachable: {exc.__class__.__name__}") from exc
-        if resp.status_code >= 500 or resp.status_code == 429:
+        try:
+            raise_if_throttled(resp, f"WeCom {what}")
+        except RetryableError:
             self._paused_until = time.monotonic() + PAUSE_S
-            raise RetryableError(f"WeCom {what} answered HTTP {resp.status_code}",
-                                 retry_after=parse_retry_after(resp.headers.get("retry-after")))
+            raise
         try:
             doc = resp.json()
         except ValueError as exc:
