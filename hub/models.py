@@ -68,6 +68,9 @@ class RawEvent(Base):
     handled_at: Mapped[datetime | None] = mapped_column()
     events_stored: Mapped[int] = mapped_column(default=0)
     events_duplicate: Mapped[int] = mapped_column(default=0)
+    # Runs started on this row (counted only once it is older than the requeue delay) that never finished: their
+    # process died. See hub.pipeline.process_raw; server_default as migration 0012 adds it.
+    unfinished_runs: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class EventRow(Base):

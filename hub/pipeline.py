@@ -87,14 +87,44 @@ class DbState:
 # ---------------------------------------------------------------- the task
 
 
+# A request whose counted runs died with their process this many times is failed instead of run again.
+MAX_UNFINISHED_RUNS = 3
+
+
+class _CountThisRun(Exception):
+    """Raised before any work when a row older than the requeue delay is about to run uncounted."""
+
+
 @task("hub.pipeline.process_raw", queue="ingest", max_retries=8)
 def process_raw(raw_id: int) -> str:
-    """Process one stored request. Returns the raw row's final status."""
+    """Process one stored request. Returns the raw row's final status.
+
+    A run that kills its process (out of memory, a crash in a C library) rolls back everything, its attempt
+    included, and leaves the row pending: the requeue sweep would run it again every minute, taking a Celery
+    worker child, or the whole in-process server at each start, down with it for ever. So a row older than the
+    requeue delay (one left pending, or behind a backlog) is run counted: `unfinished_runs` goes up in a
+    transaction of its own before the work and down when the run ends however it ends in Python. Once
+    MAX_UNFINISHED_RUNS counted runs never ended, the row is failed with a reason, and `crmhub replay` runs it
+    again. A fresh row, the common case, costs no extra commit.
+    """
     hub = get_hub()
     try:
+        return _run(hub, raw_id, counted=False)
+    except _CountThisRun:
+        pass
+    if not _start_counted_run(hub, raw_id):
+        return RAW_FAILED
+    try:
+        return _run(hub, raw_id, counted=True)
+    finally:
+        _end_counted_run(hub, raw_id)
+
+
+def _run(hub: Hub, raw_id: int, *, counted: bool) -> str:
+    try:
         with hub.transaction() as session:
-            return _process(hub, session, raw_id)
-    except (QuarantineError, RetryableError):
+            return _process(hub, session, raw_id, counted=counted)
+    except (QuarantineError, RetryableError, _CountThisRun):
         raise
     except DBAPIError as exc:
         if _never_storable(exc):
@@ -119,6 +149,43 @@ def process_raw(raw_id: int) -> str:
         return RAW_FAILED
 
 
+def _start_counted_run(hub: Hub, raw_id: int) -> bool:
+    """Count the run about to start, committed before it; False (and the row failed) when too many died."""
+    try:
+        with hub.transaction() as session:
+            runs = session.scalar(
+                update(RawEvent)
+                .where(RawEvent.id == raw_id, RawEvent.status == RAW_PENDING)
+                .values(unfinished_runs=RawEvent.unfinished_runs + 1)
+                .returning(RawEvent.unfinished_runs)
+            )
+            if runs is None or runs <= MAX_UNFINISHED_RUNS:  # None: not pending (any more); the run will say so
+                return True
+            died = runs - 1
+            session.execute(
+                update(RawEvent)
+                .where(RawEvent.id == raw_id)
+                .values(status=RAW_FAILED, unfinished_runs=died, error=(
+                    f"set aside: {died} runs on this request never finished (the process running them was "
+                    "killed: out of memory, a crash, a kill -9); it is not run again on its own. Find the cause, "
+                    "then `crmhub replay` runs it again"
+                ))
+            )
+    except DBAPIError as exc:
+        raise RetryableError(f"could not count the run: {exc.__class__.__name__}") from exc
+    log.error("raw event %s set aside: %d runs on it never finished (their process died)", raw_id, died)
+    metrics.EVENTS_FAILED.inc()
+    return False
+
+
+def _end_counted_run(hub: Hub, raw_id: int) -> None:
+    try:
+        with hub.transaction() as session:
+            session.execute(update(RawEvent).where(RawEvent.id == raw_id).values(unfinished_runs=0))
+    except DBAPIError as exc:  # the run itself ended; at worst this one counts towards setting the row aside
+        log.warning("raw event %s: could not record that its run ended: %s", raw_id, exc.__class__.__name__)
+
+
 # SQLSTATEs and SQLite messages of content the database will never take (PostgreSQL class 22, data exceptions,
 # reaches us as DataError; these are class 23 ones that are not a race with another worker).
 _REFUSED_SQLSTATES = frozenset({"23502", "23514"})  # not_null_violation, check_violation
@@ -141,10 +208,12 @@ def database_conflict(exc: DBAPIError) -> bool:
     return isinstance(exc, OperationalError | IntegrityError) and not _never_storable(exc)
 
 
-def _process(hub: Hub, session: Session, raw_id: int) -> str:
+def _process(hub: Hub, session: Session, raw_id: int, *, counted: bool) -> str:
     raw = _lock_raw(session, raw_id)
     if raw is None or raw.status in (RAW_HANDLED, RAW_QUARANTINED):
         return raw.status if raw else "missing"
+    if not counted and raw.received_at < utcnow() - timedelta(seconds=hub.settings.requeue_after_s):
+        raise _CountThisRun
     source_row = session.get(SourceRow, raw.source_id)
     if source_row is None:
         raw.status, raw.error = RAW_FAILED, "source deleted"
@@ -699,7 +768,8 @@ def replay_raw(
         ids = list(session.scalars(stmt.order_by(RawEvent.id)))
         if ids:
             for chunk in _chunks(ids, 500):
-                session.execute(update(RawEvent).where(RawEvent.id.in_(chunk)).values(status=RAW_PENDING, error=None))
+                again = {"status": RAW_PENDING, "error": None, "unfinished_runs": 0}
+                session.execute(update(RawEvent).where(RawEvent.id.in_(chunk)).values(again))
             if RAW_QUARANTINED in statuses:
                 for chunk in _chunks(ids, 500):
                     session.query(QuarantineRow).filter(QuarantineRow.raw_event_id.in_(chunk)).delete(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -15,6 +17,12 @@ from hub.models import EventRow, RawEvent
 from hub.runtime import Hub
 
 ADMIN = {"authorization": "Bearer test-admin-token"}
+CHECKOUT = Path(__file__).resolve().parent.parent  # this checkout's code, not an installed copy
+
+
+def checkout_pythonpath() -> str:
+    """PYTHONPATH for a child process: this checkout first (an editable install may point at another tree)."""
+    return os.pathsep.join([str(CHECKOUT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 def client_for(hub: Hub) -> TestClient:

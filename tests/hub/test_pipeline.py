@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,11 +17,11 @@ from sqlalchemy import String, cast, event, select
 from hub.db import JSONText, _json_serializer
 from hub.ingest import RawSubmission, store_raw_batch
 from hub.models import EventRow, QuarantineRow, RawEvent
-from hub.pipeline import process_raw, recover_on_startup, replay
+from hub.pipeline import MAX_UNFINISHED_RUNS, process_raw, recover_on_startup, replay
 from hub.runtime import Hub
 from hub.schemas import MAX_NESTING
 from tests.conftest import make_hub, make_settings, running
-from tests.helpers import add_source, client_for, count_events, wait_processed
+from tests.helpers import add_source, checkout_pythonpath, client_for, count_events, wait_processed
 
 KEY = "write-key-pipeline"
 
@@ -409,3 +412,84 @@ def test_the_sweep_does_not_queue_a_second_copy_of_a_row_still_queued(
         release.set()
     wait_processed(hub)
     assert sorted(runs) == ids and count_events(hub) == 3
+
+
+# A process that runs one request through the pipeline, with the web connector's parse dying as the kernel's OOM
+# killer ends a process (no exception, no rollback handler, no `finally`) when the body says "poison".
+_RUN_IN_A_PROCESS_OF_ITS_OWN = """
+import os, sys
+from pathlib import Path
+from tests.conftest import make_hub, make_settings
+from hub.pipeline import process_raw
+hub = make_hub(make_settings(Path(sys.argv[1]), requeue_after_s=float(sys.argv[3])))
+web = hub.connectors.get("web")
+real_parse = web.parse
+def parse(request, config, ctx):
+    if b"poison" in request.body:
+        os._exit(137)
+    return real_parse(request, config, ctx)
+web.parse = parse
+print(process_raw(int(sys.argv[2])))
+"""
+
+
+def _run_in_a_process_of_its_own(
+    tmp_path: Path, raw_id: int, requeue_after_s: float
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _RUN_IN_A_PROCESS_OF_ITS_OWN, str(tmp_path), str(raw_id), str(requeue_after_s)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": checkout_pythonpath()},
+    )
+
+
+def _unfinished_runs(hub: Hub, raw_id: int) -> tuple[str, int, str | None]:
+    with hub.sessions() as s:
+        raw = s.get(RawEvent, raw_id)
+        assert raw is not None
+        return raw.status, raw.unfinished_runs, raw.error
+
+
+def test_a_request_that_kills_its_process_at_every_run_is_set_aside_not_run_for_ever(tmp_path: Path) -> None:
+    """Each run's attempt rolled back with the dying process, so the row stayed pending and the sweep ran it again
+    every minute: a Celery worker child killed every minute, the in-process server crash-looping at each start.
+    A run of a row older than the requeue delay is now counted first; after three that never ended, it is failed
+    with a reason, and replay (once the cause is fixed) runs it again."""
+    for hub in running(make_hub(make_settings(tmp_path))):
+        sid = add_source(client_for(hub), "web", "site", {"write_key": KEY})
+        raw_id = _submit(hub, sid, _msg("poison-1"))
+        # A fresh row (younger than the 60 s requeue delay) runs uncounted: no commit before the work.
+        assert _run_in_a_process_of_its_own(tmp_path, raw_id, 60).returncode == 137
+        assert _unfinished_runs(hub, raw_id) == ("pending", 0, None)
+        for run in range(1, MAX_UNFINISHED_RUNS + 1):  # left pending, as the sweep finds it: counted runs
+            assert _run_in_a_process_of_its_own(tmp_path, raw_id, 0).returncode == 137
+            assert _unfinished_runs(hub, raw_id) == ("pending", run, None)
+        last = _run_in_a_process_of_its_own(tmp_path, raw_id, 0)
+        assert last.returncode == 0, last.stderr
+        assert last.stdout.split()[-1] == "failed"  # set aside without running the connector
+        status, runs, error = _unfinished_runs(hub, raw_id)
+        assert (status, runs) == ("failed", MAX_UNFINISHED_RUNS)
+        assert error is not None and "3 runs on this request never finished" in error and "crmhub replay" in error
+        assert replay(hub, statuses=["failed"]) == 1  # this process's parse is the real one: the cause is fixed
+        wait_processed(hub)
+        assert _unfinished_runs(hub, raw_id) == ("handled", 0, None) and count_events(hub) == 1
+
+
+def test_counted_runs_that_end_in_python_are_never_set_aside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upstream outage leaves a row pending through many retries and sweeps; each run ends (RetryableError), so
+    it uncounts itself and the row is processed once the outage is over."""
+    from hub.errors import RetryableError
+
+    for hub in running(make_hub(make_settings(tmp_path, requeue_after_s=0))):
+        sid = add_source(client_for(hub), "web", "site", {"write_key": KEY})
+        raw_id = _submit(hub, sid, _msg("outage-1"))
+
+        def upstream_down(*_: Any) -> Any:
+            raise RetryableError("upstream down")
+
+        monkeypatch.setattr(hub.connectors.get("web"), "parse", upstream_down)
+        for _ in range(MAX_UNFINISHED_RUNS + 2):
+            with pytest.raises(RetryableError):
+                process_raw(raw_id)
+            assert _unfinished_runs(hub, raw_id) == ("pending", 0, None)
+        monkeypatch.undo()
+        assert process_raw(raw_id) == "handled" and count_events(hub) == 1

@@ -21,12 +21,11 @@ from hub.models import EventRow, RawEvent
 from hub.plugins import load_plugins, make_plugin_manager
 from hub.runtime import Hub, set_hub
 from tests.conftest import ADMIN_TOKEN, REDIS_URL, make_settings, running
-from tests.helpers import ADMIN, basic, client_for, jbody
+from tests.helpers import ADMIN, basic, checkout_pythonpath, client_for, jbody
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.celery, pytest.mark.slow]
 
 KEY = "worker-metrics-write-key"
-ROOT = Path(__file__).resolve().parents[2]  # this checkout's code, not an installed copy
 
 
 def _free_port() -> int:
@@ -44,7 +43,7 @@ def celery_hub(pg_url: str, tmp_path: Path) -> Iterator[tuple[Hub, dict[str, str
            "CRMHUB_DATABASE_URL": pg_url, "CRMHUB_BROKER_URL": REDIS_URL, "CRMHUB_BROKER_KEY_PREFIX": prefix,
            "CRMHUB_ADMIN_TOKEN": ADMIN_TOKEN, "CRMHUB_SECRET_KEY": str(settings.secret_key),
            "CRMHUB_DATA_DIR": str(tmp_path / "worker-data"),
-           "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+           "PYTHONPATH": checkout_pythonpath()}
     pm = make_plugin_manager()
     load_plugins(pm, None, entry_points=False)
     hub = Hub(settings, pm=pm)
