@@ -474,22 +474,36 @@ def test_a_request_that_kills_its_process_at_every_run_is_set_aside_not_run_for_
         assert _unfinished_runs(hub, raw_id) == ("handled", 0, None) and count_events(hub) == 1
 
 
-def test_counted_runs_that_end_in_python_are_never_set_aside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_counted_runs_that_end_in_python_are_never_set_aside(
+    source: tuple[Hub, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An upstream outage leaves a row pending through many retries and sweeps; each run ends (RetryableError), so
     it uncounts itself and the row is processed once the outage is over."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
     from hub.errors import RetryableError
+    from hub.schemas import utcnow
 
-    for hub in running(make_hub(make_settings(tmp_path, requeue_after_s=0))):
-        sid = add_source(client_for(hub), "web", "site", {"write_key": KEY})
-        raw_id = _submit(hub, sid, _msg("outage-1"))
+    hub, sid = source
+    raw_id = _submit(hub, sid, _msg("outage-1"))
+    with hub.transaction() as s:  # left pending for an hour: every run of it is counted
+        s.execute(update(RawEvent).where(RawEvent.id == raw_id).values(received_at=utcnow() - timedelta(hours=1)))
 
-        def upstream_down(*_: Any) -> Any:
-            raise RetryableError("upstream down")
+    def upstream_down(*_: Any) -> Any:
+        raise RetryableError("upstream down")
 
-        monkeypatch.setattr(hub.connectors.get("web"), "parse", upstream_down)
-        for _ in range(MAX_UNFINISHED_RUNS + 2):
-            with pytest.raises(RetryableError):
-                process_raw(raw_id)
-            assert _unfinished_runs(hub, raw_id) == ("pending", 0, None)
-        monkeypatch.undo()
-        assert process_raw(raw_id) == "handled" and count_events(hub) == 1
+    monkeypatch.setattr(hub.connectors.get("web"), "parse", upstream_down)
+    from hub import pipeline
+
+    counted: list[int] = []
+    real_end = pipeline._end_counted_run
+    monkeypatch.setattr("hub.pipeline._end_counted_run", lambda h, r: (counted.append(r), real_end(h, r)))
+    for _ in range(MAX_UNFINISHED_RUNS + 2):
+        with pytest.raises(RetryableError):
+            process_raw(raw_id)
+        assert _unfinished_runs(hub, raw_id) == ("pending", 0, None)
+    assert counted == [raw_id] * (MAX_UNFINISHED_RUNS + 2)  # each run was counted, and uncounted when it ended
+    monkeypatch.undo()
+    assert process_raw(raw_id) == "handled" and count_events(hub) == 1
