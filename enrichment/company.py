@@ -18,9 +18,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from enrichment.models import CompanyProfile
 from hub.errors import HubError, InvalidRequest, NotFound, RetryableError
@@ -97,9 +98,8 @@ def _request(session: Session, uscc: str, account_id: uuid.UUID | None, ttl_s: f
             return False
         if row.requested_at is not None and now - row.requested_at < timedelta(seconds=REQUEST_DEBOUNCE_S):
             return False
-        row.requested_at = now
-        row.error = None  # an earlier refusal's: until this lookup answers, `retry_due` may tell it was lost
-        row.account_id = row.account_id or account_id
+        if not _claim_stale(session, row, now, account_id, ttl_s):
+            return False
     else:
         try:
             with session.begin_nested():  # a concurrent event may insert the same USCC first
@@ -111,6 +111,34 @@ def _request(session: Session, uscc: str, account_id: uuid.UUID | None, ttl_s: f
             session.info[BATCH_CACHE].setdefault(PROFILES_KEY, []).append(row)
     enqueue_after_commit(session, LOOKUP_TASK, uscc)
     return True
+
+
+def _claim_stale(
+    session: Session, row: CompanyProfile, now: datetime, account_id: uuid.UUID | None, ttl_s: float
+) -> bool:
+    """Mark a stale profile requested, unless another transaction has just done so.
+
+    On PostgreSQL two events for one company, processed at once, each read the profile stale and each queued a
+    lookup: two paid registry calls. The UPDATE repeats the staleness test in its WHERE; the second one waits
+    for the first's row lock, then tests the committed row again, finds it requested and changes nothing.
+    """
+    claimed = session.execute(
+        update(CompanyProfile)
+        .where(
+            CompanyProfile.uscc == row.uscc,
+            or_(CompanyProfile.fetched_at.is_(None), CompanyProfile.fetched_at <= now - timedelta(seconds=ttl_s)),
+            or_(CompanyProfile.requested_at.is_(None),
+                CompanyProfile.requested_at <= now - timedelta(seconds=REQUEST_DEBOUNCE_S)),
+        )
+        # error: an earlier refusal's; until this lookup answers, `retry_due` may tell it was lost
+        .values(requested_at=now, error=None, account_id=func.coalesce(CompanyProfile.account_id, account_id))
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed:  # what the row now holds, for the batch's later events: not a change left to flush
+        set_committed_value(row, "requested_at", now)
+        set_committed_value(row, "error", None)
+        set_committed_value(row, "account_id", row.account_id or account_id)
+    return bool(claimed)
 
 
 # ---------------------------------------------------------------- the lookup

@@ -368,3 +368,48 @@ def test_overlapping_retry_sweeps_queue_a_lookup_once(
         hub.stop()
         hub.engine.dispose()
         set_hub(None)
+
+
+@pytest.mark.postgres
+def test_two_events_for_one_stale_company_processed_at_once_queue_one_lookup(
+    tmp_path: Path, registry: FakeRegistry, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each transaction read the stale profile before the other committed, so each marked it requested and each
+    queued a lookup: two paid registry calls. The second now waits for the first's row lock and queues nothing."""
+    import threading
+
+    import enrichment.company as company
+    from hub.runtime import set_hub
+    from tests.enrichment.conftest import FakeRegistryPlugin, build_hub
+
+    hub = build_hub(tmp_path, [FakeRegistryPlugin(registry)], database_url=pg_url)  # not started: run by hand
+    queued: list[str] = []
+    monkeypatch.setattr(company, "enqueue_after_commit", lambda _s, _name, uscc: queued.append(uscc))
+    second_done = threading.Event()
+    claimed: dict[str, bool] = {}
+
+    def first_event() -> None:
+        with hub.transaction() as s:
+            claimed["first"] = company._request(s, USCC, None, 3600)
+            second_done.wait(1.5)  # still uncommitted while the second event reads the profile
+
+    try:
+        with hub.transaction() as s:  # looked up two hours ago, stale for a one-hour TTL
+            s.add(CompanyProfile(uscc=USCC, fetched_at=datetime.now(UTC) - timedelta(hours=2), lookup_failures=0))
+        thread = threading.Thread(target=first_event)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while "first" not in claimed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with hub.transaction() as s:
+            claimed["second"] = company._request(s, USCC, None, 3600)
+        second_done.set()
+        thread.join(15)
+        assert claimed == {"first": True, "second": False} and queued == [USCC]
+        [profile] = _profiles(hub)
+        assert profile.requested_at is not None and profile.requested_at > datetime.now(UTC) - timedelta(minutes=1)
+    finally:
+        second_done.set()
+        hub.stop()
+        hub.engine.dispose()
+        set_hub(None)
