@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import hmac
+import json
 import os
 import shutil
 import sys
@@ -70,6 +71,10 @@ def serve(host: str, port: int, directory: Path, token: str | None) -> WSGIServe
     return server
 
 
+_REFUSED = json.dumps({"error": {"code": "unauthorized", "message": (
+    "missing or wrong admin token (Authorization: Bearer <CRMHUB_ADMIN_TOKEN>)")}}).encode()
+
+
 def _require_token(app: Any, token: str | None) -> Any:
     if token is None:
         return app
@@ -79,7 +84,8 @@ def _require_token(app: Any, token: str | None) -> Any:
         given = environ.get("HTTP_AUTHORIZATION", "").encode()
         if hmac.compare_digest(given, expected):
             return app(environ, start_response)  # type: ignore[no-any-return]
-        start_response("401 Unauthorized", [("Content-Type", "text/plain"), ("WWW-Authenticate", "Bearer")])
-        return [b"missing or wrong admin token (Authorization: Bearer <CRMHUB_ADMIN_TOKEN>)\n"]
+        # The API's error shape (contract §3), so one client handles a refusal from either port.
+        start_response("401 Unauthorized", [("Content-Type", "application/json"), ("WWW-Authenticate", "Bearer")])
+        return [_REFUSED]
 
     return guarded

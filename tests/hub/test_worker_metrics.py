@@ -84,7 +84,8 @@ def test_a_workers_pool_processes_are_counted_together_at_its_metrics_port(
             start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}/metrics"
-        assert _scrape(url, worker, log).status_code == 401  # the admin token, as the API's /metrics
+        refused = _scrape(url, worker, log)  # the admin token, as the API's /metrics, refused in the API's shape
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized"
         client = client_for(hub)
         source = client.post("/v1/sources", json={"connector": "web", "name": "site", "config": {"write_key": KEY}},
                              headers=ADMIN).json()["id"]
