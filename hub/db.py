@@ -150,6 +150,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 def _make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("json_serializer", _json_serializer)  # SQLAlchemy's default is json.dumps
+    # A failed statement's message otherwise carries its bound values: raw request bodies and headers (signatures,
+    # Basic credentials), phones, emails. It goes to the log, and to a failed raw request's `error`.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         connect_args = {"check_same_thread": False, "timeout": 30}
         engine = create_engine(url, connect_args=connect_args, **kwargs)

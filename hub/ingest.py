@@ -30,6 +30,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from hub.db import write_lock
 from hub.errors import ShuttingDown
 from hub.models import RAW_PENDING, InboundRejection, RawEvent
+from hub.outage_log import OutageLog
 from hub.schemas import unstorable_text, utcnow
 from hub.tasks import enqueue
 
@@ -76,6 +77,7 @@ class RawWriter:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.batch_max = hub.settings.ingest_batch_max
+        self.outage = OutageLog(log, "storing inbound requests")  # the database unreachable, its disk full
         self._queue: queue.Queue[Any] = queue.Queue()
         # Held while a submission is queued and while `stop()` queues _STOP: nothing can land behind _STOP,
         # where the thread would never take it and its sender would wait for an answer that never comes.
@@ -164,13 +166,18 @@ class RawWriter:
             outcomes: list[tuple[Any, Any, BaseException | None]] = [
                 (sub.future, result, None) for sub, result in zip(submissions, results, strict=True)]
         except Exception as exc:
-            if isinstance(exc, _UNAVAILABLE) or len(batch) == 1:  # every waiting request gets a 5xx
+            if isinstance(exc, _UNAVAILABLE):  # every waiting request gets a 5xx
+                self.outage.failed(exc, len(submissions))
+                _settle([(sub.future, None, exc) for sub in submissions])
+                return
+            if len(batch) == 1:
                 log.exception("raw-event batch of %d failed", len(submissions))
                 _settle([(sub.future, None, exc) for sub in submissions])
                 return
             log.warning("raw-event batch of %d failed (%s: %s); storing its requests one by one",
                         len(submissions), type(exc).__name__, exc)
             outcomes = self._write_apart(submissions, rejections)
+        self.outage.succeeded()
         self.batches += 1
         self.rows += len(submissions)
         _settle(outcomes)

@@ -45,6 +45,7 @@ from hub.errors import (
 )
 from hub.ingest import RawSubmission, Rejection, storable_key
 from hub.models import RAW_PENDING, EventRow, RawEvent
+from hub.outage_log import OutageLog
 from hub.runtime import Hub
 from hub.schemas import unstorable_text
 from webhooks.health import HANDSHAKE
@@ -53,6 +54,8 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 HOOK_METHODS = ["GET", "POST", "PUT", "OPTIONS"]
+# Once the source cache expires, a database outage refuses every request here: logged once per outage.
+_SOURCES_OUTAGE = OutageLog(log, "reading sources for inbound requests")
 STORAGE_UNAVAILABLE = {"error": {"code": "storage_unavailable", "details": None,
                                  "message": "the request could not be stored; retry later"}}
 INTERNAL_ERROR = {"error": {"code": "internal_error", "details": None,
@@ -85,8 +88,9 @@ async def accept(
         return Reply(503, {"error": {"code": "source_unavailable", "details": None,
                                      "message": "this source's configuration cannot be read now; retry later"}})
     except SQLAlchemyError as exc:  # the database is down: a 503 the platform retries, as when storing fails
-        log.warning("source %s: database unavailable (%s)", source_id, type(exc).__name__)
+        _SOURCES_OUTAGE.failed(exc)
         return Reply(503, STORAGE_UNAVAILABLE)
+    _SOURCES_OUTAGE.succeeded()
     connector, config = source.connector, source.config
     inbound: InboundRequest | None = None
     try:
@@ -113,8 +117,9 @@ async def accept(
     except ShuttingDown as err:  # nothing was stored; answered now, not when the server gives up on the request
         metrics.INGEST_REQUESTS.labels(connector.name, err.code).inc()
         return Reply(503, err.to_body())
-    except Exception:  # nothing was stored: a 5xx makes the platform retry later
-        log.exception("could not store an inbound request for source %s", source.id)
+    except Exception as exc:  # nothing was stored: a 5xx makes the platform retry later
+        # The writer has logged why (once per outage, hub.outage_log): not again for every refused request.
+        log.debug("could not store an inbound request for source %s: %s", source.id, type(exc).__name__)
         metrics.INGEST_REQUESTS.labels(connector.name, "storage_unavailable").inc()
         return Reply(503, STORAGE_UNAVAILABLE)
     metrics.INGEST_REQUESTS.labels(connector.name, "accepted" if is_new else "duplicate").inc()

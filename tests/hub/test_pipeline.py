@@ -157,6 +157,8 @@ def test_content_the_database_refuses_fails_the_request_instead_of_staying_pendi
     with hub.sessions() as s:
         raw = s.get(RawEvent, raw_id)
         assert raw is not None and raw.status == "failed" and "DataError" in (raw.error or "")
+        # The statement's bound values (the event, its phones and emails) stay out of the error and the log.
+        assert "x" * 100 not in (raw.error or "") and "SQL parameters hidden" in (raw.error or "")
     monkeypatch.undo()
     assert replay(hub, statuses=["failed"]) == 1  # kept, and replayable once the cause is fixed
     wait_processed(hub)
