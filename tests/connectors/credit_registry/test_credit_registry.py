@@ -21,6 +21,7 @@ from connectors.credit_registry import (
     profile_event,
 )
 from connectors.credit_registry.normalise import parse_capital, parse_status, risk_level
+from connectors.credit_registry.providers import QICHACHA_BASEINFO, TIANYANCHA_BASEINFO
 from hub.connector import InboundRequest, ParseContext
 from hub.errors import InvalidRequest, VerificationError
 from hub.pipeline import prepare_event
@@ -39,7 +40,17 @@ QCC_RESULT = {"Name": "腾讯科技（深圳）有限公司", "CreditCode": USCC
               "Status": "存续（在营、开业、在册）", "StartDate": "2000-02-24T00:00:00", "RegistCapi": "6500万美元"}
 
 
+def _not_this_endpoint(request: httpx.Request, path: str) -> httpx.Response | None:
+    """HTTP 404 for any other method or path, as the provider's gateway answers: a client calling the wrong
+    endpoint must fail here too, not be answered as if it had called the right one."""
+    if request.method != "GET" or request.url.path != path:
+        return httpx.Response(404, text="Not Found")
+    return None
+
+
 def tianyancha(request: httpx.Request) -> httpx.Response:
+    if (wrong := _not_this_endpoint(request, TIANYANCHA_BASEINFO)) is not None:
+        return wrong
     if request.headers.get("authorization") != TYC_TOKEN:
         return httpx.Response(200, json={"error_code": 300009, "reason": "token 无效", "result": None})
     if request.url.params.get("keyword") != USCC:
@@ -49,6 +60,8 @@ def tianyancha(request: httpx.Request) -> httpx.Response:
 
 def qichacha(request: httpx.Request, result: dict[str, Any] | None = None) -> httpx.Response:
     """Endpoint 410 as platforms.md §8 documents it: Token over key + Timespan + secret, and `keyword`."""
+    if (wrong := _not_this_endpoint(request, QICHACHA_BASEINFO)) is not None:
+        return wrong
     span = request.headers.get("timespan", "")
     expected = hashlib.md5((QCC_KEY + span + QCC_SECRET).encode()).hexdigest().upper()  # noqa: S324
     fresh = span.isdigit() and abs(time.time() - int(span)) < 600
@@ -103,11 +116,18 @@ def test_the_qichacha_fake_refuses_a_wrong_parameter_or_a_stale_timespan() -> No
     config = {"provider": "qichacha", "app_key": QCC_KEY, "secret_key": QCC_SECRET}
     span = str(int(time.time()) - 3600)
     token = hashlib.md5((QCC_KEY + span + QCC_SECRET).encode()).hexdigest().upper()  # noqa: S324
-    stale = httpx.Request("GET", "https://api.qichacha.com/x", params={"key": QCC_KEY, "keyword": USCC},
+    url = "https://api.qichacha.com" + QICHACHA_BASEINFO
+    stale = httpx.Request("GET", url, params={"key": QCC_KEY, "keyword": USCC},
                           headers={"Token": token, "Timespan": span})
     assert qichacha(stale).json()["Status"] == "401"
-    wrong = httpx.Request("GET", "https://api.qichacha.com/x", params={"key": QCC_KEY, "searchKey": USCC})
+    wrong = httpx.Request("GET", url, params={"key": QCC_KEY, "searchKey": USCC})
     assert qichacha(wrong).json()["Status"] == "401"  # no Timespan either
+    fresh = str(int(time.time()))
+    signed = {"Token": hashlib.md5((QCC_KEY + fresh + QCC_SECRET).encode()).hexdigest().upper(),  # noqa: S324
+              "Timespan": fresh}
+    elsewhere = httpx.Request("GET", "https://api.qichacha.com/FuzzySearch/GetList",
+                              params={"key": QCC_KEY, "keyword": USCC}, headers=signed)
+    assert qichacha(elsewhere).status_code == 404
     assert _lookup(qichacha, config)["name"] == "腾讯科技（深圳）有限公司"
 
 
@@ -115,12 +135,13 @@ def test_a_registry_without_capital_still_gives_the_contract_object() -> None:
     bare = {k: v for k, v in QCC_RESULT.items() if k != "RegistCapi"}
 
     def qichacha_bare(request: httpx.Request) -> httpx.Response:
-        qichacha(request)  # same signature checks
-        return httpx.Response(200, json={"Status": "200", "Message": "查询成功", "Result": bare})
+        return qichacha(request, bare)  # same signature checks: a badly signed request gets their 401, not data
 
     props = _lookup(qichacha_bare, {"provider": "qichacha", "app_key": QCC_KEY, "secret_key": QCC_SECRET})
     assert props["registered_capital"] == {"amount": None, "currency": None, "text": None}
     assert props["paid_in_capital"] is None
+    with pytest.raises(RegistryAuthError):  # the fake answered any request with data, signed or not
+        _lookup(qichacha_bare, {**QCC_CONFIG, "secret_key": "wrong"})
 
 
 def test_wrong_credentials_raise_a_clear_auth_error() -> None:

@@ -1,6 +1,7 @@
 """A local fake of Douyin's OpenAPI (token + get_related_id) that checks requests like the real one.
 
-Tokens stop working when they expire (28001008) or after two newer fetches (28001003).
+Tokens stop working when they expire (28001008) or after two newer fetches (28001003); a newer fetch also ends
+the previous token's life 5 minutes later (platforms.md §1.6: "5-min grace"). get_related_id takes a JSON body.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class FakeDouyin:
     client_key: str
     client_secret: str
     expires_in: int = 7200
+    grace_s: float = 300.0  # how long the previous token keeps working after a newer fetch
     allied_ids: dict[str, str] = field(default_factory=dict)
     tokens: list[str] = field(default_factory=list)
     expires: dict[str, float] = field(default_factory=dict)  # token → when it stops working
@@ -41,13 +43,19 @@ class FakeDouyin:
             return error(10002, "grant_type 参数错误")
         if body["client_key"] != self.client_key or body.get("client_secret") != self.client_secret:
             return error(10013, "client_key 或 client_secret 错误")
+        now = time.time()
+        if self.tokens:  # re-fetching ends the previous token after the grace period
+            previous = self.tokens[-1]
+            self.expires[previous] = min(self.expires[previous], now + self.grace_s)
         token = "clt." + secrets.token_hex(16)
         self.tokens.append(token)
-        self.expires[token] = time.time() + self.expires_in
+        self.expires[token] = now + self.expires_in
         return {"data": {"access_token": token, "expires_in": self.expires_in, "error_code": 0, "description": ""},
                 "message": "success"}
 
     def related_id_reply(self, headers: dict[str, str], body: Any) -> dict[str, Any]:
+        if "application/json" not in headers.get("content-type", ""):
+            return {"err_no": 2100005, "err_msg": "参数不合法: content-type must be application/json", "log_id": "fake"}
         token = headers.get("access-token")
         if token not in self.tokens[-2:]:  # a newer fetch ends an older token: at most the latest two work
             return {"err_no": 28001003, "err_msg": "access_token无效", "log_id": "fake"}

@@ -80,6 +80,30 @@ def test_a_token_douyin_no_longer_accepts_is_fetched_again_once(fake: FakeDouyin
     assert len(fake.tokens) == 4
 
 
+def test_a_token_superseded_elsewhere_works_until_its_grace_ends(fake: FakeDouyin, http: httpx.Client) -> None:
+    """One newer fetch leaves the previous token 5 minutes (platforms.md §1.6); after that it is fetched again."""
+    api = DouyinOpenAPI(http, CONFIG["client_key"], CONFIG["client_secret"], fake.base_url)
+    other = DouyinOpenAPI(http, CONFIG["client_key"], CONFIG["client_secret"], fake.base_url)
+    first = api.client_token()
+    other.client_token()
+    assert api.get_allied_id(OPEN_ID) == "allied-7f3a" and fake.requests[-1][1]["access-token"] == first
+    fake.expires[first] = 0  # the grace is over
+    assert api.get_allied_id(OPEN_ID) == "allied-7f3a" and len(fake.tokens) == 3
+
+
+def test_the_fake_refuses_what_douyin_refuses(fake: FakeDouyin, http: httpx.Client) -> None:
+    """A superseded token dies after the grace period, and get_related_id wants a JSON body: a lenient fake
+    would let a client that ignores either pass here and fail against Douyin."""
+    fake.grace_s = 0
+    api = DouyinOpenAPI(http, CONFIG["client_key"], CONFIG["client_secret"], fake.base_url)
+    first = api.client_token()
+    DouyinOpenAPI(http, CONFIG["client_key"], CONFIG["client_secret"], fake.base_url).client_token()
+    url = fake.base_url + "/api/douyin/v1/auth/get_related_id/"
+    assert http.post(url, json={"open_id": OPEN_ID}, headers={"access-token": first}).json()["err_no"] == 28001008
+    form = http.post(url, data={"open_id": OPEN_ID}, headers={"access-token": fake.tokens[-1]})
+    assert form.json()["err_no"] == 2100005
+
+
 def test_a_rejected_token_is_dropped_only_if_still_cached(fake: FakeDouyin, http: httpx.Client) -> None:
     """helper-32: a thread whose token was rejected dropped whichever token was cached, maybe one another thread
     had just fetched, ending it early for everyone."""
