@@ -72,10 +72,18 @@ class CallcenterConnector(Connector):
             raise VerificationError("wrong Basic-auth user name or password", code="bad_credentials")
 
     def dedup_key(self, request: InboundRequest, config: CallcenterConfig) -> str:
-        """`cdr:<SessionId>` / `record:<RecordId>` (shared with the reconcile); else the push UUID."""
-        action = action_of(request.query)
+        """`cdr:<SessionId>` / `record:<RecordId>` (shared with the reconcile); else the push UUID.
+
+        A push of an action the hub does not read (TCCC's voicemail push, once enabled in its console) is stored and
+        quarantined by `parse` (`unknown_action`, contract §3: verified but not normalisable). It was a 400, which
+        TCCC retried and then dropped: the voicemails were lost, where `crmhub replay` can now take them once read.
+        """
         data = read_object(request.body)
-        ident = text_id(data, "SessionId" if action == "cdr" else "RecordId")
+        try:
+            action: str | None = action_of(request.query)
+        except PayloadError:
+            action = None
+        ident = text_id(data, "SessionId" if action == "cdr" else "RecordId") if action else None
         if ident:
             return f"{action}:{ident}"
         push_uuid = (request.header(PUSH_UUID_HEADER) or "").strip()

@@ -12,12 +12,12 @@ from sqlalchemy import select
 
 from connectors.callcenter.connector import CallcenterConfig
 from connectors.callcenter.reconcile import CallcenterPullError, describe_page, pull_page
-from hub.models import EventRow
+from hub.models import EventRow, QuarantineRow
 from hub.pull import run_pull
 from hub.runtime import Hub
 from tests.connectors.callcenter.acceptance import CONFIG, FIXTURES, sign
 from tests.connectors.callcenter.fake_ccc import SECRET_ID, SECRET_KEY, FakeCcc
-from tests.helpers import ADMIN, add_source, client_for, jbody, wait_processed
+from tests.helpers import ADMIN, add_source, client_for, jbody, raw_rows, wait_processed
 
 
 def _events(hub: Hub) -> list[dict[str, Any]]:
@@ -109,12 +109,22 @@ def test_a_push_whose_id_is_empty_or_too_long_is_quarantined_not_merged_or_stuck
     assert reasons == ["invalid_tccc_cdr"] * 3
 
 
-def test_unknown_action_is_a_400_naming_the_problem(hub: Hub) -> None:
+def test_a_push_of_an_unknown_action_is_kept_and_quarantined_naming_the_action(hub: Hub) -> None:
+    """TCCC can also push voicemails (platforms.md §5). A 400 made TCCC retry, then drop them; a verified push
+    the hub cannot read is kept and quarantined instead (contract §3), and acknowledged so TCCC stops."""
     client = client_for(hub)
     sid = add_source(client, "callcenter", "tccc", CONFIG)
-    request = sign(b"{}", CONFIG)
-    resp = client.post(f"/hooks/{sid}", content=b"{}", headers=dict(request.headers), params={"action": "voicemail"})
-    assert resp.status_code == 400 and "action" in resp.json()["ErrMsg"]
+    body = jbody({"SessionId": "vm-1", "VoicemailRecordURL": "https://example.cn/vm-1.mp3"})
+    request = sign(body, CONFIG)
+    resp = client.post(f"/hooks/{sid}", content=body, headers=dict(request.headers), params={"action": "voicemail"})
+    assert resp.status_code == 200 and resp.json() == {"ErrCode": 0, "ErrMsg": "ok"}
+    wait_processed(hub)
+    with hub.sessions() as s:
+        [row] = s.scalars(select(QuarantineRow)).all()
+    assert row.reason == "unknown_action" and "'voicemail'" in row.detail
+    assert b"vm-1.mp3" in raw_rows(hub)[0].body
+    again = client.post(f"/hooks/{sid}", content=body, headers=dict(request.headers), params={"action": "voicemail"})
+    assert again.status_code == 200 and len(raw_rows(hub)) == 1  # TCCC's redelivery: the same push
 
 
 def _reconcile_config(fake: FakeCcc, **extra: Any) -> dict[str, Any]:
