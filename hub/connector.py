@@ -36,6 +36,9 @@ def _redacted(value: str) -> str:
     return f"{scheme} [redacted]" if sep else "[redacted]"
 
 
+PULLED_METHOD = "PULL"  # the method of a record the hub stored itself (hub.pull, enrichment's lookups)
+
+
 @dataclass(frozen=True)
 class InboundRequest:
     """An inbound HTTP request exactly as received; what the raw-event store keeps."""
@@ -50,6 +53,14 @@ class InboundRequest:
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
+
+    def hub_marker(self, name: str) -> str | None:
+        """Header `name` of a record the hub stored itself (a pull, a lookup: method PULL), else None.
+
+        A pushed request may carry any header its sender likes, `x-crmhub-pulled` included; it never has the method
+        PULL, which the /hooks routes do not take.
+        """
+        return self.header(name) if self.method == PULLED_METHOD else None
 
     def json(self) -> Any:
         """The body as JSON, or PayloadError (HTTP 400) naming why it is unreadable."""

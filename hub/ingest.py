@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from hub.connector import PULLED_METHOD
 from hub.db import write_lock
 from hub.errors import ShuttingDown
 from hub.models import RAW_PENDING, InboundRejection, RawEvent
@@ -375,7 +376,7 @@ def ingest_pulled(
     It shares the (source, dedup key) uniqueness of pushed requests, so a record the platform
     already pushed — or a page pulled twice — is a redelivery: (None, False), nothing enqueued.
     """
-    record = request or {"method": "PULL", "headers": {}, "query": {}, "path": ""}
+    record = request or {"method": PULLED_METHOD, "headers": {}, "query": {}, "path": ""}
     sub = RawSubmission(source_id, storable_key(dedup_key), record, body)
     ((raw_id, is_new),) = store_raw_batch(hub, [sub])
     if is_new and raw_id is not None:

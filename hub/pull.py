@@ -25,6 +25,7 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
+from hub.connector import PULLED_METHOD
 from hub.errors import Conflict, InvalidRequest, NotFound, RetryableError
 from hub.ingest import RawSubmission, storable_key, store_raw_batch
 from hub.models import SourceRow
@@ -72,7 +73,7 @@ class PullResult:
 
 def default_pulled_request(item: Any) -> PulledRequest:
     body = json.dumps(item, ensure_ascii=False, sort_keys=True, default=str).encode()
-    return PulledRequest(body, "pull:" + hashlib.sha256(body).hexdigest(), {"method": "PULL", "headers": {},
+    return PulledRequest(body, "pull:" + hashlib.sha256(body).hexdigest(), {"method": PULLED_METHOD, "headers": {},
                                                                              "query": {}, "path": ""})
 
 

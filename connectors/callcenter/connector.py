@@ -11,7 +11,7 @@ import httpx
 from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from hub import Connector, EventDraft, InboundRequest, ParseContext, Reply
-from hub.connector import basic_credentials, header_safe
+from hub.connector import PULLED_METHOD, basic_credentials, header_safe
 from hub.errors import HubError, PayloadError, QuarantineError, VerificationError
 
 from .mapping import cdr_to_draft, own_lines, record_to_draft, recording_entry
@@ -137,6 +137,6 @@ class CallcenterConnector(Connector):
         body = json.dumps(item, ensure_ascii=False, sort_keys=True).encode()
         session = text_id(item, "SessionId")
         key = f"cdr:{session}" if session else "sha256:" + hashlib.sha256(body).hexdigest()
-        record = {"method": "PULL", "headers": {PULLED_MARKER: "DescribeTelCdr"},
+        record = {"method": PULLED_METHOD, "headers": {PULLED_MARKER: "DescribeTelCdr"},
                   "query": {"action": "cdr", "version": "1"}, "path": ""}
         return body, key, record

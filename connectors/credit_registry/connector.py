@@ -16,7 +16,7 @@ import httpx
 from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from hub import Connector, EventDraft, InboundRequest, ParseContext
-from hub.connector import header_safe
+from hub.connector import PULLED_METHOD, header_safe
 from hub.errors import InvalidRequest, QuarantineError, VerificationError
 from hub.identifiers import normalize_uscc
 from hub.schemas import utcnow
@@ -87,7 +87,7 @@ class CreditRegistryConnector(Connector):
 
     def parse(self, request: InboundRequest, config: CreditRegistryConfig, ctx: ParseContext) -> list[EventDraft]:
         """A stored lookup result (`{"uscc", …properties}`) → company.profile.updated."""
-        if request.header(PULLED_MARKER) != "lookup":
+        if request.hub_marker(PULLED_MARKER) != "lookup":
             raise QuarantineError("push_not_supported", "the credit registry only stores lookup results")
         try:
             props = json.loads(request.body)
@@ -102,4 +102,4 @@ class CreditRegistryConnector(Connector):
         """How enrichment/ can store a lookup through hub.ingest.ingest_pulled: (body, dedup key, request)."""
         body = json.dumps(props, ensure_ascii=False, sort_keys=True).encode()
         key = profile_event(str(props.get("uscc")), props).source_event_id
-        return body, key, {"method": "PULL", "headers": {PULLED_MARKER: "lookup"}, "query": {}, "path": ""}
+        return body, key, {"method": PULLED_METHOD, "headers": {PULLED_MARKER: "lookup"}, "query": {}, "path": ""}

@@ -9,6 +9,7 @@ import httpx
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 
 from hub import Connector, EventDraft, InboundRequest, ParseContext, push
+from hub.connector import PULLED_METHOD
 from hub.errors import PayloadError, QuarantineError
 
 from .mapping import changes_between, is_older, to_draft, version_of
@@ -62,7 +63,7 @@ class ErpConnector(Connector):
 
         A request marked as pulled gets its ids from parse() (`pulled_event_id`): answered as a whole.
         """
-        if request.header(PULLED_MARKER) is not None:
+        if request.hub_marker(PULLED_MARKER) is not None:
             return None
         return push.event_keys(push.items_of(request))
 
@@ -72,7 +73,7 @@ class ErpConnector(Connector):
             items = push.read_items(request.body)
         except PayloadError as exc:
             raise QuarantineError(exc.code, exc.message) from exc
-        pulled = request.header(PULLED_MARKER) is not None
+        pulled = request.hub_marker(PULLED_MARKER) is not None
         drafts = []
         for item in items:
             draft = self._one(item, pulled, ctx)
@@ -120,5 +121,5 @@ class ErpConnector(Connector):
     def pulled_request(self, item: dict[str, Any]) -> tuple[bytes, str, dict[str, Any]]:
         """How hub.pull stores a pulled order: (raw body, dedup key, request record)."""
         body = json.dumps(item, ensure_ascii=False, sort_keys=True).encode()
-        record = {"method": "PULL", "headers": {PULLED_MARKER: "orders"}, "query": {}, "path": ""}
+        record = {"method": PULLED_METHOD, "headers": {PULLED_MARKER: "orders"}, "query": {}, "path": ""}
         return body, pulled_event_id(item), record

@@ -121,7 +121,7 @@ def test_event_keys_name_the_stored_ids_and_their_lone_dedup_keys() -> None:
     assert connector.event_keys(lone, config) == [("x-1", connector.dedup_key(lone, config))]
     no_id = sign(jbody([{**ORDER, "event_id": "x-1"}, {**ORDER, "event_id": None}]), {"secret": SECRET})
     assert connector.event_keys(no_id, config) is None  # answered as a whole, as before
-    pulled = InboundRequest("POST", body, {**request.headers, PULLED_MARKER: "orders"})
+    pulled = InboundRequest("PULL", body, {**request.headers, PULLED_MARKER: "orders"})
     assert connector.event_keys(pulled, config) is None  # parse() gives pulled orders other ids
 
 
@@ -133,3 +133,20 @@ def test_an_item_that_is_not_an_object_is_quarantined_alone() -> None:
     assert [d.source_event_id for d in drafts] == ["e-1"]
     assert [(q.reason, q.detail) for q in ctx.quarantined] == [
         ("invalid_erp_order", "event: a JSON object is needed, not int")]
+
+
+def test_a_pushed_request_cannot_pass_for_a_pulled_one_by_its_header(hub: Hub) -> None:
+    """`x-crmhub-pulled` marks what hub.pull stored itself; a push carrying it was read as a pulled order (its own
+    event_id replaced, and no per-event answer). Only a record with the method PULL, which no HTTP request to
+    /hooks has, counts as pulled."""
+    client = client_for(hub)
+    sid = add_source(client, "erp", "erp", {"secret": SECRET})
+    body = jbody(ORDER)
+    headers = {**dict(sign(body, {"secret": SECRET}).headers), PULLED_MARKER: "orders"}
+    assert client.post(f"/hooks/{sid}", content=body, headers=headers).json() == {"accepted": 1, "duplicates": 0}
+    wait_processed(hub)
+    (event,) = _events(hub)
+    assert event["source_event_id"] == "e-1"
+    pulled = InboundRequest.from_record({"method": "PULL", "headers": {PULLED_MARKER: "orders"}}, body)
+    assert pulled.hub_marker(PULLED_MARKER) == "orders"
+    assert InboundRequest(method="POST", body=body, headers={PULLED_MARKER: "orders"}).hub_marker(PULLED_MARKER) is None
