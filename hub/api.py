@@ -68,9 +68,30 @@ def is_admin_path(path: str) -> bool:
 def _validation_detail(err: Any) -> dict[str, str]:
     if err.get("type") == "json_invalid":  # FastAPI names the position (`body.0`): say what is wrong instead
         return {"field": "body", "message": f"body is not valid JSON: {(err.get('ctx') or {}).get('error', '')}"}
-    # A problem with the body as a whole (a JSON array where an object belongs) has no field of its own: it is the
-    # body's, named as a body that is not JSON is, not "".
-    return {"field": ".".join(str(p) for p in err["loc"] if p != "body") or "body", "message": validation_message(err)}
+    return {"field": _field_name(err["loc"]), "message": validation_message(err)}
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    """The field as a client names it: `limit`, as the hub's own checks name `cursor` or `types`, not FastAPI's
+    `query.limit`. A problem with the body as a whole (a JSON array where an object belongs) has no field of its
+    own: it is the body's, named as a body that is not JSON is, not ""."""
+    parts = [str(p) for p in loc if p != "body"]
+    return ".".join(parts[1:] if parts[:1] == ["query"] else parts) or "body"
+
+
+def _not_read_as_json(request: Request, errors: list[Any]) -> JSONResponse | None:
+    """415 for a body FastAPI left unread because its Content-Type is not JSON (`curl -d` sends a form type).
+
+    Validated as raw bytes, it failed as "not a valid dictionary", which sent the sender looking for a fault in
+    JSON that was fine; the header is what to change.
+    """
+    if not any(tuple(e["loc"]) == ("body",) and isinstance(e.get("input"), bytes | bytearray) for e in errors):
+        return None
+    sent = request.headers.get("content-type")
+    problem = f"Content-Type {sent!r} is not JSON" if sent else "no Content-Type header"
+    body = {"error": {"code": "unsupported_media_type", "message": f"the body must be JSON: {problem}",
+                      "details": [{"field": "content-type", "message": "send Content-Type: application/json"}]}}
+    return JSONResponse(body, status_code=415)
 
 
 def install_error_handlers(app: Any) -> None:
@@ -78,8 +99,11 @@ def install_error_handlers(app: Any) -> None:
         headers = {"www-authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
         return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
 
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
+        unread = _not_read_as_json(request, list(errors))
+        if unread is not None:
+            return unread
         unknown = [e for e in errors if e.get("type") == "uuid_parsing" and tuple(e["loc"][:1]) == ("path",)]
         if unknown and len(unknown) == len(errors):  # `/v1/endpoints/abc` names no endpoint: 404, as for any id
             name = str(unknown[0]["loc"][-1]).removesuffix("_id")

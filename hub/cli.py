@@ -433,4 +433,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m hub.cli` runs this file as `__main__`, a second copy beside the `hub.cli` that plugin commands
+    # import: the DatabaseUnusable they raise was not the class this copy's HubGroup catches (a traceback, not
+    # `error: …`). Run the one module `crmhub` runs.
+    from hub.cli import main as crmhub_main
+
+    crmhub_main()

@@ -251,6 +251,40 @@ def test_a_body_of_the_wrong_shape_is_named_as_the_body(api: httpx.Client) -> No
         assert wrong["message"] == "invalid request: body"
 
 
+@pytest.mark.parametrize(("config", "named"), [
+    ({"provider": "tianyancha"}, ["token"]),
+    ({"provider": "qichacha", "app_key": "qcc-app-key"}, ["secret_key"]),
+    ({"provider": "qichacha"}, ["app_key", "secret_key"]),
+])
+def test_a_missing_registry_credential_is_named_as_its_own_field(api: httpx.Client, config: dict[str, str],
+                                                                 named: list[str]) -> None:
+    """Contract §3: invalid config → 422 naming the field. `token` or `app_key`+`secret_key` were named `config`."""
+    body = {"connector": "credit_registry", "name": f"registry-{uuid.uuid4().hex[:8]}", "config": config}
+    refused = error_of(api.post("/v1/sources", json=body), 422)
+    assert refused["code"] == "invalid_config" and [d["field"] for d in refused["details"]] == named, refused
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+def test_json_sent_without_a_json_content_type_is_415_naming_the_header(api: httpx.Client,
+                                                                      content_type: str | None) -> None:
+    """`curl -d` sends a form type: the body, a fine JSON object, was refused as "not a valid dictionary"."""
+    body = json.dumps({"connector": "web", "name": "web-ct", "config": {"write_key": "write-key-0123456789"}})
+    headers = {"content-type": content_type} if content_type else {}
+    refused = error_of(api.post("/v1/sources", content=body.encode(), headers=headers), 415)
+    assert refused["code"] == "unsupported_media_type" and [d["field"] for d in refused["details"]] == ["content-type"]
+    assert all(item["name"] != "web-ct" for item in api.get("/v1/sources").json()["items"])
+
+
+@pytest.mark.parametrize("path", ["/v1/events?limit=0", "/v1/events?limit=501", "/v1/events?limit=abc",
+                                  f"/v1/customers/{UNKNOWN}/events?limit=0",
+                                  f"/v1/endpoints/{UNKNOWN}/messages?limit=501"])
+def test_a_bad_limit_is_named_limit_as_the_other_query_parameters_are(api: httpx.Client, path: str) -> None:
+    """A bad `cursor`, `after` or `types` is named bare; `limit` came as `query.limit`."""
+    refused = error_of(api.get(path), 422)
+    assert [d["field"] for d in refused["details"]] == ["limit"] and refused["message"] == "invalid request: limit"
+    assert error_of(api.get("/v1/customers"), 422)["details"][0]["field"] == "identity"
+
+
 # ---------------------------------------------------------------- §3 inbound webhooks, endpoints
 
 
@@ -304,6 +338,20 @@ def test_cli_exit_codes(tmp_path: Path, args: list[str], code: int, stderr: str)
         assert done.stdout == "" and "Traceback" not in done.stderr
     if code == 0:
         assert json.loads(done.stdout) == []
+
+
+@pytest.mark.parametrize("args", [["sources", "list"], ["sources", "health", "--json"], ["endpoints", "list"],
+                                  ["silent-scan"], ["quality", "report"]])
+def test_an_unusable_database_url_is_an_error_message_from_every_command_group(tmp_path: Path,
+                                                                               args: list[str]) -> None:
+    """Contract §2: an error is exit 1 with its message on stderr. Run as `python -m hub.cli`, the commands that
+    `hub.cli` is imported into (sources, plugins' groups) ended in a traceback instead."""
+    env = hub_env(tmp_path, CRMHUB_DATABASE_URL="nonsense://nowhere")
+    done = subprocess.run([sys.executable, "-m", "hub.cli", *args], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1 and done.stdout == "", done.stdout + done.stderr
+    assert done.stderr.startswith("error: database nonsense://nowhere is unreachable or unusable"), done.stderr
+    assert "Traceback" not in done.stderr
 
 
 # ---------------------------------------------------------------- §3 health: readiness names what is down

@@ -13,7 +13,8 @@ from datetime import date
 from typing import Any, Literal
 
 import httpx
-from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from hub import Connector, EventDraft, InboundRequest, ParseContext
 from hub.connector import PULLED_METHOD, header_safe
@@ -51,12 +52,23 @@ class CreditRegistryConfig(BaseModel):
 
     @model_validator(mode="after")
     def _credentials(self) -> CreditRegistryConfig:
-        if self.provider == "tianyancha" and not (self.token and self.token.get_secret_value()):
-            raise ValueError("tianyancha needs `token`")
-        has_secret = bool(self.secret_key and self.secret_key.get_secret_value())
-        if self.provider == "qichacha" and not (self.app_key and has_secret):
-            raise ValueError("qichacha needs `app_key` and `secret_key`")
+        """Each credential the provider needs and lacks is an error of its own key: contract §3's 422 names the
+        field (`secret_key`), not the config as a whole."""
+        needed = PROVIDER_CREDENTIALS[self.provider]
+        missing = [key for key in needed if not _given(getattr(self, key))]
+        if missing:
+            rule = PydanticCustomError("missing", "{provider} needs {keys}",
+                                       {"provider": self.provider, "keys": " and ".join(f"`{k}`" for k in needed)})
+            raise ValidationError.from_exception_data(type(self).__name__, [
+                InitErrorDetails(type=rule, loc=(key,), input=None) for key in missing])
         return self
+
+
+PROVIDER_CREDENTIALS: dict[str, tuple[str, ...]] = {"tianyancha": ("token",), "qichacha": ("app_key", "secret_key")}
+
+
+def _given(value: str | SecretStr | None) -> bool:
+    return bool(value.get_secret_value() if isinstance(value, SecretStr) else value)
 
 
 class CreditRegistryConnector(Connector):
