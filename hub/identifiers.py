@@ -111,7 +111,9 @@ _ZEROS_AND_DASHES = re.compile(r"[0-]*")
 # identifiers in the connector and again in the pipeline: parsing them (phonenumbers, email-validator)
 # costs 20-200 µs, a cache hit well under 1 µs. Pure functions of a string, so caching is safe.
 CACHE_SIZE = 1 << 16
-_MIN_FAKE_DIGITS = 6  # a pure-digit platform id or ERP code shorter than this may well be real ("1001")
+# A pure-digit platform id or ERP code running 1, 2, 3 … shorter than this may well be real ("123", "1234"). One
+# repeated digit is a placeholder from two digits on ("11", "8888"): contract §4 lists "one repeated digit" as one.
+_MIN_FAKE_SEQUENCE = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,9 +481,9 @@ def _fake_digits(type: str, text: str) -> bool:
         # mobile's three-digit network prefix, then eight of one digit (what a form gets to get past a check).
         return (_one_digit(digits) or _one_digit(digits[1:]) or _is_sequence(digits)
                 or (len(digits) == 11 and digits[0] == "1" and _one_digit(digits[3:])))
-    if not (text.isascii() and text.isdigit()) or len(text) < _MIN_FAKE_DIGITS:
+    if not (text.isascii() and text.isdigit()) or len(text) < 2:
         return False
-    return _one_digit(text) or _is_sequence(text)
+    return _one_digit(text) or (len(text) >= _MIN_FAKE_SEQUENCE and _is_sequence(text))
 
 
 @lru_cache(maxsize=8)
@@ -502,7 +504,7 @@ def is_placeholder(type: str, value: str, extra: Iterable[str] = ()) -> bool:
     Case-insensitive: zeros and dashes (`^[0-]*$`), the words in `DEFAULT_PLACEHOLDERS` and `extra`,
     one repeated digit and runs like 123456 (for phones on the national number: 13333333333,
     +8611111111111, 12345678901, a mobile prefix then eight of one digit as in 13800000000; for other
-    types only pure-digit values of 6+ digits).
+    types pure-digit values: one repeated digit from 2 digits, a run from 6).
     """
     text = value if isinstance(value, str) else str(value)
     if _builtin_placeholder(type, text):

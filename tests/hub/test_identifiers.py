@@ -359,6 +359,9 @@ def test_normalize_identity_rejects_placeholders_on_request() -> None:
         ("pos_member_id", "111111"),
         ("erp_customer_code", "123456"),
         ("erp_customer_code", "0000"),
+        ("erp_customer_code", "111"),  # contract §4: one repeated digit (it was real below 6 digits)
+        ("web_user_id", "1111"),
+        ("pos_member_id", "88"),
         ("douyin_open_id", " \u200enull "),
         ("email", "test@test.com"),  # helper-26: these merged unrelated people who typed them into forms
         ("email", "TEST@TEST.COM"),
@@ -398,7 +401,8 @@ def test_is_placeholder(type_: str, value: str) -> None:
         ("email", "e@e.com.cn"),
         ("email", "2851234567@qq.com"),
         ("erp_customer_code", "1001"),  # short pure-digit codes can be real
-        ("erp_customer_code", "111"),
+        ("erp_customer_code", "7"),
+        ("erp_customer_code", "12345"),  # a run is a placeholder from 6 digits: short codes can be real
         ("pos_member_id", "88001234"),
         ("douyin_open_id", "_000Qg8XbjLQ7uv2hXI7pA"),
         ("web_user_id", "tester"),
