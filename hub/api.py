@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 import uuid
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -14,6 +15,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from hub.connector import dump_config, keep_masked_secrets, public_config, refuse_masked_secrets
 from hub.errors import Conflict, HubError, InvalidRequest, NotFound, SecretUnreadable, Unauthorized, validation_message
@@ -94,6 +96,32 @@ def _not_read_as_json(request: Request, errors: list[Any]) -> JSONResponse | Non
     return JSONResponse(body, status_code=415)
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes at this path, for a 405's `Allow` (RFC 9110 §15.5.6).
+
+    Starlette answers with the methods of the first route whose path matched: `PUT /v1/sources` said `Allow: POST`
+    though `GET` is served there too, by another route.
+    """
+    methods: set[str] = set()
+    for route in _leaf_routes(request.app.router.routes):
+        if route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods
+    if "GET" in methods:
+        methods.add("HEAD")  # HubApp answers HEAD wherever GET is served
+    return sorted(methods)
+
+
+def _leaf_routes(routes: list[Any]) -> Iterator[Any]:
+    """The routes that take requests, through included routers (FastAPI keeps each as one entry; the hub includes
+    them without a prefix, so their own paths are the ones requested)."""
+    for route in routes:
+        if getattr(route, "methods", None):
+            yield route
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _leaf_routes(included.routes)
+
+
 def install_error_handlers(app: Any) -> None:
     async def hub_error(_: Request, exc: HubError) -> JSONResponse:
         headers = {"www-authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
@@ -120,10 +148,15 @@ def install_error_handlers(app: Any) -> None:
             if refusal is not None:
                 return refusal
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        headers = getattr(exc, "headers", None)
+        allowed = allowed_methods(request) if exc.status_code == 405 else None
+        if allowed:
+            others = {k: v for k, v in (headers or {}).items() if k.lower() != "allow"}
+            headers = {**others, "allow": ", ".join(allowed)}
         return JSONResponse(
             {"error": {"code": code, "message": str(exc.detail), "details": None}},
             status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            headers=headers,
         )
 
     async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:

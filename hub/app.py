@@ -26,6 +26,10 @@ class HubApp(FastAPI):
     hot_routes: list[Route]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "HEAD":
+            # RFC 9110 §9.3.2: HEAD is GET without the body (monitors probe /healthz with it); FastAPI routes only
+            # the methods they declare, so it was a 405. The server sends no body for a HEAD request.
+            scope = {**scope, "method": "GET"}
         if scope["type"] == "http" and scope["path"].endswith("/") and api.is_admin_path(scope["path"]):
             scope["app"] = self
             refusal = api.admin_refusal(Request(scope))

@@ -157,7 +157,11 @@ def test_every_v1_request_without_the_right_bearer_token_is_401(served: Served, 
 
 def test_with_the_token_an_unknown_path_is_404_and_a_wrong_method_405(api: httpx.Client) -> None:
     assert error_of(api.get("/v1/no-such-thing"), 404)["code"] == "not_found"
-    assert error_of(api.put("/v1/sources"), 405)["code"] == "method_not_allowed"
+    wrong = api.put("/v1/sources")
+    assert error_of(wrong, 405)["code"] == "method_not_allowed"
+    # RFC 9110: Allow lists what the path takes; it said `POST` only, though GET /v1/sources is a route too.
+    assert wrong.headers["allow"] == "GET, HEAD, POST"
+    assert api.delete("/healthz").headers["allow"] == "GET, HEAD"
     redirect = api.get("/v1/sources/")  # with the token, a trailing slash is still redirected to the route
     assert redirect.status_code == 307 and redirect.headers["location"].endswith("/v1/sources")
 
@@ -166,6 +170,17 @@ def test_liveness_and_readiness_need_no_token(served: Served) -> None:
     assert httpx.get(f"{served.base}/healthz", timeout=10).status_code == 200
     ready = httpx.get(f"{served.base}/readyz", timeout=10)
     assert ready.status_code == 200 and ready.json()["checks"]["database"] == "ok", ready.text
+
+
+def test_head_is_answered_wherever_get_is_without_a_body(served: Served, api: httpx.Client) -> None:
+    """RFC 9110 §9.3.2 (monitors probe with HEAD): it was a 405 on every route."""
+    for url, headers in ((f"{served.base}/healthz", {}), (f"{served.base}/readyz", {}),
+                         (f"{served.base}/v1/sources", {"authorization": f"Bearer {TOKEN}"})):
+        head = httpx.head(url, headers=headers, timeout=10)
+        get = httpx.get(url, headers=headers, timeout=10)
+        assert head.status_code == get.status_code == 200, (url, head.status_code)
+        assert head.content == b"" and head.headers["content-type"] == get.headers["content-type"]
+    assert httpx.head(f"{served.base}/v1/sources", timeout=10).status_code == 401  # the token still counts
 
 
 def test_serve_generates_the_admin_token_stores_it_and_prints_it_once(tmp_path: Path) -> None:
