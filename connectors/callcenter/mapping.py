@@ -7,6 +7,7 @@ masked number (`ProtectedCaller`/`ProtectedCallee`) is kept in properties only.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -111,7 +112,7 @@ def cdr_to_draft(cdr: TcccCdr, *, own: set[str], channel_roles: dict[str, list[s
         "duration_s": cdr.Duration, "ivr_duration_s": cdr.IVRDuration, "answered": bool(cdr.AcceptTimestamp),
         "end_status": END_STATUS.get(cdr.EndStatus or 0, "other") if cdr.EndStatus is not None else None,
         "end_status_code": cdr.EndStatus, "end_status_text": cdr.EndStatusString,
-        "agent": agent_of(cdr.SeatUser), "agent_detail": cdr.SeatUser if isinstance(cdr.SeatUser, dict) else None,
+        "agent": agent_of(cdr.SeatUser), "agent_detail": snake_keys(cdr.SeatUser) if isinstance(cdr.SeatUser, dict) else None,
         "skill_group": cdr.SkillGroup, "hung_up_side": cdr.HungUpSide,
         "caller_location": cdr.CallerLocation, "recording_url": pick_recording(cdr, recordings),
         "custom_recording_url": cdr.CustomRecordURL, "recordings": recordings,
@@ -143,3 +144,11 @@ def record_to_draft(record: TcccRecord, *, own: set[str], call: dict[str, Any] |
                   "channel_roles": (call or {}).get("channel_roles")}
     return EventDraft(type="call.recording_available", source_event_id=f"record:{record.RecordId}",
                       occurred_at=occurred, identities=identities, properties=properties)
+
+
+_WORD_START = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def snake_keys(detail: dict[str, Any]) -> dict[str, Any]:
+    """TCCC's SeatUser (`StaffNumber`, `Mail`, `UserId`) with the contract's snake_case names (`staff_number`)."""
+    return {_WORD_START.sub("_", str(key)).lower(): value for key, value in detail.items()}

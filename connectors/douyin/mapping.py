@@ -138,9 +138,10 @@ def envelope_to_draft(envelope: Envelope, event_id: str, received_at: datetime) 
                         sorted(content))
     elif kind == "conversation.opened":
         campaign = ad_campaign(envelope.ad_info())
-        for key in ("objectId", "query", "path"):
+        # Contract: field names are snake_case (`objectId`, the video the DM was entered from, stays as sent in `raw`).
+        for key, name in (("objectId", "object_id"), ("query", "query"), ("path", "path")):
             if content.get(key) not in (None, ""):
-                properties[key] = content[key]
+                properties[name] = content[key]
     elif kind == "lead.submitted":
         phone, name = _lead_fields(content)
         if phone:

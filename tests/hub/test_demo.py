@@ -31,7 +31,23 @@ def _demo(workdir: Path, **settings: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=300, check=False)
 
 
+# A platform's own payload, kept as it was sent: its names are the platform's.
+VERBATIM = frozenset({"raw", "provider_result"})
+
+
+def _field_names(value: object) -> list[str]:
+    """Every JSON field name in an event, outside the platform payloads it keeps verbatim."""
+    if isinstance(value, dict):
+        return [n for k, v in value.items() if k not in VERBATIM for n in (k, *_field_names(v))]
+    if isinstance(value, list):
+        return [n for item in value for n in _field_names(item)]
+    return []
+
+
 def test_demo_feeds_every_platform_and_shows_the_customer_and_company(tmp_path: Path) -> None:
+    """Every platform fed, the customer and company shown, and every field name of every stored event snake_case
+    (contract: "JSON field names are snake_case"; Douyin's `objectId` and TCCC's `SeatUser` keys went through as
+    sent)."""
     tmp_path = tmp_path / "my demo"  # a newcomer's folder may have a space: the command printed must still paste
     tmp_path.mkdir()
     run = _demo(tmp_path)
@@ -56,6 +72,9 @@ def test_demo_feeds_every_platform_and_shows_the_customer_and_company(tmp_path: 
                                                       "text": "一万到一万五"},
                        "decision_role": "本人决策", "competitors": ["达内", "黑马程序员"]}
     assert "预算一万到一万五" in run.stdout
+    with sqlite3.connect(tmp_path / "crmhub.db") as db:
+        events = [json.loads(row[0]) for row in db.execute("SELECT data FROM events")]
+    assert not [name for event in events for name in _field_names(event) if not re.fullmatch(r"[a-z0-9_]+", name)]
     # A second run re-points the registry source at the new stand-in; nothing doubles. The database the
     # environment names is an integrator's: the demo's made-up story never goes there.
     theirs = tmp_path / "theirs" / "production.db"

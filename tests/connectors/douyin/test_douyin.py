@@ -79,7 +79,7 @@ def test_entering_a_dm_from_an_ad_carries_the_campaign() -> None:
     assert draft.campaign.ad_ids == {"adv_id": "1760000000000001", "ad_id": "1790000000000123",
                                      "creative_id": "1790000000000456", "promotion_id": "7300000000000789",
                                      "material_video_id": "7305000000000000001"}
-    assert draft.properties["objectId"] == "7305000000000000001"
+    assert draft.properties["object_id"] == "7305000000000000001"  # contract: snake_case field names
 
 
 @pytest.mark.parametrize(("name", "kind"), [
