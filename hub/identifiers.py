@@ -103,7 +103,7 @@ DEFAULT_PLACEHOLDERS: frozenset[str] = frozenset(
     {
         "-1", "null", "none", "nil", "undefined", "test", "anonymous", "unknown", "n/a", "na", "nan",
         "#n/a", "#value!", "#ref!", "#name?", "#null!", "#num!", "#div/0!",
-        "无", "暂无", "没有", "未知", "不详", "测试", "匿名",
+        "无", "暂无", "没有", "未知", "不详", "测试", "匿名", "空", "未填", "/", "—", "——",
     }
 )  # fmt: skip
 _ZEROS_AND_DASHES = re.compile(r"[0-]*")
@@ -434,9 +434,20 @@ def normalize_identity(
     if result.value is not None and len(result.value) > VALUE_MAX:
         # No real id is this long; stored, it failed the whole request on PostgreSQL (a member card of 301 characters).
         return _invalid("too_long")
-    if result.value is not None and reject_placeholders and is_placeholder(type, result.value, extra_placeholders):
-        return _invalid("placeholder")
-    return result
+    if not reject_placeholders:
+        return result
+    if result.value is None:  # 无, 暂无, `-` in a phone column: a stand-in for "none", not a bad phone
+        return _invalid("placeholder") if _stand_in(text, extra_placeholders) else result
+    return _invalid("placeholder") if is_placeholder(type, result.value, extra_placeholders) else result
+
+
+def _stand_in(text: str, extra: Iterable[str]) -> bool:
+    """A placeholder word or a run of zeros and dashes; not the digit rules (`12345` is a bad phone, not a stand-in)."""
+    folded = _fold(text)
+    if not folded:
+        return False
+    return bool(_ZEROS_AND_DASHES.fullmatch(folded)) or folded in DEFAULT_PLACEHOLDERS or any(
+        folded == _fold(item) for item in extra)
 
 
 # --- placeholders -----------------------------------------------------------------------------------

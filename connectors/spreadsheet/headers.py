@@ -21,15 +21,18 @@ KEY_FIELDS: frozenset[str] = frozenset({"name", "company", "phone", "email", "us
 IGNORE = "ignore"
 
 SYNONYMS: Mapping[str, tuple[str, ...]] = {
-    "company": ("客户名称", "公司名称", "公司", "企业名称", "企业", "单位名称", "单位", "客户公司", "company",
-                "companyname", "account", "accountname", "organization", "organisation"),
-    "name": ("联系人", "姓名", "联系人姓名", "客户姓名", "名字", "联络人", "name", "contact", "contactname",
-             "fullname"),
+    "company": ("客户名称", "公司名称", "公司", "企业名称", "企业", "单位名称", "单位", "客户公司", "公司全称",
+                "客户全称", "企业全称", "单位全称", "company", "companyname", "account", "accountname", "organization",
+                "organisation"),
+    "name": ("联系人", "姓名", "联系人姓名", "客户姓名", "名字", "联络人", "联系人名称", "name", "contact",
+             "contactname", "contactperson", "fullname"),
     "phone": ("手机号", "手机", "电话", "手机号码", "联系电话", "电话号码", "移动电话", "联系方式", "座机", "联络电话",
-              "行动电话", "phone", "mobile", "tel", "telephone", "phonenumber", "cellphone"),
+              "行动电话", "座机号码", "固定电话", "办公电话", "phone", "mobile", "tel", "telephone", "phonenumber",
+              "phoneno", "cellphone", "mobilephone", "mobileno", "mobilenumber"),
     "email": ("邮箱", "电子邮件", "电子邮箱", "邮件", "邮箱地址", "电子信箱", "email", "e-mail", "mail",
               "emailaddress"),
-    "uscc": ("统一社会信用代码", "信用代码", "社会信用代码", "uscc", "creditcode"),
+    "uscc": ("统一社会信用代码", "信用代码", "社会信用代码", "统一信用代码", "社会统一信用代码", "纳税人识别号", "uscc",
+             "creditcode"),
     "city": ("城市", "所在城市", "所在地", "city"),
     "province": ("省份", "省", "所在省份", "province"),
     "industry": ("行业", "所属行业", "industry"),
@@ -48,7 +51,12 @@ _SIMPLIFIED = str.maketrans(
     "户称业单联络系系机号码电话动邮会统职务门详细备注说别属类",
 )
 _BRACKETED = re.compile(r"[(（\[【].*?[)）\]】]\s*$")
-_NOISE = re.compile(r"[\s*_\-:：]+")
+_NOISE = re.compile(r"[\s*_\-:：.]+")
+# Who a column is about, in front of the field (联系人手机, 客户邮箱, 公司电话), and a number after it for a second
+# column of the same field (手机2, 电话1): `_header_field` reads the field through both.
+_OWNER_PREFIXES = ("联系人", "联系", "客户", "公司", "企业", "单位")
+_TRAILING_NUMBER = re.compile(r"[0-9]+$")
+_NOT_OWNED = frozenset({"企业微信"})  # WeCom, the product (often the staff member's account), not a company's 微信
 _FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 
@@ -63,7 +71,21 @@ _LOOKUP: dict[str, str] = {normalise_header(s): f for f, names in SYNONYMS.items
 
 
 def guess_field(header: str) -> str | None:
-    return _LOOKUP.get(normalise_header(header))
+    return _header_field(normalise_header(header))
+
+
+def _header_field(key: str) -> str | None:
+    """The field a header's comparison form names: a synonym, or one behind an owner prefix or before a number."""
+    field = _LOOKUP.get(key)
+    if field is not None or not key:
+        return field
+    if key in _NOT_OWNED:
+        return None
+    bare = _TRAILING_NUMBER.sub("", key)
+    for prefix in ("", *_OWNER_PREFIXES):
+        if bare.startswith(prefix) and (field := _LOOKUP.get(bare[len(prefix) :])) is not None:
+            return field
+    return None
 
 
 def column_letters(index: int) -> str:
@@ -141,6 +163,6 @@ def map_columns(headers: Sequence[str], overrides: Mapping[str, str]) -> tuple[d
             if wanted[key] != IGNORE:
                 mapping[index] = wanted[key]
             continue
-        mapping[index] = _LOOKUP.get(key) or f"extra:{str(header).strip()}"
+        mapping[index] = _header_field(key) or f"extra:{str(header).strip()}"
     unmatched = [h for h in overrides if normalise_header(h) not in used]
     return mapping, unmatched

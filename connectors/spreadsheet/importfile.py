@@ -45,6 +45,7 @@ class ImportFile:
     blank_rows: int = 0
     wide_rows: int = 0  # rows with cells right of the header row
     widest: int = 0
+    hidden_rows: int = 0  # rows read that the sheet hides (a filter, Hide Rows)
 
     def __post_init__(self) -> None:
         validate_overrides(self.overrides)  # a bad --map fails before the file is read (ValueError)
@@ -59,7 +60,7 @@ class ImportFile:
         suffix = os.path.splitext(self.path)[1].lower()
         _check_content(self.path, self.name, suffix)
         if suffix in (".xlsx", ".xlsm"):
-            self.sheet: XlsxSheet | CsvSheet = XlsxSheet(self.path)
+            self.sheet: XlsxSheet | CsvSheet = XlsxSheet(self.path, self.overrides)
         elif suffix in (".csv", ".txt", ".tsv"):
             self.sheet = CsvSheet(self.path)
         else:
@@ -108,11 +109,11 @@ class ImportFile:
         if best:
             self.warnings.append({"code": "rows_before_header_skipped",
                                   "detail": f"{best} row(s) above the header row were skipped (titles)"})
-        if scores[best] == 0:
-            self.warnings.append({"code": "header_not_recognised",
-                                  "detail": "no column name was recognised; use --map header=field"})
         self.headers = ["" if c is None else str(c).strip() for c in head[best][1]]
         mapping, unmatched = map_columns(self.headers, self.overrides)
+        if scores[best] == 0 and len(unmatched) == len(self.overrides):
+            self.warnings.append({"code": "header_not_recognised", "detail": _unrecognised(head[best][0] + 1,
+                                                                                           self.headers)})
         self.fields = [mapping.get(i) for i in range(len(self.headers))]
         for header in unmatched:
             self.warnings.append({"code": "map_column_not_found", "detail": f"--map names no column {header!r}"})
@@ -125,12 +126,17 @@ class ImportFile:
     def data_rows(self) -> Iterator[tuple[int, list[Any], list[int]]]:
         """(1-based sheet row, cells, formula columns) of every non-blank row below the header."""
         rows = self.sheet.rows()
+        hidden = self.sheet.hidden_rows if isinstance(self.sheet, XlsxSheet) else frozenset()
         for row, cells, formulas in self._find_header(rows):
+            if row in hidden:
+                self.hidden_rows += 1
             yield row + 1, cells, formulas
         for row, cells, formulas in rows:
             if _is_blank(cells):
                 self.blank_rows += 1
                 continue
+            if row in hidden:
+                self.hidden_rows += 1
             yield row + 1, cells, formulas
 
     def batches(self) -> Iterator[Batch]:
@@ -170,11 +176,13 @@ class ImportFile:
                 self.warnings.append({"code": "formulas_found", "detail": f"{sheet.formula_cells} cell(s) hold "
                                       "formulas or their error values (#N/A …); the cached values were read and "
                                       "the cells flagged"})
+            if self.hidden_rows:
+                self.warnings.append({"code": "hidden_rows_imported", "detail": f"{self.hidden_rows} row(s) hidden in "
+                                      "the sheet (by a filter or Hide Rows) were imported like the others: to import "
+                                      "only the rows shown, copy them to a new sheet and import that"})
             if sheet.other_sheets:
-                which = ("the first visible worksheet" if sheet.first_visible
-                         else f"the first visible worksheet with a header row ({sheet.name})")
-                self.warnings.append({"code": "other_sheets_ignored",
-                                      "detail": f"only {which} is imported; ignored: " + ", ".join(sheet.other_sheets)})
+                self.warnings.append({"code": "other_sheets_ignored", "detail": f"only {sheet.chosen} is imported; "
+                                      "ignored: " + ", ".join(sheet.other_sheets)})
         else:
             if sheet.encoding not in ("utf-8", "utf-8-sig"):
                 after_bom = " after a UTF-8 byte-order mark" if sheet.bom and sheet.encoding != "utf-16" else ""
@@ -211,7 +219,13 @@ def _check_content(path: str, name: str, suffix: str) -> None:
     except OSError as exc:
         raise FileUnreadable(f"cannot read {path}: {exc.strerror or exc}") from exc
     kind = _content_kind(head)
-    message = _mismatch(name, suffix, _zip_kind(path) if kind == "zip" else kind)
+    if kind == "zip":
+        kind = _zip_kind(path)
+    elif kind == "ole2":
+        kind = _ole2_kind(path)
+    elif not head:
+        raise FileUnreadable(f"{name} is empty (0 bytes): export or save the file again, then import it")
+    message = _mismatch(name, suffix, kind)
     if message is not None:
         raise FileUnreadable(message)
 
@@ -246,8 +260,31 @@ def _zip_kind(path: str) -> str:
     return "xlsx" if "xl/workbook.xml" in names else "xlsb" if "xl/workbook.bin" in names else "zip"
 
 
+# A password-protected .xlsx (or .docx) is an OLE2 file holding the encrypted package: its directory names the stream.
+_ENCRYPTED_STREAM = "EncryptedPackage".encode("utf-16-le")
+
+
+def _ole2_kind(path: str) -> str:
+    """`encrypted` (a workbook protected with a password: OLE2 too, but no .xls) or `ole2`. The directory may be
+    anywhere in the file, so the whole file is searched, in chunks; only a file about to be refused pays for it."""
+    tail = b""
+    try:
+        with open(path, "rb") as stream:
+            while chunk := stream.read(1 << 20):
+                if _ENCRYPTED_STREAM in tail + chunk:
+                    return "encrypted"
+                tail = chunk[-len(_ENCRYPTED_STREAM) :]
+    except OSError:
+        pass
+    return "ole2"
+
+
 def _mismatch(name: str, suffix: str, kind: str) -> str | None:
     workbook = suffix in (".xlsx", ".xlsm", ".xls")
+    if kind == "encrypted":
+        return (f"{name} is protected with a password (an encrypted workbook), which cannot be read: open it in "
+                "Excel or WPS, remove the password (File → Info → Protect Workbook → Encrypt with Password, or WPS's "
+                "文档加密) and save it, then import that file")
     if kind in _OTHER_WORKBOOKS and (workbook or suffix in (".csv", ".txt", ".tsv", ".xlsb", ".ods")):
         return (f"{name} is {_OTHER_WORKBOOKS[kind]}, which cannot be read: open it in Excel or WPS and save it as "
                 ".xlsx (or as CSV UTF-8), then import that file")
@@ -264,7 +301,18 @@ def _mismatch(name: str, suffix: str, kind: str) -> str | None:
                 "save it as .xlsx")
     if suffix == ".xls":
         return f"{name}: .xls is not a readable workbook format: open it in Excel or WPS and save it as .xlsx or .csv"
+    if kind == "other" and suffix in (".xlsx", ".xlsm"):
+        return (f"{name} is not a spreadsheet (neither an .xlsx workbook nor text; an image or a PDF renamed?): open "
+                "the export in Excel or WPS and save it as .xlsx, then import that file")
     return None
+
+
+def _unrecognised(row: int, headers: list[str]) -> str:
+    """Names the row taken for the header: in a file with no header row it is a customer, and is not imported."""
+    shown = ", ".join(h for h in headers if h)
+    shown = shown if len(shown) <= 80 else shown[:79] + "…"
+    return (f"no column name was recognised: row {row} ({shown}) was read as the header row, so it is not imported; "
+            "name the columns with --map COLUMN=FIELD, or add a header row (客户名称, 手机号 …) if the file has none")
 
 
 def _is_blank(cells: list[Any]) -> bool:

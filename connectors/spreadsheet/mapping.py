@@ -25,14 +25,18 @@ from .headers import KEY_FIELDS, column_labels, unnamed_column
 
 EVENT_TYPE = "record.imported"
 IDENTITY_FIELDS = ("phone", "email", "uscc")
-# Report keys (contract §8 `issues`), plus `placeholder_identity` (an addition).
+# Report keys (contract §8 `issues`), plus `placeholder_identity` and `number_precision_lost` (additions).
 ISSUE_KEYS = ("invisible_chars", "formula_residue", "invalid_phone", "invalid_email", "short_company_name",
-              "invalid_uscc", "placeholder_identity")
+              "invalid_uscc", "placeholder_identity", "number_precision_lost")
+# A spreadsheet number keeps 15 significant digits (Excel, WPS) or 53 bits (any reader): an 18-digit USCC or ID
+# card number stored as a number reads back with made-up last digits (914403007084611360 → 914403007084611328).
+EXACT_NUMBERS_BELOW = 1e15
 _SPLIT_MULTI = re.compile(r"[,，;；/、|\n]+")
 MULTI_VALUE_SEPARATOR = "; "  # joins the values of a field that several columns map to
 _PHONE_NOTE = re.compile(r"\s*[(（][^()（）0-9]+[)）]\s*$")  # 13800138000（微信同号）: a note, no digits
 _TEXT_WRAPPER = re.compile(r'\s*=\s*"([^"]*)"\s*')  # ="13800138000": a string literal, nothing else
 _FLOAT_DIGITS = re.compile(r"([0-9]+)\.0+")  # a phone as pandas writes a float column: 13800138058.0
+_SCIENTIFIC = re.compile(r"[0-9](?:\.[0-9]+)?[eE]\+?[0-9]+")  # 1.38001E+10
 
 
 @dataclass
@@ -88,9 +92,12 @@ def analyse_row(
     for index, name in enumerate(row_fields(fields, len(cells))):
         if name is None:
             continue
-        raw = cell_text(cells[index]) if index < len(cells) else None
+        cell = cells[index] if index < len(cells) else None
+        raw = cell_text(cell)
         if raw is None and index not in formula_cols:
             continue
+        if isinstance(cell, float) and abs(cell) >= EXACT_NUMBERS_BELOW:
+            _note_lost_digits(out, name, raw or "")
         if _clean_cell(out, name, raw or "", index in formula_cols, raw_ids):
             out.tainted_columns.append(index)
     _check_identities(out, raw_ids)
@@ -143,6 +150,14 @@ def _clean_cell(out: RowOutcome, name: str, raw: str, is_formula: bool, raw_ids:
     return residue
 
 
+def _note_lost_digits(out: RowOutcome, name: str, text: str) -> None:
+    """A long number's last digits are not the ones typed: say so, rather than pass them on as data."""
+    out.problems.add("number_precision_lost")
+    out.issues.append(QualityIssue(field=_path(name), code="number_precision_lost", detail=(
+        f"{text[:40]} was stored as a number, which keeps only 15 significant digits: the digits after the 15th may "
+        "be wrong; store the column as text in the source file")))
+
+
 def _unwrap_text(out: RowOutcome, raw: str, path: str) -> str:
     """`="13800138000"` is how Excel is told to keep a CSV value as text (no lost leading zero or digits): the
     value is the text it wraps, noted, unless that is formula-like itself (then it stays residue)."""
@@ -182,14 +197,22 @@ def _check_identities(out: RowOutcome, raw_ids: dict[str, list[str]]) -> None:
                 problem = "placeholder_identity" if result.reason == "placeholder" else f"invalid_{kind}"
                 out.problems.add(problem)
                 out.issues.append(QualityIssue(field=f"identities.{kind}", code=result.reason or problem,
-                                               detail=f"{kind} {part[:64]!r} left out"))
+                                               detail=f"{kind} {part[:64]!r} left out{_why_invalid(part)}"))
+
+
+def _why_invalid(value: str) -> str:
+    """What a person fixing the file needs to know about a value no check explains: `1.38001E+10` is a number Excel
+    showed in scientific notation when it saved the CSV, and its last digits are gone."""
+    if _SCIENTIFIC.fullmatch(value.strip()):
+        return ": a number in scientific notation, its digits lost when the file was saved; store the column as text"
+    return ""
 
 
 def _candidates(kind: str, value: str) -> list[tuple[Normalized, str | None, str]]:
     """The value itself, or — if that is not valid — its parts (`138…/139…`, `a@x.cn；b@x.cn`): (result, the
     note read off it (`（微信同号）`) or None, the text)."""
     whole, note = _normalise_noted(kind, value)
-    if whole.value is not None or kind == "uscc":
+    if whole.value is not None or whole.reason == "placeholder" or kind == "uscc":  # N/A is not N and A
         return [(whole, note, value)]
     parts = _split_values(kind, value)
     if len(parts) < 2:

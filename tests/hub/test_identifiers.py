@@ -322,6 +322,15 @@ def test_normalize_identity_rejects_placeholders_on_request() -> None:
     assert rejected.reason == "placeholder"
 
 
+@pytest.mark.parametrize(("type_", "value"), [("phone", "无"), ("phone", "-"), ("phone", "N/A"), ("phone", "/"),
+                                              ("email", "暂无"), ("email", "—"), ("uscc", "未填")])
+def test_a_stand_in_for_none_that_is_no_valid_identity_is_a_placeholder_too(type_: str, value: str) -> None:
+    """`无` or `-` in a spreadsheet's phone column means "no phone": it was reported as an invalid phone (the import
+    report's invalid_phone count was mostly empty cells), since only a valid value was checked for a placeholder."""
+    assert normalize_identity(type_, value).reason == f"invalid_{type_}"
+    assert normalize_identity(type_, value, reject_placeholders=True) == Normalized(None, "placeholder")
+
+
 # --- placeholders -----------------------------------------------------------------------------------
 
 
