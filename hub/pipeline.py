@@ -235,7 +235,8 @@ def _process(hub: Hub, session: Session, raw_id: int, *, counted: bool) -> str:
     for item in items:
         quarantine(session, source.id, raw.id, item.reason, item.detail, {"item": item.payload}, item_key=item.key)
     _count_quarantined(session, source.connector.name, len(items))
-    stored, duplicates = store_drafts(
+    earlier = _events_of_earlier_runs(session, raw, drafts)
+    _, duplicates = store_drafts(  # its count adds what resolution emitted (customer.merged): not the request's
         hub,
         session,
         drafts,
@@ -245,10 +246,21 @@ def _process(hub: Hub, session: Session, raw_id: int, *, counted: bool) -> str:
         raw_event_id=raw.id,
     )
     raw.status, raw.error, raw.handled_at = RAW_HANDLED, None, utcnow()
-    raw.events_stored, raw.events_duplicate = stored, duplicates
+    # The request's own events, as its reply counted them. A replay finds those its first run stored: they are its
+    # events, not duplicates.
+    raw.events_stored, raw.events_duplicate = len(drafts) - duplicates + earlier, duplicates - earlier
     connector, received_at = source.connector.name, raw.received_at
     after_commit(session, lambda: metrics.observe_lag(connector, received_at))
     return RAW_HANDLED
+
+
+def _events_of_earlier_runs(session: Session, raw: RawEvent, drafts: list[EventDraft]) -> int:
+    """How many of the drafts an earlier run of this request stored (a replay); a first run skips the read."""
+    if raw.handled_at is None or not drafts:
+        return 0
+    ids = list({d.source_event_id for d in drafts})
+    return sum(int(session.scalar(select(func.count()).select_from(EventRow).where(
+        EventRow.raw_event_id == raw.id, EventRow.source_event_id.in_(chunk))) or 0) for chunk in _chunks(ids, 500))
 
 
 def _set_aside_unstorable_drafts(drafts: list[EventDraft], ctx: ParseContext) -> list[EventDraft]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -24,10 +25,9 @@ def get_quality(
     """The report for events stored since `since` (default: the last 24 hours); optionally the newest
     `quarantine_limit` quarantined rows under `quarantined_rows`."""
     if since is not None and since.tzinfo is None:
-        from datetime import UTC
-
         since = since.replace(tzinfo=UTC)
     report = build_report(hub, since=since, source_id=source_id)
-    if quarantine_limit:
-        report["quarantined_rows"] = quarantined_rows(hub, since=since, source_id=source_id, limit=quarantine_limit)
+    if quarantine_limit:  # the report's window (default 24 h), as the CLI lists them: not every row ever kept
+        window = datetime.fromisoformat(report["since"])
+        report["quarantined_rows"] = quarantined_rows(hub, since=window, source_id=source_id, limit=quarantine_limit)
     return report

@@ -19,7 +19,7 @@ from pydantic import BaseModel, TypeAdapter
 from hub.cli_output import TimeOption, cut, echo_json, request_body
 from hub.runtime import Hub
 from webhooks import api
-from webhooks.health import STATUS_ORDER
+from webhooks.health import STATUS_ORDER, rate_percent
 from webhooks.models import MESSAGE_STATUSES
 
 __all__ = ["endpoints", "source_health"]
@@ -225,7 +225,7 @@ def health(endpoint_id: uuid.UUID, as_json: bool) -> None:
         return
     rate = data["success_rate_1h"]
     click.echo(f"endpoint {endpoint_id}: {data['status']}")
-    _summary([("success rate (1 h)", None if rate is None else f"{rate * 100:.1f}% of {data['attempts_1h']}"),
+    _summary([("success rate (1 h)", None if rate is None else f"{rate_percent(rate)} of {data['attempts_1h']}"),
               ("latency p50 / p95 (ms)", f"{data['latency_p50_ms'] or '-'} / {data['latency_p95_ms'] or '-'}"),
               ("consecutive failures", data["consecutive_failures"]), ("last success", data["last_success_at"]),
               ("last failure", data["last_failure_at"]), ("pending", data["pending"]), ("failed", data["failed"]),

@@ -30,13 +30,14 @@ from hub.errors import Unauthorized
 from hub.models import RAW_FAILED, RAW_PENDING, RawEvent
 from hub.schemas import utcnow
 from webhooks.api import list_messages, replay_endpoint
-from webhooks.health import STATUS_ORDER, endpoint_health, source_health
+from webhooks.health import STATUS_ORDER, endpoint_health, rate_percent, source_health
 from webhooks.models import MSG_FAILED, MSG_PENDING, EndpointRow, MessageRow
 
 router = APIRouter(include_in_schema=False)
 
 _templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                          autoescape=select_autoescape(["html"]))
+_templates.filters["percent"] = rate_percent  # as the CLI shows a rate
 RECENT_FAILURES = 5
 # What `/ops?notice=<key>&n=<count>` may show: fixed texts, so a crafted link cannot put its own words on the page.
 NOTICES = {"replayed": "Queued {n} failed message(s) for replay."}

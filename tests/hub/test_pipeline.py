@@ -62,6 +62,45 @@ def test_process_raw_is_idempotent(source: tuple[Hub, str]) -> None:
     assert event.customer_id is not None
 
 
+def test_replaying_a_batch_for_its_quarantined_message_counts_no_duplicates(source: tuple[Hub, str]) -> None:
+    """The replay finds the batch's good message stored by its own first run: that is not a duplicate. It was
+    counted as one, and the data-health report's duplicate rate went from 0 to 100 % for a platform that sent
+    nothing twice."""
+    from hub.quality_report import build_report
+
+    hub, sid = source
+    raw_id = _submit(hub, sid, {"batch": [_msg("a"), _msg("b", userId=None)]}, path="v1/batch")
+    assert process_raw(raw_id) == "handled"
+    assert (build_report(hub)["duplicate_rate"], build_report(hub)["quarantine"]) == (0.0, {"missing_identity": 1})
+    assert replay(hub, statuses=["quarantined"]) == 1
+    wait_processed(hub)
+    with hub.sessions() as s:
+        raw = s.get(RawEvent, raw_id)
+        assert raw is not None and (raw.status, raw.events_stored, raw.events_duplicate) == ("handled", 1, 0)
+    report = build_report(hub)
+    assert (report["duplicate_rate"], report["duplicates"], report["events"]) == (0.0, 0, 1)
+
+
+def test_a_requests_stored_events_leave_out_what_resolution_emitted(source: tuple[Hub, str]) -> None:
+    """A request of 2 events, one already stored, whose other merges two customers: 1 stored, 1 duplicate, as its
+    reply says. The customer.merged the merge emitted was counted as one of its events (2 stored), and the duplicate
+    rate read 1 in 5 instead of 1 in 4."""
+    from hub.quality_report import build_report
+
+    hub, sid = source
+    anonymous = _submit(hub, sid, _msg("a", userId=None, anonymousId="anon-1"))
+    known = _submit(hub, sid, _msg("b"))
+    both = _submit(hub, sid, {"batch": [_msg("a", userId=None, anonymousId="anon-1"),
+                                        _msg("c", type="identify", anonymousId="anon-1")]}, path="v1/batch")
+    for raw_id in (anonymous, known, both):
+        assert process_raw(raw_id) == "handled"
+    assert count_events(hub, type="customer.merged") == 1
+    with hub.sessions() as s:
+        raw = s.get(RawEvent, both)
+        assert raw is not None and (raw.events_stored, raw.events_duplicate) == (1, 1)
+    assert build_report(hub)["duplicate_rate"] == 0.25
+
+
 def test_failure_is_recorded_on_the_raw_row_and_replayable(source: tuple[Hub, str], monkeypatch: Any) -> None:
     hub, sid = source
     raw_id = _submit(hub, sid, _msg("b"))

@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
-from hub.models import InboundRejection
+from hub.models import InboundRejection, RawEvent
 from hub.runtime import Hub
 from hub.schemas import utcnow
 from tests.helpers import ADMIN, add_source, basic, client_for, jbody, sqlite_plans_of_selects, wait_processed
@@ -51,6 +51,53 @@ def test_one_success_among_many_attempts_is_degraded_not_failing(shub: Hub) -> N
     health = client_for(shub).get(f"/v1/endpoints/{eid}/health", headers=ADMIN).json()
     assert health["success_rate_1h"] == 0.0 and health["consecutive_failures"] == 0
     assert health["status"] == "degraded"
+
+
+def test_latency_percentiles_are_the_nearest_rank_of_the_hours_attempts(shub: Hub) -> None:
+    """p95 of 31 attempts taking 1..31 ms is 30 ms (30 of 31 took at most that); rounding the index half to even
+    reported 29 ms, which only 29 of 31 (94 %) met. /ops shows the same numbers as the API."""
+    eid = uuid.UUID(add_endpoint(shub, "http://127.0.0.1:9/hook")["id"])
+    store(shub, draft("e-1"))
+    settle(shub)
+    now = utcnow()
+    with shub.transaction() as s:
+        s.execute(delete(AttemptRow))  # the real attempt's latency is not known in advance
+        message_id = s.scalars(select(MessageRow.id)).one()
+        s.execute(AttemptRow.__table__.insert(), [
+            {"message_id": message_id, "endpoint_id": eid, "at": now - timedelta(seconds=ms), "success": True,
+             "status_code": 200, "latency_ms": float(ms)} for ms in range(1, 32)])
+    client = client_for(shub)
+    health = client.get(f"/v1/endpoints/{eid}/health", headers=ADMIN).json()
+    assert (health["attempts_1h"], health["latency_p50_ms"], health["latency_p95_ms"]) == (31, 16.0, 30.0)
+    assert "<td>16.0 / 30.0</td>" in client.get("/ops", headers=ADMIN).text
+
+
+@pytest.mark.parametrize(("delivered", "shown"), [(199, "99.5%"), (2499, "99.9%")])
+def test_ops_and_the_cli_show_the_same_success_rate_and_never_100_with_a_failure(
+    shub: Hub, monkeypatch: pytest.MonkeyPatch, delivered: int, shown: str
+) -> None:
+    """0.995 was "100%" on /ops beside "99.5%" in the CLI; 0.9996 was "100%" on both."""
+    from click.testing import CliRunner
+
+    from hub.cli import cli
+    from webhooks import register_commands
+
+    eid = uuid.UUID(add_endpoint(shub, "http://127.0.0.1:9/hook")["id"])
+    store(shub, draft("e-1"))
+    settle(shub)  # its one real attempt fails (nothing listens on port 9): the failure before the successes
+    with shub.transaction() as s:
+        message_id = s.scalars(select(MessageRow.id)).one()
+        s.execute(AttemptRow.__table__.insert(), [
+            {"message_id": message_id, "endpoint_id": eid, "at": utcnow(), "success": True, "status_code": 200}
+            for _ in range(delivered)])
+    client = client_for(shub)
+    health = client.get(f"/v1/endpoints/{eid}/health", headers=ADMIN).json()
+    assert health["attempts_1h"] == delivered + 1 and health["success_rate_1h"] < 1
+    assert f"<td>{shown}</td>" in client.get("/ops", headers=ADMIN).text
+    register_commands(cli=cli)
+    monkeypatch.setattr("hub.cli.hub_for_cli", lambda migrate=True: shub)
+    table = CliRunner().invoke(cli, ["endpoints", "health", str(eid)])
+    assert f"{shown} of {delivered + 1}" in table.stdout, table.output
 
 
 def test_endpoint_health_tracks_failures_and_recovery(shub: Hub, receiver: Receiver) -> None:
@@ -166,6 +213,23 @@ def test_last_received_at_counts_refused_requests(shub: Hub) -> None:
     assert item["last_received_at"] is not None
     assert datetime.fromisoformat(item["last_received_at"]) >= before
     assert source_status(item | {"enabled": True, "processing_lag_s": 0}) == "failing"
+
+
+def test_a_source_whose_redeliveries_pass_the_check_is_not_failing_for_one_refusal(shub: Hub) -> None:
+    """Failing means every request of the hour was refused; a redelivery verified before it was found stored, so a
+    platform whose retries of an earlier request get through, beside one bad signature, is degraded."""
+    client = client_for(shub)
+    sid = add_source(client, "web", "site", {"write_key": KEY})
+    body = jbody({"type": "track", "event": "x", "userId": "u-1", "messageId": "m-1"})
+    assert client.post(f"/hooks/{sid}/v1/track", content=body, headers=basic(KEY)).status_code == 200
+    wait_processed(shub)
+    with shub.transaction() as session:  # that request came in before the hour
+        session.execute(update(RawEvent).values(received_at=utcnow() - timedelta(hours=2)))
+    assert client.post(f"/hooks/{sid}/v1/track", content=body, headers=basic(KEY)).status_code == 200
+    assert client.post(f"/hooks/{sid}/v1/track", content=body, headers=basic("wrong-key-000")).status_code == 401
+    item = _source_item(client, sid, lambda i: i["rejected_auth_1h"] == 1 and i["duplicates_1h"] == 1)
+    assert (item["received_1h"], item["accepted_1h"], item["duplicates_1h"], item["rejected_auth_1h"]) == (2, 0, 1, 1)
+    assert item["status"] == "degraded"
 
 
 def test_last_received_at_is_the_latest_request_of_any_outcome_and_age(shub: Hub) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,10 @@ from openpyxl import load_workbook
 
 from hub.export import write_table
 from hub.importer import run_import
+from hub.models import QuarantineRow
 from hub.quality_report import build_report, daily
 from hub.runtime import Hub
+from hub.schemas import utcnow
 from tests.helpers import ADMIN, client_for, count_events
 
 from .files import HEADER, write_csv
@@ -62,6 +64,24 @@ def test_api_requires_token_and_returns_the_report(imported: Hub) -> None:
     body = client.get("/v1/quality?quarantine_limit=5", headers=ADMIN).json()
     assert body["quarantine"] == {"formula_residue": 1}
     assert body["quarantined_rows"][0]["values"]["客户名称"].startswith("=HYPERLINK")
+
+
+def test_api_lists_the_quarantined_rows_of_the_reports_window_as_the_cli_does(
+    imported: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without `since`, the report covers 24 h but the API listed every quarantined row ever kept (a row from last
+    month beside `quarantined: 1`), while `crmhub quality report --json` lists the window's rows only."""
+    from hub.cli import cli
+
+    with imported.transaction() as session:
+        session.add(QuarantineRow(reason="invalid_pos_event", detail="last month", payload={},
+                                  created_at=utcnow() - timedelta(days=30)))
+    api = client_for(imported).get("/v1/quality?quarantine_limit=10", headers=ADMIN).json()
+    monkeypatch.setattr("hub.cli.hub_for_cli", lambda migrate=True: imported)
+    from_cli = json.loads(CliRunner().invoke(cli, ["quality", "report", "--json"]).output)
+    assert api["quarantine"] == from_cli["quarantine"] == {"formula_residue": 1}
+    assert [r["reason"] for r in api["quarantined_rows"]] == ["formula_residue"]
+    assert [r["id"] for r in api["quarantined_rows"]] == [r["id"] for r in from_cli["quarantined_rows"]]
 
 
 def test_daily_task_stores_one_quality_report_event_per_day(imported: Hub) -> None:
