@@ -14,7 +14,7 @@ import click
 from pydantic import ValidationError
 from sqlalchemy import exc as sa_exc
 
-from hub.cli_output import TimeOption
+from hub.cli_output import TimeOption, terminal_safe
 from hub.errors import HubError
 from hub.gcpolicy import settle_gc
 from hub.runtime import Hub, current_hub, get_hub
@@ -46,10 +46,10 @@ def _database_problem(exc: BaseException) -> str | None:
 
 
 def _fail(message: str, details: Any = None) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {terminal_safe(message, lines=True)}", err=True)
     for item in details if isinstance(details, list) else []:
         if isinstance(item, dict) and item.get("message"):
-            click.echo(f"  {item.get('field') or 'request'}: {item['message']}", err=True)
+            click.echo(terminal_safe(f"  {item.get('field') or 'request'}: {item['message']}", lines=True), err=True)
     sys.exit(1)
 
 
@@ -298,7 +298,7 @@ def replay(ctx: click.Context, source_id: uuid.UUID | None, since: datetime | No
     if counts.get("pending"):
         click.echo("pending requests are processed by the workers; run this again later to see how they ended")
     for raw_id, error in errors[:5]:
-        click.echo(f"  failed again {raw_id}: {error[:200]}", err=True)
+        click.echo(f"  failed again {raw_id}: {terminal_safe(error[:200])}", err=True)
     if errors:
         raise SystemExit(1)
 

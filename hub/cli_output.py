@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC
 from typing import Any, TypeVar
 
@@ -25,6 +26,18 @@ def echo_result(as_json: bool, data: Any, text: str) -> None:
         echo_json(data)
     else:
         click.echo(text)
+
+
+# Text from outside (a platform's or a receiver's error, a quarantined header, a file name) is untrusted: an ESC in
+# it would drive the operator's terminal (colours, the window title, cursor moves; rich keeps ESC). C0 and C1
+# controls are shown as U+FFFD instead.
+_TERMINAL_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+_TERMINAL_CONTROLS_BUT_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str, *, lines: bool = False) -> str:
+    """`text` with no control character left to act on a terminal; newlines and tabs too unless `lines`."""
+    return (_TERMINAL_CONTROLS_BUT_LINES if lines else _TERMINAL_CONTROLS).sub("\ufffd", text)
 
 
 def cut(text: str, width: int) -> str:

@@ -7,7 +7,6 @@ hub/importer.py and hub/quality_report.py.
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +16,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-from hub.cli_output import cut
+from hub.cli_output import cut, terminal_safe
 from hub.errors import HubError
 from hub.gcpolicy import settle_gc
 from hub.runtime import Hub, set_hub
@@ -177,10 +176,6 @@ def _quality_text(report: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     for row in rows:
         where = f"{row['file']} row {row['row']}" if row["file"] else row["id"]
         line = f"  {row['created_at'][:19]}  {row['reason']:<20} {where}  {cut(row['detail'], 80)}"
-        lines.append(_TERMINAL_CONTROLS.sub("\ufffd", line))
+        lines.append(terminal_safe(line))
     return "\n".join(lines)
 
-
-# Quarantined inputs are untrusted text (a header, a file name, a platform's message): an ESC in one would drive the
-# operator's terminal (colours, titles, cursor moves). C0 and C1 controls are shown as U+FFFD instead.
-_TERMINAL_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")

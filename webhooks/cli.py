@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 from pydantic import BaseModel, TypeAdapter
 
-from hub.cli_output import TimeOption, cut, echo_json, request_body
+from hub.cli_output import TimeOption, cut, echo_json, request_body, terminal_safe
 from hub.runtime import Hub
 from webhooks import api
 from webhooks.health import STATUS_ORDER, rate_percent
@@ -71,7 +71,8 @@ def _table(columns: Sequence[str], rows: Iterable[Sequence[Any]], empty: str) ->
         table.add_column(name, no_wrap=i == 0, overflow="fold")
     count = 0
     for row in rows:
-        table.add_row(*(Text("" if v is None else str(v)) for v in row))  # Text: no markup in URLs like [::1]
+        # Text: no markup in URLs like [::1]; terminal_safe: a receiver's or platform's error may hold an ESC
+        table.add_row(*(Text("" if v is None else terminal_safe(str(v))) for v in row))
         count += 1
     if not count:
         click.echo(empty)
@@ -84,7 +85,7 @@ def _table(columns: Sequence[str], rows: Iterable[Sequence[Any]], empty: str) ->
 
 def _summary(pairs: Iterable[tuple[str, Any]]) -> None:
     for key, value in pairs:
-        click.echo(f"  {key + ':':<24}{'-' if value is None else value}")
+        click.echo(f"  {key + ':':<24}{'-' if value is None else terminal_safe(str(value))}")
 
 
 def _state(endpoint: dict[str, Any]) -> str:

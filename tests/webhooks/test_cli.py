@@ -231,3 +231,22 @@ def test_a_failed_pulls_long_error_is_cut_to_one_line_of_the_health_table() -> N
     shown = _pull_state(long)
     assert len(shown) == PULL_ERROR_WIDTH and shown.endswith("…") and shown.startswith("failed 3x: ClientNetworkError")
     assert _pull_state({"consecutive_failures": 1, "last_error": "HTTP 503"}) == "failed 1x: HTTP 503"
+
+
+def test_untrusted_text_cannot_drive_the_operators_terminal(shub: Hub, cli: Callable[[Hub], click.Group]) -> None:
+    """A pull's error comes from the platform's server: an ESC in it went to the terminal as it was (rich keeps
+    ESC), so a remote server could set the operator's window title, colours or cursor. Controls are shown as
+    U+FFFD in tables, summaries and error lines."""
+    import uuid
+
+    from hub.cli_output import terminal_safe
+    from hub.pull import _record_outcome
+
+    group = cli(shub)
+    sid = client_for(shub).post("/v1/sources", json={"connector": "web", "name": "site", "config": {
+        "write_key": "write-key-123456"}}, headers=ADMIN).json()["id"]
+    _record_outcome(shub, uuid.UUID(sid), "HTTP 503 \x1b]0;owned\x07\x1b[2J\x9b31m from the ERP")
+    table = run(group, "sources", "health")
+    assert table.exit_code == 0 and "from the ERP" in table.stdout
+    assert not set(table.stdout) & {"\x1b", "\x07", "\x9b"}, repr(table.stdout)
+    assert terminal_safe("a\nb\x1b", lines=True) == "a\nb\ufffd" and terminal_safe("a\nb") == "a\ufffdb"
