@@ -83,6 +83,11 @@ def _table(columns: Sequence[str], rows: Iterable[Sequence[Any]], empty: str) ->
     console.print(table)
 
 
+def _or_dash(value: Any) -> Any:
+    """`-` for a value not known; 0 (a latency under a millisecond's rounding) is one."""
+    return "-" if value is None else value
+
+
 def _summary(pairs: Iterable[tuple[str, Any]]) -> None:
     for key, value in pairs:
         click.echo(f"  {key + ':':<24}{'-' if value is None else terminal_safe(str(value))}")
@@ -227,7 +232,7 @@ def health(endpoint_id: uuid.UUID, as_json: bool) -> None:
     rate = data["success_rate_1h"]
     click.echo(f"endpoint {endpoint_id}: {data['status']}")
     _summary([("success rate (1 h)", None if rate is None else f"{rate_percent(rate)} of {data['attempts_1h']}"),
-              ("latency p50 / p95 (ms)", f"{data['latency_p50_ms'] or '-'} / {data['latency_p95_ms'] or '-'}"),
+              ("latency p50 / p95 (ms)", f"{_or_dash(data['latency_p50_ms'])} / {_or_dash(data['latency_p95_ms'])}"),
               ("consecutive failures", data["consecutive_failures"]), ("last success", data["last_success_at"]),
               ("last failure", data["last_failure_at"]), ("pending", data["pending"]), ("failed", data["failed"]),
               ("disabled reason", data.get("disabled_reason"))])

@@ -250,3 +250,10 @@ def test_untrusted_text_cannot_drive_the_operators_terminal(shub: Hub, cli: Call
     assert table.exit_code == 0 and "from the ERP" in table.stdout
     assert not set(table.stdout) & {"\x1b", "\x07", "\x9b"}, repr(table.stdout)
     assert terminal_safe("a\nb\x1b", lines=True) == "a\nb\ufffd" and terminal_safe("a\nb") == "a\ufffdb"
+
+
+def test_a_latency_of_zero_is_shown_as_zero_not_as_unknown() -> None:
+    """`or '-'` showed a p50 of 0.0 ms (a loopback receiver, rounded) as '-', the mark for no attempts."""
+    from webhooks.cli import _or_dash
+
+    assert (_or_dash(0.0), _or_dash(None), _or_dash(12.5)) == (0.0, "-", 12.5)
