@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
@@ -38,6 +38,20 @@ _TERMINAL_CONTROLS_BUT_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 def terminal_safe(text: str, *, lines: bool = False) -> str:
     """`text` with no control character left to act on a terminal; newlines and tabs too unless `lines`."""
     return (_TERMINAL_CONTROLS_BUT_LINES if lines else _TERMINAL_CONTROLS).sub("\ufffd", text)
+
+
+def table_time(value: str | None, missing: str = "-") -> str:
+    """An API time (RFC 3339) for a table: to the second, its zone kept (`Z` for UTC). The first 19 characters
+    dropped the offset, and an operator in China read UTC as local time."""
+    if not value:
+        return missing
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    offset = moment.utcoffset()
+    zone = "" if offset is None else "Z" if not offset else moment.strftime("%z")[:3] + ":" + moment.strftime("%z")[3:]
+    return moment.strftime("%Y-%m-%d %H:%M:%S") + zone
 
 
 def cut(text: str, width: int) -> str:

@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-from hub.cli_output import cut, terminal_safe
+from hub.cli_output import cut, table_time, terminal_safe
 from hub.errors import HubError
 from hub.gcpolicy import settle_gc
 from hub.runtime import Hub, set_hub
@@ -175,7 +175,7 @@ def _quality_text(report: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     lines.append("quarantined: " + (", ".join(f"{k} {v}" for k, v in report["quarantine"].items()) or "none"))
     for row in rows:
         where = f"{row['file']} row {row['row']}" if row["file"] else row["id"]
-        line = f"  {row['created_at'][:19]}  {row['reason']:<20} {where}  {cut(row['detail'], 80)}"
+        line = f"  {table_time(row['created_at'])}  {row['reason']:<20} {where}  {cut(row['detail'], 80)}"
         lines.append(terminal_safe(line))
     return "\n".join(lines)
 

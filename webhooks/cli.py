@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 from pydantic import BaseModel, TypeAdapter
 
-from hub.cli_output import TimeOption, cut, echo_json, request_body, terminal_safe
+from hub.cli_output import TimeOption, cut, echo_json, request_body, table_time, terminal_safe
 from hub.runtime import Hub
 from webhooks import api
 from webhooks.health import STATUS_ORDER, rate_percent
@@ -260,7 +260,7 @@ def source_health(as_json: bool) -> None:
     _table(["id", "status", "name", "connector", "received", "accepted", "duplicates", "rejected (auth)",
             "quarantined", "last received", "lag s", "pull"],
            ([i["source_id"], i["status"], i["name"], i["connector"], i["received_1h"], i["accepted_1h"],
-             i["duplicates_1h"], i["rejected_auth_1h"], i["quarantined_1h"], (i["last_received_at"] or "never")[:19],
+             i["duplicates_1h"], i["rejected_auth_1h"], i["quarantined_1h"], table_time(i["last_received_at"], "never"),
              i["processing_lag_s"], _pull_state(i["pull"])] for i in items),
            empty="no sources (add one: crmhub sources add CONNECTOR NAME --config JSON)")
 
@@ -271,7 +271,7 @@ def _pull_state(pull: dict[str, Any] | None) -> str:
     if pull.get("consecutive_failures"):
         # The table's cell, one line: a pull's error can be a long driver message (--json has it whole).
         return cut(f"failed {pull['consecutive_failures']}x: {pull.get('last_error') or ''}", PULL_ERROR_WIDTH)
-    return f"ok {(pull.get('last_success_at') or '')[:19]}"
+    return f"ok {table_time(pull.get('last_success_at'), '')}"
 
 
 @endpoints.command("messages")
@@ -287,7 +287,7 @@ def messages(endpoint_id: uuid.UUID, status: str | None, limit: int, cursor: str
         _echo_json(data)
         return
     _table(["webhook-id", "event type", "status", "attempts", "created", "last attempt"],
-           ([m["webhook_id"], m["event_type"], m["status"], m["attempt_count"], m["created_at"][:19],
+           ([m["webhook_id"], m["event_type"], m["status"], m["attempt_count"], table_time(m["created_at"]),
              _last_attempt(m)] for m in data["items"]),
            empty=f"no {status + ' ' if status else ''}messages")
     if data["next_cursor"]:

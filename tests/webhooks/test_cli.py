@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -257,3 +258,16 @@ def test_a_latency_of_zero_is_shown_as_zero_not_as_unknown() -> None:
     from webhooks.cli import _or_dash
 
     assert (_or_dash(0.0), _or_dash(None), _or_dash(12.5)) == (0.0, "-", 12.5)
+
+
+def test_table_times_keep_their_zone(shub: Hub, cli: Callable[[Hub], click.Group]) -> None:
+    """Tables cut API times to 19 characters, dropping `+00:00`: an operator in China read UTC as local time."""
+    import uuid
+
+    from hub.pull import _record_outcome
+
+    sid = client_for(shub).post("/v1/sources", json={"connector": "web", "name": "site", "config": {
+        "write_key": "write-key-123456"}}, headers=ADMIN).json()["id"]
+    _record_outcome(shub, uuid.UUID(sid), None)  # a pull that succeeded: its time is shown
+    [line] = run(cli(shub), "sources", "health").stdout.splitlines()[1:]
+    assert re.search(r"ok \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ", line), line
