@@ -1,7 +1,7 @@
 """Tencent Cloud ASR (录音文件识别, asr 2019-06-14) through tencentcloud-sdk-python.
 
 Only this module talks to the SDK. It turns SDK failures into the hub's error
-vocabulary: throttling, 5xx and network trouble become `RetryableError` (the task
+vocabulary: throttling, 5xx, network trouble and answers it cannot read become `RetryableError` (the task
 is retried with backoff); anything else is `AsrRejected` (the job fails, no retry).
 Credentials, region, endpoint and protocol come from settings (contract §1), so
 tests point the SDK at a local fake server with `CRMHUB_ASR_ENDPOINT=127.0.0.1:PORT`.
@@ -46,6 +46,11 @@ _ERROR_PHRASES: tuple[tuple[str, int], ...] = (
 )
 _RETRYABLE_CODES = ("RequestLimitExceeded", "ServerNetworkError", "ClientNetworkError", "InternalError",
                     "ServiceUnavailable", "FailedOperation.ServiceIsolate", "ResourceUnavailable")
+# The SDK reports an answer it cannot read under the name of the Python error it hit (`JSONDecodeError` for a
+# proxy's HTML page answered 200, `TypeError` for JSON that is not an object). Tencent never said no: such an
+# answer failed the job for good, and a poll's paid-for transcript with it.
+_UNREADABLE_ANSWER = ("JSONDecodeError", "UnicodeDecodeError", "TypeError", "KeyError", "AttributeError",
+                      "IndexError", "ValueError")
 
 
 class AsrRejected(HubError):
@@ -181,6 +186,9 @@ def _call(fn: Callable[[], Any]) -> dict[str, Any]:
         detail = f"{code}: {exc.message}"
         if code.startswith(_RETRYABLE_CODES):
             raise RetryableError(f"Tencent ASR transient error, retrying: {detail}", code="asr_retry") from exc
+        if code in _UNREADABLE_ANSWER:
+            raise RetryableError(f"Tencent ASR answered something unreadable, retrying: {detail}",
+                                 code="asr_retry") from exc
         raise AsrRejected(f"Tencent ASR refused the request: {detail}", details={"tencent_code": code}) from exc
     result: dict[str, Any] = json.loads(resp.to_json_string())
     return result

@@ -27,6 +27,7 @@ from enrichment.models import CompanyProfile
 from hub.errors import HubError, InvalidRequest, NotFound, RetryableError
 from hub.identifiers import normalize_identity
 from hub.models import EventRow, SourceRow
+from hub.outbound import outbound_client
 from hub.pipeline import BATCH_CACHE, database_conflict, store_internal
 from hub.runtime import ActiveSource, Hub, get_hub
 from hub.schemas import EventDraft, Identity, UnifiedEvent, storable_text, utcnow
@@ -232,7 +233,7 @@ def _call_lookup(source: ActiveSource, uscc: str, http: httpx.Client | None) -> 
         raise HubError(f"connector {source.connector.name!r} has no lookup()", code="registry_unsupported")
     if http is not None:
         return dict(lookup(source.config, uscc, http))
-    with httpx.Client(timeout=HTTP_TIMEOUT_S) as client:
+    with outbound_client(HTTP_TIMEOUT_S) as client:
         return dict(lookup(source.config, uscc, client))
 
 

@@ -11,8 +11,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import event, select, text
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -20,14 +20,26 @@ from starlette.routing import Match
 from hub.connector import dump_config, keep_masked_secrets, public_config, refuse_masked_secrets
 from hub.errors import Conflict, HubError, InvalidRequest, NotFound, SecretUnreadable, Unauthorized, validation_message
 from hub.models import SourceRow
+from hub.outage_log import OutageLog, reason
 from hub.runtime import Hub
 from hub.schemas import ConnectorInfo, Source, SourceCreate, SourceUpdate
 
 log = logging.getLogger(__name__)
 
 
+# A database outage fails every API request: logged once per outage (when it starts, ends, and once a minute
+# meanwhile), not with two tracebacks per request (the handler's and the ASGI server's).
+DATABASE_OUTAGE = OutageLog(log, "reaching the database from the API")
+DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
+
+
 def get_hub_dep(request: Request) -> Hub:
     return request.app.state.hub  # type: ignore[no-any-return]
+
+
+def _database_answered(*_: Any) -> None:
+    """Any statement that ran ends the outage: a route that never reaches the database proves nothing."""
+    DATABASE_OUTAGE.succeeded()
 
 
 HubDep = Annotated[Hub, Depends(get_hub_dep)]
@@ -167,7 +179,21 @@ def install_error_handlers(app: Any) -> None:
                           "message": f"internal error ({type(exc).__name__}); the hub's log has the details"}}
         return JSONResponse(body, status_code=500)
 
+    async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+        """Unreachable, restarting or out of connections: a 503 the caller retries, naming the database (the log
+        has the driver's message, which names the server)."""
+        DATABASE_OUTAGE.failed(exc)
+        cause = reason(exc).partition(":")[0]
+        body = {"error": {"code": "database_unavailable", "details": None,
+                          "message": f"the database is unavailable ({cause}); retry later"}}
+        return JSONResponse(body, status_code=503, headers={"retry-after": "5"})
+
     app.add_exception_handler(HubError, hub_error)
+    engine = app.state.hub.engine
+    if not event.contains(engine, "after_cursor_execute", _database_answered):
+        event.listen(engine, "after_cursor_execute", _database_answered)
+    for down in DATABASE_DOWN:
+        app.add_exception_handler(down, database_unavailable)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected_error)

@@ -7,6 +7,7 @@ HubError
 ├── Unauthorized (401)         admin token missing or wrong
 ├── VerificationError (401)    a platform's signature/credentials do not verify
 ├── PayloadError (400)         an inbound body that cannot be read at all
+│   └── BodyTimeout (408)      a body that stopped arriving midway
 ├── PayloadTooLarge (413)
 ├── QuarantineError            verified but cannot be normalised: kept with its reason, answered 2xx
 ├── RetryableError             a transient failure (deadlock, throttling, 5xx upstream): retry the step
@@ -76,6 +77,13 @@ class UnreadableBody(PayloadError):
     the platform's protocol (an unknown endpoint or method, a size or count limit)."""
 
     code = "unreadable_body"
+
+
+class BodyTimeout(UnreadableBody):
+    """408, nothing stored: the sender stopped sending mid-body (or announced more bytes than it sent)."""
+
+    status_code = 408
+    code = "body_timeout"
 
 
 class PayloadTooLarge(HubError):

@@ -29,6 +29,7 @@ from hub.connector import PULLED_METHOD
 from hub.errors import Conflict, InvalidRequest, NotFound, RetryableError
 from hub.ingest import RawSubmission, storable_key, store_raw_batch
 from hub.models import SourceRow
+from hub.outbound import outbound_client
 from hub.pipeline import DbState
 from hub.runtime import Hub, get_hub
 from hub.schemas import utcnow
@@ -110,7 +111,7 @@ def run_pull(hub: Hub, source_id: uuid.UUID, *, http: httpx.Client | None = None
             log.info("a pull of source %s is already running; skipped", source_id)
             return PullResult(skipped=True)
         result = PullResult(cursor=read_state(hub, source_id, CURSOR_KEY))
-        client = http or httpx.Client(timeout=HTTP_TIMEOUT_S)
+        client = http or outbound_client(HTTP_TIMEOUT_S)
         try:
             _pull_pages(hub, source_id, source, client, to_request, result, max_pages)
         except Exception as exc:

@@ -22,6 +22,7 @@ from hub.crypto import SecretBox
 from hub.db import make_engine, make_sessionmaker, transaction
 from hub.errors import NotFound, SecretUnreadable
 from hub.models import SourceRow
+from hub.outbound import outbound_client
 from hub.plugins import load_plugins, make_plugin_manager
 from hub.settings import Settings, get_settings
 
@@ -159,9 +160,9 @@ class Hub:
 
     @property
     def http(self) -> httpx.Client:
-        """The one outbound HTTP client connectors get (finite timeouts, no redirects)."""
+        """The one outbound HTTP client connectors get (answers bounded in time and size, no redirects)."""
         if self._http is None:
-            self._http = httpx.Client(timeout=httpx.Timeout(15.0, connect=5.0), follow_redirects=False)
+            self._http = outbound_client()
         return self._http
 
     # ---------------------------------------------------------------- lifecycle

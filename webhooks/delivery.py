@@ -46,6 +46,9 @@ SWEEP_TASK = "webhooks.delivery.sweep"
 SWEEP_EVERY_S = 30.0
 SWEEP_GRACE_S = 10.0
 MAX_ROUNDS = 64  # batches per task; then the task re-enqueues itself so other work gets a turn
+# ... or fewer, once the task has run this long: a receiver that answers 2xx slowly (or trickles its answer) took
+# 15 s a batch, and its pump held the deliver lane for all 64 (16 min) while every other endpoint waited.
+MAX_PUMP_S = 5.0
 RECORD_TRIES = 3
 NOT_SENT_RETRY_S = 1.0
 JITTER = 0.2
@@ -139,6 +142,7 @@ def deliver_endpoint(endpoint_id: str) -> str:
 
 def deliver_due(hub: Hub, endpoint_id: uuid.UUID) -> str:
     outcomes: Counter[str] = Counter()
+    started = time.monotonic()
     for _ in range(MAX_ROUNDS):
         batch = claim(hub, endpoint_id)
         if isinstance(batch, Wait):
@@ -152,6 +156,8 @@ def deliver_due(hub: Hub, endpoint_id: uuid.UUID) -> str:
             # Nothing went through (a receiver down or hanging: each batch can take the whole timeout). Yield
             # the deliver lane to other endpoints' pumps, queued behind them: one stuck receiver used to hold
             # it for up to MAX_ROUNDS batches while healthy endpoints waited (helper-24).
+            break
+        if time.monotonic() - started >= MAX_PUMP_S:  # a slow receiver: its turn is over, even when it delivers
             break
     enqueue(DELIVER_DUE_TASK, str(endpoint_id))
     return _summary(outcomes)

@@ -35,6 +35,7 @@ from hub import metrics
 from hub.bodies import read_limited
 from hub.connector import InboundRequest, Reply
 from hub.errors import (
+    BodyTimeout,
     HubError,
     NotFound,
     PayloadError,
@@ -56,6 +57,10 @@ router = APIRouter()
 HOOK_METHODS = ["GET", "POST", "PUT", "OPTIONS"]
 # Once the source cache expires, a database outage refuses every request here: logged once per outage.
 _SOURCES_OUTAGE = OutageLog(log, "reading sources for inbound requests")
+# Between two parts of a body, as nginx's client_body_timeout: uvicorn has none, so a sender that stopped midway (or
+# announced more bytes than it sent) held its connection and what it had sent for ever (2,000 such: +26 MB, none
+# closed after 75 s).
+BODY_IDLE_TIMEOUT_S = 60.0
 STORAGE_UNAVAILABLE = {"error": {"code": "storage_unavailable", "details": None,
                                  "message": "the request could not be stored; retry later"}}
 INTERNAL_ERROR = {"error": {"code": "internal_error", "details": None,
@@ -198,7 +203,12 @@ async def hooks_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
     async def chunks() -> AsyncIterator[bytes]:
         while True:
-            message = await receive()
+            try:
+                async with asyncio.timeout(BODY_IDLE_TIMEOUT_S):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTimeout(f"no part of the body arrived for {BODY_IDLE_TIMEOUT_S:g} s",
+                                  code="body_timeout") from None
             if message["type"] == "http.disconnect":  # the sender is gone mid-body: what came is not its request
                 raise UnreadableBody("the connection closed before the body ended", code="incomplete_body")
             yield message.get("body", b"")
@@ -223,6 +233,8 @@ async def hooks_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
     content = reply.content()
     response_headers = [(b"content-type", reply.media_type.encode()), (b"content-length", str(len(content)).encode())]
     response_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
+    if reply.status == BodyTimeout.status_code:  # a stalled sender: free the connection now, not after keep-alive
+        response_headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": reply.status, "headers": response_headers})
     await send({"type": "http.response.body", "body": content})
 

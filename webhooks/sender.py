@@ -29,6 +29,9 @@ CONNECT_TIMEOUT_S = 5.0
 TOTAL_TIMEOUT_S = 15.0
 BATCH_TIMEOUT_S = 2 * TOTAL_TIMEOUT_S + 5.0  # a free slot within 15 s, then the POST within 15 s; lease is 60 s
 EXCERPT_BYTES = 1000
+# How long the excerpt is waited for once the status line came. The answer is known by then; a receiver trickling
+# its body held one of the process's MAX_IN_FLIGHT connections for the whole TOTAL_TIMEOUT_S per message.
+EXCERPT_WAIT_S = 1.0
 USER_AGENT = "crmhub-webhooks/1"
 # POSTs in flight per process, and the pool size. httpcore's pool scans (and polls) every connection
 # on each request, so CPU per request grows with the pool: on loopback 16 cost ~1.7x the CPU of 8.
@@ -201,9 +204,12 @@ async def _request(client: httpx.AsyncClient, url: str, vetted: Vetted, body: by
     started = time.perf_counter()
     resp: httpx.Response | None = None
     excerpt = bytearray()
+    clock = asyncio.get_running_loop()
+    deadline = clock.time() + TOTAL_TIMEOUT_S
     try:
-        async with asyncio.timeout(TOTAL_TIMEOUT_S):
+        async with asyncio.timeout_at(deadline) as budget:
             async with client.stream("POST", url, content=body, headers=headers) as resp:
+                budget.reschedule(min(deadline, clock.time() + EXCERPT_WAIT_S))
                 await _read_excerpt(resp, excerpt)
     except (TimeoutError, httpx.HTTPError) as exc:
         if resp is None:  # no answer: a failed attempt

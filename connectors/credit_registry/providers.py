@@ -15,6 +15,7 @@ import httpx
 
 from hub.connector import header_safe
 from hub.errors import HubError, RetryableError
+from hub.outbound import failure
 from hub.retry import raise_if_throttled
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ def _get(http: httpx.Client, provider: str, url: str, **kwargs: Any) -> Any:
     try:
         response = http.get(url, **kwargs)
     except httpx.HTTPError as exc:
-        raise RetryableError(f"{provider} unreachable: {exc.__class__.__name__}") from exc
+        raise RetryableError(f"{provider} unreachable: {failure(exc)}") from exc
     if response.status_code in (401, 403):
         raise RegistryAuthError(f"{provider} refused the credentials (HTTP {response.status_code})",
                                 provider=provider, provider_code=str(response.status_code))

@@ -31,6 +31,7 @@ with warnings.catch_warnings():  # authlib ≥1.7 nags to move to httpx2; this p
     from authlib.integrations.httpx_client import OAuth2Client
 
 from hub.errors import HubError, RetryableError
+from hub.outbound import outbound_client_options
 from hub.retry import raise_if_throttled
 from hub.values import parse_platform_time
 
@@ -96,7 +97,7 @@ class OrderPuller:
                     client_id=config.client_id,
                     client_secret=config.client_secret.get_secret_value() if config.client_secret else None,
                     token_endpoint=config.token_url, grant_type="client_credentials", scope=config.scope,
-                    timeout=http.timeout,
+                    **outbound_client_options(http.timeout),
                 )
                 self._sessions[key] = session
         if not session.token:

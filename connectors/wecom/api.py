@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from hub.errors import HubError, RetryableError
+from hub.outbound import failure
 from hub.retry import raise_if_throttled
 
 DEFAULT_BASE_URL = "https://qyapi.weixin.qq.com"
@@ -151,7 +152,7 @@ class WeComAPI:
             resp = self.http.get(self.base_url + path, params=params, timeout=TIMEOUT_S)
         except httpx.HTTPError as exc:  # the message names the URL: never print it, it holds the secret or token
             self._paused_until = time.monotonic() + PAUSE_S
-            raise RetryableError(f"WeCom {what} unreachable: {exc.__class__.__name__}") from exc
+            raise RetryableError(f"WeCom {what} unreachable: {failure(exc)}") from exc
         try:
             raise_if_throttled(resp, f"WeCom {what}")
         except RetryableError:

@@ -284,6 +284,23 @@ def test_throttling_and_5xx_are_retried(ahub: Hub, cloud: FakeTencentCloud) -> N
     assert job.attempts == 4 and job.error is None
 
 
+def test_an_unreadable_answer_is_retried_not_taken_for_a_refusal(ahub: Hub, cloud: FakeTencentCloud) -> None:
+    """A proxy's error page answered with 200 reaches the SDK as JSONDecodeError: it failed the job for good as if
+    Tencent had refused it, on submission and on a status check alike (there losing a transcript paid for)."""
+    AsrFake(cloud, statuses=("waiting", "success"))
+    cloud.fail_http(200, times=1, body="<html><body>502 Bad Gateway</body></html>")
+    store_call(ahub, call_draft())
+    ahub.runner.join(10)
+    [job] = jobs(ahub)
+    assert job.state == "queued" and "unreadable" in (job.error or "") and "JSONDecodeError" in (job.error or "")
+    skip_waits(ahub)
+    sweep_due(ahub)
+    ahub.runner.join(10)
+    assert jobs(ahub)[0].state == "submitted"
+    cloud.fail_http(200, times=1, body="[]")  # JSON, but not the object the SDK reads (TypeError)
+    assert drive(ahub, "done").state == "done"
+
+
 def test_rejected_submission_fails_without_retry(tmp_path: Path, cloud: FakeTencentCloud) -> None:
     AsrFake(cloud)
     hub = build_hub(tmp_path, **asr_settings(cloud, tencentcloud_secret_key="wrong-key"))

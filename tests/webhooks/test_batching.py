@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -130,3 +131,26 @@ def test_a_pump_whose_batch_delivered_nothing_yields_the_lane(shub: Hub, monkeyp
     monkeypatch.setattr(delivery, "attempt", lambda hub, batch: sent.append(1) or ["delivered"] * 32)
     delivery.deliver_due(shub, endpoint_id)
     assert len(sent) == delivery.MAX_ROUNDS
+
+
+def test_a_pump_of_a_slow_receiver_yields_the_lane_even_when_it_delivers(
+        hub_factory: Callable[..., Hub], receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A receiver answering 2xx slowly delivered something in every batch, so its pump went on for MAX_ROUNDS
+    batches (16 min at 15 s a batch) while every other endpoint's pump waited behind it in the deliver lane."""
+    hub = hub_factory(retry_schedule="600,30")  # first attempt far away: only the pump called here sends
+    endpoint = add_endpoint(hub, receiver.url)
+    store(hub, *[draft(f"e-{c}", phone=PHONES[c]) for c in range(5)])
+    with hub.transaction() as s:
+        s.execute(update(MessageRow).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
+    monkeypatch.setattr(delivery, "claim", lambda hub, endpoint_id: claiming.claim(hub, endpoint_id, limit=1))
+    monkeypatch.setattr(delivery, "MAX_PUMP_S", 0.2)
+
+    def slow_ok(_: object) -> tuple[int, dict[str, str], bytes]:
+        time.sleep(0.15)
+        return 200, {}, b""
+
+    receiver.script = slow_ok
+    queued: list[tuple[str, tuple[object, ...]]] = []
+    monkeypatch.setattr(delivery, "enqueue", lambda name, *args, **kw: queued.append((name, args)))
+    assert delivery.deliver_due(hub, uuid.UUID(endpoint["id"])) == "delivered=2"
+    assert queued == [(delivery.DELIVER_DUE_TASK, (endpoint["id"],))]  # behind the other pumps, for the rest

@@ -477,6 +477,37 @@ def test_a_body_cut_short_by_a_disconnect_is_not_stored(web) -> None:  # type: i
     assert raw_rows(hub) == []
 
 
+def test_a_body_that_stops_arriving_is_answered_408_and_its_connection_closed(  # type: ignore[no-untyped-def]
+    web, monkeypatch
+) -> None:
+    """Real HTTP: a sender announcing more bytes than it sends, and keeping the connection open. uvicorn has no
+    body timeout: the connection and the part received were held for ever (2,000 of them: +26 MB, none closed)."""
+    import socket
+    import time
+
+    from hub.app import create_app
+    from tests.server import serve
+    from webhooks import inbound
+
+    monkeypatch.setattr(inbound, "BODY_IDLE_TIMEOUT_S", 0.3)
+    hub, _client, sid = web
+    body = _track("m-stalled")
+    head = (f"POST /hooks/{sid}/v1/track HTTP/1.1\r\nHost: 127.0.0.1\r\n{_basic_line()}"
+            f"Content-Length: {len(body) + 40}\r\n\r\n")
+    with serve(create_app(hub, manage_lifecycle=False)) as base:
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            started = time.monotonic()
+            sock.sendall(head.encode() + body)
+            answer = b""
+            while chunk := sock.recv(4096):  # until the server closes the connection
+                answer += chunk
+            waited = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408") and b'"code":"body_timeout"' in answer
+    assert b"no part of the body arrived for 0.3 s" in answer and waited < 3
+    assert raw_rows(hub) == []
+
+
 def _basic_line() -> str:
     return f"Authorization: {basic(KEY)['authorization']}\r\n"
 

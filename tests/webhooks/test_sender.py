@@ -91,6 +91,18 @@ def test_a_2xx_stands_when_its_body_is_slower_than_the_timeout(
     assert result.ok and result.error is None and result.excerpt == '{"ok":'
 
 
+def test_a_trickled_body_is_waited_for_briefly_once_the_status_came(
+    raw_server: RawServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer is known from the status line: waiting the whole total timeout for the excerpt held one of the
+    process's MAX_IN_FLIGHT connections 15 s per message of a receiver that trickles (here until it hangs up)."""
+    monkeypatch.setattr(sender, "EXCERPT_WAIT_S", 0.3)
+    started = time.monotonic()
+    result = _send(raw_server(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"ok\":"))
+    assert time.monotonic() - started < 1.5
+    assert result.ok and result.excerpt == '{"ok":' and (result.latency_ms or 0) < 1500
+
+
 def test_a_2xx_stands_when_its_body_breaks_off(raw_server: RawServer) -> None:
     url = raw_server(b"HTTP/1.1 202 Accepted\r\ncontent-length: 100\r\nconnection: close\r\n\r\npartial")
     # the server closes after 3 s with 93 bytes missing: httpx raises RemoteProtocolError on the body read
