@@ -49,6 +49,7 @@ MAX_ROUNDS = 64  # batches per task; then the task re-enqueues itself so other w
 # ... or fewer, once the task has run this long: a receiver that answers 2xx slowly (or trickles its answer) took
 # 15 s a batch, and its pump held the deliver lane for all 64 (16 min) while every other endpoint waited.
 MAX_PUMP_S = 5.0
+pump_clock = time.monotonic  # what MAX_PUMP_S is measured with (a test counts the receiver's time on its own clock)
 RECORD_TRIES = 3
 NOT_SENT_RETRY_S = 1.0
 JITTER = 0.2
@@ -142,7 +143,7 @@ def deliver_endpoint(endpoint_id: str) -> str:
 
 def deliver_due(hub: Hub, endpoint_id: uuid.UUID) -> str:
     outcomes: Counter[str] = Counter()
-    started = time.monotonic()
+    started = pump_clock()
     for _ in range(MAX_ROUNDS):
         batch = claim(hub, endpoint_id)
         if isinstance(batch, Wait):
@@ -157,7 +158,7 @@ def deliver_due(hub: Hub, endpoint_id: uuid.UUID) -> str:
             # the deliver lane to other endpoints' pumps, queued behind them: one stuck receiver used to hold
             # it for up to MAX_ROUNDS batches while healthy endpoints waited (helper-24).
             break
-        if time.monotonic() - started >= MAX_PUMP_S:  # a slow receiver: its turn is over, even when it delivers
+        if pump_clock() - started >= MAX_PUMP_S:  # a slow receiver: its turn is over, even when it delivers
             break
     enqueue(DELIVER_DUE_TASK, str(endpoint_id))
     return _summary(outcomes)

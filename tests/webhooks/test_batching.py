@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -144,9 +143,11 @@ def test_a_pump_of_a_slow_receiver_yields_the_lane_even_when_it_delivers(
         s.execute(update(MessageRow).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
     monkeypatch.setattr(delivery, "claim", lambda hub, endpoint_id: claiming.claim(hub, endpoint_id, limit=1))
     monkeypatch.setattr(delivery, "MAX_PUMP_S", 0.2)
+    spent = [0.0]  # the receiver's time, counted on a clock of the test's: never the machine's load
+    monkeypatch.setattr(delivery, "pump_clock", lambda: spent[0])
 
     def slow_ok(_: object) -> tuple[int, dict[str, str], bytes]:
-        time.sleep(0.15)
+        spent[0] += 0.15  # each answer takes 0.15 s: the second one passes MAX_PUMP_S
         return 200, {}, b""
 
     receiver.script = slow_ok
