@@ -483,7 +483,6 @@ def test_a_body_that_stops_arriving_is_answered_408_and_its_connection_closed(  
     """Real HTTP: a sender announcing more bytes than it sends, and keeping the connection open. uvicorn has no
     body timeout: the connection and the part received were held for ever (2,000 of them: +26 MB, none closed)."""
     import socket
-    import time
 
     from hub.app import create_app
     from tests.server import serve
@@ -497,14 +496,12 @@ def test_a_body_that_stops_arriving_is_answered_408_and_its_connection_closed(  
     with serve(create_app(hub, manage_lifecycle=False)) as base:
         port = int(base.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            started = time.monotonic()
             sock.sendall(head.encode() + body)
             answer = b""
-            while chunk := sock.recv(4096):  # until the server closes the connection
+            while chunk := sock.recv(4096):  # until the server closes the connection (unbounded: the 5 s timeout)
                 answer += chunk
-            waited = time.monotonic() - started
     assert answer.startswith(b"HTTP/1.1 408") and b'"code":"body_timeout"' in answer
-    assert b"no part of the body arrived for 0.3 s" in answer and waited < 3
+    assert b"no part of the body arrived for 0.3 s" in answer
     assert raw_rows(hub) == []
 
 

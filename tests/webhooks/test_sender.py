@@ -96,11 +96,10 @@ def test_a_trickled_body_is_waited_for_briefly_once_the_status_came(
 ) -> None:
     """The answer is known from the status line: waiting the whole total timeout for the excerpt held one of the
     process's MAX_IN_FLIGHT connections 15 s per message of a receiver that trickles (here until it hangs up)."""
-    monkeypatch.setattr(sender, "EXCERPT_WAIT_S", 0.3)
-    started = time.monotonic()
+    monkeypatch.setattr(sender, "EXCERPT_WAIT_S", 0.1)
     result = _send(raw_server(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"ok\":"))
-    assert time.monotonic() - started < 1.5
-    assert result.ok and result.excerpt == '{"ok":' and (result.latency_ms or 0) < 1500
+    # Unbounded, the excerpt waits for the server to hang up, 3 s: a margin wide enough for a loaded machine.
+    assert result.ok and result.excerpt == '{"ok":' and (result.latency_ms or 0) < 2500
 
 
 def test_a_2xx_stands_when_its_body_breaks_off(raw_server: RawServer) -> None:
