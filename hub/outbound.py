@@ -20,6 +20,9 @@ MAX_RESPONSE_BYTES = 10 * 1024 * 1024  # an API answer this large is a misrouted
 TOTAL_TIMEOUT_S = 30.0
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 _DECODED = ("gzip", "x-gzip", "deflate")
+# Compressions httpx decodes itself when a package is installed (brotli, zstandard), unbounded: refused here. Any other
+# label (`UTF-8`, `none`: servers send them) names no compression, and httpx read such an answer as sent.
+_REFUSED = ("br", "zstd", "compress", "x-compress")
 
 
 class ResponseTooLarge(httpx.ReadError):
@@ -44,17 +47,26 @@ class ResponseBounds:
         self.total_s = TOTAL_TIMEOUT_S if total_s is None else total_s
 
     def __call__(self, response: httpx.Response) -> None:
-        encoding = response.headers.get("content-encoding", "identity").strip().lower() or "identity"
+        encoding = _compression(response.headers.get_list("content-encoding", split_commas=True))
         declared = response.headers.get("content-length", "")
-        if encoding not in ("identity", *_DECODED):
-            raise httpx.DecodingError(f"the answer is {encoding}-encoded, which this client does not read")
         if encoding == "identity" and declared.isdigit() and int(declared) > self.max_bytes:
             raise ResponseTooLarge(f"the answer declares {declared} bytes, over the {self.max_bytes}-byte limit")
-        if encoding != "identity":  # decoded below: httpx must not decode it again
+        if "content-encoding" in response.headers:  # decoded below (or none): httpx must not decode it again
             del response.headers["content-encoding"]
         assert isinstance(response.stream, httpx.SyncByteStream)
         response.stream = _BoundedStream(response.stream, encoding, self.max_bytes,
                                          time.monotonic() + self.total_s, self.total_s)
+
+
+def _compression(labels: list[str]) -> str:
+    """The one compression of the answer ("identity" for none); DecodingError for one this client does not read or
+    for several. Labels that name no compression are ignored, as httpx ignores them."""
+    known = [label for label in (v.strip().lower() for v in labels) if label in _DECODED or label in _REFUSED]
+    if not known:
+        return "identity"
+    if len(known) > 1 or known[0] in _REFUSED:
+        raise httpx.DecodingError(f"the answer is {', '.join(known)}-encoded, which this client does not read")
+    return known[0]
 
 
 class _BoundedStream(httpx.SyncByteStream):
@@ -63,6 +75,7 @@ class _BoundedStream(httpx.SyncByteStream):
         self.raw = raw
         self.inflate = zlib.decompressobj(zlib.MAX_WBITS | 32) if encoding in ("gzip", "x-gzip") else (
             zlib.decompressobj() if encoding == "deflate" else None)
+        self.raw_deflate_untried = encoding == "deflate"
         self.max_bytes, self.deadline, self.total_s = max_bytes, deadline, total_s
 
     def __iter__(self) -> Iterator[bytes]:
@@ -81,9 +94,15 @@ class _BoundedStream(httpx.SyncByteStream):
         if self.inflate is None:
             return chunk
         try:
-            return self.inflate.decompress(chunk, room)
+            data = self.inflate.decompress(chunk, room)
         except zlib.error as exc:
-            raise httpx.DecodingError(f"the answer is not valid compressed data: {exc}") from exc
+            if not self.raw_deflate_untried:
+                raise httpx.DecodingError(f"the answer is not valid compressed data: {exc}") from exc
+            # `deflate` without its zlib header, as some servers (IIS) send it: httpx reads it so, so does this.
+            self.inflate, self.raw_deflate_untried = zlib.decompressobj(-zlib.MAX_WBITS), False
+            return self._decoded(chunk, room)
+        self.raw_deflate_untried = False
+        return data
 
     def close(self) -> None:
         self.raw.close()

@@ -212,6 +212,8 @@ def _process(hub: Hub, session: Session, raw_id: int, *, counted: bool) -> str:
     raw = _lock_raw(session, raw_id)
     if raw is None or raw.status in (RAW_HANDLED, RAW_QUARANTINED):
         return raw.status if raw else "missing"
+    if _set_aside(raw):
+        return RAW_FAILED
     if not counted and raw.received_at < utcnow() - timedelta(seconds=hub.settings.requeue_after_s):
         raise _CountThisRun
     source_row = session.get(SourceRow, raw.source_id)
@@ -252,6 +254,13 @@ def _process(hub: Hub, session: Session, raw_id: int, *, counted: bool) -> str:
     connector, received_at = source.connector.name, raw.received_at
     after_commit(session, lambda: metrics.observe_lag(connector, received_at))
     return RAW_HANDLED
+
+
+def _set_aside(raw: RawEvent) -> bool:
+    """Failed by `_start_counted_run`: a copy of the task queued before (by the sweep, each minute it was pending)
+    would run it again, uncounted as it is no longer pending, and die with it. Only replay, which resets the count,
+    runs it again."""
+    return raw.status == RAW_FAILED and raw.unfinished_runs >= MAX_UNFINISHED_RUNS
 
 
 def _events_of_earlier_runs(session: Session, raw: RawEvent, drafts: list[EventDraft]) -> int:

@@ -72,7 +72,7 @@ def serve(host: str, port: int, directory: Path, token: str | None) -> WSGIServe
 
 
 _REFUSED = json.dumps({"error": {"code": "unauthorized", "message": (
-    "missing or wrong admin token (Authorization: Bearer <CRMHUB_ADMIN_TOKEN>)")}}).encode()
+    "missing or wrong admin token (Authorization: Bearer <CRMHUB_ADMIN_TOKEN>)"), "details": None}}).encode()
 
 
 def _require_token(app: Any, token: str | None) -> Any:

@@ -183,6 +183,22 @@ def test_head_is_answered_wherever_get_is_without_a_body(served: Served, api: ht
     assert httpx.head(f"{served.base}/v1/sources", timeout=10).status_code == 401  # the token still counts
 
 
+def test_a_workers_metrics_port_refuses_in_the_apis_error_shape() -> None:
+    """Its 401 said it was the API's JSON error (c8c68ce) but had no `details`, which every API error carries."""
+    from hub.worker_metrics import _require_token
+
+    def metrics(_: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"up 1\n"]
+
+    guarded = _require_token(metrics, TOKEN)
+    with httpx.Client(transport=httpx.WSGITransport(app=guarded), base_url="http://127.0.0.1") as client:
+        assert error_of(client.get("/metrics"), 401) == {
+            "code": "unauthorized", "details": None,
+            "message": "missing or wrong admin token (Authorization: Bearer <CRMHUB_ADMIN_TOKEN>)"}
+        assert client.get("/metrics", headers={"authorization": f"Bearer {TOKEN}"}).text == "up 1\n"
+
+
 def test_serve_generates_the_admin_token_stores_it_and_prints_it_once(tmp_path: Path) -> None:
     """Contract §1: CRMHUB_ADMIN_TOKEN empty → `crmhub serve` generates one, stores it, and prints it once."""
     env = hub_env(tmp_path, CRMHUB_ADMIN_TOKEN="")

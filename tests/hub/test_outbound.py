@@ -6,10 +6,12 @@ import gzip
 import json
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 
 import hub.outbound as outbound
@@ -59,6 +61,13 @@ class MisbehavingPeer(BaseHTTPRequestHandler):
             self._answer({"content-encoding": "gzip"}, gzip.compress(b" " * 20_000_000))
         elif mode == "gzip":
             self._answer({"content-encoding": "gzip"}, gzip.compress(SMALL_JSON))
+        elif mode.startswith("labelled "):  # a Content-Encoding that names no compression (`UTF-8`)
+            self._answer({"content-encoding": mode.removeprefix("labelled ")}, SMALL_JSON)
+        elif mode == "raw_deflate":  # deflate without the zlib header (IIS)
+            deflate = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+            self._answer({"content-encoding": "deflate"}, deflate.compress(SMALL_JSON) + deflate.flush())
+        elif mode == "brotli":
+            self._answer({"content-encoding": "br"}, b"\x0b\x02\x80hello\x03")
 
     def _head(self, headers: dict[str, str]) -> None:
         self.send_response(200)
@@ -156,3 +165,26 @@ def test_an_erp_trickling_its_orders_fails_the_pull_in_bounded_time(
         "token_url": f"{_url(peer)}/token", "rate_limit_per_s": 200})
     with pytest.raises(ResponseTooSlow):
         run_pull(hub, uuid.UUID(source_id))
+
+
+@pytest.mark.parametrize("label", ["UTF-8", "none", "identity"])
+def test_an_answer_labelled_with_no_compression_reads_as_sent(peer: PeerServer, label: str) -> None:
+    """Servers send `Content-Encoding: UTF-8`; httpx ignores a label it does not know, and the registry lookup read
+    such an answer. The bound refused it as an encoding it could not read: every lookup failed, retried for ever."""
+    peer.mode = f"labelled {label}"
+    with outbound_client(5.0) as client:
+        assert client.get(_url(peer)).json()["result"]["creditCode"] == USCC
+
+
+def test_a_compression_the_bound_cannot_count_is_refused(peer: PeerServer) -> None:
+    """httpx decodes brotli itself once the package is installed, past the size limit: refused instead."""
+    peer.mode = "brotli"
+    with outbound_client(5.0) as client, pytest.raises(httpx.DecodingError, match="br-encoded"):
+        client.get(_url(peer))
+
+
+def test_deflate_without_its_zlib_header_reads_as_sent(peer: PeerServer) -> None:
+    """Servers send `deflate` raw (no zlib header); httpx reads it, and so does the bound, which refused it."""
+    peer.mode = "raw_deflate"
+    with outbound_client(5.0) as client:
+        assert client.get(_url(peer)).json()["result"]["creditCode"] == USCC

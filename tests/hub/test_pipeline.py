@@ -548,3 +548,29 @@ def test_counted_runs_that_end_in_python_are_never_set_aside(
     assert counted == [raw_id] * (MAX_UNFINISHED_RUNS + 2)  # each run was counted, and uncounted when it ended
     monkeypatch.undo()
     assert process_raw(raw_id) == "handled" and count_events(hub) == 1
+
+
+def test_a_set_aside_request_is_not_run_by_a_copy_of_its_task_queued_before(
+    source: tuple[Hub, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep queues a pending row every minute, so copies of its task wait behind the run that sets it aside.
+    Such a copy found the row no longer pending, so uncounted, and ran the request that kills its process again
+    (and its end reset the count): set aside, it stays so until `crmhub replay`."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from hub.schemas import utcnow
+
+    hub, sid = source
+    raw_id = _submit(hub, sid, _msg("poison-2"))
+    with hub.transaction() as s:  # three counted runs of it died with their process
+        s.execute(update(RawEvent).where(RawEvent.id == raw_id).values(
+            received_at=utcnow() - timedelta(hours=1), unfinished_runs=MAX_UNFINISHED_RUNS))
+    assert process_raw(raw_id) == "failed"
+    parsed: list[int] = []
+    monkeypatch.setattr(hub.connectors.get("web"), "parse", lambda *_: parsed.append(raw_id) or [])
+    assert process_raw(raw_id) == "failed"  # the copy queued before
+    status, runs, error = _unfinished_runs(hub, raw_id)
+    assert (status, runs, parsed) == ("failed", MAX_UNFINISHED_RUNS, [])
+    assert error is not None and "never finished" in error
