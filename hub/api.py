@@ -37,6 +37,14 @@ def get_hub_dep(request: Request) -> Hub:
     return request.app.state.hub  # type: ignore[no-any-return]
 
 
+# SQLite's words for a schema the code does not match (PostgreSQL raises ProgrammingError for these).
+_SCHEMA_MISMATCH = ("no such table", "no such column", "has no column named")
+
+
+def _schema_mismatch(exc: Exception) -> bool:
+    return any(words in str(getattr(exc, "orig", exc)) for words in _SCHEMA_MISMATCH)
+
+
 def _database_answered(*_: Any) -> None:
     """Any statement that ran ends the outage: a route that never reaches the database proves nothing."""
     DATABASE_OUTAGE.succeeded()
@@ -179,9 +187,12 @@ def install_error_handlers(app: Any) -> None:
                           "message": f"internal error ({type(exc).__name__}); the hub's log has the details"}}
         return JSONResponse(body, status_code=500)
 
-    async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
         """Unreachable, restarting or out of connections: a 503 the caller retries, naming the database (the log
-        has the driver's message, which names the server)."""
+        has the driver's message, which names the server). SQLite reports a schema that does not match the code
+        (a migration not applied) as an OperationalError too: that is a fault to fix, not an outage to wait out."""
+        if _schema_mismatch(exc):
+            return await unexpected_error(request, exc)
         DATABASE_OUTAGE.failed(exc)
         cause = reason(exc).partition(":")[0]
         body = {"error": {"code": "database_unavailable", "details": None,

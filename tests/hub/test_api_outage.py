@@ -73,3 +73,12 @@ def test_api_requests_while_postgres_refuses_connections_are_503_then_served_aga
     finally:
         admin.dispose()
     _assert_outage_logged_once(caplog, failed=3)
+
+
+def test_a_schema_the_code_does_not_match_is_a_500_not_an_outage(hub: Hub) -> None:
+    """SQLite reports a missing table (a migration not applied) as an OperationalError, which the outage handler
+    answered 503 "retry later": retrying cannot help. It is a 500 naming an internal error, as a bug is."""
+    with hub.engine.begin() as conn:
+        conn.execute(text("DROP TABLE inbound_rejections"))
+    resp = client_for(hub).get("/v1/health/sources", headers=ADMIN)
+    assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error"
