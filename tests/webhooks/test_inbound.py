@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import select
@@ -453,26 +456,33 @@ def test_replicas_storing_the_same_keys_in_opposite_orders_do_not_deadlock(tmp_p
         hub.engine.dispose()
 
 
-def test_a_body_cut_short_by_a_disconnect_is_not_stored(web) -> None:  # type: ignore[no-untyped-def]
-    """Real HTTP: a sender that closes the connection mid-body. The bytes received (here a complete JSON document,
-    shorter than the Content-Length) were stored and processed as if they were its request."""
-    import socket
-    import time
-
+@contextmanager
+def _short_body_sent(hub: Hub, sid: str, message_id: str) -> Iterator[socket.socket]:
+    """Real HTTP: a track request whose Content-Length announces 40 bytes more than the body sent, on a socket the
+    test then closes or keeps open."""
     from hub.app import create_app
     from tests.server import serve
 
-    hub, _client, sid = web
-    body = _track("m-cut")
+    body = _track(message_id)
     head = (f"POST /hooks/{sid}/v1/track HTTP/1.1\r\nHost: 127.0.0.1\r\n{_basic_line()}"
             f"Content-Length: {len(body) + 40}\r\n\r\n")
     with serve(create_app(hub, manage_lifecycle=False)) as base:
         port = int(base.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
             sock.sendall(head.encode() + body)
-            time.sleep(0.3)
-            sock.shutdown(socket.SHUT_WR)
-            sock.recv(4096)
+            yield sock
+
+
+def test_a_body_cut_short_by_a_disconnect_is_not_stored(web) -> None:  # type: ignore[no-untyped-def]
+    """A sender that closes the connection mid-body. The bytes received (here a complete JSON document, shorter
+    than the Content-Length) were stored and processed as if they were its request."""
+    import time
+
+    hub, _client, sid = web
+    with _short_body_sent(hub, sid, "m-cut") as sock:
+        time.sleep(0.3)
+        sock.shutdown(socket.SHUT_WR)
+        sock.recv(4096)
         time.sleep(0.5)
     assert raw_rows(hub) == []
 
@@ -480,26 +490,16 @@ def test_a_body_cut_short_by_a_disconnect_is_not_stored(web) -> None:  # type: i
 def test_a_body_that_stops_arriving_is_answered_408_and_its_connection_closed(  # type: ignore[no-untyped-def]
     web, monkeypatch
 ) -> None:
-    """Real HTTP: a sender announcing more bytes than it sends, and keeping the connection open. uvicorn has no
-    body timeout: the connection and the part received were held for ever (2,000 of them: +26 MB, none closed)."""
-    import socket
-
-    from hub.app import create_app
-    from tests.server import serve
+    """A sender announcing more bytes than it sends, and keeping the connection open. uvicorn has no body
+    timeout: the connection and the part received were held for ever (2,000 of them: +26 MB, none closed)."""
     from webhooks import inbound
 
     monkeypatch.setattr(inbound, "BODY_IDLE_TIMEOUT_S", 0.3)
     hub, _client, sid = web
-    body = _track("m-stalled")
-    head = (f"POST /hooks/{sid}/v1/track HTTP/1.1\r\nHost: 127.0.0.1\r\n{_basic_line()}"
-            f"Content-Length: {len(body) + 40}\r\n\r\n")
-    with serve(create_app(hub, manage_lifecycle=False)) as base:
-        port = int(base.rsplit(":", 1)[1])
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            sock.sendall(head.encode() + body)
-            answer = b""
-            while chunk := sock.recv(4096):  # until the server closes the connection (unbounded: the 5 s timeout)
-                answer += chunk
+    with _short_body_sent(hub, sid, "m-stalled") as sock:
+        answer = b""
+        while chunk := sock.recv(4096):  # until the server closes the connection (unbounded: the 5 s timeout)
+            answer += chunk
     assert answer.startswith(b"HTTP/1.1 408") and b'"code":"body_timeout"' in answer
     assert b"no part of the body arrived for 0.3 s" in answer
     assert raw_rows(hub) == []
