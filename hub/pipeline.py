@@ -7,13 +7,15 @@ never stores an event twice.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -112,12 +114,60 @@ def process_raw(raw_id: int) -> str:
         return _run(hub, raw_id, counted=False)
     except _CountThisRun:
         pass
-    if not _start_counted_run(hub, raw_id):
-        return RAW_FAILED
+    with _sole_counted_run(hub, raw_id) as sole:
+        if not sole:
+            return RUNNING_ELSEWHERE
+        if not _start_counted_run(hub, raw_id):
+            return RAW_FAILED
+        try:
+            return _run(hub, raw_id, counted=True)
+        finally:
+            _end_counted_run(hub, raw_id)
+
+
+# What a copy of a row returns when a live process is running that row counted: that run finishes it or retries it.
+RUNNING_ELSEWHERE = "running elsewhere"
+
+
+@contextmanager
+def _sole_counted_run(hub: Hub, raw_id: int) -> Iterator[bool]:
+    """Yield whether this is the only live counted run of the row; never waits.
+
+    On Celery the sweep queues a copy of every old pending row per pass, and a worker's children run copies of one
+    row at once: each counted itself, so six live copies of a healthy row went past MAX_UNFINISHED_RUNS and one set
+    it aside while another stored it. A PostgreSQL session advisory lock on a connection of its own is held for the
+    run and goes with a killed process, so only runs that died are counted. SQLite's in-process runner never runs
+    two copies at once.
+    """
+    if hub.engine.dialect.name != "postgresql":
+        yield True
+        return
+    key = int.from_bytes(hashlib.sha256(f"crmhub-raw:{raw_id}".encode()).digest()[:8], "big", signed=True)
     try:
-        return _run(hub, raw_id, counted=True)
+        conn = hub.engine.connect()
+    except DBAPIError as exc:
+        raise RetryableError(f"could not take the run's lock: {exc.__class__.__name__}") from exc
+    try:
+        sole = bool(conn.scalar(select(func.pg_try_advisory_lock(key))))
+        conn.commit()
+    except DBAPIError as exc:
+        conn.close()
+        raise RetryableError(f"could not take the run's lock: {exc.__class__.__name__}") from exc
+    try:
+        yield sole
     finally:
-        _end_counted_run(hub, raw_id)
+        if sole:
+            _release_run_lock(conn, key, raw_id)
+        conn.close()
+
+
+def _release_run_lock(conn: Connection, key: int, raw_id: int) -> None:
+    """A connection lost during the run took its lock with it: nothing to release, and the run's outcome stands."""
+    try:
+        conn.scalar(select(func.pg_advisory_unlock(key)))
+        conn.commit()
+    except DBAPIError as exc:
+        log.warning("raw event %s: its run's lock went with its connection (%s)", raw_id, exc.__class__.__name__)
 
 
 def _run(hub: Hub, raw_id: int, *, counted: bool) -> str:

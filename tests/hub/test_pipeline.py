@@ -574,3 +574,50 @@ def test_a_set_aside_request_is_not_run_by_a_copy_of_its_task_queued_before(
     status, runs, error = _unfinished_runs(hub, raw_id)
     assert (status, runs, parsed) == ("failed", MAX_UNFINISHED_RUNS, [])
     assert error is not None and "never finished" in error
+
+
+def _run_copies_at_once(raw_id: int, copies: int) -> list[str]:
+    """What `copies` runs of one row, started together on threads of their own, returned."""
+    import threading
+
+    start, outcomes = threading.Barrier(copies), []
+
+    def run_a_copy() -> None:
+        start.wait()
+        outcomes.append(process_raw(raw_id))
+
+    threads = [threading.Thread(target=run_a_copy) for _ in range(copies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return outcomes
+
+
+@pytest.mark.postgres
+def test_copies_of_an_old_row_running_at_once_never_set_it_aside(
+    tmp_path: Path, pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On Celery the sweep queues a copy of every old pending row per pass, and a worker's children run copies
+    of one row at once. Each counted itself: with six copies, one healthy row in two went past
+    MAX_UNFINISHED_RUNS, and a copy failed it "set aside: 3 runs ... never finished" (counted as a failed event)
+    while another stored it. Only the one live counted run of a row runs it now; the other copies leave it."""
+    import logging
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from hub.schemas import utcnow
+
+    caplog.set_level(logging.ERROR, logger="hub.pipeline")
+    for hub in running(make_hub(make_settings(tmp_path, pg_url))):
+        sid = add_source(client_for(hub), "web", "site", {"write_key": KEY})
+        for trial in range(5):
+            raw_id = _submit(hub, sid, _msg(f"copies-{trial}"))
+            an_hour_ago = utcnow() - timedelta(hours=1)  # behind a backlog older than the requeue delay: counted
+            with hub.transaction() as s:
+                s.execute(update(RawEvent).where(RawEvent.id == raw_id).values(received_at=an_hour_ago))
+            outcomes = _run_copies_at_once(raw_id, copies=6)
+            assert "failed" not in outcomes and "handled" in outcomes, outcomes  # the others left it to that run
+            assert _unfinished_runs(hub, raw_id) == ("handled", 0, None)
+        assert "set aside" not in caplog.text and count_events(hub) == 5
