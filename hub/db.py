@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -12,9 +13,9 @@ from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, String, TypeDecorator, event
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, String, TypeDecorator, event, func, select
 from sqlalchemy.engine import Engine, create_engine
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import Uuid
 
@@ -86,6 +87,30 @@ class Timestamps:
 
 _WRITE_LOCKS: dict[int, threading.RLock] = {}
 _WRITE_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def try_advisory_lock(engine: Engine, name: bytes, what: str) -> Iterator[bool]:
+    """PostgreSQL: yield whether this session took the advisory lock `name`; never waits.
+
+    Held on a connection of its own, so it covers every process and goes with one that is killed. A connection lost
+    meanwhile (its backend terminated or restarted) took the lock with it: there is nothing to release, and raising
+    from here would replace the outcome of the work the lock covered. Connecting or asking may raise DBAPIError.
+    """
+    key = int.from_bytes(hashlib.sha256(name).digest()[:8], "big", signed=True)
+    with engine.connect() as conn:
+        acquired = bool(conn.scalar(select(func.pg_try_advisory_lock(key))))
+        conn.commit()
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                try:
+                    conn.scalar(select(func.pg_advisory_unlock(key)))
+                    conn.commit()
+                except DBAPIError as exc:
+                    log.warning("the lock of %s went with its connection (%s); nothing to release", what,
+                                exc.__class__.__name__)
 
 
 @contextmanager

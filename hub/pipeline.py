@@ -7,21 +7,20 @@ never stores an event twice.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from hub import metrics
 from hub.connector import InboundRequest, ParseContext, SetAside
-from hub.db import JSONText, after_commit
+from hub.db import JSONText, after_commit, try_advisory_lock
 from hub.errors import HubError, PayloadError, QuarantineError, RetryableError
 from hub.identifiers import is_placeholder, normalize_identity, parse_placeholders
 from hub.ids import new_id
@@ -93,6 +92,10 @@ class DbState:
 MAX_UNFINISHED_RUNS = 3
 
 
+# What a copy of a row returns when a live process is running that row counted: that run finishes it or retries it.
+RUNNING_ELSEWHERE = "running elsewhere"
+
+
 class _CountThisRun(Exception):
     """Raised before any work when a row older than the requeue delay is about to run uncounted."""
 
@@ -125,10 +128,6 @@ def process_raw(raw_id: int) -> str:
             _end_counted_run(hub, raw_id)
 
 
-# What a copy of a row returns when a live process is running that row counted: that run finishes it or retries it.
-RUNNING_ELSEWHERE = "running elsewhere"
-
-
 @contextmanager
 def _sole_counted_run(hub: Hub, raw_id: int) -> Iterator[bool]:
     """Yield whether this is the only live counted run of the row; never waits.
@@ -142,32 +141,13 @@ def _sole_counted_run(hub: Hub, raw_id: int) -> Iterator[bool]:
     if hub.engine.dialect.name != "postgresql":
         yield True
         return
-    key = int.from_bytes(hashlib.sha256(f"crmhub-raw:{raw_id}".encode()).digest()[:8], "big", signed=True)
-    try:
-        conn = hub.engine.connect()
-    except DBAPIError as exc:
-        raise RetryableError(f"could not take the run's lock: {exc.__class__.__name__}") from exc
-    try:
-        sole = bool(conn.scalar(select(func.pg_try_advisory_lock(key))))
-        conn.commit()
-    except DBAPIError as exc:
-        conn.close()
-        raise RetryableError(f"could not take the run's lock: {exc.__class__.__name__}") from exc
-    try:
+    with ExitStack() as stack:
+        try:
+            sole = stack.enter_context(
+                try_advisory_lock(hub.engine, f"crmhub-raw:{raw_id}".encode(), f"raw event {raw_id}'s run"))
+        except DBAPIError as exc:
+            raise RetryableError(f"could not take the run's lock: {exc.__class__.__name__}") from exc
         yield sole
-    finally:
-        if sole:
-            _release_run_lock(conn, key, raw_id)
-        conn.close()
-
-
-def _release_run_lock(conn: Connection, key: int, raw_id: int) -> None:
-    """A connection lost during the run took its lock with it: nothing to release, and the run's outcome stands."""
-    try:
-        conn.scalar(select(func.pg_advisory_unlock(key)))
-        conn.commit()
-    except DBAPIError as exc:
-        log.warning("raw event %s: its run's lock went with its connection (%s)", raw_id, exc.__class__.__name__)
 
 
 def _run(hub: Hub, raw_id: int, *, counted: bool) -> str:

@@ -22,10 +22,10 @@ from datetime import timedelta
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import httpx
-from sqlalchemy import func, select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import select
 
 from hub.connector import PULLED_METHOD
+from hub.db import try_advisory_lock
 from hub.errors import Conflict, InvalidRequest, NotFound, RetryableError
 from hub.ingest import RawSubmission, storable_key, store_raw_batch
 from hub.models import SourceRow
@@ -185,15 +185,9 @@ def pull_lock(hub: Hub, source_id: uuid.UUID) -> Iterator[bool]:
     SQLite (one process runs the tasks) a process-local set is enough.
     """
     if hub.engine.dialect.name == "postgresql":
-        key = int.from_bytes(hashlib.sha256(b"crmhub-pull:" + source_id.bytes).digest()[:8], "big", signed=True)
-        with hub.engine.connect() as conn:
-            acquired = bool(conn.scalar(select(func.pg_try_advisory_lock(key))))
-            conn.commit()
-            try:
-                yield acquired
-            finally:
-                if acquired:
-                    _unlock(conn, key, source_id)
+        lock = try_advisory_lock(hub.engine, b"crmhub-pull:" + source_id.bytes, f"the pull of source {source_id}")
+        with lock as acquired:
+            yield acquired
         return
     with _local_pulls_lock:
         acquired = source_id not in _local_pulls
@@ -204,18 +198,6 @@ def pull_lock(hub: Hub, source_id: uuid.UUID) -> Iterator[bool]:
         if acquired:
             with _local_pulls_lock:
                 _local_pulls.discard(source_id)
-
-
-def _unlock(conn: Any, key: int, source_id: uuid.UUID) -> None:
-    """Release the pull's advisory lock. A connection lost meanwhile (its backend terminated or restarted) took the
-    lock with it: its error, raised from here, replaced the pull's own outcome, and a pull that had stored every
-    page and recorded its success failed its task."""
-    try:
-        conn.scalar(select(func.pg_advisory_unlock(key)))
-        conn.commit()
-    except DBAPIError as exc:
-        log.warning("the pull lock of source %s went with its connection (%s); nothing to release", source_id,
-                    exc.__class__.__name__)
 
 
 def _store(hub: Hub, source_id: uuid.UUID, pulled: list[PulledRequest]) -> int:
