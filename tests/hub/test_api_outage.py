@@ -11,9 +11,17 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, event, text
 
+from hub import api
+from hub.outage_log import OutageLog
 from hub.runtime import Hub
 from tests.conftest import PG_ADMIN_URL, make_hub, make_settings, running
 from tests.helpers import ADMIN, client_for
+
+
+@pytest.fixture(autouse=True)
+def _fresh_outage_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process's log stays quiet for a minute after an outage it logged: each test starts with its own."""
+    monkeypatch.setattr(api, "DATABASE_OUTAGE", OutageLog(api.log, "reaching the database from the API"))
 
 
 def _refuse_connections(*_: Any) -> None:

@@ -207,6 +207,9 @@ def test_a_database_outage_is_a_503_in_json_and_any_other_failure_a_json_500(web
 
     from sqlalchemy.exc import OperationalError
 
+    from hub.outage_log import OutageLog
+    from webhooks import inbound
+
     hub, client, sid = web
 
     def db_down(source_id: uuid.UUID) -> None:
@@ -214,6 +217,8 @@ def test_a_database_outage_is_a_503_in_json_and_any_other_failure_a_json_500(web
 
     real = hub.active_source
     monkeypatch.setattr(hub, "active_source", db_down)
+    # a fresh log: one shared by the process stays quiet for a minute after an outage an earlier test logged
+    monkeypatch.setattr(inbound, "_SOURCES_OUTAGE", OutageLog(inbound.log, "reading sources for inbound requests"))
     caplog.set_level(logging.WARNING, logger="webhooks.inbound")
     for n in range(3):
         resp = client.post(f"/hooks/{sid}/v1/track", content=_track(f"m-db{n}"), headers=basic(KEY))
