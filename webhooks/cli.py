@@ -258,9 +258,10 @@ def source_health(as_json: bool) -> None:
         return
     items.sort(key=lambda item: (STATUS_ORDER.get(item["status"], 9), item["name"]))
     _table(["id", "status", "name", "connector", "received", "accepted", "duplicates", "rejected (auth)",
-            "quarantined", "last received", "lag s", "pull"],
+            "rejected (other)", "quarantined", "last received", "lag s", "pull"],
            ([i["source_id"], i["status"], i["name"], i["connector"], i["received_1h"], i["accepted_1h"],
-             i["duplicates_1h"], i["rejected_auth_1h"], i["quarantined_1h"], table_time(i["last_received_at"], "never"),
+             i["duplicates_1h"], i["rejected_auth_1h"], i["rejected_other_1h"], i["quarantined_1h"],
+             table_time(i["last_received_at"], "never"),
              i["processing_lag_s"], _pull_state(i["pull"])] for i in items),
            empty="no sources (add one: crmhub sources add CONNECTOR NAME --config JSON)")
 

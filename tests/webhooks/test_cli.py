@@ -271,3 +271,32 @@ def test_table_times_keep_their_zone(shub: Hub, cli: Callable[[Hub], click.Group
     _record_outcome(shub, uuid.UUID(sid), None)  # a pull that succeeded: its time is shown
     [line] = run(cli(shub), "sources", "health").stdout.splitlines()[1:]
     assert re.search(r"ok \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ", line), line
+
+
+def test_a_source_degraded_by_refused_bodies_shows_why_on_ops_and_in_the_cli(
+        shub: Hub, cli: Callable[[Hub], click.Group]) -> None:
+    """A request refused for something other than its credentials (an unreadable body: 400) made a source `degraded`
+    while neither /ops nor `crmhub sources health` had a column saying why."""
+    import time
+
+    from tests.helpers import basic
+
+    client = client_for(shub)
+    key = "write-key-123456"
+    sid = client.post("/v1/sources", json={"connector": "web", "name": "site", "config": {"write_key": key}},
+                      headers=ADMIN).json()["id"]
+    assert client.post(f"/hooks/{sid}/v1/track", content=b"{not json", headers=basic(key)).status_code == 400
+    deadline = time.monotonic() + 5  # the rejection log is written off the request path
+    while not (item := client.get("/v1/health/sources", headers=ADMIN).json()["items"][0])["rejected_other_1h"]:
+        assert time.monotonic() < deadline, item
+        time.sleep(0.05)
+    assert (item["status"], item["received_1h"], item["rejected_auth_1h"], item["rejected_other_1h"]) == (
+        "degraded", 1, 0, 1)
+    page = client.get("/ops", headers=ADMIN).text
+    assert "<th>Rejected (other)</th>" in page
+    row = re.search(rf'data-source-id="{sid}".*?</tr>', page, re.S)
+    assert row and re.findall(r"<td>(\d+)</td>", row.group(0))[:6] == ["1", "0", "0", "0", "1", "0"]
+    table = run(cli(shub), "sources", "health")
+    assert table.exit_code == 0, table.output + table.stderr
+    assert "rejected (other)" in table.stdout.splitlines()[0]
+    assert table.stdout.splitlines()[1].split()[4:10] == ["1", "0", "0", "0", "1", "0"]
