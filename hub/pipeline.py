@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterable
+from contextlib import ExitStack
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -95,9 +95,8 @@ MAX_UNFINISHED_RUNS = 3
 # What a copy of a row returns when a live process is running that row counted: that run finishes it or retries it.
 RUNNING_ELSEWHERE = "running elsewhere"
 
-
-class _CountThisRun(Exception):
-    """Raised before any work when a row older than the requeue delay is about to run uncounted."""
+# What the first transaction of an old row's run returns once it has counted the run: the work follows, counted.
+_COUNTED = "counted"
 
 
 @task("hub.pipeline.process_raw", queue="ingest", max_retries=8)
@@ -107,30 +106,26 @@ def process_raw(raw_id: int) -> str:
     A run that kills its process (out of memory, a crash in a C library) rolls back everything, its attempt
     included, and leaves the row pending: the requeue sweep would run it again every minute, taking a Celery
     worker child, or the whole in-process server at each start, down with it for ever. So a row older than the
-    requeue delay (one left pending, or behind a backlog) is run counted: `unfinished_runs` goes up in a
-    transaction of its own before the work and down when the run ends however it ends in Python. Once
-    MAX_UNFINISHED_RUNS counted runs never ended, the row is failed with a reason, and `crmhub replay` runs it
-    again. A fresh row, the common case, costs no extra commit.
+    requeue delay (one left pending, or behind a backlog) is run counted: the transaction that reads the row
+    finds it old and commits `unfinished_runs` one up instead of doing the work, and the work's own transaction
+    sets it back to 0 (a separate one does when the work raised or rolled back: a run that ends in Python is
+    uncounted however it ends). Once MAX_UNFINISHED_RUNS counted runs never ended, the row is failed with a
+    reason, and `crmhub replay` runs it again. A fresh row, the common case, costs no extra commit.
     """
     hub = get_hub()
-    try:
-        return _run(hub, raw_id, counted=False)
-    except _CountThisRun:
-        pass
-    with _sole_counted_run(hub, raw_id) as sole:
-        if not sole:
-            return RUNNING_ELSEWHERE
-        if not _start_counted_run(hub, raw_id):
-            return RAW_FAILED
+    with ExitStack() as held:  # a counted run's lock, held until its work has ended
+        status = _run(hub, raw_id, counted=False, held=held)
+        if status != _COUNTED:
+            return status
         try:
-            return _run(hub, raw_id, counted=True)
-        finally:
+            return _run(hub, raw_id, counted=True, held=held)
+        except BaseException:
             _end_counted_run(hub, raw_id)
+            raise
 
 
-@contextmanager
-def _sole_counted_run(hub: Hub, raw_id: int) -> Iterator[bool]:
-    """Yield whether this is the only live counted run of the row; never waits.
+def _sole_counted_run(hub: Hub, raw_id: int, held: ExitStack) -> bool:
+    """Whether this is the only live counted run of the row (its lock then held by `held`); never waits.
 
     On Celery the sweep queues a copy of every old pending row per pass, and a worker's children run copies of one
     row at once: each counted itself, so six live copies of a healthy row went past MAX_UNFINISHED_RUNS and one set
@@ -139,29 +134,30 @@ def _sole_counted_run(hub: Hub, raw_id: int) -> Iterator[bool]:
     two copies at once.
     """
     if hub.engine.dialect.name != "postgresql":
-        yield True
-        return
-    with ExitStack() as stack:
-        try:
-            sole = stack.enter_context(
-                try_advisory_lock(hub.engine, f"crmhub-raw:{raw_id}".encode(), f"raw event {raw_id}'s run"))
-        except DBAPIError as exc:
-            raise RetryableError(f"could not take the run's lock: {exc.__class__.__name__}") from exc
-        yield sole
+        return True
+    try:
+        return held.enter_context(
+            try_advisory_lock(hub.engine, f"crmhub-raw:{raw_id}".encode(), f"raw event {raw_id}'s run"))
+    except DBAPIError as exc:
+        raise RetryableError(f"could not take the run's lock: {exc.__class__.__name__}") from exc
 
 
-def _run(hub: Hub, raw_id: int, *, counted: bool) -> str:
+def _run(hub: Hub, raw_id: int, *, counted: bool, held: ExitStack) -> str:
+    """One transaction of the run: the work, or (an old row's first, `counted` False) the count before it."""
     try:
         with hub.transaction() as session:
-            return _process(hub, session, raw_id, counted=counted)
-    except (QuarantineError, RetryableError, _CountThisRun):
+            status = _process(hub, session, raw_id, counted=counted, held=held)
+            if counted:
+                _uncount(session, raw_id)
+            return status
+    except (QuarantineError, RetryableError):
         raise
     except DBAPIError as exc:
         if _never_storable(exc):
             # The database refuses this content itself (a value longer than its column, a NULL where none may
             # be): retrying cannot help, and the row would stay pending, retried by every requeue sweep.
             log.error("raw event %s cannot be stored: %s", raw_id, exc.orig)
-            _mark_failed(hub, raw_id, exc)
+            _mark_failed(hub, raw_id, exc, uncount=counted)
             return RAW_FAILED
         if database_conflict(exc):
             # A deadlock or a lost race on a unique key (another worker stored the same
@@ -171,44 +167,55 @@ def _run(hub: Hub, raw_id: int, *, counted: bool) -> str:
         raise RetryableError(str(exc)) from exc
     except HubError as exc:  # raised on purpose, with a message that says what to do: no traceback in the log
         log.error("raw event %s failed: %s", raw_id, exc.message)
-        _mark_failed(hub, raw_id, exc)
+        _mark_failed(hub, raw_id, exc, uncount=counted)
         return RAW_FAILED
     except Exception as exc:
         log.exception("raw event %s failed", raw_id)
-        _mark_failed(hub, raw_id, exc)
+        _mark_failed(hub, raw_id, exc, uncount=counted)
         return RAW_FAILED
 
 
-def _start_counted_run(hub: Hub, raw_id: int) -> bool:
-    """Count the run about to start, committed before it; False (and the row failed) when too many died."""
-    try:
-        with hub.transaction() as session:
-            runs = session.scalar(
-                update(RawEvent)
-                .where(RawEvent.id == raw_id, RawEvent.status == RAW_PENDING)
-                .values(unfinished_runs=RawEvent.unfinished_runs + 1)
-                .returning(RawEvent.unfinished_runs)
-            )
-            if runs is None or runs <= MAX_UNFINISHED_RUNS:  # None: not pending (any more); the run will say so
-                return True
-            died = runs - 1
-            session.execute(
-                update(RawEvent)
-                .where(RawEvent.id == raw_id)
-                .values(status=RAW_FAILED, unfinished_runs=died, error=(
-                    f"set aside: {died} runs on this request never finished (the process running them was "
-                    "killed: out of memory, a crash, a kill -9); it is not run again on its own. Find the cause, "
-                    "then `crmhub replay` runs it again"
-                ))
-            )
-    except DBAPIError as exc:
-        raise RetryableError(f"could not count the run: {exc.__class__.__name__}") from exc
-    log.error("raw event %s set aside: %d runs on it never finished (their process died)", raw_id, died)
-    metrics.EVENTS_FAILED.inc()
-    return False
+def _older_than_requeue_delay(hub: Hub, raw: RawEvent) -> bool:
+    return raw.received_at < utcnow() - timedelta(seconds=hub.settings.requeue_after_s)
+
+
+def _start_counted_run(hub: Hub, session: Session, raw: RawEvent, held: ExitStack) -> str:
+    """Count the run about to start, in the transaction that found the row old (committed before the work):
+    _COUNTED; RUNNING_ELSEWHERE; RAW_FAILED, the row set aside, when too many died."""
+    if not _sole_counted_run(hub, raw.id, held):
+        return RUNNING_ELSEWHERE
+    runs = session.scalar(
+        update(RawEvent)
+        .where(RawEvent.id == raw.id, RawEvent.status == RAW_PENDING)
+        .values(unfinished_runs=RawEvent.unfinished_runs + 1)
+        .returning(RawEvent.unfinished_runs)
+    )
+    if runs is None or runs <= MAX_UNFINISHED_RUNS:  # None: not pending (failed before); the run will say so
+        return _COUNTED
+    died = runs - 1
+    session.execute(
+        update(RawEvent)
+        .where(RawEvent.id == raw.id)
+        .values(status=RAW_FAILED, unfinished_runs=died, error=(
+            f"set aside: {died} runs on this request never finished (the process running them was "
+            "killed: out of memory, a crash, a kill -9); it is not run again on its own. Find the cause, "
+            "then `crmhub replay` runs it again"
+        ))
+    )
+    log.error("raw event %s set aside: %d runs on it never finished (their process died)", raw.id, died)
+    after_commit(session, metrics.EVENTS_FAILED.inc)
+    return RAW_FAILED
+
+
+def _uncount(session: Session, raw_id: int) -> None:
+    """The counted run ended: cleared in the transaction that stores its outcome, no commit of its own."""
+    raw = session.get(RawEvent, raw_id)  # the row the run locked: no query
+    if raw is not None:
+        raw.unfinished_runs = 0
 
 
 def _end_counted_run(hub: Hub, raw_id: int) -> None:
+    """The counted run ended in Python but its transaction rolled back: cleared in one of its own."""
     try:
         with hub.transaction() as session:
             session.execute(update(RawEvent).where(RawEvent.id == raw_id).values(unfinished_runs=0))
@@ -238,14 +245,14 @@ def database_conflict(exc: DBAPIError) -> bool:
     return isinstance(exc, OperationalError | IntegrityError) and not _never_storable(exc)
 
 
-def _process(hub: Hub, session: Session, raw_id: int, *, counted: bool) -> str:
+def _process(hub: Hub, session: Session, raw_id: int, *, counted: bool, held: ExitStack) -> str:
     raw = _lock_raw(session, raw_id)
     if raw is None or raw.status in (RAW_HANDLED, RAW_QUARANTINED):
         return raw.status if raw else "missing"
     if _set_aside(raw):
         return RAW_FAILED
-    if not counted and raw.received_at < utcnow() - timedelta(seconds=hub.settings.requeue_after_s):
-        raise _CountThisRun
+    if not counted and _older_than_requeue_delay(hub, raw):  # known from the row: counted before any work
+        return _start_counted_run(hub, session, raw, held)
     source_row = session.get(SourceRow, raw.source_id)
     if source_row is None:
         raw.status, raw.error = RAW_FAILED, "source deleted"
@@ -339,13 +346,14 @@ def _lock_raw(session: Session, raw_id: int) -> RawEvent | None:
     return session.scalars(stmt).first()
 
 
-def _mark_failed(hub: Hub, raw_id: int, exc: BaseException) -> None:
+def _mark_failed(hub: Hub, raw_id: int, exc: BaseException, *, uncount: bool = False) -> None:
+    """`uncount`: a counted run ended here, its own transaction rolled back; this one clears its count."""
+    values: dict[str, Any] = {
+        "status": RAW_FAILED, "error": f"{exc.__class__.__name__}: {exc}"[:2000], "attempts": RawEvent.attempts + 1}
+    if uncount:
+        values["unfinished_runs"] = 0
     with hub.transaction() as session:
-        session.execute(
-            update(RawEvent)
-            .where(RawEvent.id == raw_id)
-            .values(status=RAW_FAILED, error=f"{exc.__class__.__name__}: {exc}"[:2000], attempts=RawEvent.attempts + 1)
-        )
+        session.execute(update(RawEvent).where(RawEvent.id == raw_id).values(**values))
     metrics.EVENTS_FAILED.inc()
 
 

@@ -550,6 +550,75 @@ def test_counted_runs_that_end_in_python_are_never_set_aside(
     assert process_raw(raw_id) == "handled" and count_events(hub) == 1
 
 
+def _transactions(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """How each of the hub's transactions from now on ended, in order: "commit" or "rollback"."""
+    from contextlib import contextmanager
+
+    from sqlalchemy.orm import Session
+
+    ended: list[str] = []
+    real = hub.transaction
+
+    @contextmanager
+    def recorded() -> Iterator[Session]:
+        try:
+            with real() as session:
+                yield session
+        except BaseException:
+            ended.append("rollback")
+            raise
+        ended.append("commit")
+
+    monkeypatch.setattr(hub, "transaction", recorded)
+    return ended
+
+
+def _left_pending_for_an_hour(hub: Hub, raw_id: int) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from hub.schemas import utcnow
+
+    with hub.transaction() as s:
+        s.execute(update(RawEvent).where(RawEvent.id == raw_id).values(received_at=utcnow() - timedelta(hours=1)))
+
+
+def test_a_counted_run_that_stores_its_outcome_uncounts_itself_in_the_same_commit(
+    source: tuple[Hub, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A counted run's end was a commit of its own after the one that stored its outcome: a third commit per old
+    row (13.5 ms a row on PostgreSQL against 5.6 ms fresh, with the attempt below). A run whose transaction rolls
+    back still uncounts itself in another (here the one that marks the row failed)."""
+    hub, sid = source
+    raw_id, broken_id = _submit(hub, sid, _msg("old-1")), _submit(hub, sid, _msg("old-2"))
+    for row in (raw_id, broken_id):
+        _left_pending_for_an_hour(hub, row)
+    ended = _transactions(hub, monkeypatch)
+    assert process_raw(raw_id) == "handled"
+    assert ended.count("commit") == 2, ended  # the count, then the outcome with the count cleared
+    assert _unfinished_runs(hub, raw_id) == ("handled", 0, None) and count_events(hub) == 1
+
+    monkeypatch.setattr(hub.connectors.get("web"), "parse", lambda *_: 1 / 0)
+    assert process_raw(broken_id) == "failed"
+    status, runs, error = _unfinished_runs(hub, broken_id)
+    assert (status, runs) == ("failed", 0) and error is not None and "ZeroDivisionError" in error
+
+
+def test_an_old_row_is_counted_by_the_transaction_that_finds_it_old(
+    source: tuple[Hub, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An old row's run first ran uncounted, found the row old, rolled back and started again counted: a wasted
+    transaction per row of a backlog. The row's age is known as soon as it is read, so that read counts the run."""
+    hub, sid = source
+    raw_id = _submit(hub, sid, _msg("old-3"))
+    _left_pending_for_an_hour(hub, raw_id)
+    ended = _transactions(hub, monkeypatch)
+    assert process_raw(raw_id) == "handled"
+    assert "rollback" not in ended, ended
+    assert _unfinished_runs(hub, raw_id) == ("handled", 0, None) and count_events(hub) == 1
+
+
 def test_a_set_aside_request_is_not_run_by_a_copy_of_its_task_queued_before(
     source: tuple[Hub, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
