@@ -438,11 +438,12 @@ def store_drafts(
     """
     drafts = list(drafts)
     stored_ids = _stored_ids(session, source, source_id, [d.source_event_id for d in drafts])
+    former = _stored_former_ids(session, source, source_id, [d for d in drafts if d.source_event_id not in stored_ids])
     at = received_at or utcnow()
     placeholders = _placeholders(hub)
     events: list[UnifiedEvent] = []
     for draft in drafts:
-        if draft.source_event_id in stored_ids:
+        if draft.source_event_id in stored_ids or any((f, draft.type) in former for f in draft.former_ids):
             continue
         stored_ids.add(draft.source_event_id)
         events.append(prepare_event(draft, source=source, source_id=source_id, received_at=at,
@@ -588,11 +589,32 @@ def _stored_ids(
     return found
 
 
+def _stored_former_ids(
+    session: Session, source: str, source_id: uuid.UUID | None, drafts: list[EventDraft]
+) -> set[tuple[str, str]]:
+    """(source_event_id, type) of the events stored under the drafts' former ids: what an older crmhub stored
+    them as. No query when no draft has one (every connector but one whose key changed)."""
+    former = list(dict.fromkeys(f for d in drafts for f in d.former_ids))
+    found: set[tuple[str, str]] = set()
+    conn = session.connection()
+    for chunk in _chunks(former, 500):
+        if source_id is not None:
+            rows = conn.execute(_FORMER_FROM_SOURCE, {"ids": chunk, "source_id": source_id})
+        else:
+            rows = conn.execute(_FORMER_FROM_KIND, {"ids": chunk, "source": source})
+        found.update((row.source_event_id, row.type) for row in rows)
+    return found
+
+
 # Built once: building a statement per call cost ~110 µs more than executing it (SQLAlchemy derives its
 # cache key from the new object each time), and this runs per batch and per event a plugin emits.
 _STORED = select(EventRow.source_event_id).where(EventRow.source_event_id.in_(bindparam("ids", expanding=True)))
 _STORED_FROM_SOURCE = _STORED.where(EventRow.source_id == bindparam("source_id"))
 _STORED_FROM_KIND = _STORED.where(EventRow.source_id.is_(None), EventRow.source == bindparam("source"))
+_FORMER = select(EventRow.source_event_id, EventRow.type).where(
+    EventRow.source_event_id.in_(bindparam("ids", expanding=True)))
+_FORMER_FROM_SOURCE = _FORMER.where(EventRow.source_id == bindparam("source_id"))
+_FORMER_FROM_KIND = _FORMER.where(EventRow.source_id.is_(None), EventRow.source == bindparam("source"))
 
 
 def prepare_event(

@@ -156,6 +156,10 @@ class EventDraft(Schema):
     # False for an event about no person (a data-health report, a disabled endpoint, a WeCom tag-library
     # change): it gets no customer. Otherwise every event belongs to someone (contract §4).
     about_a_person: bool = True
+    # Ids an earlier crmhub stored this same event under, before its connector changed the key (Douyin's
+    # `msg:<Msg-Id>` before 2026-12-06): a stored event of the same source and type under one of them makes this
+    # draft a duplicate, so a redelivery or replay across an upgrade is not stored and delivered twice.
+    former_ids: list[str] = Field(default_factory=list)
 
 
 class UnifiedEvent(Schema):

@@ -14,7 +14,7 @@ from hub.errors import HubError, PayloadError, QuarantineError, VerificationErro
 
 from .mapping import envelope_to_draft
 from .openapi import DEFAULT_BASE_URL, DouyinOpenAPI
-from .payloads import Envelope, event_id, message_id, read_envelope
+from .payloads import Envelope, event_id, former_event_ids, message_id, read_envelope
 
 
 class DouyinConfig(BaseModel):
@@ -71,6 +71,7 @@ class DouyinConnector(Connector):
         except PayloadError as exc:
             raise QuarantineError(exc.code, exc.message) from exc
         draft = envelope_to_draft(envelope, event_id(request, envelope), ctx.received_at)
+        draft.former_ids = former_event_ids(request, envelope)
         if config.resolve_allied_id and ctx.http is not None:
             self._add_allied_id(draft, config, ctx)
         return [draft]

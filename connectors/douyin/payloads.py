@@ -126,6 +126,20 @@ def event_id(request: InboundRequest, envelope: Envelope) -> str:
     return message_id(request, envelope)
 
 
+def former_event_ids(request: InboundRequest, envelope: Envelope) -> list[str]:
+    """The ids crmhub stored this event under before 2026-12-06: `msg:<Msg-Id>`, else `smid:<server_message_id>`
+    (without the event name; also the key of every event with one for half an hour that day).
+
+    A push without Msg-Id that crmhub received before an upgrade and Douyin redelivered after it got a new
+    request key and a new event key, so it was stored and delivered twice.
+    """
+    header = _as_text(request.header("msg-id"))
+    server_id = envelope.content_text("server_message_id")
+    ids = (["msg:" + header[:200]] if header else []) + (["smid:" + server_id[:200]] if server_id else [])
+    current = event_id(request, envelope)
+    return [i for i in ids if i != current]
+
+
 def _server_message_key(envelope: Envelope) -> str | None:
     """`smid:<event>:<server_message_id>`: with the event, as an enter-conversation push and a lead card may name
     the same message; both parts bounded, so the key fits the 300-character id columns."""

@@ -217,3 +217,35 @@ def test_end_to_end_over_http(hub: Hub) -> None:
     wait_processed(hub)
     assert count_events(hub, source="douyin") == 1
     assert count_events(hub, type="message.received") == 1
+
+
+@pytest.mark.parametrize("msg_id", [None, "old-msg-1"])
+def test_an_event_stored_under_its_pre_upgrade_key_is_not_stored_again(any_hub: Hub, msg_id: str | None) -> None:
+    """crmhub before 2026-12-06 keyed a push on `msg:<Msg-Id>`, else `smid:<server_message_id>`. Upgraded from it,
+    a push without Msg-Id that Douyin redelivered got new keys (measured: 2 events and 2 deliveries of one
+    message), and a replay of a request stored then made a second event (5 of the demo's 5 Douyin requests)."""
+    from sqlalchemy import update
+
+    from hub.models import EventRow, RawEvent
+    from hub.pipeline import replay_raw
+    from tests.helpers import add_source
+
+    hub = any_hub
+    client = client_for(hub)
+    source_id = add_source(client, "douyin", "brand-douyin", CONFIG)
+    body = (FIXTURES / "im_receive_msg.json").read_bytes()
+    headers = {**sign(body, CONFIG).headers, **({"msg-id": msg_id} if msg_id else {})}
+    assert client.post(f"/hooks/{source_id}", content=body, headers=headers).json()["accepted"] == 1
+    wait_processed(hub)
+    old_key = f"msg:{msg_id}" if msg_id else "smid:7306432799999990001"
+    with hub.transaction() as session:  # the keys the older crmhub stored the request and its event under
+        session.execute(update(EventRow).values(source_event_id=old_key))
+        session.execute(update(RawEvent).values(dedup_key=old_key))
+    if msg_id is None:  # Douyin redelivers: a new request key now, so the request is stored again
+        assert client.post(f"/hooks/{source_id}", content=body, headers=headers).json()["accepted"] == 1
+    else:  # the operator replays the stored request
+        with hub.transaction() as session:
+            session.execute(update(RawEvent).values(status="failed"))
+        assert len(replay_raw(hub)) == 1
+    wait_processed(hub)
+    assert count_events(hub, source="douyin") == 1
