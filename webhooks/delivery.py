@@ -47,7 +47,8 @@ SWEEP_EVERY_S = 30.0
 SWEEP_GRACE_S = 10.0
 MAX_ROUNDS = 64  # batches per task; then the task re-enqueues itself so other work gets a turn
 # ... or fewer, once the task has run this long: a receiver that answers 2xx slowly (or trickles its answer) took
-# 15 s a batch, and its pump held the deliver lane for all 64 (16 min) while every other endpoint waited.
+# 15 s a batch, and its pump held the deliver lane for all 64 (16 min) while every other endpoint waited. A batch
+# also stops starting POSTs then (the rest stay due, `deferred`): 32 answers of 3 s each took 16.5 s at 8 in flight.
 MAX_PUMP_S = 5.0
 pump_clock = time.monotonic  # what MAX_PUMP_S is measured with (a test counts the receiver's time on its own clock)
 RECORD_TRIES = 3
@@ -151,15 +152,15 @@ def deliver_due(hub: Hub, endpoint_id: uuid.UUID) -> str:
                 enqueue(DELIVER_DUE_TASK, str(endpoint_id), countdown=batch.retry_in)
             outcomes[batch.reason] += 1
             return _summary(outcomes)
-        results = attempt(hub, batch)
+        results = attempt(hub, batch, budget_s=MAX_PUMP_S - (pump_clock() - started))
         outcomes.update(results)
         if MSG_DELIVERED not in results:
             # Nothing went through (a receiver down or hanging: each batch can take the whole timeout). Yield
             # the deliver lane to other endpoints' pumps, queued behind them: one stuck receiver used to hold
             # it for up to MAX_ROUNDS batches while healthy endpoints waited (helper-24).
             break
-        if pump_clock() - started >= MAX_PUMP_S:  # a slow receiver: its turn is over, even when it delivers
-            break
+        if pump_clock() - started >= MAX_PUMP_S or "deferred" in results:  # a slow receiver: its turn is over,
+            break  # even when it delivers; what its last batch did not start is still due, for the next turn
     enqueue(DELIVER_DUE_TASK, str(endpoint_id))
     return _summary(outcomes)
 
@@ -168,9 +169,9 @@ def _summary(outcomes: Counter[str]) -> str:
     return " ".join(f"{name}={n}" for name, n in sorted(outcomes.items()))
 
 
-def attempt(hub: Hub, batch: Batch) -> list[str]:
-    """Send a claimed batch and record the outcome of each message."""
-    results = _send(hub, batch)
+def attempt(hub: Hub, batch: Batch, *, budget_s: float | None = None) -> list[str]:
+    """Send a claimed batch and record the outcome of each message; no POST starts after `budget_s` (pump_clock)."""
+    results = _send(hub, batch, budget_s)
     for result in (r for r in results if r.sent):
         metrics.DELIVERY_ATTEMPTS.labels(result.outcome()).inc()
         if result.latency_ms is not None:  # a refusal took no time on the wire: no latency to report
@@ -185,13 +186,14 @@ def attempt(hub: Hub, batch: Batch) -> list[str]:
     return []
 
 
-def _send(hub: Hub, batch: Batch) -> list[sender.SendResult]:
+def _send(hub: Hub, batch: Batch, budget_s: float | None) -> list[sender.SendResult]:
     items = [sender.Outgoing(str(m.message_id), m.body) for m in batch.messages]
     if batch.signer is None:
         log.error("cannot sign for endpoint %s: %s", batch.endpoint_id, batch.problem)
         return [sender.SendResult(None, None, error=f"refused: {batch.problem}"[:500]) for _ in items]
     try:
-        return sender.send_batch(batch.url, batch.signer, items, allow_private=hub.settings.allow_private_endpoints)
+        return sender.send_batch(batch.url, batch.signer, items, allow_private=hub.settings.allow_private_endpoints,
+                                 budget_s=budget_s, clock=pump_clock)
     except Exception as exc:  # a bug must still end in recorded, retried attempts
         log.exception("delivery to endpoint %s crashed", batch.endpoint_id)
         return [sender.SendResult(None, None, error=f"{exc.__class__.__name__}: {exc}"[:500]) for _ in items]
@@ -212,6 +214,8 @@ class _Next:
 
 
 def _next(hub: Hub, claimed: Claimed, result: sender.SendResult, now: datetime) -> _Next:
+    if result.deferred:  # the pump's turn ended first: still due, unleased; the pump queues itself again
+        return _Next("deferred", MSG_PENDING, claimed.next_attempt_at)
     if not result.sent:  # never left the process: not an attempt; the lease is given back
         return _Next("not_sent", MSG_PENDING, claimed.next_attempt_at, retry_in=NOT_SENT_RETRY_S)
     if result.ok:

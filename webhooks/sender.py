@@ -13,6 +13,7 @@ import atexit
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -48,7 +49,8 @@ class SendResult:
     excerpt: str | None = None
     retry_after: float | None = None
     abort: bool = False
-    sent: bool = True  # False: it never left the process (no free connection in time); not an attempt
+    sent: bool = True  # False: it never left the process (no free connection in time, or deferred); not an attempt
+    deferred: bool = False  # not sent because the batch's time was up (`send_batch`'s `budget_s`)
     done: float = field(default_factory=time.monotonic)  # when it finished, to order a batch's outcomes
 
     @property
@@ -122,6 +124,8 @@ class _Loop:
             job = await self.queue.get()
             if time.monotonic() - job.queued > TOTAL_TIMEOUT_S:
                 result = SendResult(None, 0.0, error="not sent: no free connection", sent=False)
+            elif job.batch.over():
+                result = SendResult(None, None, error="not sent: the batch's time was up", sent=False, deferred=True)
             else:
                 try:
                     result = await _request(self.client, job.url, job.vetted, job.body, job.headers)
@@ -129,23 +133,45 @@ class _Loop:
                     result = SendResult(None, None, error=f"{exc.__class__.__name__}: {exc}"[:500])
             job.batch.done(job.index, result)
 
-    def submit(self, url: str, vetted: Vetted, signed: list[tuple[bytes, dict[str, str]]]) -> _Batch:
-        batch = _Batch(len(signed))
+    def submit(self, url: str, vetted: Vetted, signed: list[tuple[bytes, dict[str, str]]],
+               budget: _Budget | None = None) -> _Batch:
+        batch = _Batch(len(signed), budget)
         now = time.monotonic()
         jobs = [_Job(url, vetted, body, headers, batch, i, now) for i, (body, headers) in enumerate(signed)]
         self.loop.call_soon_threadsafe(lambda: [self.queue.put_nowait(job) for job in jobs])
         return batch
 
 
+@dataclass(frozen=True)
+class _Budget:
+    """How long a batch may go on starting POSTs, counted from its first, on `clock` (the caller's)."""
+
+    seconds: float
+    clock: Callable[[], float]
+
+
 class _Batch:
     """A batch's results, filled in by the sender coroutines; the worker thread waits on `ready`."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, budget: _Budget | None = None) -> None:
         self.results: list[SendResult | None] = [None] * size
         self.left = size
         self.ready = threading.Event()
+        self.budget = budget
+        self.first_started: float | None = None
         if size == 0:
             self.ready.set()
+
+    def over(self) -> bool:
+        """Is the batch's time up? Counted from its first POST, so time spent waiting for a connection that
+        other batches held is not charged to it (a healthy endpoint queued behind a hanging one still sends)."""
+        if self.budget is None:
+            return False
+        now = self.budget.clock()
+        if self.first_started is None:  # the first POST always goes: every turn makes progress
+            self.first_started = now
+            return False
+        return now - self.first_started >= self.budget.seconds
 
     def done(self, index: int, result: SendResult) -> None:
         self.results[index] = result
@@ -180,18 +206,25 @@ def _runtime() -> _Loop:
 # ---------------------------------------------------------------- sending
 
 
-def send_batch(url: str, signer: Signer, items: list[Outgoing], *, allow_private: bool) -> list[SendResult]:
-    """Sign and POST every item to `url` concurrently. Never raises for network or receiver trouble."""
+def send_batch(url: str, signer: Signer, items: list[Outgoing], *, allow_private: bool,
+               budget_s: float | None = None, clock: Callable[[], float] = time.monotonic) -> list[SendResult]:
+    """Sign and POST every item to `url` concurrently. Never raises for network or receiver trouble.
+
+    `budget_s`: no POST starts once that long (on `clock`) has passed since the batch's first one; those come
+    back `sent=False, deferred=True`. A slow receiver's batch then ends near the budget, not after 32 answers.
+    """
     signed = [(item.body.encode(), headers_for(signer, item.msg_id, item.body)) for item in items]
-    return _send_signed(url, signed, allow_private=allow_private)
+    budget = None if budget_s is None else _Budget(budget_s, clock)
+    return _send_signed(url, signed, allow_private=allow_private, budget=budget)
 
 
-def _send_signed(url: str, signed: list[tuple[bytes, dict[str, str]]], *, allow_private: bool) -> list[SendResult]:
+def _send_signed(url: str, signed: list[tuple[bytes, dict[str, str]]], *, allow_private: bool,
+                 budget: _Budget | None = None) -> list[SendResult]:
     try:
         addresses = check_url(url, allow_private=allow_private)
     except UnsafeURL as exc:
         return [SendResult(None, None, error=f"refused: {exc.message}") for _ in signed]
-    batch = _runtime().submit(url, Vetted(pool_host(url), tuple(addresses)), signed)
+    batch = _runtime().submit(url, Vetted(pool_host(url), tuple(addresses)), signed, budget)
     if not batch.ready.wait(BATCH_TIMEOUT_S):  # cannot happen while the loop runs: every POST is bounded
         return [r or SendResult(None, BATCH_TIMEOUT_S * 1000, error="timeout: sender loop unresponsive")
                 for r in batch.results]

@@ -122,12 +122,12 @@ def test_a_pump_whose_batch_delivered_nothing_yields_the_lane(shub: Hub, monkeyp
     queued: list[tuple[str, tuple[object, ...]]] = []
     monkeypatch.setattr(delivery, "claim", lambda hub, endpoint_id: object())
     monkeypatch.setattr(delivery, "enqueue", lambda name, *args, **kw: queued.append((name, args)))
-    monkeypatch.setattr(delivery, "attempt", lambda hub, batch: sent.append(1) or ["retry_scheduled"] * 32)
+    monkeypatch.setattr(delivery, "attempt", lambda hub, batch, **_: sent.append(1) or ["retry_scheduled"] * 32)
     endpoint_id = uuid.uuid4()
     assert delivery.deliver_due(shub, endpoint_id) == "retry_scheduled=32"
     assert len(sent) == 1 and queued == [(delivery.DELIVER_DUE_TASK, (str(endpoint_id),))]
     sent.clear()
-    monkeypatch.setattr(delivery, "attempt", lambda hub, batch: sent.append(1) or ["delivered"] * 32)
+    monkeypatch.setattr(delivery, "attempt", lambda hub, batch, **_: sent.append(1) or ["delivered"] * 32)
     delivery.deliver_due(shub, endpoint_id)
     assert len(sent) == delivery.MAX_ROUNDS
 
@@ -155,3 +155,75 @@ def test_a_pump_of_a_slow_receiver_yields_the_lane_even_when_it_delivers(
     monkeypatch.setattr(delivery, "enqueue", lambda name, *args, **kw: queued.append((name, args)))
     assert delivery.deliver_due(hub, uuid.UUID(endpoint["id"])) == "delivered=2"
     assert queued == [(delivery.DELIVER_DUE_TASK, (endpoint["id"],))]  # behind the other pumps, for the rest
+
+
+def _due_now(hub: Hub) -> None:
+    with hub.transaction() as s:
+        s.execute(update(MessageRow).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
+
+
+def test_a_slow_receivers_batch_stops_starting_posts_when_the_pumps_turn_is_over(
+        hub_factory: Callable[..., Hub], receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The turn was only checked between batches: 32 answers of 3 s each, 8 at a time, held the deliver lane
+    16.5 s. The batch now starts no POST after MAX_PUMP_S; the rest stay due, unattempted, for the next turn."""
+    hub = hub_factory(retry_schedule="600,30")  # first attempt far away: only the pumps called here send
+    endpoint_id = uuid.UUID(add_endpoint(hub, receiver.url)["id"])
+    store(hub, *[draft(f"e-{c}", phone=f"+86139{c:08d}") for c in range(claiming.BATCH)])
+    _due_now(hub)
+    lane = [0.0]  # the lane's time on a clock of the test's: 3 s an answer, 8 at a time
+    step = 3.0 / sender.MAX_IN_FLIGHT
+    monkeypatch.setattr(delivery, "pump_clock", lambda: lane[0])
+
+    def slow_ok(_: object) -> tuple[int, dict[str, str], bytes]:
+        lane[0] += step
+        return 200, {}, b""
+
+    receiver.script = slow_ok
+    queued: list[tuple[str, tuple[object, ...]]] = []
+    monkeypatch.setattr(delivery, "enqueue", lambda name, *args, **kw: queued.append((name, args)))
+    summary = dict(part.split("=") for part in delivery.deliver_due(hub, endpoint_id).split())
+    # No POST started after MAX_PUMP_S: what was in flight then (at most one per slot) is all that came after.
+    assert lane[0] <= delivery.MAX_PUMP_S + sender.MAX_IN_FLIGHT * step
+    assert set(summary) == {"delivered", "deferred"} and int(summary["deferred"]) > 0
+    assert int(summary["delivered"]) == len(receiver.received) == len(_attempts(hub)) < claiming.BATCH
+    assert queued == [(delivery.DELIVER_DUE_TASK, (str(endpoint_id),))]  # behind the other pumps, for the rest
+    waiting = [m for m in _messages(hub) if m.status == "pending"]
+    assert len(waiting) == int(summary["deferred"])
+    assert all(m.attempt_count == 0 and m.lease_until is None and m.last_error is None for m in waiting)
+
+    for _ in range(4):  # the next turns deliver the rest, still due
+        lane[0] = 0.0
+        if delivery.deliver_due(hub, endpoint_id) == "idle=1":
+            break
+    assert sorted(r.headers["webhook-id"] for r in receiver.received) == sorted(str(m.id) for m in _messages(hub))
+    assert all(m.status == "delivered" and m.attempt_count == 1 for m in _messages(hub))
+    assert len(_attempts(hub)) == claiming.BATCH and all(a.success for a in _attempts(hub))
+
+
+def test_a_fast_receiver_still_gets_full_batches(hub_factory: Callable[..., Hub], receiver: Receiver,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The turn's budget cuts only a slow batch: throughput rests on batches of 32 (two short transactions each)."""
+    hub = hub_factory(retry_schedule="600,30")
+    endpoint_id = uuid.UUID(add_endpoint(hub, receiver.url)["id"])
+    store(hub, *[draft(f"e-{c}", phone=f"+86139{c:08d}") for c in range(2 * claiming.BATCH)])
+    _due_now(hub)
+    lane = [0.0]
+    monkeypatch.setattr(delivery, "pump_clock", lambda: lane[0])
+
+    def fast_ok(_: object) -> tuple[int, dict[str, str], bytes]:
+        lane[0] += 0.005
+        return 200, {}, b""
+
+    receiver.script = fast_ok
+    sizes: list[int] = []
+    send_batch = sender.send_batch
+
+    def counted(url: str, signer: object, items: list[sender.Outgoing], **kw: object) -> list[sender.SendResult]:
+        results = send_batch(url, signer, items, **kw)  # type: ignore[arg-type]
+        sizes.append(sum(r.sent for r in results))
+        return results
+
+    monkeypatch.setattr(sender, "send_batch", counted)
+    monkeypatch.setattr(delivery, "enqueue", lambda *args, **kw: None)
+    assert delivery.deliver_due(hub, endpoint_id) == "delivered=64 idle=1"
+    assert sizes == [claiming.BATCH, claiming.BATCH]

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.webhooks.conftest import Receiver
+from tests.webhooks.conftest import Received, Receiver
 from webhooks import sender
 from webhooks.signing import Signer, generate_secret
 
@@ -139,3 +139,47 @@ def test_a_redirect_is_an_answer_never_followed(raw_server: RawServer, receiver:
     assert (result.status_code, result.ok, result.error) == (307, False, "HTTP 307")
     time.sleep(0.2)
     assert receiver.received == []
+
+
+def test_a_batch_whose_time_is_up_starts_only_its_first_post(receiver: Receiver) -> None:
+    """`budget_s`: no POST starts once the budget has passed since the batch's first; the rest come back
+    unsent (deferred, not attempts). The first always goes, so every pump's turn makes progress."""
+    items = [sender.Outgoing(f"msg_{i}", "{}") for i in range(4)]
+    results = sender.send_batch(receiver.url, Signer([generate_secret()]), items, allow_private=True,
+                                budget_s=0.0, clock=lambda: 0.0)
+    assert len(receiver.received) == 1 and sum(r.ok for r in results) == 1
+    assert [(r.sent, r.deferred) for r in results if not r.ok] == [(False, True)] * 3
+
+
+def test_a_batchs_time_counts_from_its_first_post_not_its_wait_for_a_connection(receiver: Receiver) -> None:
+    """The process's 8 connections are shared: a healthy endpoint's batch queued behind a hanging one's POSTs
+    must still go out once it gets them, not come back deferred for time it spent waiting."""
+    gate, holding = threading.Event(), threading.Event()
+
+    def held(r: Received) -> tuple[int, dict[str, str], bytes]:
+        if r.path == "/block":
+            holding.set()
+            gate.wait(10)
+        return 200, {}, b""
+
+    receiver.script = held
+    base = receiver.url.rsplit("/", 2)[0]
+    signer = Signer([generate_secret()])
+    blockers = threading.Thread(target=sender.send_batch, args=(f"{base}/block", signer,
+                                [sender.Outgoing(f"b_{i}", "{}") for i in range(sender.MAX_IN_FLIGHT)]),
+                                kwargs={"allow_private": True})
+    blockers.start()
+    holding.wait(10)  # the first blocker is held in the receiver; the other 7 wait on its lock
+    clock = [0.0]
+    results: list[sender.SendResult] = []
+    batch = threading.Thread(target=lambda: results.extend(sender.send_batch(
+        f"{base}/fast", signer, [sender.Outgoing(f"f_{i}", "{}") for i in range(4)], allow_private=True,
+        budget_s=1.0, clock=lambda: clock[0])))
+    batch.start()
+    while sender._runtime().queue.qsize() < 4:  # queued behind the 8 held POSTs
+        time.sleep(0.01)
+    clock[0] = 10.0  # waited ten times its budget for a connection
+    gate.set()
+    batch.join(10)
+    blockers.join(10)
+    assert [r.ok for r in results] == [True] * 4
