@@ -63,8 +63,9 @@ def uuid7() -> uuid.UUID:
     return uuid.UUID(int=value | _VERSION_AND_VARIANT | (random & 0xFFFF_FFFF))
 
 
+_STDLIB_UUID7: Callable[[], uuid.UUID] | None = getattr(uuid, "uuid7", None)  # Python 3.14+
+
+
 def new_id() -> uuid.UUID:
     return _STDLIB_UUID7() if _STDLIB_UUID7 is not None else uuid7()
 
-
-_STDLIB_UUID7: Callable[[], uuid.UUID] | None = getattr(uuid, "uuid7", None)  # Python 3.14+

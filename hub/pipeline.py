@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from datetime import datetime, timedelta
 from typing import Any
@@ -579,14 +579,7 @@ def _stored_ids(
     session: Session, source: str, source_id: uuid.UUID | None, source_event_ids: list[str]
 ) -> set[str]:
     """Which of these source event ids are stored already (one query per 500)."""
-    found: set[str] = set()
-    conn = session.connection()
-    for chunk in _chunks(list(dict.fromkeys(source_event_ids)), 500):
-        if source_id is not None:
-            found.update(conn.execute(_STORED_FROM_SOURCE, {"ids": chunk, "source_id": source_id}).scalars())
-        else:
-            found.update(conn.execute(_STORED_FROM_KIND, {"ids": chunk, "source": source}).scalars())
-    return found
+    return {row.source_event_id for row in _stored_rows(session, _STORED, source, source_id, source_event_ids)}
 
 
 def _stored_former_ids(
@@ -594,27 +587,33 @@ def _stored_former_ids(
 ) -> set[tuple[str, str]]:
     """(source_event_id, type) of the events stored under the drafts' former ids: what an older crmhub stored
     them as. No query when no draft has one (every connector but one whose key changed)."""
-    former = list(dict.fromkeys(f for d in drafts for f in d.former_ids))
-    found: set[tuple[str, str]] = set()
+    former = [f for d in drafts for f in d.former_ids]
+    return {(row.source_event_id, row.type) for row in _stored_rows(session, _FORMER, source, source_id, former)}
+
+
+def _stored_rows(
+    session: Session, statements: tuple[Any, Any], source: str, source_id: uuid.UUID | None, ids: list[str]
+) -> Iterator[Any]:
+    """Rows of `statements` (of a source, or of a kind of hub-made events) for these source event ids, 500 a query."""
+    by_source, by_kind = statements
     conn = session.connection()
-    for chunk in _chunks(former, 500):
+    for chunk in _chunks(list(dict.fromkeys(ids)), 500):
         if source_id is not None:
-            rows = conn.execute(_FORMER_FROM_SOURCE, {"ids": chunk, "source_id": source_id})
+            yield from conn.execute(by_source, {"ids": chunk, "source_id": source_id})
         else:
-            rows = conn.execute(_FORMER_FROM_KIND, {"ids": chunk, "source": source})
-        found.update((row.source_event_id, row.type) for row in rows)
-    return found
+            yield from conn.execute(by_kind, {"ids": chunk, "source": source})
 
 
 # Built once: building a statement per call cost ~110 µs more than executing it (SQLAlchemy derives its
 # cache key from the new object each time), and this runs per batch and per event a plugin emits.
-_STORED = select(EventRow.source_event_id).where(EventRow.source_event_id.in_(bindparam("ids", expanding=True)))
-_STORED_FROM_SOURCE = _STORED.where(EventRow.source_id == bindparam("source_id"))
-_STORED_FROM_KIND = _STORED.where(EventRow.source_id.is_(None), EventRow.source == bindparam("source"))
-_FORMER = select(EventRow.source_event_id, EventRow.type).where(
-    EventRow.source_event_id.in_(bindparam("ids", expanding=True)))
-_FORMER_FROM_SOURCE = _FORMER.where(EventRow.source_id == bindparam("source_id"))
-_FORMER_FROM_KIND = _FORMER.where(EventRow.source_id.is_(None), EventRow.source == bindparam("source"))
+def _by_source_and_by_kind(*columns: Any) -> tuple[Any, Any]:
+    stmt = select(*columns).where(EventRow.source_event_id.in_(bindparam("ids", expanding=True)))
+    return (stmt.where(EventRow.source_id == bindparam("source_id")),
+            stmt.where(EventRow.source_id.is_(None), EventRow.source == bindparam("source")))
+
+
+_STORED = _by_source_and_by_kind(EventRow.source_event_id)
+_FORMER = _by_source_and_by_kind(EventRow.source_event_id, EventRow.type)
 
 
 def prepare_event(

@@ -50,6 +50,7 @@ MAX_ROUNDS = 64  # batches per task; then the task re-enqueues itself so other w
 # 15 s a batch, and its pump held the deliver lane for all 64 (16 min) while every other endpoint waited. A batch
 # also stops starting POSTs then (the rest stay due, `deferred`): 32 answers of 3 s each took 16.5 s at 8 in flight.
 MAX_PUMP_S = 5.0
+DEFERRED = "deferred"  # a message's outcome when its batch's turn ended before it was sent: still due
 pump_clock = time.monotonic  # what MAX_PUMP_S is measured with (a test counts the receiver's time on its own clock)
 RECORD_TRIES = 3
 NOT_SENT_RETRY_S = 1.0
@@ -159,7 +160,7 @@ def deliver_due(hub: Hub, endpoint_id: uuid.UUID) -> str:
             # the deliver lane to other endpoints' pumps, queued behind them: one stuck receiver used to hold
             # it for up to MAX_ROUNDS batches while healthy endpoints waited (helper-24).
             break
-        if pump_clock() - started >= MAX_PUMP_S or "deferred" in results:  # a slow receiver: its turn is over,
+        if pump_clock() - started >= MAX_PUMP_S or DEFERRED in results:  # a slow receiver: its turn is over,
             break  # even when it delivers; what its last batch did not start is still due, for the next turn
     enqueue(DELIVER_DUE_TASK, str(endpoint_id))
     return _summary(outcomes)
@@ -215,7 +216,7 @@ class _Next:
 
 def _next(hub: Hub, claimed: Claimed, result: sender.SendResult, now: datetime) -> _Next:
     if result.deferred:  # the pump's turn ended first: still due, unleased; the pump queues itself again
-        return _Next("deferred", MSG_PENDING, claimed.next_attempt_at)
+        return _Next(DEFERRED, MSG_PENDING, claimed.next_attempt_at)
     if not result.sent:  # never left the process: not an attempt; the lease is given back
         return _Next("not_sent", MSG_PENDING, claimed.next_attempt_at, retry_in=NOT_SENT_RETRY_S)
     if result.ok:
